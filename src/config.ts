@@ -1,0 +1,179 @@
+// Every setting tiergate reads, in one zod schema, parsed once at start.
+// A bad value stops the start with a message naming the variable and what is allowed.
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().min(0);
+const optionalUrl = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .pipe(z.url().optional());
+const optionalString = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+const boolFlag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const csv = z
+  .string()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+  );
+
+/** A subject as OpenFGA sees it: `user:<id>`; a bare id is taken as a user id. */
+export const SUBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9_@.|-]{0,127}$/;
+
+const issuerSchema = z
+  .object({
+    issuer: z.string().min(1),
+    audiences: z.array(z.string().min(1)).min(1),
+    algorithms: z
+      .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
+      .min(1),
+    jwksUrl: z.url().optional(),
+    jwksFile: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((i) => (i.jwksUrl === undefined) !== (i.jwksFile === undefined), {
+    message: 'give exactly one of jwksUrl or jwksFile',
+  });
+export type IssuerConfig = z.infer<typeof issuerSchema>;
+
+const issuersJson = z
+  .string()
+  .trim()
+  .transform((v, ctx) => {
+    if (v === '') return [];
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of issuers' });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.array(issuerSchema));
+
+export const configSchema = z.object({
+  // --- process ---
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Where `npm start` keeps its state (dev signing keys, PGlite data). */
+  TIERGATE_DATA_DIR: z.string().default('.data'),
+
+  // --- gateway ---
+  GATEWAY_HOST: z.string().default('127.0.0.1'),
+  GATEWAY_PORT: port.default(8080),
+  /** Public base URL of the gateway, used as the assertion issuer and in the dev issuer. */
+  GATEWAY_PUBLIC_URL: optionalUrl,
+  /** Gateway worker processes (node:cluster); 1 runs in-process. 0 means one per core. */
+  GATEWAY_WORKERS: nonNegativeInt.default(1),
+  POLICY_FILE: z.string().default('policy/routes.yaml'),
+  /** Peers (exact IPs) whose X-Forwarded-* and X-Request-Id headers are believed. */
+  TRUSTED_PROXIES: csv.default([]),
+  MAX_PATH_LENGTH: positiveInt.default(2048),
+  MAX_HEADER_BYTES: positiveInt.default(16384),
+  /** Header carrying a short deny reason (the missing permission); empty disables it. */
+  DENY_REASON_HEADER: z.string().default('X-Tiergate-Deny-Reason'),
+
+  // --- authentication ---
+  /** JSON array of trusted issuers: [{issuer, audiences, algorithms, jwksUrl | jwksFile}]. */
+  AUTH_ISSUERS: issuersJson.default([]),
+  AUTH_CLOCK_TOLERANCE_S: nonNegativeInt.max(300).default(30),
+  /** Minimum seconds between two JWKS refetches triggered by an unknown `kid`. */
+  AUTH_JWKS_COOLDOWN_S: nonNegativeInt.default(30),
+  AUTH_JWKS_CACHE_MAX_AGE_S: positiveInt.default(600),
+  AUTH_TOKEN_CACHE_MAX: positiveInt.default(10000),
+  /** Trust a locally generated development issuer when AUTH_ISSUERS is empty (never in production). */
+  DEV_ISSUER: boolFlag.default(true),
+  DEV_ISSUER_AUDIENCE: z.string().default('tiergate'),
+
+  // --- upstream (tenant-resource service) ---
+  TENANT_SERVICE_URL: optionalUrl,
+  TENANT_SERVICE_HOST: z.string().default('127.0.0.1'),
+  TENANT_SERVICE_PORT: port.default(8090),
+  UPSTREAM_TIMEOUT_MS: positiveInt.default(10000),
+  ASSERTION_AUDIENCE: z.string().default('tenant-service'),
+  ASSERTION_TTL_S: positiveInt.max(600).default(60),
+  /** JWKS URL the tenant service trusts for gateway assertions (defaults to the gateway's own). */
+  GATEWAY_JWKS_URL: optionalUrl,
+
+  // --- OpenFGA ---
+  /** A running OpenFGA server; when unset, `npm start` builds and runs one. */
+  OPENFGA_API_URL: optionalUrl,
+  /** Datastore for the embedded OpenFGA: a postgres:// URI, or memory when unset. */
+  OPENFGA_DATASTORE_URI: optionalString,
+  OPENFGA_HTTP_PORT: port.default(8180),
+  OPENFGA_GRPC_PORT: port.default(8181),
+  OPENFGA_STORE_NAME: z.string().min(1).default('tiergate'),
+  OPENFGA_STORE_ID: optionalString,
+  OPENFGA_TIMEOUT_MS: positiveInt.default(1000),
+  /** Comma-separated subjects made platform admins at bootstrap (`user:alice` or `alice`). */
+  PLATFORM_ADMINS: csv.default([]),
+
+  // --- decision cache ---
+  REDIS_URL: optionalString,
+  /** Budget for one Redis round trip on the hot path before going straight to OpenFGA. */
+  REDIS_TIMEOUT_MS: positiveInt.default(5),
+  CACHE_ENABLED: boolFlag.default(true),
+  CACHE_L1_MAX_ENTRIES: positiveInt.default(100000),
+  CACHE_L1_ENABLED: boolFlag.default(true),
+  CACHE_ALLOW_TTL_S: positiveInt.default(300),
+  CACHE_DENY_TTL_S: positiveInt.default(30),
+  /** Fraction of the TTL added at random so entries do not expire together. */
+  CACHE_TTL_JITTER: z.coerce.number().min(0).max(1).default(0.1),
+  READCHANGES_POLL_MS: positiveInt.default(1000),
+
+  // --- persistence ---
+  /** PostgreSQL for admin metadata, audit and tenant data; PGlite under TIERGATE_DATA_DIR when unset. */
+  DATABASE_URL: optionalString,
+
+  // --- metrics ---
+  METRICS_HOST: z.string().default('127.0.0.1'),
+  /** 0 disables the metrics listener. */
+  METRICS_PORT: port.default(9464),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parse the environment once. Throws ConfigError naming each bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const known = Object.fromEntries(
+    Object.keys(configSchema.shape)
+      .filter((k) => env[k] !== undefined)
+      .map((k) => [k, env[k]]),
+  );
+  const parsed = configSchema.safeParse(known);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => {
+        const name = String(i.path[0] ?? '(environment)');
+        const rest = i.path.slice(1).join('.');
+        return `${name}${rest ? ` (${rest})` : ''}: ${i.message} (got ${JSON.stringify(env[name] ?? '')})`;
+      }),
+    );
+  }
+  const config = parsed.data;
+  if (config.NODE_ENV === 'production' && config.AUTH_ISSUERS.length === 0) {
+    throw new ConfigError(['AUTH_ISSUERS: production requires at least one configured issuer']);
+  }
+  return config;
+}
+
+/** Subjects are stored in OpenFGA as `user:<id>`. */
+export function toUserSubject(s: string): string {
+  return s.startsWith('user:') ? s : `user:${s}`;
+}

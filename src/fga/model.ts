@@ -1,0 +1,46 @@
+// model.fga -> the JSON OpenFGA takes, via @openfga/syntax-transformer, plus a
+// content hash over a canonical form so bootstrap writes a model only when it changed.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { transformer } from '@openfga/syntax-transformer';
+import type { AuthorizationModel, WriteAuthorizationModelRequest } from '@openfga/sdk';
+import { REPO_ROOT } from '../stack/go-tools.js';
+
+export const MODEL_FILE = join(REPO_ROOT, 'model.fga');
+
+export interface LoadedModel {
+  request: WriteAuthorizationModelRequest;
+  hash: string;
+}
+
+/** JSON with sorted keys and no absent values: equal models give equal strings. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined && v !== null && !(typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Hash of what decides behaviour: schema version, type definitions, conditions. */
+export function modelHash(model: Pick<AuthorizationModel, 'schema_version' | 'type_definitions' | 'conditions'>): string {
+  const body = canonicalJson({
+    schema_version: model.schema_version,
+    type_definitions: model.type_definitions,
+    conditions: model.conditions ?? {},
+  });
+  return createHash('sha256').update(body).digest('hex');
+}
+
+export function parseModel(dsl: string): LoadedModel {
+  const request = transformer.transformDSLToJSONObject(dsl) as unknown as WriteAuthorizationModelRequest;
+  return { request, hash: modelHash(request) };
+}
+
+export function loadModel(file = MODEL_FILE): LoadedModel {
+  return parseModel(readFileSync(file, 'utf8'));
+}

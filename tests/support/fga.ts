@@ -1,0 +1,29 @@
+// Each test file gets its own OpenFGA store on the shared test server, so files
+// running in parallel never see each other's tuples.
+import { randomUUID } from 'node:crypto';
+import { inject } from 'vitest';
+import type { OpenFgaClient } from '@openfga/sdk';
+import { bootstrap, type BootstrapResult } from '../../src/fga/bootstrap.js';
+import { createFgaClient } from '../../src/fga/client.js';
+
+export interface TestStore extends BootstrapResult {
+  apiUrl: string;
+  client: OpenFgaClient;
+}
+
+export async function createTestStore(opts: { apiUrl?: string; platformAdmins?: string[] } = {}): Promise<TestStore> {
+  const apiUrl = opts.apiUrl ?? inject('openfgaUrl');
+  const result = await bootstrap({
+    apiUrl,
+    storeName: `test-${randomUUID()}`,
+    platformAdmins: opts.platformAdmins ?? [],
+    timeoutMs: 5000,
+  });
+  const client = createFgaClient({
+    apiUrl,
+    storeId: result.storeId,
+    authorizationModelId: result.authorizationModelId,
+    timeoutMs: 5000,
+  });
+  return { ...result, apiUrl, client };
+}
