@@ -89,3 +89,18 @@ export interface GatewayVariables {
 export interface GatewayEnv {
   Variables: GatewayVariables;
 }
+
+export interface TupleChange {
+  writes: TupleKey[];
+  deletes: TupleKey[];
+}
+
+/**
+ * Told about every relationship write tiergate makes, after OpenFGA accepted it and
+ * before the API call that made it answers, so no replica serves a stale decision
+ * once the caller has its answer.
+ */
+export interface DecisionInvalidator {
+  tuplesChanged(change: TupleChange): Promise<void>;
+  modelChanged(): Promise<void>;
+}
