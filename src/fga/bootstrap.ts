@@ -52,7 +52,9 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
   }
   const client = createFgaClient({ apiUrl: opts.apiUrl, storeId, timeoutMs: Math.max(opts.timeoutMs, 5000), maxRetry: 3 });
 
-  const latest = await client.readLatestAuthorizationModel().catch(() => undefined);
+  // An empty store answers with no model (not an error); any error here is real
+  // and must stop the bootstrap rather than write a duplicate model.
+  const latest = await client.readLatestAuthorizationModel();
   let authorizationModelId: string;
   let wroteModel = false;
   if (latest?.authorization_model && modelHash(latest.authorization_model) === model.hash) {
@@ -62,7 +64,10 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
     wroteModel = true;
   }
 
-  const writes: TupleKey[] = opts.platformAdmins.map((s) => ({ user: toUserSubject(s), relation: 'admin', object: PLATFORM_OBJECT }));
+  // `alice` and `user:alice` name the same subject: OpenFGA refuses a write
+  // request holding the same tuple twice, even with duplicates ignored.
+  const subjects = [...new Set(opts.platformAdmins.map(toUserSubject))];
+  const writes: TupleKey[] = subjects.map((user) => ({ user, relation: 'admin', object: PLATFORM_OBJECT }));
   for (let i = 0; i < writes.length; i += 100) {
     await client.write(
       { writes: writes.slice(i, i + 100) },

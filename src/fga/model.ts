@@ -14,12 +14,22 @@ export interface LoadedModel {
   hash: string;
 }
 
-/** JSON with sorted keys and no absent values: equal models give equal strings. */
+/**
+ * A field the server and the transformer may disagree on while meaning the same:
+ * OpenFGA answers with every proto3 default filled in (`""`, `null`, `[]`), the
+ * transformer leaves them out. Empty objects are NOT defaults: `this: {}` and
+ * `wildcard: {}` carry meaning (`[user]` and `[user:*]` must hash apart).
+ */
+function isProtoDefault(v: unknown): boolean {
+  return v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0);
+}
+
+/** JSON with sorted keys and no proto3 default values: equal models give equal strings. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined && v !== null && !(typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0))
+      .filter(([, v]) => !isProtoDefault(v))
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
