@@ -25,3 +25,6 @@ export const assertionClaimsSchema = z.object({
   tenants: z.array(z.string().min(1)),
 });
 export type AssertionClaims = z.infer<typeof assertionClaimsSchema>;
+
+/** Where the gateway serves its assertion keys (GATEWAY_JWKS_URL defaults to this path on the gateway). */
+export const GATEWAY_JWKS_PATH = '/.well-known/tiergate/jwks.json';

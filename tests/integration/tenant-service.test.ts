@@ -1,0 +1,613 @@
+// The tenant-resource service against a real (in-memory) PGlite database, called
+// with real Ed25519-signed gateway assertions. No mocks: the only stand-in is the
+// gateway itself, whose job of signing assertions the helpers below do.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  SignJWT,
+  UnsecuredJWT,
+  createLocalJWKSet,
+  exportJWK,
+  generateKeyPair,
+  type CryptoKey,
+  type JWTVerifyGetKey,
+} from 'jose';
+import type { Hono } from 'hono';
+import { migrate, openDb, type Db } from '../../src/db/index.js';
+import { ASSERTION_HEADER } from '../../src/shared/assertion.js';
+import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
+import { RESOURCE_KINDS } from '../../src/shared/resource-kinds.js';
+import { createTenantServiceApp } from '../../src/tenant-service/app.js';
+import type { TenantServiceEnv } from '../../src/tenant-service/http.js';
+import { TENANT_SERVICE_COMPONENT, TENANT_SERVICE_MIGRATIONS } from '../../src/tenant-service/migrations.js';
+import { insertCallRecord } from '../../src/tenant-service/repository.js';
+import { startTenantService } from '../../src/tenant-service/server.js';
+
+const AUDIENCE = 'tenant-service';
+const KID = 'gw-1';
+
+let db: Db;
+let app: Hono<TenantServiceEnv>;
+let gatewayKey: CryptoKey;
+let strangerKey: CryptoKey;
+let verifyKey: JWTVerifyGetKey;
+/** How often the service resolved a verification key: once per signature it checked. */
+let keyLookups = 0;
+
+type ScopeType = 'tenant' | 'division' | 'organization';
+
+interface AssertionOptions {
+  scope: { type: ScopeType; id: string };
+  tenants: string[];
+  sub?: string;
+  iss?: string;
+  aud?: string;
+  /** Seconds from now; negative for an expired assertion. */
+  expiresIn?: number;
+  key?: CryptoKey;
+}
+
+function sign(o: AssertionOptions): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const exp = now + (o.expiresIn ?? 60);
+  return new SignJWT({ scope: o.scope, tenants: o.tenants })
+    .setProtectedHeader({ alg: 'EdDSA', kid: KID })
+    .setIssuer(o.iss ?? 'tiergate')
+    .setAudience(o.aud ?? AUDIENCE)
+    .setSubject(o.sub ?? 'alice')
+    .setIssuedAt(Math.min(now, exp - 30))
+    .setExpirationTime(exp)
+    .sign(o.key ?? gatewayKey);
+}
+
+const tenantAssertion = (tenantId: string) => sign({ scope: { type: 'tenant', id: tenantId }, tenants: [tenantId] });
+
+interface CallOptions {
+  token?: string;
+  body?: unknown;
+  rawBody?: string;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+
+function call(method: string, path: string, o: CallOptions = {}): Promise<Response> {
+  const headers = new Headers(o.headers);
+  if (o.token !== undefined) headers.set(ASSERTION_HEADER, o.token);
+  let body: string | undefined;
+  if (o.body !== undefined || o.rawBody !== undefined) {
+    body = o.rawBody ?? JSON.stringify(o.body);
+    headers.set('content-type', o.contentType ?? 'application/json');
+  }
+  return Promise.resolve(app.request(path, { method, headers, body }));
+}
+
+/** Calls a tenant route with a valid assertion for that tenant. */
+async function asTenant(tenantId: string, method: string, rest: string, body?: unknown): Promise<Response> {
+  return call(method, `/api/v1/tenants/${tenantId}${rest}`, { token: await tenantAssertion(tenantId), body });
+}
+
+async function expectProblem(res: Response, status: number): Promise<Record<string, unknown>> {
+  expect(res.status).toBe(status);
+  expect(res.headers.get('content-type')).toBe(PROBLEM_CONTENT_TYPE);
+  const p = (await res.json()) as Record<string, unknown>;
+  expect(p.status).toBe(status);
+  expect(typeof p.type).toBe('string');
+  return p;
+}
+
+beforeAll(async () => {
+  db = await openDb({});
+  await migrate(db, TENANT_SERVICE_COMPONENT, TENANT_SERVICE_MIGRATIONS);
+  const gateway = await generateKeyPair('EdDSA');
+  gatewayKey = gateway.privateKey;
+  strangerKey = (await generateKeyPair('EdDSA')).privateKey;
+  const jwk = { ...(await exportJWK(gateway.publicKey)), kid: KID, alg: 'EdDSA', use: 'sig' };
+  const jwks = createLocalJWKSet({ keys: [jwk] });
+  verifyKey = (header, token) => {
+    keyLookups += 1;
+    return jwks(header, token);
+  };
+  app = createTenantServiceApp({ db, verifyKey, audience: AUDIENCE });
+});
+
+afterAll(async () => {
+  await db?.close();
+});
+
+describe('health', () => {
+  it('answers /healthz without an assertion, /readyz only with one', async () => {
+    const health = await call('GET', '/healthz');
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+
+    await expectProblem(await call('GET', '/readyz'), 401);
+    const ready = await call('GET', '/readyz', { token: await tenantAssertion('t-health') });
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready', db: 'pglite' });
+  });
+});
+
+describe('gateway assertion', () => {
+  const path = '/api/v1/tenants/t-auth/agents';
+  const scope = { type: 'tenant' as const, id: 't-auth' };
+
+  it('accepts a valid assertion', async () => {
+    const res = await call('GET', path, { token: await tenantAssertion('t-auth') });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ items: [], nextCursor: null });
+  });
+
+  it('refuses a request without one, and ignores identity headers', async () => {
+    const p = await expectProblem(
+      await call('GET', path, { headers: { 'x-user-id': 'alice', 'x-tenant-id': 't-auth', authorization: 'Bearer x' } }),
+      401,
+    );
+    expect(p.detail).toBe('missing gateway assertion');
+  });
+
+  it('refuses expired, foreign-audience, foreign-issuer and foreign-key assertions', async () => {
+    const cases: [string, Promise<string>, string][] = [
+      ['expired', sign({ scope, tenants: ['t-auth'], expiresIn: -60 }), 'assertion expired'],
+      ['wrong audience', sign({ scope, tenants: ['t-auth'], aud: 'other-service' }), 'assertion claim "aud" rejected'],
+      ['wrong issuer', sign({ scope, tenants: ['t-auth'], iss: 'https://evil.example' }), 'assertion claim "iss" rejected'],
+      ['another key', sign({ scope, tenants: ['t-auth'], key: strangerKey }), 'assertion signature not from the gateway'],
+    ];
+    for (const [name, token, detail] of cases) {
+      const p = await expectProblem(await call('GET', path, { token: await token }), 401);
+      expect(p.detail, name).toBe(detail);
+    }
+  });
+
+  it('refuses HS256, alg none, and claims outside the contract', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { scope, tenants: ['t-auth'] };
+    const hs256 = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS256', kid: KID })
+      .setIssuer('tiergate')
+      .setAudience(AUDIENCE)
+      .setSubject('alice')
+      .setIssuedAt()
+      .setExpirationTime(now + 60)
+      .sign(new TextEncoder().encode('a-shared-secret-that-is-long-enough!!'));
+    const none = new UnsecuredJWT(claims).setIssuer('tiergate').setAudience(AUDIENCE).setSubject('alice').setIssuedAt().setExpirationTime(now + 60).encode();
+    const noScope = await new SignJWT({ tenants: ['t-auth'] })
+      .setProtectedHeader({ alg: 'EdDSA', kid: KID })
+      .setIssuer('tiergate')
+      .setAudience(AUDIENCE)
+      .setSubject('alice')
+      .setIssuedAt()
+      .setExpirationTime(now + 60)
+      .sign(gatewayKey);
+
+    expect((await expectProblem(await call('GET', path, { token: hs256 }), 401)).detail).toBe('assertion algorithm not allowed');
+    await expectProblem(await call('GET', path, { token: none }), 401);
+    expect((await expectProblem(await call('GET', path, { token: noScope }), 401)).detail).toBe(
+      'assertion claims do not match the contract',
+    );
+    await expectProblem(await call('GET', path, { token: 'not-a-jwt' }), 401);
+  });
+
+  it('refuses two assertion headers', async () => {
+    const token = await tenantAssertion('t-auth');
+    const headers = new Headers();
+    headers.append(ASSERTION_HEADER, token);
+    headers.append(ASSERTION_HEADER, token);
+    await expectProblem(await app.request(path, { headers }), 401);
+  });
+
+  it('verifies a repeated assertion once, a new one again', async () => {
+    // EdDSA signatures are deterministic: a fresh subject makes a token no earlier test sent.
+    const token = await sign({ scope, tenants: ['t-auth'], sub: `cache-${randomUUID()}` });
+    const before = keyLookups;
+    for (let i = 0; i < 3; i += 1) expect((await call('GET', path, { token })).status).toBe(200);
+    expect(keyLookups - before).toBe(1);
+    const other = await sign({ scope, tenants: ['t-auth'], sub: `cache-${randomUUID()}` });
+    expect((await call('GET', path, { token: other })).status).toBe(200);
+    expect(keyLookups - before).toBe(2);
+  });
+
+  it('answers 503, not 401, when the gateway keys cannot be fetched', async () => {
+    const unreachable: JWTVerifyGetKey = () => Promise.reject(new TypeError('fetch failed'));
+    const isolated = createTenantServiceApp({ db, verifyKey: unreachable, audience: AUDIENCE });
+    const res = await isolated.request(path, { headers: { [ASSERTION_HEADER]: await tenantAssertion('t-auth') } });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('content-type')).toBe(PROBLEM_CONTENT_TYPE);
+  });
+});
+
+interface KindCase {
+  segment: string;
+  id: string;
+  create: Record<string, unknown>;
+  /** Full replacement without `dropped`, which create set. */
+  replace: Record<string, unknown>;
+  dropped: string;
+  patch: Record<string, unknown>;
+}
+
+const KIND_CASES: KindCase[] = [
+  {
+    segment: 'agents',
+    id: '2000',
+    create: { agentNo: '2000', name: 'Alice', skills: ['billing'] },
+    replace: { name: 'Alice B' },
+    dropped: 'skills',
+    patch: { enabled: false },
+  },
+  {
+    segment: 'queues',
+    id: '1000',
+    create: { queueNo: '1000', name: 'Sales', agents: ['2000'] },
+    replace: { name: 'Sales 2', strategy: 'ring-all' },
+    dropped: 'agents',
+    patch: { maxWaitSeconds: 120 },
+  },
+  {
+    segment: 'extensions',
+    id: '2000',
+    create: { exten: '2000', name: 'Desk 1' },
+    replace: { type: 'webrtc' },
+    dropped: 'name',
+    patch: { enabled: false },
+  },
+  {
+    segment: 'tel-groups',
+    id: '3000',
+    create: { tgno: '3000', name: 'Front desk', members: ['2000'] },
+    replace: { name: 'Front desk 2' },
+    dropped: 'members',
+    patch: { strategy: 'simultaneous' },
+  },
+  {
+    segment: 'ivrs',
+    id: 'main',
+    create: { ivrId: 'main', name: 'Main menu', options: [{ digit: '1', target: { type: 'queue', id: '1000' } }] },
+    replace: { name: 'Main menu 2' },
+    dropped: 'options',
+    patch: { greeting: 'Welcome' },
+  },
+  {
+    segment: 'phone-numbers',
+    id: 'hq-1',
+    create: { numberId: 'hq-1', number: '+14155550100', name: 'HQ line' },
+    replace: { number: '+14155550101' },
+    dropped: 'name',
+    patch: { target: { type: 'ivr', id: 'main' } },
+  },
+  {
+    segment: 'routing-rules',
+    id: 'default',
+    create: { ruleId: 'default', name: 'Default', match: { callerPrefix: '+44' }, target: { type: 'queue', id: '1000' } },
+    replace: { name: 'Default 2', target: { type: 'ivr', id: 'main' }, priority: 5 },
+    dropped: 'match',
+    patch: { enabled: false },
+  },
+  {
+    segment: 'configurations',
+    id: 'recording',
+    create: { configKey: 'recording', value: true, description: 'record calls' },
+    replace: { value: 'off' },
+    dropped: 'description',
+    patch: { description: 'recording switched off' },
+  },
+];
+
+describe('resource CRUD', () => {
+  it('covers every writable kind of the shared table', () => {
+    const writable = RESOURCE_KINDS.filter((k) => !k.readOnly).map((k) => k.segment);
+    expect(KIND_CASES.map((k) => k.segment).sort()).toEqual([...writable].sort());
+  });
+
+  for (const k of KIND_CASES) {
+    it(`${k.segment}: create, read, list, replace, merge, delete`, async () => {
+      const kind = RESOURCE_KINDS.find((r) => r.segment === k.segment)!;
+      const tenant = `t-crud-${k.segment}`;
+      const item = `/${k.segment}/${k.id}`;
+
+      const created = await asTenant(tenant, 'POST', `/${k.segment}`, k.create);
+      expect(created.status).toBe(201);
+      expect(created.headers.get('location')).toBe(`/api/v1/tenants/${tenant}${item}`);
+      expect(await created.json()).toMatchObject({ ...k.create, tenantId: tenant });
+
+      await expectProblem(await asTenant(tenant, 'POST', `/${k.segment}`, k.create), 409);
+
+      const read = await asTenant(tenant, 'GET', item);
+      expect(read.status).toBe(200);
+      const stored = (await read.json()) as Record<string, unknown>;
+      expect(stored).toMatchObject(k.create);
+      expect(typeof stored.createdAt).toBe('string');
+
+      const list = (await (await asTenant(tenant, 'GET', `/${k.segment}`)).json()) as { items: Record<string, unknown>[] };
+      expect(list.items.map((i) => i[kind.idParam])).toEqual([k.id]);
+
+      const replaced = await asTenant(tenant, 'PUT', item, k.replace);
+      expect(replaced.status).toBe(200);
+      const afterPut = (await replaced.json()) as Record<string, unknown>;
+      expect(afterPut).toMatchObject({ ...k.replace, [kind.idParam]: k.id });
+      expect(afterPut).not.toHaveProperty(k.dropped);
+
+      const patched = await asTenant(tenant, 'PATCH', item, k.patch);
+      expect(patched.status).toBe(200);
+      expect(await patched.json()).toMatchObject({ ...k.replace, ...k.patch, [kind.idParam]: k.id });
+
+      const deleted = await asTenant(tenant, 'DELETE', item);
+      expect(deleted.status).toBe(204);
+      await expectProblem(await asTenant(tenant, 'GET', item), 404);
+      await expectProblem(await asTenant(tenant, 'PUT', item, k.replace), 404);
+      await expectProblem(await asTenant(tenant, 'PATCH', item, k.patch), 404);
+      await expectProblem(await asTenant(tenant, 'DELETE', item), 404);
+    });
+  }
+});
+
+describe('validation', () => {
+  const tenant = 't-valid';
+
+  it('refuses unknown fields, bad ids and bad values, naming each', async () => {
+    const p = await expectProblem(
+      await asTenant(tenant, 'POST', '/agents', { agentNo: '2000', name: 'A', role: 'admin', status: 'busy' }),
+      400,
+    );
+    expect(p['invalid-params']).toEqual([
+      { name: 'body.role', reason: 'unknown field' },
+      { name: 'body.status', reason: 'unknown field' },
+    ]);
+    const badId = await expectProblem(await asTenant(tenant, 'POST', '/agents', { agentNo: '../x', name: 'A' }), 400);
+    expect(badId['invalid-params']).toMatchObject([{ name: 'body.agentNo' }]);
+    await expectProblem(await asTenant(tenant, 'POST', '/agents', { name: 'A' }), 400);
+    await expectProblem(await asTenant(tenant, 'POST', '/phone-numbers', { numberId: 'n1', number: '555' }), 400);
+    await expectProblem(await asTenant(tenant, 'GET', '/agents/bad.id'), 400);
+  });
+
+  it('refuses a changed id, non-JSON, other media types and oversized bodies', async () => {
+    expect((await asTenant(tenant, 'POST', '/queues', { queueNo: 'q1', name: 'Q' })).status).toBe(201);
+    await expectProblem(await asTenant(tenant, 'PUT', '/queues/q1', { queueNo: 'q2', name: 'Q' }), 400);
+    await expectProblem(await asTenant(tenant, 'PATCH', '/queues/q1', { queueNo: 'q2' }), 400);
+    const token = await tenantAssertion(tenant);
+    const path = `/api/v1/tenants/${tenant}/queues`;
+    await expectProblem(await call('POST', path, { token, rawBody: '{"queueNo":' }), 400);
+    await expectProblem(await call('POST', path, { token, rawBody: 'queueNo=q3', contentType: 'application/x-www-form-urlencoded' }), 415);
+    const huge = { queueNo: 'q4', name: 'x'.repeat(70 * 1024) };
+    await expectProblem(await call('POST', path, { token, body: huge }), 413);
+    expect((await asTenant(tenant, 'GET', '/queues/q4')).status).toBe(404);
+    const merge = await call('PATCH', `${path}/q1`, { token, body: { name: 'Q merged' }, contentType: 'application/merge-patch+json' });
+    expect(merge.status).toBe(200);
+  });
+
+  it('pages lists with a bounded limit and an opaque cursor', async () => {
+    const t = 't-paging';
+    for (const id of ['e', 'a', 'c', 'b', 'd']) {
+      expect((await asTenant(t, 'POST', '/extensions', { exten: id })).status).toBe(201);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const q: string = `?limit=2${cursor ? `&cursor=${cursor}` : ''}`;
+      const page = (await (await asTenant(t, 'GET', `/extensions${q}`)).json()) as { items: { exten: string }[]; nextCursor: string | null };
+      seen.push(...page.items.map((i) => i.exten));
+      cursor = page.nextCursor;
+      pages += 1;
+    } while (cursor !== null && pages < 10);
+    expect(seen).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(pages).toBe(3);
+    for (const q of ['?limit=0', '?limit=201', '?limit=abc', '?cursor=%2E%2E', '?cursor=Li4v', '?sort=name']) {
+      await expectProblem(await asTenant(t, 'GET', `/extensions${q}`), 400);
+    }
+  });
+});
+
+describe('tenant isolation', () => {
+  it('keeps the same agentNo in two tenants as two agents', async () => {
+    expect((await asTenant('t-iso-a', 'POST', '/agents', { agentNo: '2000', name: 'Agent of A' })).status).toBe(201);
+    expect((await asTenant('t-iso-b', 'POST', '/agents', { agentNo: '2000', name: 'Agent of B' })).status).toBe(201);
+    expect(await (await asTenant('t-iso-a', 'GET', '/agents/2000')).json()).toMatchObject({ tenantId: 't-iso-a', name: 'Agent of A' });
+    expect(await (await asTenant('t-iso-b', 'GET', '/agents/2000')).json()).toMatchObject({ tenantId: 't-iso-b', name: 'Agent of B' });
+    await asTenant('t-iso-b', 'DELETE', '/agents/2000');
+    expect(await (await asTenant('t-iso-a', 'GET', '/agents/2000')).json()).toMatchObject({ name: 'Agent of A' });
+    expect((await asTenant('t-iso-b', 'POST', '/agents', { agentNo: '2000', name: 'Agent of B' })).status).toBe(201);
+  });
+
+  it("refuses tenant A's assertion on tenant B's paths, revealing nothing of B", async () => {
+    const tokenA = await tenantAssertion('t-iso-a');
+    for (const [method, path, body] of [
+      ['GET', '/api/v1/tenants/t-iso-b/agents', undefined],
+      ['GET', '/api/v1/tenants/t-iso-b/agents/2000', undefined],
+      ['PUT', '/api/v1/tenants/t-iso-b/agents/2000', { name: 'hijacked' }],
+      ['DELETE', '/api/v1/tenants/t-iso-b/agents/2000', undefined],
+      ['PUT', '/api/v1/tenants/t-iso-b/agents/2000/status', { status: 'busy' }],
+      ['GET', '/api/v1/tenants/t-iso-b/reports/summary', undefined],
+    ] as const) {
+      const res = await call(method, path, { token: tokenA, body });
+      const text = await res.clone().text();
+      await expectProblem(res, 403);
+      expect(text).not.toContain('Agent of B');
+    }
+    expect(await (await asTenant('t-iso-b', 'GET', '/agents/2000')).json()).toMatchObject({ name: 'Agent of B', status: 'offline' });
+  });
+
+  it('refuses a tenant scope the tenants claim does not list, and non-tenant scopes on tenant routes', async () => {
+    const notListed = await sign({ scope: { type: 'tenant', id: 't-iso-b' }, tenants: ['t-iso-a'] });
+    await expectProblem(await call('GET', '/api/v1/tenants/t-iso-b/agents', { token: notListed }), 403);
+    const division = await sign({ scope: { type: 'division', id: 't-iso-b' }, tenants: ['t-iso-b'] });
+    await expectProblem(await call('GET', '/api/v1/tenants/t-iso-b/agents', { token: division }), 403);
+  });
+
+  it('ignores X-Tenant-Id and X-User-Id: only the assertion decides', async () => {
+    const res = await call('GET', '/api/v1/tenants/t-iso-a/agents', {
+      token: await tenantAssertion('t-iso-a'),
+      headers: { 'x-tenant-id': 't-iso-b', 'x-user-id': 'mallory', 'x-tiergate-tenant': 't-iso-b' },
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { items: Record<string, unknown>[] };
+    expect(body.items).toEqual([expect.objectContaining({ tenantId: 't-iso-a', name: 'Agent of A' })]);
+  });
+});
+
+describe('agent status', () => {
+  const t = 't-status';
+
+  it('changes only the status, which a replace keeps', async () => {
+    expect((await asTenant(t, 'POST', '/agents', { agentNo: '7', name: 'Seven' })).status).toBe(201);
+    const set = await asTenant(t, 'PUT', '/agents/7/status', { status: 'available' });
+    expect(set.status).toBe(200);
+    expect(await set.json()).toMatchObject({ agentNo: '7', name: 'Seven', status: 'available' });
+    const replaced = (await (await asTenant(t, 'PUT', '/agents/7', { name: 'Seven B' })).json()) as Record<string, unknown>;
+    expect(replaced).toMatchObject({ name: 'Seven B', status: 'available' });
+    await expectProblem(await asTenant(t, 'PUT', '/agents/7/status', { status: 'sleeping' }), 400);
+    await expectProblem(await asTenant(t, 'PUT', '/agents/7/status', { status: 'busy', name: 'x' }), 400);
+    await expectProblem(await asTenant(t, 'PUT', '/agents/8/status', { status: 'busy' }), 404);
+    const get = await asTenant(t, 'GET', '/agents/7/status');
+    await expectProblem(get, 405);
+    expect(get.headers.get('allow')).toBe('PUT');
+  });
+});
+
+describe('call records', () => {
+  const t = 't-calls';
+
+  it('are read-only through the API and inserted with insertCallRecord', async () => {
+    const record = {
+      callId: 'c1',
+      direction: 'inbound' as const,
+      from: '+14155550100',
+      to: '+14155550199',
+      agentNo: '2000',
+      startedAt: '2025-01-02T03:04:05.000Z',
+      answeredAt: '2025-01-02T03:04:10.000Z',
+      endedAt: '2025-01-02T03:06:10.000Z',
+      durationSeconds: 120,
+      disposition: 'answered' as const,
+    };
+    expect(await insertCallRecord(db, t, record)).toBe(true);
+    expect(await insertCallRecord(db, t, record)).toBe(false);
+    await expect(insertCallRecord(db, t, { ...record, callId: 'c2', disposition: 'lost' as never })).rejects.toThrow();
+
+    const got = await asTenant(t, 'GET', '/call-records/c1');
+    expect(got.status).toBe(200);
+    expect(await got.json()).toEqual({ ...record, tenantId: t, queueNo: null });
+    const list = (await (await asTenant(t, 'GET', '/call-records')).json()) as { items: unknown[] };
+    expect(list.items).toHaveLength(1);
+    await expectProblem(await asTenant('t-calls-other', 'GET', '/call-records/c1'), 404);
+
+    for (const [method, path] of [
+      ['POST', '/call-records'],
+      ['PUT', '/call-records/c1'],
+      ['PATCH', '/call-records/c1'],
+      ['DELETE', '/call-records/c1'],
+    ] as const) {
+      const res = await asTenant(t, method, path, { callId: 'c1' });
+      await expectProblem(res, 405);
+      expect(res.headers.get('allow')).toBe('GET, HEAD');
+    }
+    expect((await asTenant(t, 'GET', '/call-records/c1')).status).toBe(200);
+  });
+});
+
+describe('reports', () => {
+  async function seed(tenant: string, agents: number, calls: ('answered' | 'missed')[]) {
+    for (let i = 0; i < agents; i += 1) {
+      expect((await asTenant(tenant, 'POST', '/agents', { agentNo: `a${i}`, name: `Agent ${i}` })).status).toBe(201);
+    }
+    for (const [i, disposition] of calls.entries()) {
+      await insertCallRecord(db, tenant, {
+        callId: `call-${i}`,
+        direction: 'inbound',
+        from: '+441234567',
+        to: '+441234568',
+        startedAt: '2025-03-01T10:00:00Z',
+        durationSeconds: disposition === 'answered' ? 60 : 0,
+        disposition,
+      });
+    }
+  }
+
+  beforeAll(async () => {
+    await seed('t-rep-1', 2, ['answered', 'missed']);
+    await seed('t-rep-2', 1, ['answered']);
+    await seed('t-rep-3', 5, ['answered', 'answered', 'answered']);
+    expect((await asTenant('t-rep-1', 'PUT', '/agents/a0/status', { status: 'busy' })).status).toBe(200);
+  });
+
+  it('summarises one tenant', async () => {
+    const res = await asTenant('t-rep-1', 'GET', '/reports/summary');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      tenantId: 't-rep-1',
+      resources: { agents: 2, queues: 0, 'call-records': 2 },
+      agentsByStatus: { busy: 1, offline: 1, available: 0 },
+      calls: { total: 2, answered: 1, missed: 1, inbound: 2, talkSeconds: 60 },
+    });
+  });
+
+  it('aggregates a division over exactly the tenants in the assertion', async () => {
+    const token = await sign({ scope: { type: 'division', id: 'div-1' }, tenants: ['t-rep-1', 't-rep-2', 't-rep-empty'] });
+    const res = await call('GET', '/api/v1/divisions/div-1/reports/summary', { token });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      scope: unknown;
+      tenantCount: number;
+      totals: { resources: Record<string, number>; calls: Record<string, number> };
+      tenants: { tenantId: string; resources: Record<string, number> }[];
+    };
+    expect(body.scope).toEqual({ type: 'division', id: 'div-1' });
+    expect(body.tenantCount).toBe(3);
+    expect(body.tenants.map((t) => [t.tenantId, t.resources.agents])).toEqual([
+      ['t-rep-1', 2],
+      ['t-rep-2', 1],
+      ['t-rep-empty', 0],
+    ]);
+    expect(body.totals.resources.agents).toBe(3); // t-rep-3's five agents are not in the claim
+    expect(body.totals.calls).toMatchObject({ total: 3, answered: 2, missed: 1, talkSeconds: 120 });
+  });
+
+  it('aggregates an organization, and refuses a scope that is not the path node', async () => {
+    const org = await sign({ scope: { type: 'organization', id: 'org-1' }, tenants: ['t-rep-1', 't-rep-2', 't-rep-3'] });
+    const res = await call('GET', '/api/v1/organizations/org-1/reports/summary', { token: org });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ tenantCount: 3, totals: { resources: { agents: 8 }, calls: { total: 6, answered: 5 } } });
+
+    await expectProblem(await call('GET', '/api/v1/organizations/org-2/reports/summary', { token: org }), 403);
+    await expectProblem(await call('GET', '/api/v1/divisions/org-1/reports/summary', { token: org }), 403);
+    const tenantToken = await tenantAssertion('t-rep-1');
+    await expectProblem(await call('GET', '/api/v1/divisions/t-rep-1/reports/summary', { token: tenantToken }), 403);
+  });
+});
+
+describe('routing and storage', () => {
+  it('answers unknown routes 404 with an assertion, 401 without', async () => {
+    const token = await tenantAssertion('t-route');
+    await expectProblem(await call('GET', '/api/v1/tenants/t-route/widgets', { token }), 404);
+    await expectProblem(await call('GET', '/api/v2/anything', { token }), 404);
+    await expectProblem(await call('GET', '/api/v2/anything'), 401);
+  });
+
+  it('applies migrations once: re-running is a no-op that keeps the data', async () => {
+    expect((await asTenant('t-migrate', 'POST', '/queues', { queueNo: 'q', name: 'Kept' })).status).toBe(201);
+    expect(await migrate(db, TENANT_SERVICE_COMPONENT, TENANT_SERVICE_MIGRATIONS)).toBe(0);
+    const applied = await db.query<{ n: number }>('select count(*)::int as n from schema_migrations where component = $1', [
+      TENANT_SERVICE_COMPONENT,
+    ]);
+    expect(applied.rows[0]?.n).toBe(TENANT_SERVICE_MIGRATIONS.length);
+    expect(await (await asTenant('t-migrate', 'GET', '/queues/q')).json()).toMatchObject({ name: 'Kept' });
+  });
+
+  it('serves over real HTTP with startTenantService and stops cleanly', async () => {
+    expect((await asTenant('t-http', 'POST', '/agents', { agentNo: '2000', name: 'Over HTTP' })).status).toBe(201);
+    const svc = await startTenantService({ db, verifyKey, audience: AUDIENCE, port: 0 });
+    try {
+      expect((await fetch(`${svc.url}/healthz`)).status).toBe(200);
+      const item = `${svc.url}/api/v1/tenants/t-http/agents/2000`;
+      const res = await fetch(item, { headers: { [ASSERTION_HEADER]: await tenantAssertion('t-http') } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      expect(await res.json()).toMatchObject({ agentNo: '2000', name: 'Over HTTP' });
+      expect((await fetch(item)).status).toBe(401);
+    } finally {
+      await svc.close();
+    }
+    await expect(fetch(`${svc.url}/healthz`)).rejects.toThrow();
+    // The caller's database stays open.
+    expect((await db.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+  });
+});
