@@ -1,5 +1,6 @@
 // The typed request context the pipeline stages hand to each other. Each stage
 // reads what earlier stages set and adds its own part; nothing reaches back.
+import type { HttpBindings } from '@hono/node-server';
 import type { Logger } from 'pino';
 
 /** Stage 1 (normalise): the one canonical form of the request that is matched, authorized and forwarded. */
@@ -63,6 +64,8 @@ export interface CheckRequest {
   relation: string;
   object: string;
   contextualTuples: TupleKey[];
+  /** Condition context passed to OpenFGA; part of the decision cache key. */
+  context?: Record<string, unknown>;
   /** Hierarchy node the object lives under; lets the cache scope invalidation. */
   scope?: Scope;
   consistency?: 'cached' | 'strong';
@@ -87,6 +90,8 @@ export interface GatewayVariables {
 }
 
 export interface GatewayEnv {
+  /** The raw Node request/response: the forward stage hands them to the proxy. */
+  Bindings: HttpBindings;
   Variables: GatewayVariables;
 }
 

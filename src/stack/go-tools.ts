@@ -66,7 +66,7 @@ export async function ensureTool(tool: GoTool, log: (line: string) => void = (l)
   }
   mkdirSync(TOOLS_BIN, { recursive: true });
   const cwd = join(REPO_ROOT, tool.moduleDir);
-  const tmp = `${toolPath(tool)}.building`;
+  const tmp = `${toolPath(tool)}.building.${process.pid}`; // concurrent builders each rename atomically
   log(`tiergate: building ${tool.name} from ${tool.moduleDir}/go.mod with ${go.stdout.trim()} (first time only; a few minutes)`);
   const started = Date.now();
   let packages = 0;

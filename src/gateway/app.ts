@@ -1,0 +1,97 @@
+// Composes the gateway: the request pipeline for /api/v1 (normalise -> authenticate
+// -> match policy -> authorize -> forward), the admin plane at /admin/v1, and the
+// operational endpoints. Stages are built elsewhere and passed in, so each stays a
+// small module with its own tests and this file only says in which order they run.
+import { Hono, type MiddlewareHandler } from 'hono';
+import type { JWK } from 'jose';
+import type { Logger } from 'pino';
+import { problem, problemResponse } from '../shared/problem.js';
+import { authorize, type DeniedRequest } from './authorize.js';
+import { forward, type ForwardOptions } from './forward.js';
+import type { GatewayMetrics } from './metrics.js';
+import { requestContext } from './request-context.js';
+import type { Authorizer, GatewayEnv } from './types.js';
+
+export interface ReadinessCheck {
+  name: string;
+  /** Resolves with a short detail when ready; rejects (or resolves false) when not. */
+  check: () => Promise<string | boolean>;
+  /** Optional checks report their state but do not make the gateway unready (e.g. Redis). */
+  optional?: boolean;
+}
+
+export interface GatewayAppDeps {
+  logger: Logger;
+  metrics: GatewayMetrics;
+  trustedProxies: ReadonlySet<string>;
+  normalise: MiddlewareHandler<GatewayEnv>;
+  authenticate: MiddlewareHandler<GatewayEnv>;
+  matchPolicy: MiddlewareHandler<GatewayEnv>;
+  authorizer: Authorizer;
+  forward: ForwardOptions;
+  denyReasonHeader?: string;
+  onDenied?: (denied: DeniedRequest) => void;
+  /** The admin API (an app of its own), mounted at /admin/v1. */
+  admin?: Hono<GatewayEnv>;
+  readiness: ReadinessCheck[];
+  /** Public keys of the assertions the gateway signs, for the upstream. */
+  assertionJwks: { keys: JWK[] };
+  /** Public keys of the development issuer, when it is trusted. */
+  devIssuerJwks?: { keys: JWK[] };
+}
+
+export const API_PREFIX = '/api/v1';
+export const ADMIN_PREFIX = '/admin/v1';
+
+export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+  app.use('*', requestContext({ logger: deps.logger, trustedProxies: deps.trustedProxies, metrics: deps.metrics }));
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    const results = await Promise.all(
+      deps.readiness.map(async (r) => {
+        try {
+          const out = await r.check();
+          return { name: r.name, ok: out !== false, optional: r.optional === true, detail: typeof out === 'string' ? out : undefined };
+        } catch (err) {
+          return { name: r.name, ok: false, optional: r.optional === true, detail: err instanceof Error ? err.message : String(err) };
+        }
+      }),
+    );
+    const ready = results.every((r) => r.ok || r.optional);
+    return c.json({ status: ready ? 'ready' : 'not ready', checks: results }, ready ? 200 : 503);
+  });
+  app.get('/.well-known/tiergate/jwks.json', (c) => c.json(deps.assertionJwks, 200, { 'cache-control': 'public, max-age=300' }));
+  if (deps.devIssuerJwks) {
+    const jwks = deps.devIssuerJwks;
+    app.get('/.well-known/dev-issuer/jwks.json', (c) => c.json(jwks, 200, { 'cache-control': 'public, max-age=300' }));
+  }
+
+  // The data path. Order matters and is the whole point: bad input is refused
+  // before anyone is authenticated, identity before policy, policy before the engine.
+  const api = new Hono<GatewayEnv>();
+  api.use('*', deps.normalise, deps.authenticate, deps.matchPolicy, authorize({
+    authorizer: deps.authorizer,
+    denyReasonHeader: deps.denyReasonHeader,
+    onDenied: deps.onDenied,
+  }));
+  api.all('*', forward(deps.forward));
+  app.route(API_PREFIX, api);
+
+  if (deps.admin) {
+    const admin = new Hono<GatewayEnv>();
+    admin.use('*', deps.normalise);
+    admin.route('/', deps.admin);
+    app.route(ADMIN_PREFIX, admin);
+  }
+
+  app.notFound((c) =>
+    problemResponse(problem(404, 'not-found', 'Not Found', { detail: 'No route matches this path.', requestId: c.var.requestId })),
+  );
+  app.onError((err, c) => {
+    c.var.log?.error({ err: err.message, stack: err.stack, requestId: c.var.requestId }, 'unhandled error');
+    return problemResponse(problem(500, 'internal', 'Internal Server Error', { requestId: c.var.requestId }));
+  });
+  return app;
+}

@@ -1,0 +1,75 @@
+// Stage 4: ask the Authorizer (decision cache in front of OpenFGA) whether the
+// principal holds the rule's permission on the rule's object. Deny by default:
+// only an explicit `allowed: true` answer lets the request through; any error,
+// timeout or unreachable engine is 503 and the request is not forwarded.
+import type { MiddlewareHandler } from 'hono';
+import { problem, problemResponse } from '../shared/problem.js';
+import type { Authorizer, GatewayEnv } from './types.js';
+
+export interface DeniedRequest {
+  requestId: string;
+  subject: string;
+  permission: string;
+  object: string;
+  method: string;
+  path: string;
+}
+
+export interface AuthorizeOptions {
+  authorizer: Authorizer;
+  /** Response header naming the missing permission; empty or undefined sends none. */
+  denyReasonHeader?: string;
+  /** Told about every denial (the audit trail); never delays the answer. */
+  onDenied?: (denied: DeniedRequest) => void;
+}
+
+export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv> {
+  const reasonHeader = opts.denyReasonHeader?.trim() || undefined;
+  return async (c, next) => {
+    const policy = c.var.policy;
+    const principal = c.var.principal;
+    let allowed: boolean;
+    try {
+      const decision = await opts.authorizer.check({
+        user: principal.subject,
+        relation: policy.permission,
+        object: policy.object,
+        contextualTuples: policy.contextualTuples,
+        scope: policy.scope,
+        consistency: policy.consistency,
+      });
+      c.set('decision', decision);
+      allowed = decision.allowed === true;
+    } catch (err) {
+      c.var.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'authorization engine unavailable');
+      return problemResponse(
+        problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+          detail: 'The decision could not be made, so the request was not forwarded. Retry later.',
+          requestId: c.var.requestId,
+        }),
+        { 'retry-after': '1' },
+      );
+    }
+    if (!allowed) {
+      opts.onDenied?.({
+        requestId: c.var.requestId,
+        subject: principal.subject,
+        permission: policy.permission,
+        object: policy.object,
+        method: c.var.canonical.method,
+        path: c.var.canonical.path,
+      });
+      // Name the missing permission and nothing else: not who holds it, not
+      // whether the object exists, nothing about other tenants.
+      return problemResponse(
+        problem(403, 'forbidden', 'Forbidden', {
+          detail: `Missing permission ${policy.permission} for this request.`,
+          permission: policy.permission,
+          requestId: c.var.requestId,
+        }),
+        reasonHeader ? { [reasonHeader]: `missing ${policy.permission}` } : {},
+      );
+    }
+    await next();
+  };
+}

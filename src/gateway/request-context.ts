@@ -1,0 +1,60 @@
+// Stage 0: a request id (the client's only when it comes from a trusted proxy and
+// looks like an id; otherwise a new one), a child logger, and the one structured
+// log line per request, written when the response has really gone out (for
+// proxied requests that is after the upstream answered).
+import { randomUUID } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
+import type { Logger } from 'pino';
+import type { GatewayMetrics } from './metrics.js';
+import type { GatewayEnv } from './types.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface RequestContextOptions {
+  logger: Logger;
+  trustedProxies: ReadonlySet<string>;
+  metrics?: GatewayMetrics;
+}
+
+export function requestContext(opts: RequestContextOptions): MiddlewareHandler<GatewayEnv> {
+  return async (c, next) => {
+    const startedAt = performance.now();
+    const incoming = c.env?.incoming;
+    const peer = incoming?.socket.remoteAddress ?? '';
+    const offered = c.req.header('x-request-id');
+    const requestId = offered && opts.trustedProxies.has(peer) && REQUEST_ID.test(offered) ? offered : randomUUID();
+    c.set('requestId', requestId);
+    c.set('startedAt', startedAt);
+    c.set('log', opts.logger);
+
+    const finish = (status: number) => {
+      const v = c.var;
+      const durationMs = performance.now() - startedAt;
+      const route = v.policy?.route ?? (status === 404 ? 'unmatched' : c.req.routePath);
+      opts.metrics?.requestDuration.observe({ route, method: c.req.method, status: String(status) }, durationMs / 1000);
+      // Never the token, never request bodies.
+      opts.logger.info(
+        {
+          requestId,
+          method: c.req.method,
+          path: v.canonical?.path ?? '(rejected before normalisation)',
+          status,
+          principal: v.principal?.subject,
+          permission: v.policy?.permission,
+          object: v.policy?.object,
+          decision: v.decision ? (v.decision.allowed ? 'allow' : 'deny') : undefined,
+          cacheLayer: v.decision?.layer,
+          decisionMs: v.decision ? Number(v.decision.durationMs.toFixed(3)) : undefined,
+          durationMs: Number(durationMs.toFixed(3)),
+        },
+        'request',
+      );
+    };
+
+    const outgoing = c.env?.outgoing;
+    if (outgoing) outgoing.once('finish', () => finish(outgoing.statusCode));
+    await next();
+    if (!c.res.headers.has('x-request-id')) c.res.headers.set('x-request-id', requestId);
+    if (!outgoing) finish(c.res.status);
+  };
+}
