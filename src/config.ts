@@ -9,7 +9,8 @@ const optionalUrl = z
   .string()
   .trim()
   .transform((v) => (v === '' ? undefined : v))
-  .pipe(z.url().optional());
+  .pipe(z.url().optional())
+  .optional();
 const optionalString = z
   .string()
   .trim()

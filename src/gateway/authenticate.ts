@@ -1,0 +1,201 @@
+// Stage 2: who is calling. A Bearer JWT from the Authorization header only,
+// verified with jose against the configured (or development) issuers; the result
+// is `c.var.principal`.
+//
+// - One Authorization header: two lines (Node joins or drops duplicates, so the
+//   raw lines are counted) → 400 invalid_request. Tokens in the query are refused
+//   by the normalise stage (400 invalid_request).
+// - The issuer is chosen by the token's unverified `iss`, among configured issuers
+//   only; its key set, algorithms and audiences are then enforced by jwtVerify.
+//   The token's `alg` is never trusted: `algorithms` is the issuer's allow-list
+//   (asymmetric only; the config schema has no `none`/HS*), and key sets refuse
+//   secret keys. `jku`, `x5u` and an embedded `jwk` header are never read: keys
+//   come only from the issuer's configured JWKS.
+// - `exp` is required; `iss`, `aud`, `exp`, `nbf` are checked with the clock tolerance.
+// - Remote JWKS: jose's createRemoteJWKSet caches the set (cacheMaxAge), refetches
+//   on an unknown `kid` at most once per cooldown, and shares one in-flight fetch
+//   between concurrent callers (single-flight; see its `reload`), so nothing is
+//   added here. A key set that cannot be fetched is 503, not the client's fault.
+// - A verified token is remembered by its SHA-256 until its `exp` (LRU), so the
+//   hot path hashes and looks up instead of verifying a signature. No failure is
+//   cached. The token itself is never logged or echoed.
+import { hash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { MiddlewareHandler } from 'hono';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { LRUCache } from 'lru-cache';
+import { SUBJECT_ID, type Config, type IssuerConfig } from '../config.js';
+import { incomingOf, rawHeaderCount } from './node-incoming.js';
+import { refuse } from './refuse.js';
+import type { GatewayEnv, Principal } from './types.js';
+
+/** An issuer the gateway trusts, with its key set ready to use. */
+export interface TrustedIssuer {
+  issuer: string;
+  audiences: string[];
+  algorithms: string[];
+  keys: JWTVerifyGetKey;
+}
+
+export interface JwksOptions {
+  /** AUTH_JWKS_COOLDOWN_S */
+  cooldownS: number;
+  /** AUTH_JWKS_CACHE_MAX_AGE_S */
+  cacheMaxAgeS: number;
+}
+
+/** Build the key set for one configured issuer (a remote JWKS URL or a local JWKS file, read once). */
+export function trustIssuer(cfg: IssuerConfig, jwks: JwksOptions): TrustedIssuer {
+  const keys =
+    cfg.jwksUrl !== undefined
+      ? createRemoteJWKSet(new URL(cfg.jwksUrl), { cooldownDuration: jwks.cooldownS * 1000, cacheMaxAge: jwks.cacheMaxAgeS * 1000 })
+      : createLocalJWKSet(JSON.parse(readFileSync(cfg.jwksFile!, 'utf8')) as Parameters<typeof createLocalJWKSet>[0]);
+  return { issuer: cfg.issuer, audiences: [...cfg.audiences], algorithms: [...cfg.algorithms], keys };
+}
+
+/** Every issuer of AUTH_ISSUERS, with key sets built once. */
+export function configuredIssuers(config: Pick<Config, 'AUTH_ISSUERS' | 'AUTH_JWKS_COOLDOWN_S' | 'AUTH_JWKS_CACHE_MAX_AGE_S'>): TrustedIssuer[] {
+  const jwks = { cooldownS: config.AUTH_JWKS_COOLDOWN_S, cacheMaxAgeS: config.AUTH_JWKS_CACHE_MAX_AGE_S };
+  return config.AUTH_ISSUERS.map((cfg) => trustIssuer(cfg, jwks));
+}
+
+export interface VerifierOptions {
+  issuers: readonly TrustedIssuer[];
+  /** AUTH_CLOCK_TOLERANCE_S */
+  clockToleranceS: number;
+  /** AUTH_TOKEN_CACHE_MAX */
+  tokenCacheMax: number;
+  /** Clock in ms since the epoch; tests move it. */
+  now?: () => number;
+}
+
+/** Why a token was refused: status 401 (the token) or 503 (we could not check it). */
+export class AuthError extends Error {
+  constructor(
+    readonly status: 401 | 503,
+    /** RFC 6750 error_description: fixed text, no quotes or backslashes. */
+    readonly description: string,
+    cause?: unknown,
+  ) {
+    super(description, cause === undefined ? undefined : { cause });
+    this.name = 'AuthError';
+  }
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<Principal>;
+}
+
+const HMAC = /^HS/;
+
+export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
+  const now = opts.now ?? Date.now;
+  const byIssuer = new Map<string, TrustedIssuer>();
+  for (const i of opts.issuers) {
+    if (byIssuer.has(i.issuer)) throw new Error(`issuer ${i.issuer} is configured twice`);
+    if (i.algorithms.length === 0 || i.algorithms.some((a) => a === 'none' || HMAC.test(a))) {
+      throw new Error(`issuer ${i.issuer}: algorithms must be a non-empty list of asymmetric algorithms`);
+    }
+    byIssuer.set(i.issuer, i);
+  }
+  const cache = new LRUCache<string, Principal>({ max: opts.tokenCacheMax });
+
+  async function verifyUncached(token: string): Promise<Principal> {
+    let iss: unknown;
+    try {
+      iss = decodeJwt(token).iss;
+    } catch {
+      throw new AuthError(401, 'malformed token');
+    }
+    const issuer = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
+    if (issuer === undefined) throw new AuthError(401, 'untrusted issuer');
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(token, issuer.keys, {
+        issuer: issuer.issuer,
+        audience: issuer.audiences,
+        algorithms: issuer.algorithms,
+        clockTolerance: opts.clockToleranceS,
+        requiredClaims: ['exp', 'sub'],
+        currentDate: new Date(now()),
+      }));
+    } catch (err) {
+      throw toAuthError(err);
+    }
+    const sub = payload.sub!;
+    if (!SUBJECT_ID.test(sub)) throw new AuthError(401, 'subject not acceptable');
+    return { subject: `user:${sub}`, sub, issuer: issuer.issuer, expiresAt: payload.exp! };
+  }
+
+  return {
+    async verify(token) {
+      const key = hash('sha256', token, 'base64url');
+      const nowMs = now();
+      const cached = cache.get(key);
+      // The LRU's TTL only evicts; this comparison is what keeps an expired token out.
+      if (cached !== undefined && cached.expiresAt * 1000 > nowMs) return cached;
+      const principal = await verifyUncached(token);
+      const ttl = principal.expiresAt * 1000 - nowMs;
+      if (ttl > 0) cache.set(key, principal, { ttl: Math.ceil(ttl) });
+      return principal;
+    },
+  };
+}
+
+/** jose's error → what the client is told. Only token faults are 401. */
+function toAuthError(err: unknown): AuthError {
+  if (err instanceof errors.JWTExpired) return new AuthError(401, 'token expired');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.reason === 'missing') return new AuthError(401, `token has no ${claimName(err.claim)} claim`);
+    if (err.claim === 'nbf') return new AuthError(401, 'token not yet valid');
+    if (err.claim === 'aud') return new AuthError(401, 'audience not accepted');
+    return new AuthError(401, `${claimName(err.claim)} claim not accepted`);
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) return new AuthError(401, 'algorithm not allowed');
+  if (err instanceof errors.JWSSignatureVerificationFailed) return new AuthError(401, 'signature invalid');
+  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return new AuthError(401, 'no trusted key for this token');
+  if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid || err instanceof errors.JWKInvalid) return new AuthError(401, 'malformed token');
+  // Key set unreachable, timed out or malformed: we cannot tell whether the token is good.
+  return new AuthError(503, 'issuer keys unavailable', err);
+}
+
+function claimName(claim: string): string {
+  return /^[a-z]{1,16}$/.test(claim) ? claim : 'a required';
+}
+
+// RFC 6750 b64token, and a JWS compact serialisation is three base64url parts.
+const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i;
+
+export function authenticate(verifier: TokenVerifier): MiddlewareHandler<GatewayEnv> {
+  return async (c, next) => {
+    const incoming = incomingOf(c);
+    if (incoming !== undefined && rawHeaderCount(incoming.rawHeaders, 'authorization') > 1) {
+      return refuse(c, 400, 'invalid-request', 'More than one Authorization header', { detail: 'send exactly one Authorization header' }, {
+        'www-authenticate': 'Bearer error="invalid_request", error_description="more than one Authorization header"',
+      });
+    }
+    const header = c.req.header('authorization');
+    if (header === undefined || !/^bearer(?: |$)/i.test(header)) {
+      // No Bearer credentials at all: a bare challenge, no error code (RFC 6750 §3.1).
+      return refuse(c, 401, 'unauthenticated', 'Authentication required', { detail: 'send a Bearer token in the Authorization header' }, { 'www-authenticate': 'Bearer' });
+    }
+    const match = BEARER.exec(header);
+    let principal: Principal;
+    try {
+      if (match === null) throw new AuthError(401, 'malformed token');
+      principal = await verifier.verify(match[1]!);
+    } catch (err) {
+      if (!(err instanceof AuthError)) throw err;
+      if (err.status === 503) {
+        c.get('log')?.warn({ reason: err.description, cause: String(err.cause) }, 'token issuer keys unavailable');
+        return refuse(c, 503, 'issuer-unavailable', 'Token issuer keys unavailable', { detail: 'the token could not be checked: the issuer key set is unreachable; retry later' });
+      }
+      c.get('log')?.debug({ reason: err.description }, 'token refused');
+      return refuse(c, 401, 'invalid-token', 'Invalid token', { detail: err.description }, {
+        'www-authenticate': `Bearer error="invalid_token", error_description="${err.description}"`,
+      });
+    }
+    c.set('principal', principal);
+    await next();
+  };
+}
