@@ -1,7 +1,8 @@
 // Signs the identity assertion the upstream trusts (see src/shared/assertion.ts)
 // with the gateway's own Ed25519 key, and serves the public half as a JWKS.
-// Assertions carry no per-request data, so one is reused for the same subject and
-// scope until half its lifetime has passed: no signing on the hot path.
+// An assertion is bound to one method and path (htm/htu) but to nothing else of the
+// request, so one is reused for the same subject, scope, tenants, method and path
+// until half its lifetime has passed: no signing on the hot path for repeated calls.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -13,7 +14,11 @@ import type { Scope } from './types.js';
 export interface AssertionSigner {
   /** Public keys, for `/.well-known/tiergate/jwks.json`. */
   readonly jwks: { keys: JWK[] };
-  sign(sub: string, scope: Scope, tenants: readonly string[]): Promise<string>;
+  /**
+   * An assertion for one authorized request: `method` is its (uppercase) method,
+   * `path` its canonical path without the query (becoming `htm` and `htu`).
+   */
+  sign(sub: string, scope: Scope, tenants: readonly string[], method: string, path: string): Promise<string>;
 }
 
 export interface AssertionSignerOptions {
@@ -52,14 +57,15 @@ export async function createAssertionSigner(opts: AssertionSignerOptions): Promi
 
   return {
     jwks: { keys: [publicJwk] },
-    async sign(sub, scope, tenants) {
-      // Ids cannot contain NUL (ids are validated upstream), so NUL separates unambiguously.
-      const key = `${sub}\0${scope.type}\0${scope.id}\0${tenants.join('\0')}`;
+    async sign(sub, scope, tenants, method, path) {
+      // Ids and paths cannot contain NUL (the gateway refuses it, raw or encoded), so NUL
+      // separates unambiguously; the tenants, the one variable-length part, come last.
+      const key = `${sub}\0${scope.type}\0${scope.id}\0${method}\0${path}\0${tenants.join('\0')}`;
       const now = Date.now();
       const hit = cache.get(key);
       if (hit && hit.reuseUntil > now) return hit.token;
       const iat = Math.floor(now / 1000);
-      const token = await new SignJWT({ scope: { type: scope.type, id: scope.id }, tenants: [...tenants] })
+      const token = await new SignJWT({ scope: { type: scope.type, id: scope.id }, tenants: [...tenants], htm: method, htu: path })
         .setProtectedHeader({ alg: ASSERTION_ALG, kid: publicJwk.kid, typ: 'JWT' })
         .setIssuer(ASSERTION_ISSUER)
         .setAudience(opts.audience)

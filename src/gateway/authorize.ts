@@ -4,13 +4,14 @@
 // timeout or unreachable engine is 503 and the request is not forwarded.
 import type { MiddlewareHandler } from 'hono';
 import { problem, problemResponse } from '../shared/problem.js';
-import type { Authorizer, GatewayEnv } from './types.js';
+import type { Authorizer, GatewayEnv, Scope } from './types.js';
 
 export interface DeniedRequest {
   requestId: string;
   subject: string;
   permission: string;
   object: string;
+  scope: Scope;
   method: string;
   path: string;
 }
@@ -56,6 +57,7 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
         subject: principal.subject,
         permission: policy.permission,
         object: policy.object,
+        scope: policy.scope,
         method: c.var.canonical.method,
         path: c.var.canonical.path,
       });

@@ -130,7 +130,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     const { incoming, outgoing } = c.env;
     const { canonical, principal, policy, requestId } = c.var;
     const tenants = policy.scope.type === 'tenant' ? [policy.scope.id] : await opts.resolveTenants(policy.scope);
-    const assertion = await opts.signer.sign(principal.sub, policy.scope, tenants);
+    const assertion = await opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
 
     sanitizeHeaders(incoming.headers, opts.trustedProxies.has(incoming.socket.remoteAddress ?? ''));
     incoming.headers[ASSERTION_HEADER] = assertion;

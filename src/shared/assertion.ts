@@ -11,6 +11,15 @@ export const ASSERTION_ALG = 'EdDSA';
  * What the gateway vouches for. `scope` is the hierarchy node the request was
  * authorized on; `tenants` are the tenants the upstream may read for it: the
  * tenant itself, or every tenant under a division or organization (for reports).
+ *
+ * `htm` and `htu` bind the assertion to the one request that was authorized, so an
+ * assertion captured from `GET …/agents` is worthless for `DELETE …/agents/2000`.
+ * The names and meaning are borrowed from DPoP (RFC 9449 §4.2): `htm` is the HTTP
+ * method (uppercase, as sent); `htu` differs from DPoP's in holding only the
+ * canonical path the gateway forwarded (decoded, e.g. `/api/v1/tenants/t1/agents/2000`),
+ * with no scheme, host or query: the upstream compares it with the path it routes on.
+ * The query is not bound (a list's cursor or limit may differ), and within its short
+ * lifetime an assertion may be replayed for the same method and path (no jti/nonce).
  */
 export const assertionClaimsSchema = z.object({
   iss: z.literal(ASSERTION_ISSUER),
@@ -23,6 +32,8 @@ export const assertionClaimsSchema = z.object({
     id: z.string().min(1),
   }),
   tenants: z.array(z.string().min(1)),
+  htm: z.string().regex(/^[A-Z]+$/),
+  htu: z.string().regex(/^\/[^?#]*$/),
 });
 export type AssertionClaims = z.infer<typeof assertionClaimsSchema>;
 

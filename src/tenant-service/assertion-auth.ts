@@ -116,7 +116,19 @@ function describeJoseError(err: errors.JOSEError): string {
   return 'assertion malformed';
 }
 
-/** Middleware: 401 unless the request carries exactly one valid assertion; sets `claims`. */
+/**
+ * Whether verified claims were issued for this very request: its method and path
+ * (`htm`/`htu`, see src/shared/assertion.ts). `path` is Hono's `c.req.path`: the
+ * exact string the router matches and the handlers' params come from, without the
+ * query. The gateway forwards only canonical paths (safe ASCII, never a `%`), which
+ * reach Hono unchanged, so a gateway-issued `htu` equals `c.req.path` exactly; an
+ * `htu` without `%` can only equal a path whose segments (and so params) are its own.
+ */
+export function assertionMatchesRequest(claims: AssertionClaims, method: string, path: string): boolean {
+  return claims.htm === method && claims.htu === path;
+}
+
+/** Middleware: 401 unless the request carries exactly one valid assertion issued for it; sets `claims`. */
 export function requireAssertion(verifier: AssertionVerifier): MiddlewareHandler<TenantServiceEnv> {
   return async (c, next) => {
     // Two headers arrive joined with ", ", which is not a compact JWS: refused below.
@@ -124,8 +136,9 @@ export function requireAssertion(verifier: AssertionVerifier): MiddlewareHandler
     if (token === undefined || token === '') {
       throw unauthorized('missing gateway assertion');
     }
+    let claims: AssertionClaims;
     try {
-      c.set('claims', await verifier.verify(token));
+      claims = await verifier.verify(token);
     } catch (err) {
       if (err instanceof AssertionError && err.kind === 'invalid') throw unauthorized(err.message);
       if (err instanceof AssertionError) {
@@ -135,6 +148,12 @@ export function requireAssertion(verifier: AssertionVerifier): MiddlewareHandler
       }
       throw err;
     }
+    // Checked on every request, cached verification or not: the cache is keyed by
+    // token alone, and one token must not open any other method or path.
+    if (!assertionMatchesRequest(claims, c.req.method, c.req.path)) {
+      throw unauthorized('assertion was issued for another request');
+    }
+    c.set('claims', claims);
     await next();
   };
 }

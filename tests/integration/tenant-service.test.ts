@@ -39,6 +39,9 @@ type ScopeType = 'tenant' | 'division' | 'organization';
 interface AssertionOptions {
   scope: { type: ScopeType; id: string };
   tenants: string[];
+  /** The request the assertion is bound to (`htm`, `htu`), as the gateway binds it. */
+  method: string;
+  path: string;
   sub?: string;
   iss?: string;
   aud?: string;
@@ -50,7 +53,7 @@ interface AssertionOptions {
 function sign(o: AssertionOptions): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   const exp = now + (o.expiresIn ?? 60);
-  return new SignJWT({ scope: o.scope, tenants: o.tenants })
+  return new SignJWT({ scope: o.scope, tenants: o.tenants, htm: o.method, htu: o.path })
     .setProtectedHeader({ alg: 'EdDSA', kid: KID })
     .setIssuer(o.iss ?? 'tiergate')
     .setAudience(o.aud ?? AUDIENCE)
@@ -60,30 +63,44 @@ function sign(o: AssertionOptions): Promise<string> {
     .sign(o.key ?? gatewayKey);
 }
 
-const tenantAssertion = (tenantId: string) => sign({ scope: { type: 'tenant', id: tenantId }, tenants: [tenantId] });
+/** What an assertion grants, apart from the request it is bound to. */
+type Grant = Omit<AssertionOptions, 'method' | 'path'>;
+
+const tenantGrant = (tenantId: string): Grant => ({ scope: { type: 'tenant', id: tenantId }, tenants: [tenantId] });
+
+/** The path the gateway binds (`htu`): the request path without its query. */
+const pathOf = (target: string) => target.split('?')[0]!;
+
+/** An assertion for `tenantId`, bound to `method` and `target`'s path, as the gateway signs it. */
+const tenantAssertion = (tenantId: string, method: string, target: string) =>
+  sign({ ...tenantGrant(tenantId), method, path: pathOf(target) });
 
 interface CallOptions {
+  /** An assertion to send as is (for replays and malformed tokens). */
   token?: string;
+  /** Sign an assertion with this grant, bound to exactly this call's method and path. */
+  as?: Grant;
   body?: unknown;
   rawBody?: string;
   contentType?: string;
   headers?: Record<string, string>;
 }
 
-function call(method: string, path: string, o: CallOptions = {}): Promise<Response> {
+async function call(method: string, path: string, o: CallOptions = {}): Promise<Response> {
   const headers = new Headers(o.headers);
-  if (o.token !== undefined) headers.set(ASSERTION_HEADER, o.token);
+  const token = o.token ?? (o.as ? await sign({ ...o.as, method, path: pathOf(path) }) : undefined);
+  if (token !== undefined) headers.set(ASSERTION_HEADER, token);
   let body: string | undefined;
   if (o.body !== undefined || o.rawBody !== undefined) {
     body = o.rawBody ?? JSON.stringify(o.body);
     headers.set('content-type', o.contentType ?? 'application/json');
   }
-  return Promise.resolve(app.request(path, { method, headers, body }));
+  return app.request(path, { method, headers, body });
 }
 
-/** Calls a tenant route with a valid assertion for that tenant. */
-async function asTenant(tenantId: string, method: string, rest: string, body?: unknown): Promise<Response> {
-  return call(method, `/api/v1/tenants/${tenantId}${rest}`, { token: await tenantAssertion(tenantId), body });
+/** Calls a tenant route with a valid assertion for that tenant and this request. */
+function asTenant(tenantId: string, method: string, rest: string, body?: unknown): Promise<Response> {
+  return call(method, `/api/v1/tenants/${tenantId}${rest}`, { as: tenantGrant(tenantId), body });
 }
 
 async function expectProblem(res: Response, status: number): Promise<Record<string, unknown>> {
@@ -121,7 +138,7 @@ describe('health', () => {
     expect(await health.json()).toEqual({ status: 'ok' });
 
     await expectProblem(await call('GET', '/readyz'), 401);
-    const ready = await call('GET', '/readyz', { token: await tenantAssertion('t-health') });
+    const ready = await call('GET', '/readyz', { as: tenantGrant('t-health') });
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ status: 'ready', db: 'pglite' });
   });
@@ -130,9 +147,11 @@ describe('health', () => {
 describe('gateway assertion', () => {
   const path = '/api/v1/tenants/t-auth/agents';
   const scope = { type: 'tenant' as const, id: 't-auth' };
+  /** Everything but the signature and standard claims right: the tests below vary one thing each. */
+  const bound = { scope, tenants: ['t-auth'], method: 'GET', path };
 
   it('accepts a valid assertion', async () => {
-    const res = await call('GET', path, { token: await tenantAssertion('t-auth') });
+    const res = await call('GET', path, { as: tenantGrant('t-auth') });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ items: [], nextCursor: null });
   });
@@ -147,10 +166,10 @@ describe('gateway assertion', () => {
 
   it('refuses expired, foreign-audience, foreign-issuer and foreign-key assertions', async () => {
     const cases: [string, Promise<string>, string][] = [
-      ['expired', sign({ scope, tenants: ['t-auth'], expiresIn: -60 }), 'assertion expired'],
-      ['wrong audience', sign({ scope, tenants: ['t-auth'], aud: 'other-service' }), 'assertion claim "aud" rejected'],
-      ['wrong issuer', sign({ scope, tenants: ['t-auth'], iss: 'https://evil.example' }), 'assertion claim "iss" rejected'],
-      ['another key', sign({ scope, tenants: ['t-auth'], key: strangerKey }), 'assertion signature not from the gateway'],
+      ['expired', sign({ ...bound, expiresIn: -60 }), 'assertion expired'],
+      ['wrong audience', sign({ ...bound, aud: 'other-service' }), 'assertion claim "aud" rejected'],
+      ['wrong issuer', sign({ ...bound, iss: 'https://evil.example' }), 'assertion claim "iss" rejected'],
+      ['another key', sign({ ...bound, key: strangerKey }), 'assertion signature not from the gateway'],
     ];
     for (const [name, token, detail] of cases) {
       const p = await expectProblem(await call('GET', path, { token: await token }), 401);
@@ -160,7 +179,7 @@ describe('gateway assertion', () => {
 
   it('refuses HS256, alg none, and claims outside the contract', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const claims = { scope, tenants: ['t-auth'] };
+    const claims = { scope, tenants: ['t-auth'], htm: 'GET', htu: path };
     const hs256 = await new SignJWT(claims)
       .setProtectedHeader({ alg: 'HS256', kid: KID })
       .setIssuer('tiergate')
@@ -170,7 +189,7 @@ describe('gateway assertion', () => {
       .setExpirationTime(now + 60)
       .sign(new TextEncoder().encode('a-shared-secret-that-is-long-enough!!'));
     const none = new UnsecuredJWT(claims).setIssuer('tiergate').setAudience(AUDIENCE).setSubject('alice').setIssuedAt().setExpirationTime(now + 60).encode();
-    const noScope = await new SignJWT({ tenants: ['t-auth'] })
+    const noScope = await new SignJWT({ tenants: ['t-auth'], htm: 'GET', htu: path })
       .setProtectedHeader({ alg: 'EdDSA', kid: KID })
       .setIssuer('tiergate')
       .setAudience(AUDIENCE)
@@ -188,7 +207,7 @@ describe('gateway assertion', () => {
   });
 
   it('refuses two assertion headers', async () => {
-    const token = await tenantAssertion('t-auth');
+    const token = await sign(bound);
     const headers = new Headers();
     headers.append(ASSERTION_HEADER, token);
     headers.append(ASSERTION_HEADER, token);
@@ -197,11 +216,11 @@ describe('gateway assertion', () => {
 
   it('verifies a repeated assertion once, a new one again', async () => {
     // EdDSA signatures are deterministic: a fresh subject makes a token no earlier test sent.
-    const token = await sign({ scope, tenants: ['t-auth'], sub: `cache-${randomUUID()}` });
+    const token = await sign({ ...bound, sub: `cache-${randomUUID()}` });
     const before = keyLookups;
     for (let i = 0; i < 3; i += 1) expect((await call('GET', path, { token })).status).toBe(200);
     expect(keyLookups - before).toBe(1);
-    const other = await sign({ scope, tenants: ['t-auth'], sub: `cache-${randomUUID()}` });
+    const other = await sign({ ...bound, sub: `cache-${randomUUID()}` });
     expect((await call('GET', path, { token: other })).status).toBe(200);
     expect(keyLookups - before).toBe(2);
   });
@@ -209,9 +228,111 @@ describe('gateway assertion', () => {
   it('answers 503, not 401, when the gateway keys cannot be fetched', async () => {
     const unreachable: JWTVerifyGetKey = () => Promise.reject(new TypeError('fetch failed'));
     const isolated = createTenantServiceApp({ db, verifyKey: unreachable, audience: AUDIENCE });
-    const res = await isolated.request(path, { headers: { [ASSERTION_HEADER]: await tenantAssertion('t-auth') } });
+    const res = await isolated.request(path, { headers: { [ASSERTION_HEADER]: await sign(bound) } });
     expect(res.status).toBe(503);
     expect(res.headers.get('content-type')).toBe(PROBLEM_CONTENT_TYPE);
+  });
+});
+
+describe('request binding (htm, htu)', () => {
+  const t = 't-bind';
+  const base = `/api/v1/tenants/${t}/agents`;
+  /** A subject no other test uses: its tokens are new to the verifier's cache. */
+  const fresh = (): Grant => ({ ...tenantGrant(t), sub: `bind-${randomUUID()}` });
+
+  beforeAll(async () => {
+    for (const agentNo of ['2000', '2001']) {
+      expect((await asTenant(t, 'POST', '/agents', { agentNo, name: `Agent ${agentNo}` })).status).toBe(201);
+    }
+  });
+
+  it('refuses an assertion for GET …/agents replayed on DELETE …/agents/2000, even once it is cached', async () => {
+    const listToken = await sign({ ...fresh(), method: 'GET', path: base });
+    const before = keyLookups;
+    expect((await call('GET', base, { token: listToken })).status).toBe(200);
+
+    const p = await expectProblem(await call('DELETE', `${base}/2000`, { token: listToken }), 401);
+    expect(p.detail).toBe('assertion was issued for another request');
+    // The replay was answered from the verified-assertion cache, and still refused.
+    expect(keyLookups - before).toBe(1);
+
+    const read = await asTenant(t, 'GET', '/agents/2000');
+    expect(read.status).toBe(200);
+    expect(await read.json()).toMatchObject({ agentNo: '2000', name: 'Agent 2000' });
+  });
+
+  it('refuses an assertion on another method of the same path', async () => {
+    const readToken = await sign({ ...fresh(), method: 'GET', path: `${base}/2000` });
+    const p = await expectProblem(await call('DELETE', `${base}/2000`, { token: readToken }), 401);
+    expect(p.detail).toBe('assertion was issued for another request');
+    await expectProblem(await call('PUT', `${base}/2000`, { token: readToken, body: { name: 'hijacked' } }), 401);
+    expect(await (await asTenant(t, 'GET', '/agents/2000')).json()).toMatchObject({ name: 'Agent 2000' });
+  });
+
+  it('refuses an assertion for …/agents/2000 replayed on …/agents/2001', async () => {
+    const readToken = await sign({ ...fresh(), method: 'GET', path: `${base}/2000` });
+    expect(await (await call('GET', `${base}/2000`, { token: readToken })).json()).toMatchObject({ agentNo: '2000' });
+    const p = await expectProblem(await call('GET', `${base}/2001`, { token: readToken }), 401);
+    expect(p.detail).toBe('assertion was issued for another request');
+    expect(JSON.stringify(p)).not.toContain('Agent 2001');
+
+    const deleteToken = await sign({ ...fresh(), method: 'DELETE', path: `${base}/2000` });
+    await expectProblem(await call('DELETE', `${base}/2001`, { token: deleteToken }), 401);
+    expect((await asTenant(t, 'GET', '/agents/2001')).status).toBe(200);
+    // The same token does what it was issued for; the other agent is untouched.
+    expect((await call('DELETE', `${base}/2000`, { token: deleteToken })).status).toBe(204);
+    await expectProblem(await asTenant(t, 'GET', '/agents/2000'), 404);
+    expect((await asTenant(t, 'GET', '/agents/2001')).status).toBe(200);
+    expect((await asTenant(t, 'POST', '/agents', { agentNo: '2000', name: 'Agent 2000' })).status).toBe(201);
+  });
+
+  it('compares the path exactly: no trailing slash, other case or prefix', async () => {
+    const token = await sign({ ...fresh(), method: 'GET', path: base });
+    for (const other of [`${base}/`, base.toUpperCase(), `/api/v1/tenants/${t}`, `${base}/2000`]) {
+      const p = await expectProblem(await call('GET', other, { token }), 401);
+      expect(p.detail, other).toBe('assertion was issued for another request');
+    }
+    expect((await call('GET', base, { token })).status).toBe(200);
+  });
+
+  it('binds the path without the query', async () => {
+    const token = await sign({ ...fresh(), method: 'GET', path: base });
+    const page = await call('GET', `${base}?limit=1`, { token });
+    expect(page.status).toBe(200);
+    expect(((await page.json()) as { items: unknown[] }).items).toHaveLength(1);
+  });
+
+  it('binds HEAD as HEAD, not as the GET that answers it', async () => {
+    expect((await call('HEAD', base, { as: fresh() })).status).toBe(200);
+    const getToken = await sign({ ...fresh(), method: 'GET', path: base });
+    expect((await call('HEAD', base, { token: getToken })).status).toBe(401);
+  });
+
+  it('refuses assertions without htm/htu, or with them outside the contract', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const withClaims = (extra: Record<string, unknown>) =>
+      new SignJWT({ scope: { type: 'tenant', id: t }, tenants: [t], ...extra })
+        .setProtectedHeader({ alg: 'EdDSA', kid: KID })
+        .setIssuer('tiergate')
+        .setAudience(AUDIENCE)
+        .setSubject(`bind-${randomUUID()}`)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 60)
+        .sign(gatewayKey);
+    const cases: [string, Record<string, unknown>][] = [
+      ['neither', {}],
+      ['no htm', { htu: base }],
+      ['no htu', { htm: 'GET' }],
+      ['lowercase htm', { htm: 'get', htu: base }],
+      ['htu with the query', { htm: 'GET', htu: `${base}?limit=1` }],
+      ['htu not a path', { htm: 'GET', htu: `http://tenant-service${base}` }],
+    ];
+    for (const [name, extra] of cases) {
+      const p = await expectProblem(await call('GET', base, { token: await withClaims(extra) }), 401);
+      expect(p.detail, name).toBe('assertion claims do not match the contract');
+    }
+    // The same token with both claims right is accepted: what refused the others was the binding.
+    expect((await call('GET', base, { token: await withClaims({ htm: 'GET', htu: base }) })).status).toBe(200);
   });
 });
 
@@ -363,14 +484,14 @@ describe('validation', () => {
     expect((await asTenant(tenant, 'POST', '/queues', { queueNo: 'q1', name: 'Q' })).status).toBe(201);
     await expectProblem(await asTenant(tenant, 'PUT', '/queues/q1', { queueNo: 'q2', name: 'Q' }), 400);
     await expectProblem(await asTenant(tenant, 'PATCH', '/queues/q1', { queueNo: 'q2' }), 400);
-    const token = await tenantAssertion(tenant);
+    const as = tenantGrant(tenant);
     const path = `/api/v1/tenants/${tenant}/queues`;
-    await expectProblem(await call('POST', path, { token, rawBody: '{"queueNo":' }), 400);
-    await expectProblem(await call('POST', path, { token, rawBody: 'queueNo=q3', contentType: 'application/x-www-form-urlencoded' }), 415);
+    await expectProblem(await call('POST', path, { as, rawBody: '{"queueNo":' }), 400);
+    await expectProblem(await call('POST', path, { as, rawBody: 'queueNo=q3', contentType: 'application/x-www-form-urlencoded' }), 415);
     const huge = { queueNo: 'q4', name: 'x'.repeat(70 * 1024) };
-    await expectProblem(await call('POST', path, { token, body: huge }), 413);
+    await expectProblem(await call('POST', path, { as, body: huge }), 413);
     expect((await asTenant(tenant, 'GET', '/queues/q4')).status).toBe(404);
-    const merge = await call('PATCH', `${path}/q1`, { token, body: { name: 'Q merged' }, contentType: 'application/merge-patch+json' });
+    const merge = await call('PATCH', `${path}/q1`, { as, body: { name: 'Q merged' }, contentType: 'application/merge-patch+json' });
     expect(merge.status).toBe(200);
   });
 
@@ -409,7 +530,8 @@ describe('tenant isolation', () => {
   });
 
   it("refuses tenant A's assertion on tenant B's paths, revealing nothing of B", async () => {
-    const tokenA = await tenantAssertion('t-iso-a');
+    // Each assertion is bound to the request it is sent with: only the tenant differs.
+    const asA = tenantGrant('t-iso-a');
     for (const [method, path, body] of [
       ['GET', '/api/v1/tenants/t-iso-b/agents', undefined],
       ['GET', '/api/v1/tenants/t-iso-b/agents/2000', undefined],
@@ -418,7 +540,7 @@ describe('tenant isolation', () => {
       ['PUT', '/api/v1/tenants/t-iso-b/agents/2000/status', { status: 'busy' }],
       ['GET', '/api/v1/tenants/t-iso-b/reports/summary', undefined],
     ] as const) {
-      const res = await call(method, path, { token: tokenA, body });
+      const res = await call(method, path, { as: asA, body });
       const text = await res.clone().text();
       await expectProblem(res, 403);
       expect(text).not.toContain('Agent of B');
@@ -427,15 +549,14 @@ describe('tenant isolation', () => {
   });
 
   it('refuses a tenant scope the tenants claim does not list, and non-tenant scopes on tenant routes', async () => {
-    const notListed = await sign({ scope: { type: 'tenant', id: 't-iso-b' }, tenants: ['t-iso-a'] });
-    await expectProblem(await call('GET', '/api/v1/tenants/t-iso-b/agents', { token: notListed }), 403);
-    const division = await sign({ scope: { type: 'division', id: 't-iso-b' }, tenants: ['t-iso-b'] });
-    await expectProblem(await call('GET', '/api/v1/tenants/t-iso-b/agents', { token: division }), 403);
+    const path = '/api/v1/tenants/t-iso-b/agents';
+    await expectProblem(await call('GET', path, { as: { scope: { type: 'tenant', id: 't-iso-b' }, tenants: ['t-iso-a'] } }), 403);
+    await expectProblem(await call('GET', path, { as: { scope: { type: 'division', id: 't-iso-b' }, tenants: ['t-iso-b'] } }), 403);
   });
 
   it('ignores X-Tenant-Id and X-User-Id: only the assertion decides', async () => {
     const res = await call('GET', '/api/v1/tenants/t-iso-a/agents', {
-      token: await tenantAssertion('t-iso-a'),
+      as: tenantGrant('t-iso-a'),
       headers: { 'x-tenant-id': 't-iso-b', 'x-user-id': 'mallory', 'x-tiergate-tenant': 't-iso-b' },
     });
     expect(res.status).toBe(200);
@@ -541,8 +662,8 @@ describe('reports', () => {
   });
 
   it('aggregates a division over exactly the tenants in the assertion', async () => {
-    const token = await sign({ scope: { type: 'division', id: 'div-1' }, tenants: ['t-rep-1', 't-rep-2', 't-rep-empty'] });
-    const res = await call('GET', '/api/v1/divisions/div-1/reports/summary', { token });
+    const as: Grant = { scope: { type: 'division', id: 'div-1' }, tenants: ['t-rep-1', 't-rep-2', 't-rep-empty'] };
+    const res = await call('GET', '/api/v1/divisions/div-1/reports/summary', { as });
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
       scope: unknown;
@@ -562,23 +683,23 @@ describe('reports', () => {
   });
 
   it('aggregates an organization, and refuses a scope that is not the path node', async () => {
-    const org = await sign({ scope: { type: 'organization', id: 'org-1' }, tenants: ['t-rep-1', 't-rep-2', 't-rep-3'] });
-    const res = await call('GET', '/api/v1/organizations/org-1/reports/summary', { token: org });
+    const org: Grant = { scope: { type: 'organization', id: 'org-1' }, tenants: ['t-rep-1', 't-rep-2', 't-rep-3'] };
+    const res = await call('GET', '/api/v1/organizations/org-1/reports/summary', { as: org });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ tenantCount: 3, totals: { resources: { agents: 8 }, calls: { total: 6, answered: 5 } } });
 
-    await expectProblem(await call('GET', '/api/v1/organizations/org-2/reports/summary', { token: org }), 403);
-    await expectProblem(await call('GET', '/api/v1/divisions/org-1/reports/summary', { token: org }), 403);
-    const tenantToken = await tenantAssertion('t-rep-1');
-    await expectProblem(await call('GET', '/api/v1/divisions/t-rep-1/reports/summary', { token: tenantToken }), 403);
+    // Each bound to the path it is sent to, so what refuses them is the scope, not the binding.
+    await expectProblem(await call('GET', '/api/v1/organizations/org-2/reports/summary', { as: org }), 403);
+    await expectProblem(await call('GET', '/api/v1/divisions/org-1/reports/summary', { as: org }), 403);
+    await expectProblem(await call('GET', '/api/v1/divisions/t-rep-1/reports/summary', { as: tenantGrant('t-rep-1') }), 403);
   });
 });
 
 describe('routing and storage', () => {
   it('answers unknown routes 404 with an assertion, 401 without', async () => {
-    const token = await tenantAssertion('t-route');
-    await expectProblem(await call('GET', '/api/v1/tenants/t-route/widgets', { token }), 404);
-    await expectProblem(await call('GET', '/api/v2/anything', { token }), 404);
+    const as = tenantGrant('t-route');
+    await expectProblem(await call('GET', '/api/v1/tenants/t-route/widgets', { as }), 404);
+    await expectProblem(await call('GET', '/api/v2/anything', { as }), 404);
     await expectProblem(await call('GET', '/api/v2/anything'), 401);
   });
 
@@ -598,11 +719,15 @@ describe('routing and storage', () => {
     try {
       expect((await fetch(`${svc.url}/healthz`)).status).toBe(200);
       const item = `${svc.url}/api/v1/tenants/t-http/agents/2000`;
-      const res = await fetch(item, { headers: { [ASSERTION_HEADER]: await tenantAssertion('t-http') } });
+      const token = await tenantAssertion('t-http', 'GET', '/api/v1/tenants/t-http/agents/2000');
+      const res = await fetch(item, { headers: { [ASSERTION_HEADER]: token } });
       expect(res.status).toBe(200);
       expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
       expect(await res.json()).toMatchObject({ agentNo: '2000', name: 'Over HTTP' });
       expect((await fetch(item)).status).toBe(401);
+      // Through the node server too, the binding sees the method and path as sent.
+      expect((await fetch(item, { method: 'DELETE', headers: { [ASSERTION_HEADER]: token } })).status).toBe(401);
+      expect((await fetch(item, { headers: { [ASSERTION_HEADER]: token } })).status).toBe(200);
     } finally {
       await svc.close();
     }

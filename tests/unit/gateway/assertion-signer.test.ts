@@ -1,0 +1,133 @@
+// The gateway's assertion signer: real Ed25519 keys, tokens checked with jose against
+// the JWKS the signer publishes and against the shared claims contract.
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { createAssertionSigner, type AssertionSigner } from '../../../src/gateway/assertion-signer.js';
+import type { Scope } from '../../../src/gateway/types.js';
+import { ASSERTION_ISSUER, assertionClaimsSchema } from '../../../src/shared/assertion.js';
+
+const AUDIENCE = 'tenant-service';
+const TTL = 60;
+
+interface Args {
+  sub: string;
+  scope: Scope;
+  tenants: string[];
+  method: string;
+  path: string;
+}
+
+const BASE: Args = {
+  sub: 'alice',
+  scope: { type: 'tenant', id: 't1' },
+  tenants: ['t1'],
+  method: 'GET',
+  path: '/api/v1/tenants/t1/agents/2000',
+};
+
+const signWith = (signer: AssertionSigner, a: Args) => signer.sign(a.sub, a.scope, a.tenants, a.method, a.path);
+
+let signer: AssertionSigner;
+
+beforeAll(async () => {
+  signer = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL });
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('assertion signer', () => {
+  it('publishes one public Ed25519 key, without its private part', () => {
+    expect(signer.jwks.keys).toHaveLength(1);
+    const [jwk] = signer.jwks.keys;
+    expect(jwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });
+    expect(typeof jwk!.kid).toBe('string');
+    expect(jwk).not.toHaveProperty('d');
+  });
+
+  it('signs EdDSA tokens the JWKS verifies, with the contract claims bound to the request', async () => {
+    const token = await signWith(signer, BASE);
+    const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(signer.jwks), {
+      algorithms: ['EdDSA'],
+      issuer: ASSERTION_ISSUER,
+      audience: AUDIENCE,
+    });
+    expect(protectedHeader).toMatchObject({ alg: 'EdDSA', kid: signer.jwks.keys[0]!.kid, typ: 'JWT' });
+    expect(payload).toMatchObject({
+      iss: 'tiergate',
+      aud: AUDIENCE,
+      sub: 'alice',
+      scope: { type: 'tenant', id: 't1' },
+      tenants: ['t1'],
+      htm: 'GET',
+      htu: '/api/v1/tenants/t1/agents/2000',
+    });
+    expect(payload.exp! - payload.iat!).toBe(TTL);
+    // What the tenant service will parse it with.
+    expect(assertionClaimsSchema.safeParse(payload).success).toBe(true);
+  });
+
+  it('is not verified by another key set', async () => {
+    const other = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL });
+    const token = await signWith(signer, BASE);
+    await expect(jwtVerify(token, createLocalJWKSet(other.jwks), { algorithms: ['EdDSA'] })).rejects.toThrow();
+  });
+
+  it('reuses the token for the same subject, scope, tenants, method and path', async () => {
+    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL });
+    const first = await signWith(s, BASE);
+    expect(await signWith(s, { ...BASE, scope: { ...BASE.scope }, tenants: [...BASE.tenants] })).toBe(first);
+  });
+
+  it('issues another token, with its own claims, when any of them differs', async () => {
+    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL });
+    const base = await signWith(s, BASE);
+    const variants: [string, Args][] = [
+      ['sub', { ...BASE, sub: 'bob' }],
+      ['scope type', { ...BASE, scope: { type: 'division', id: 't1' } }],
+      ['scope id', { ...BASE, scope: { type: 'tenant', id: 't2' } }],
+      ['tenants', { ...BASE, tenants: ['t1', 't2'] }],
+      ['method', { ...BASE, method: 'DELETE' }],
+      ['path', { ...BASE, path: '/api/v1/tenants/t1/agents/2001' }],
+      ['path prefix', { ...BASE, path: '/api/v1/tenants/t1/agents' }],
+    ];
+    const issued = new Map<string, string>();
+    for (const [name, args] of variants) {
+      const token = await signWith(s, args);
+      expect(token, name).not.toBe(base);
+      expect([...issued.values()], name).not.toContain(token);
+      issued.set(name, token);
+      expect(decodeJwt(token), name).toMatchObject({
+        sub: args.sub,
+        scope: args.scope,
+        tenants: args.tenants,
+        htm: args.method,
+        htu: args.path,
+      });
+    }
+    // Each was cached under its own key: asking again returns it, and the first is still there.
+    expect(await signWith(s, BASE)).toBe(base);
+    for (const [name, args] of variants) expect(await signWith(s, args), name).toBe(issued.get(name));
+  });
+
+  it('reuses a token until half its lifetime has passed, then signs a fresh one', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const start = new Date('2030-01-01T00:00:00.000Z').getTime();
+    vi.setSystemTime(start);
+    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL });
+    const first = await signWith(s, BASE);
+
+    vi.setSystemTime(start + (TTL / 2) * 1000 - 1);
+    expect(await signWith(s, BASE)).toBe(first);
+
+    vi.setSystemTime(start + (TTL / 2) * 1000);
+    const second = await signWith(s, BASE);
+    expect(second).not.toBe(first);
+    expect(decodeJwt(second).iat).toBe(start / 1000 + TTL / 2);
+    expect(decodeJwt(first).iat).toBe(start / 1000);
+    // A fresh token is valid for a full lifetime from now.
+    const { payload } = await jwtVerify(second, createLocalJWKSet(s.jwks), { algorithms: ['EdDSA'], audience: AUDIENCE });
+    expect(payload.exp).toBe(start / 1000 + TTL / 2 + TTL);
+  });
+});
