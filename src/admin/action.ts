@@ -1,0 +1,199 @@
+// One admin request's unit of work: who acts, on what, the model check before
+// anything happens, and the write-through that keeps PostgreSQL, OpenFGA, the
+// decision caches and the audit trail in step.
+import { randomUUID } from 'node:crypto';
+import type { Context } from 'hono';
+import type { Logger } from 'pino';
+import type { Db, Queryable } from '../db/index.js';
+import type { DecisionInvalidator, GatewayEnv, TupleChange } from '../gateway/types.js';
+import { recordAudit } from './audit.js';
+import { AdminError, forbidden } from './errors.js';
+import { isEmptyChange, reverseChange, type Engine } from './engine.js';
+import { ancestorPath } from './store.js';
+
+export interface AdminRuntime {
+  db: Db;
+  engine: Engine;
+  invalidator: DecisionInvalidator;
+  log?: Logger | undefined;
+  listObjectsMaxResults: number;
+  listObjectsDeadlineMs: number;
+}
+
+/** Raised when the change is committed everywhere but the decision caches were not told. */
+export class InvalidationFailedError extends AdminError {
+  constructor(override readonly cause: unknown) {
+    super(
+      500,
+      'invalidation-failed',
+      'Change applied, cache invalidation failed',
+      'the change is committed in PostgreSQL and OpenFGA, but decision caches could not be invalidated; cached decisions may be stale until they expire',
+    );
+  }
+}
+
+export interface ActionOptions {
+  /** e.g. `division.create`, `role.grant`. */
+  action: string;
+  /** OpenFGA object ref of what the action is about, e.g. `division:emea`. */
+  target: string;
+  /**
+   * Audit scope (ancestor path) used for denied/failed entries; defaults to the
+   * target's current ancestor path. Creates pass the parent's path plus the new node.
+   */
+  scope?: (q: Queryable) => Promise<string[]>;
+}
+
+export interface WriteThroughResult<T> {
+  result: T;
+  before?: unknown;
+  after?: unknown;
+  detail?: unknown;
+  /** Scope for the success entry; defaults to the action's scope. */
+  scope?: string[];
+  /** Further entries of the same change, e.g. one per tuple, each with its own scope. */
+  extra?: { action: string; target: string; scope: string[]; before?: unknown; after?: unknown }[];
+}
+
+export class AdminAction {
+  readonly actor: string;
+  readonly requestId: string;
+
+  constructor(
+    private readonly rt: AdminRuntime,
+    c: Context<GatewayEnv>,
+    readonly opts: ActionOptions,
+  ) {
+    this.actor = c.get('principal').subject;
+    this.requestId = c.get('requestId') ?? randomUUID();
+  }
+
+  scope(q: Queryable): Promise<string[]> {
+    return this.opts.scope ? this.opts.scope(q) : ancestorPath(q, this.opts.target);
+  }
+
+  /**
+   * The model decides: `permission` on `object` for the caller, checked fresh in
+   * OpenFGA. A denial is audited, then answered with 403.
+   */
+  async authorize(permission: string, object: string): Promise<void> {
+    const allowed = await this.rt.engine.check(this.actor, permission, object);
+    if (allowed) return;
+    await recordAudit(this.rt.db, {
+      actor: this.actor,
+      action: this.opts.action,
+      target: this.opts.target,
+      scope: await this.scope(this.rt.db),
+      outcome: 'denied',
+      requestId: this.requestId,
+      detail: { missing: permission, on: object },
+    });
+    throw forbidden(permission, object);
+  }
+
+  /**
+   * PostgreSQL and OpenFGA never disagree: the DB part and the audit entry run in
+   * one transaction, OpenFGA is written (one atomic Write) inside it, and the
+   * transaction commits only after OpenFGA accepted. If the commit then fails,
+   * the OpenFGA change is reversed. Caches are told before the caller is answered.
+   */
+  async writeThrough<T>(change: TupleChange, apply: (tx: Queryable) => Promise<WriteThroughResult<T>>): Promise<T> {
+    let written = false;
+    let out: T;
+    try {
+      out = await this.rt.db.transaction(async (tx) => {
+        const r = await apply(tx);
+        await recordAudit(tx, {
+          actor: this.actor,
+          action: this.opts.action,
+          target: this.opts.target,
+          scope: r.scope ?? (await this.scope(tx)),
+          outcome: 'success',
+          requestId: this.requestId,
+          before: r.before,
+          after: r.after,
+          detail: r.detail,
+        });
+        for (const e of r.extra ?? []) {
+          await recordAudit(tx, { ...e, actor: this.actor, outcome: 'success', requestId: this.requestId });
+        }
+        if (!isEmptyChange(change)) {
+          await this.rt.engine.write(change);
+          written = true;
+        }
+        return r.result;
+      });
+    } catch (err) {
+      if (written) await this.compensate(change, err);
+      throw err;
+    }
+    if (!isEmptyChange(change)) {
+      try {
+        await this.rt.invalidator.tuplesChanged(change);
+      } catch (err) {
+        this.rt.log?.error({ err, requestId: this.requestId, change }, 'decision cache invalidation failed after an admin write');
+        throw new InvalidationFailedError(err);
+      }
+    }
+    return out;
+  }
+
+  private async compensate(change: TupleChange, cause: unknown): Promise<void> {
+    const undo = reverseChange(change);
+    try {
+      await this.rt.engine.write(undo);
+      await this.rt.invalidator.tuplesChanged(undo);
+      this.rt.log?.warn({ requestId: this.requestId, cause }, 'database commit failed after the OpenFGA write; OpenFGA change reversed');
+    } catch (err) {
+      // Nothing more can be done in-process: say exactly what disagrees.
+      this.rt.log?.error(
+        { err, cause, requestId: this.requestId, change },
+        'database commit failed and the OpenFGA change could not be reversed: PostgreSQL and OpenFGA disagree for these tuples',
+      );
+      await this.rt.invalidator.tuplesChanged(change).catch(() => undefined);
+    }
+  }
+
+  /** Appends a `failed` entry for an attempt that broke (best effort: the original error wins). */
+  async recordFailure(err: unknown): Promise<void> {
+    try {
+      await recordAudit(this.rt.db, {
+        actor: this.actor,
+        action: this.opts.action,
+        target: this.opts.target,
+        scope: await this.scope(this.rt.db),
+        outcome: 'failed',
+        requestId: this.requestId,
+        detail: { error: err instanceof Error ? err.message : String(err) },
+      });
+    } catch (auditErr) {
+      this.rt.log?.error({ err: auditErr, requestId: this.requestId }, 'could not record a failed admin attempt in the audit trail');
+    }
+  }
+}
+
+/**
+ * Runs a state-changing handler. Refusals (4xx) are the caller's business and
+ * denials are audited by authorize(); anything else that breaks (OpenFGA down, a
+ * database error) leaves a `failed` audit entry, then reaches the error renderer.
+ */
+export async function mutation<R>(
+  rt: AdminRuntime,
+  c: Context<GatewayEnv>,
+  opts: ActionOptions,
+  fn: (a: AdminAction) => Promise<R>,
+): Promise<R> {
+  const a = new AdminAction(rt, c, opts);
+  try {
+    return await fn(a);
+  } catch (err) {
+    const refusal = err instanceof AdminError && err.status < 500;
+    if (!refusal && !(err instanceof InvalidationFailedError)) await a.recordFailure(err);
+    throw err;
+  }
+}
+
+/** A read-only request: authorize (denials audited) then answer. */
+export function reader(rt: AdminRuntime, c: Context<GatewayEnv>, opts: ActionOptions): AdminAction {
+  return new AdminAction(rt, c, opts);
+}

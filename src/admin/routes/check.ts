@@ -1,0 +1,46 @@
+// POST /check: allowed or not, and why. Only for callers who administer the
+// object's node (its audit readers, `can_read_audit`): explaining access reveals
+// who holds which role there, which is exactly what those admins already see.
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import type { GatewayEnv } from '../../gateway/types.js';
+import { reader, type AdminRuntime } from '../action.js';
+import { unprocessable } from '../errors.js';
+import { explain, objectContext } from '../explain.js';
+import { CheckBody, CheckResult } from '../schemas.js';
+import { ancestorPath, splitRef } from '../store.js';
+import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
+
+type AdminApp = OpenAPIHono<GatewayEnv>;
+const json = <T>(schema: T) => ({ 'application/json': { schema } });
+
+export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime): void {
+  const route = createRoute({
+    method: 'post',
+    path: '/check',
+    tags: ['Check'],
+    summary: "Check a user's permission on an object and explain it (callers with can_read_audit on the object's node)",
+    request: { body: { content: json(CheckBody), required: true } },
+    responses: { 200: { description: 'The decision and the role grants that produce it', content: json(CheckResult) }, ...ERROR_RESPONSES },
+  });
+  app.openapi(
+    route,
+    async (c) => {
+      const { user, permission, object } = c.req.valid('json');
+      const [type] = splitRef(object);
+      const relations = (await rt.engine.relationsByType()).get(type);
+      if (!relations?.has(permission)) {
+        throw unprocessable(`${type} has no relation ${permission}`, [
+          { name: 'body.permission', reason: `must be one of: ${[...(relations ?? [])].sort().join(', ')}` },
+        ]);
+      }
+      const { node } = objectContext(object);
+      await reader(rt, c, { action: 'check.explain', target: object, scope: (q) => ancestorPath(q, node) }).authorize(
+        'can_read_audit',
+        node,
+      );
+      const result = await explain(rt.engine, rt.db, user, permission, object);
+      return c.json({ user, permission, object, ...result }, 200);
+    },
+    allFieldsHook(route),
+  );
+}

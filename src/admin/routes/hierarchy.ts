@@ -1,0 +1,379 @@
+// Organizations, divisions (nested) and tenants: create, read, rename, delete, move.
+// Names live in PostgreSQL, links in OpenFGA; every change goes through
+// AdminAction.writeThrough so the two never disagree.
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
+import type { Queryable } from '../../db/index.js';
+import type { GatewayEnv, TupleKey } from '../../gateway/types.js';
+import { mutation, reader, type AdminAction, type AdminRuntime } from '../action.js';
+import { conflict, notFound, unprocessable } from '../errors.js';
+import {
+  CreateNodeBody,
+  CreateOrganizationBody,
+  DeleteResult,
+  DivisionParams,
+  MAX_TUPLES_PER_WRITE,
+  MoveBody,
+  MutationResult,
+  NodeParams,
+  NodeSchema,
+  OrganizationParams,
+  RenameBody,
+  type NodeKind,
+  type NodeView,
+} from '../schemas.js';
+import {
+  ancestorPath,
+  childCounts,
+  deleteNode,
+  divisionChain,
+  getNode,
+  idTaken,
+  insertDivision,
+  insertOrganization,
+  insertTenant,
+  renameNode,
+  setDivisionParent,
+  setTenantDivision,
+  splitRef,
+} from '../store.js';
+import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validation.js';
+
+type AdminApp = OpenAPIHono<GatewayEnv>;
+
+const json = <T>(schema: T) => ({ 'application/json': { schema } });
+const PATH: Record<NodeKind, string> = { organization: 'organizations', division: 'divisions', tenant: 'tenants' };
+const PARAM: Record<NodeKind, string> = { organization: 'organizationId', division: 'divisionId', tenant: 'tenantId' };
+const TAG = 'Hierarchy';
+
+/** Postgres unique violation (a concurrent create of the same id). */
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '23505';
+}
+
+async function insertOnce(kind: NodeKind, id: string, insert: () => Promise<void>): Promise<void> {
+  try {
+    await insert();
+  } catch (err) {
+    if (isUniqueViolation(err)) throw conflict(`${kind} id ${id} is taken (ids are unique per kind across all organizations)`);
+    throw err;
+  }
+}
+
+async function mustGet(q: Queryable, kind: NodeKind, id: string, forUpdate = false): Promise<NodeView> {
+  const node = await getNode(q, kind, id, forUpdate);
+  if (!node) throw notFound(`${kind}:${id}`);
+  return node;
+}
+
+export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
+  // ------------------------------------------------------------ create
+  const createOrganization = createRoute({
+    method: 'post',
+    path: '/organizations',
+    tags: [TAG],
+    summary: 'Create an organization and name its first admins (platform admins only)',
+    request: { body: { content: json(CreateOrganizationBody), required: true } },
+    responses: { 201: { description: 'Created', content: json(NodeSchema) }, ...ERROR_RESPONSES, ...CONFLICT },
+  });
+  app.openapi(
+    createOrganization,
+    async (c) => {
+      const body = c.req.valid('json');
+      const ref = `organization:${body.id}`;
+      return mutation(rt, c, { action: 'organization.create', target: ref, scope: async () => [PLATFORM_OBJECT, ref] }, async (a) => {
+        await a.authorize('can_create_organization', PLATFORM_OBJECT);
+        if (await idTaken(rt.db, 'organization', body.id)) throw conflict(`organization id ${body.id} is taken`);
+        const admins = [...new Set(body.admins ?? [])];
+        const writes: TupleKey[] = [
+          { user: PLATFORM_OBJECT, relation: 'platform', object: ref },
+          ...admins.map((user) => ({ user, relation: 'admin', object: ref })),
+        ];
+        const node = await a.writeThrough({ writes, deletes: [] }, async (tx) => {
+          await insertOnce('organization', body.id, () => insertOrganization(tx, body.id, body.name));
+          return { result: await mustGet(tx, 'organization', body.id), after: { name: body.name, admins } };
+        });
+        return c.json(node, 201);
+      });
+    },
+    allFieldsHook(createOrganization),
+  );
+
+  const createTopDivision = createRoute({
+    method: 'post',
+    path: '/organizations/{organizationId}/divisions',
+    tags: [TAG],
+    summary: 'Create a top-level division (can_create_division on the organization)',
+    request: { params: OrganizationParams, body: { content: json(CreateNodeBody), required: true } },
+    responses: { 201: { description: 'Created', content: json(NodeSchema) }, ...ERROR_RESPONSES, ...NOT_FOUND, ...CONFLICT },
+  });
+  app.openapi(
+    createTopDivision,
+    async (c) => {
+      const { organizationId } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const parentRef = `organization:${organizationId}`;
+      const ref = `division:${body.id}`;
+      return mutation(rt, c, { action: 'division.create', target: ref, scope: async () => [parentRef, ref] }, async (a) => {
+        await a.authorize('can_create_division', parentRef);
+        await mustGet(rt.db, 'organization', organizationId);
+        if (await idTaken(rt.db, 'division', body.id)) throw conflict(`division id ${body.id} is taken`);
+        const writes = [{ user: parentRef, relation: 'organization', object: ref }];
+        const node = await a.writeThrough({ writes, deletes: [] }, async (tx) => {
+          await insertOnce('division', body.id, () => insertDivision(tx, body.id, body.name, organizationId, null));
+          return { result: await mustGet(tx, 'division', body.id), after: { name: body.name, parent: parentRef } };
+        });
+        return c.json(node, 201);
+      });
+    },
+    allFieldsHook(createTopDivision),
+  );
+
+  const createSubDivision = createRoute({
+    method: 'post',
+    path: '/divisions/{divisionId}/divisions',
+    tags: [TAG],
+    summary: 'Create a sub-division (can_create_division on the parent division)',
+    request: { params: DivisionParams, body: { content: json(CreateNodeBody), required: true } },
+    responses: { 201: { description: 'Created', content: json(NodeSchema) }, ...ERROR_RESPONSES, ...NOT_FOUND, ...CONFLICT },
+  });
+  app.openapi(
+    createSubDivision,
+    async (c) => {
+      const { divisionId } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const parentRef = `division:${divisionId}`;
+      const ref = `division:${body.id}`;
+      const scope = async (q: Queryable) => [...(await ancestorPath(q, parentRef)), ref];
+      return mutation(rt, c, { action: 'division.create', target: ref, scope }, async (a) => {
+        await a.authorize('can_create_division', parentRef);
+        const parent = await mustGet(rt.db, 'division', divisionId);
+        if (await idTaken(rt.db, 'division', body.id)) throw conflict(`division id ${body.id} is taken`);
+        // Every division carries its organization link as well as its parent link (see model.fga).
+        const writes = [
+          { user: `organization:${parent.organizationId}`, relation: 'organization', object: ref },
+          { user: parentRef, relation: 'parent', object: ref },
+        ];
+        const node = await a.writeThrough({ writes, deletes: [] }, async (tx) => {
+          await insertOnce('division', body.id, () => insertDivision(tx, body.id, body.name, parent.organizationId, divisionId));
+          return { result: await mustGet(tx, 'division', body.id), after: { name: body.name, parent: parentRef } };
+        });
+        return c.json(node, 201);
+      });
+    },
+    allFieldsHook(createSubDivision),
+  );
+
+  const createTenant = createRoute({
+    method: 'post',
+    path: '/divisions/{divisionId}/tenants',
+    tags: [TAG],
+    summary: 'Create a tenant (can_create_tenant on the division)',
+    request: { params: DivisionParams, body: { content: json(CreateNodeBody), required: true } },
+    responses: { 201: { description: 'Created', content: json(NodeSchema) }, ...ERROR_RESPONSES, ...NOT_FOUND, ...CONFLICT },
+  });
+  app.openapi(
+    createTenant,
+    async (c) => {
+      const { divisionId } = c.req.valid('param');
+      const body = c.req.valid('json');
+      const parentRef = `division:${divisionId}`;
+      const ref = `tenant:${body.id}`;
+      const scope = async (q: Queryable) => [...(await ancestorPath(q, parentRef)), ref];
+      return mutation(rt, c, { action: 'tenant.create', target: ref, scope }, async (a) => {
+        await a.authorize('can_create_tenant', parentRef);
+        await mustGet(rt.db, 'division', divisionId);
+        if (await idTaken(rt.db, 'tenant', body.id)) throw conflict(`tenant id ${body.id} is taken`);
+        const writes = [{ user: parentRef, relation: 'division', object: ref }];
+        const node = await a.writeThrough({ writes, deletes: [] }, async (tx) => {
+          await insertOnce('tenant', body.id, () => insertTenant(tx, body.id, body.name, divisionId));
+          return { result: await mustGet(tx, 'tenant', body.id), after: { name: body.name, parent: parentRef } };
+        });
+        return c.json(node, 201);
+      });
+    },
+    allFieldsHook(createTenant),
+  );
+
+  // ------------------------------------------------------------ read, rename, delete
+  for (const kind of ['organization', 'division', 'tenant'] as const) registerNodeRoutes(app, rt, kind);
+
+  // ------------------------------------------------------------ move
+  for (const kind of ['division', 'tenant'] as const) registerMoveRoute(app, rt, kind);
+}
+
+function registerNodeRoutes(app: AdminApp, rt: AdminRuntime, kind: NodeKind): void {
+  const path = `/${PATH[kind]}/{${PARAM[kind]}}`;
+  const params = NodeParams[kind];
+  const idOf = (p: unknown) => (p as Record<string, string>)[PARAM[kind]]!;
+
+  const get = createRoute({
+    method: 'get',
+    path,
+    tags: [TAG],
+    summary: `Read a ${kind} (can_view)`,
+    request: { params },
+    responses: { 200: { description: 'The node', content: json(NodeSchema) }, ...ERROR_RESPONSES, ...NOT_FOUND },
+  });
+  app.openapi(
+    get,
+    async (c) => {
+      const id = idOf(c.req.valid('param'));
+      const ref = `${kind}:${id}`;
+      // Permission first, existence second: an unknown id answers 403 like a hidden one.
+      await reader(rt, c, { action: `${kind}.read`, target: ref }).authorize('can_view', ref);
+      return c.json(await mustGet(rt.db, kind, id), 200);
+    },
+    allFieldsHook(get),
+  );
+
+  const rename = createRoute({
+    method: 'patch',
+    path,
+    tags: [TAG],
+    summary: `Rename a ${kind} (can_rename)`,
+    request: { params, body: { content: json(RenameBody), required: true } },
+    responses: { 200: { description: 'Renamed (or already so named)', content: json(MutationResult) }, ...ERROR_RESPONSES, ...NOT_FOUND },
+  });
+  app.openapi(
+    rename,
+    async (c) => {
+      const id = idOf(c.req.valid('param'));
+      const { name } = c.req.valid('json');
+      const ref = `${kind}:${id}`;
+      return mutation(rt, c, { action: `${kind}.rename`, target: ref }, async (a) => {
+        await a.authorize('can_rename', ref);
+        const current = await mustGet(rt.db, kind, id);
+        if (current.name === name) return c.json({ changed: false, node: current }, 200);
+        const node = await a.writeThrough({ writes: [], deletes: [] }, async (tx) => {
+          const before = await mustGet(tx, kind, id, true);
+          await renameNode(tx, kind, id, name);
+          return { result: await mustGet(tx, kind, id), before: { name: before.name }, after: { name } };
+        });
+        return c.json({ changed: true, node }, 200);
+      });
+    },
+    allFieldsHook(rename),
+  );
+
+  const del = createRoute({
+    method: 'delete',
+    path,
+    tags: [TAG],
+    summary: `Delete a ${kind} without children (can_delete)`,
+    request: { params },
+    responses: { 200: { description: 'Deleted', content: json(DeleteResult) }, ...ERROR_RESPONSES, ...NOT_FOUND, ...CONFLICT },
+  });
+  app.openapi(
+    del,
+    async (c) => {
+      const id = idOf(c.req.valid('param'));
+      const ref = `${kind}:${id}`;
+      // Organizations are deleted by the platform: their entry sits at platform level too.
+      const scope = kind === 'organization' ? async () => [PLATFORM_OBJECT, ref] : undefined;
+      return mutation(rt, c, { action: `${kind}.delete`, target: ref, ...(scope ? { scope } : {}) }, async (a) => {
+        await a.authorize('can_delete', ref);
+        await deleteWithTuples(rt, a, kind, id);
+        return c.json({ deleted: ref }, 200);
+      });
+    },
+    allFieldsHook(del),
+  );
+}
+
+async function deleteWithTuples(rt: AdminRuntime, a: AdminAction, kind: NodeKind, id: string): Promise<void> {
+  const ref = `${kind}:${id}`;
+  const node = await mustGet(rt.db, kind, id);
+  const children = await childCounts(rt.db, kind, id);
+  if (children.divisions + children.tenants > 0) {
+    throw conflict(`${ref} still has ${children.divisions} division(s) and ${children.tenants} tenant(s); delete or move them first`);
+  }
+  // Every tuple on the node goes with it (structural links and role grants), so a
+  // node later created with the same id starts without inherited grants.
+  const tuples = await rt.engine.readAll({ object: ref });
+  const structural = tuples.filter((t) => t.relation !== 'admin' && t.relation !== 'member');
+  let grants = tuples.filter((t) => t.relation === 'admin' || t.relation === 'member');
+  // More grants than one atomic write holds: revoke the surplus first. Revoking
+  // is fail-safe — if a later step fails the node stays, with fewer grants.
+  while (structural.length + grants.length > MAX_TUPLES_PER_WRITE) {
+    const chunk = grants.slice(0, MAX_TUPLES_PER_WRITE);
+    grants = grants.slice(MAX_TUPLES_PER_WRITE);
+    await rt.engine.write({ writes: [], deletes: chunk });
+    await rt.invalidator.tuplesChanged({ writes: [], deletes: chunk });
+  }
+  const change = { writes: [], deletes: [...structural, ...grants] };
+  await a.writeThrough(change, async (tx) => {
+    const scope = kind === 'organization' ? [PLATFORM_OBJECT, ref] : await ancestorPath(tx, ref);
+    await deleteNode(tx, kind, id);
+    return { result: undefined, scope, before: { name: node.name, parent: node.parent, grants: tuples.filter((t) => !structural.includes(t)) } };
+  });
+}
+
+function registerMoveRoute(app: AdminApp, rt: AdminRuntime, kind: 'division' | 'tenant'): void {
+  const route = createRoute({
+    method: 'post',
+    path: `/${PATH[kind]}/{${PARAM[kind]}}/move`,
+    tags: [TAG],
+    summary: `Move a ${kind} within its organization (can_move on it, and can_create_${kind} on the new parent)`,
+    request: { params: NodeParams[kind], body: { content: json(MoveBody), required: true } },
+    responses: {
+      200: { description: 'Moved (or already there)', content: json(MutationResult) },
+      ...ERROR_RESPONSES,
+      ...NOT_FOUND,
+    },
+  });
+  app.openapi(
+    route,
+    async (c) => {
+      const id = (c.req.valid('param') as Record<string, string>)[PARAM[kind]]!;
+      const { parent } = c.req.valid('json');
+      const ref = `${kind}:${id}`;
+      return mutation(rt, c, { action: `${kind}.move`, target: ref }, async (a) => {
+        const [parentType, parentId = ''] = splitRef(parent);
+        if (kind === 'tenant' && parentType !== 'division') {
+          throw unprocessable('a tenant lives under a division', [{ name: 'body.parent', reason: 'must be division:<id> for a tenant' }]);
+        }
+        // Admin of the old parent (can_move = manager) and of the new one.
+        await a.authorize('can_move', ref);
+        await a.authorize(kind === 'division' ? 'can_create_division' : 'can_create_tenant', parent);
+        const node = await mustGet(rt.db, kind, id);
+        if (node.parent === parent) return c.json({ changed: false, node }, 200);
+        const target = await mustGet(rt.db, parentType as NodeKind, parentId);
+        if (target.organizationId !== node.organizationId) {
+          throw unprocessable(`moves stay within organization:${node.organizationId}; ${parent} belongs to organization:${target.organizationId}`, [
+            { name: 'body.parent', reason: 'is in another organization' },
+          ]);
+        }
+        if (kind === 'division' && parentType === 'division') {
+          const chain = await divisionChain(rt.db, parentId);
+          if (chain.includes(id)) {
+            throw unprocessable(`${parent} is ${ref} itself or lies beneath it; a division cannot move under its own subtree`, [
+              { name: 'body.parent', reason: 'would create a cycle' },
+            ]);
+          }
+        }
+        const change = moveChange(kind, ref, node.parent!, parent);
+        const moved = await a.writeThrough(change, async (tx) => {
+          const oldScope = await ancestorPath(tx, ref);
+          if (kind === 'division') await setDivisionParent(tx, id, parentType === 'division' ? parentId : null);
+          else await setTenantDivision(tx, id, parentId);
+          const newScope = await ancestorPath(tx, ref);
+          // Admins of both the old and the new place see the move.
+          return { result: await mustGet(tx, kind, id), scope: [...oldScope, ...newScope], before: { parent: node.parent }, after: { parent } };
+        });
+        return c.json({ changed: true, node: moved }, 200);
+      });
+    },
+    allFieldsHook(route),
+  );
+}
+
+/** The structural tuples a move deletes and writes — sent as ONE atomic OpenFGA write. */
+function moveChange(kind: 'division' | 'tenant', ref: string, from: string, to: string): { writes: TupleKey[]; deletes: TupleKey[] } {
+  if (kind === 'tenant') {
+    return { writes: [{ user: to, relation: 'division', object: ref }], deletes: [{ user: from, relation: 'division', object: ref }] };
+  }
+  // A division's organization link never changes (moves stay inside it); only `parent` does.
+  const link = (p: string) => (p.startsWith('division:') ? [{ user: p, relation: 'parent', object: ref }] : []);
+  return { writes: link(to), deletes: link(from) };
+}

@@ -1,0 +1,241 @@
+// Names and metadata of the hierarchy in PostgreSQL (relationships live in OpenFGA).
+// Parent columns mirror the structural tuples exactly; write-through.ts keeps
+// the two in step.
+import { migrate, type Db, type Migration, type Queryable } from '../db/index.js';
+import type { NodeKind, NodeView } from './schemas.js';
+
+export const ADMIN_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'hierarchy and audit',
+    sql: `
+      create table admin_organizations (
+        id text primary key,
+        name text not null,
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now()
+      );
+      create table admin_divisions (
+        id text primary key,
+        name text not null,
+        organization_id text not null references admin_organizations(id),
+        parent_division_id text references admin_divisions(id),
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now(),
+        check (parent_division_id is null or parent_division_id <> id)
+      );
+      create index admin_divisions_org on admin_divisions (organization_id);
+      create index admin_divisions_parent on admin_divisions (parent_division_id);
+      create table admin_tenants (
+        id text primary key,
+        name text not null,
+        division_id text not null references admin_divisions(id),
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now()
+      );
+      create index admin_tenants_division on admin_tenants (division_id);
+
+      -- Append-only audit trail. scope holds the target's ancestor path at the
+      -- time (e.g. {organization:acme,division:emea,tenant:acme-sales}); readers see
+      -- an entry when it overlaps the nodes they may read the audit of.
+      create table admin_audit (
+        seq bigserial primary key,
+        at timestamptz not null default clock_timestamp(),
+        actor text not null,
+        action text not null,
+        target text not null,
+        scope text[] not null,
+        outcome text not null check (outcome in ('success', 'denied', 'failed')),
+        request_id text,
+        before jsonb,
+        after jsonb,
+        detail jsonb
+      );
+      create index admin_audit_scope on admin_audit using gin (scope);
+      create index admin_audit_at on admin_audit (at);
+      create function admin_audit_append_only() returns trigger language plpgsql as $$
+        begin
+          raise exception 'admin_audit is append-only: % refused', tg_op;
+        end
+      $$;
+      create trigger admin_audit_no_update_delete before update or delete on admin_audit
+        for each row execute function admin_audit_append_only();
+      create trigger admin_audit_no_truncate before truncate on admin_audit
+        for each statement execute function admin_audit_append_only();
+    `,
+  },
+];
+
+/** Creates or upgrades the admin tables (idempotent). */
+export async function migrateAdmin(db: Db): Promise<number> {
+  return migrate(db, 'admin', ADMIN_MIGRATIONS);
+}
+
+interface NodeRow {
+  id: string;
+  name: string;
+  organization_id: string;
+  parent: string | null;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+const iso = (v: Date | string) => (v instanceof Date ? v.toISOString() : new Date(v).toISOString());
+
+function toView(type: NodeKind, r: NodeRow): NodeView {
+  return {
+    type,
+    id: r.id,
+    name: r.name,
+    organizationId: r.organization_id,
+    parent: r.parent,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+  };
+}
+
+// One select per kind giving the NodeView columns; `parent` as an OpenFGA object ref.
+const SELECT: Record<NodeKind, string> = {
+  organization: `select o.id, o.name, o.id as organization_id, null::text as parent, o.created_at, o.updated_at
+                 from admin_organizations o`,
+  division: `select d.id, d.name, d.organization_id,
+                    case when d.parent_division_id is null then 'organization:' || d.organization_id
+                         else 'division:' || d.parent_division_id end as parent,
+                    d.created_at, d.updated_at
+             from admin_divisions d`,
+  tenant: `select t.id, t.name, d.organization_id, 'division:' || t.division_id as parent, t.created_at, t.updated_at
+           from admin_tenants t join admin_divisions d on d.id = t.division_id`,
+};
+const ALIAS: Record<NodeKind, string> = { organization: 'o', division: 'd', tenant: 't' };
+export const TABLE: Record<NodeKind, string> = { organization: 'admin_organizations', division: 'admin_divisions', tenant: 'admin_tenants' };
+
+export async function getNode(q: Queryable, type: NodeKind, id: string, forUpdate = false): Promise<NodeView | undefined> {
+  const lock = forUpdate ? ` for update of ${ALIAS[type]}` : '';
+  const r = await q.query<NodeRow>(`${SELECT[type]} where ${ALIAS[type]}.id = $1${lock}`, [id]);
+  const row = r.rows[0];
+  return row ? toView(type, row) : undefined;
+}
+
+/** Nodes of one kind by id, sorted by id (ids absent from the database are skipped). */
+export async function getNodes(q: Queryable, type: NodeKind, ids: string[]): Promise<NodeView[]> {
+  if (ids.length === 0) return [];
+  const r = await q.query<NodeRow>(`${SELECT[type]} where ${ALIAS[type]}.id = any($1::text[]) order by ${ALIAS[type]}.id collate "C"`, [ids]);
+  return r.rows.map((row) => toView(type, row));
+}
+
+export async function insertOrganization(q: Queryable, id: string, name: string): Promise<void> {
+  await q.query('insert into admin_organizations (id, name) values ($1, $2)', [id, name]);
+}
+
+export async function insertDivision(q: Queryable, id: string, name: string, organizationId: string, parentDivisionId: string | null): Promise<void> {
+  await q.query('insert into admin_divisions (id, name, organization_id, parent_division_id) values ($1, $2, $3, $4)', [
+    id,
+    name,
+    organizationId,
+    parentDivisionId,
+  ]);
+}
+
+export async function insertTenant(q: Queryable, id: string, name: string, divisionId: string): Promise<void> {
+  await q.query('insert into admin_tenants (id, name, division_id) values ($1, $2, $3)', [id, name, divisionId]);
+}
+
+export async function renameNode(q: Queryable, type: NodeKind, id: string, name: string): Promise<void> {
+  await q.query(`update ${TABLE[type]} set name = $2, updated_at = now() where id = $1`, [id, name]);
+}
+
+export async function deleteNode(q: Queryable, type: NodeKind, id: string): Promise<void> {
+  await q.query(`delete from ${TABLE[type]} where id = $1`, [id]);
+}
+
+export async function setDivisionParent(q: Queryable, id: string, parentDivisionId: string | null): Promise<void> {
+  await q.query('update admin_divisions set parent_division_id = $2, updated_at = now() where id = $1', [id, parentDivisionId]);
+}
+
+export async function setTenantDivision(q: Queryable, id: string, divisionId: string): Promise<void> {
+  await q.query('update admin_tenants set division_id = $2, updated_at = now() where id = $1', [id, divisionId]);
+}
+
+export async function idTaken(q: Queryable, type: NodeKind, id: string): Promise<boolean> {
+  const r = await q.query(`select 1 from ${TABLE[type]} where id = $1`, [id]);
+  return r.rows.length > 0;
+}
+
+/** Children counts, for "delete with children is 409". */
+export async function childCounts(q: Queryable, type: NodeKind, id: string): Promise<{ divisions: number; tenants: number }> {
+  if (type === 'tenant') return { divisions: 0, tenants: 0 };
+  const col = type === 'organization' ? 'organization_id' : 'parent_division_id';
+  const d = await q.query<{ n: string | number }>(`select count(*) as n from admin_divisions where ${col} = $1`, [id]);
+  const t =
+    type === 'division'
+      ? await q.query<{ n: string | number }>('select count(*) as n from admin_tenants where division_id = $1', [id])
+      : { rows: [{ n: 0 }] };
+  return { divisions: Number(d.rows[0]?.n ?? 0), tenants: Number(t.rows[0]?.n ?? 0) };
+}
+
+/** Guard against a corrupted parent chain: the hierarchy is never this deep. */
+const MAX_DEPTH = 64;
+
+/** Division ids from the top-level division down to `divisionId` (inclusive). */
+export async function divisionChain(q: Queryable, divisionId: string): Promise<string[]> {
+  const r = await q.query<{ id: string; depth: number }>(
+    `with recursive chain(id, parent, depth) as (
+       select id, parent_division_id, 0 from admin_divisions where id = $1
+       union all
+       select d.id, d.parent_division_id, c.depth + 1 from admin_divisions d join chain c on d.id = c.parent
+       where c.depth < ${MAX_DEPTH}
+     ) select id, depth from chain order by depth desc`,
+    [divisionId],
+  );
+  return r.rows.map((row) => row.id);
+}
+
+/**
+ * The node's ancestor path as OpenFGA object refs, root first, the node last:
+ * `[organization:o, division:top, …, tenant:t]`. Unknown nodes give `[node]`.
+ * Stored with each audit entry so scoping the trail is a query.
+ */
+export async function ancestorPath(q: Queryable, ref: string): Promise<string[]> {
+  const [type, id = ''] = splitRef(ref);
+  if (type === 'organization') return [ref];
+  if (type === 'division') {
+    const node = await getNode(q, 'division', id);
+    if (!node) return [ref];
+    return [`organization:${node.organizationId}`, ...(await divisionChain(q, id)).map((d) => `division:${d}`)];
+  }
+  if (type === 'tenant') {
+    const node = await getNode(q, 'tenant', id);
+    if (!node) return [ref];
+    const divisionId = node.parent!.slice('division:'.length);
+    return [`organization:${node.organizationId}`, ...(await divisionChain(q, divisionId)).map((d) => `division:${d}`), ref];
+  }
+  return [ref];
+}
+
+export function splitRef(ref: string): [string, string | undefined] {
+  const i = ref.indexOf(':');
+  return i < 0 ? [ref, undefined] : [ref.slice(0, i), ref.slice(i + 1)];
+}
+
+/** Every division and tenant id under the given organizations / divisions (inclusive of the divisions). */
+export async function subtree(
+  q: Queryable,
+  roots: { organizations: string[]; divisions: string[] },
+): Promise<{ divisions: string[]; tenants: string[] }> {
+  const r = await q.query<{ id: string }>(
+    `with recursive sub(id, depth) as (
+       select id, 0 from admin_divisions where organization_id = any($1::text[]) or id = any($2::text[])
+       union
+       select d.id, s.depth + 1 from admin_divisions d join sub s on d.parent_division_id = s.id where s.depth < ${MAX_DEPTH}
+     ) select distinct id from sub`,
+    [roots.organizations, roots.divisions],
+  );
+  const divisions = r.rows.map((row) => row.id);
+  const t = await q.query<{ id: string }>('select id from admin_tenants where division_id = any($1::text[])', [divisions]);
+  return { divisions, tenants: t.rows.map((row) => row.id) };
+}
+
+export async function allOrganizationIds(q: Queryable): Promise<string[]> {
+  const r = await q.query<{ id: string }>('select id from admin_organizations order by id collate "C"');
+  return r.rows.map((row) => row.id);
+}
