@@ -1,0 +1,204 @@
+// Builds a running gateway from the parsed configuration: every stage, the decision
+// cache in front of OpenFGA, the admin API, the HTTP listener and the metrics listener.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type { AuthorizationModel } from '@openfga/sdk';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { createAdminApp, migrateAdmin } from '../admin/app.js';
+import { recordGatewayDenial } from '../admin/audit.js';
+import type { Config } from '../config.js';
+import type { Db } from '../db/index.js';
+import { DecisionCache, decisionCacheSettings } from '../decisions/index.js';
+import { OpenFgaAuthorizer } from '../fga/authorizer.js';
+import { createFgaClient } from '../fga/client.js';
+import { PROBLEM_CONTENT_TYPE, problem } from '../shared/problem.js';
+import { createGatewayApp } from './app.js';
+import { createAssertionSigner } from './assertion-signer.js';
+import { authenticate, createTokenVerifier } from './authenticate.js';
+import { resolveTrustedIssuers } from './dev-issuer.js';
+import { createGatewayMetrics } from './metrics.js';
+import { normalise, requestErrorResponse } from './normalise.js';
+import { loadPolicy, matchPolicy } from './policy.js';
+import type { GatewayEnv } from './types.js';
+import { join } from 'node:path';
+
+export interface GatewayRuntime {
+  fgaApiUrl: string;
+  storeId: string;
+  authorizationModelId: string;
+  model: Pick<AuthorizationModel, 'type_definitions'>;
+  /** Base URL of the tenant-resource service. */
+  upstreamUrl: string;
+  db: Db;
+  logger: Logger;
+}
+
+export interface RunningGateway {
+  url: string;
+  /** Public keys of the assertions this gateway signs (what the upstream trusts). */
+  assertionJwks: { keys: import('jose').JWK[] };
+  metricsUrl?: string;
+  cache: DecisionCache;
+  close(): Promise<void>;
+}
+
+function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/** A bare problem+json 400 for requests Node's HTTP parser refuses before the app sees them. */
+function clientErrorResponse(): string {
+  const body = JSON.stringify(problem(400, 'bad-request', 'Bad Request', { detail: 'The request could not be parsed as HTTP.' }));
+  return `HTTP/1.1 400 Bad Request\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+export async function startGateway(config: Config, rt: GatewayRuntime): Promise<RunningGateway> {
+  const registry = new Registry();
+  const metrics = createGatewayMetrics(registry);
+  const trustedProxies = new Set(config.TRUSTED_PROXIES);
+  const log = rt.logger;
+
+  const fga = createFgaClient({
+    apiUrl: rt.fgaApiUrl,
+    storeId: rt.storeId,
+    authorizationModelId: rt.authorizationModelId,
+    timeoutMs: config.OPENFGA_TIMEOUT_MS,
+  });
+  const engine = new OpenFgaAuthorizer({ client: fga, storeId: rt.storeId, authorizationModelId: rt.authorizationModelId });
+  const cache = new DecisionCache({
+    engine,
+    fga,
+    storeId: rt.storeId,
+    modelId: () => engine.authorizationModelId,
+    model: rt.model,
+    registry,
+    ...decisionCacheSettings(config),
+    onEvent: (event, detail) => log.warn({ event, ...detail }, 'decision cache'),
+  });
+  await cache.start();
+  const authorizer = config.CACHE_ENABLED ? cache.authorizer : engine;
+
+  const { issuers, devIssuer } = await resolveTrustedIssuers(config);
+  const authenticateStage = authenticate(
+    createTokenVerifier({ issuers, clockToleranceS: config.AUTH_CLOCK_TOLERANCE_S, tokenCacheMax: config.AUTH_TOKEN_CACHE_MAX }),
+  );
+  const normaliseStage = normalise({ maxPathLength: config.MAX_PATH_LENGTH, maxHeaderBytes: config.MAX_HEADER_BYTES });
+  const signer = await createAssertionSigner({
+    audience: config.ASSERTION_AUDIENCE,
+    ttlSeconds: config.ASSERTION_TTL_S,
+    keyFile: join(config.TIERGATE_DATA_DIR, 'gateway-assertion-key.json'),
+  });
+
+  await migrateAdmin(rt.db);
+  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log });
+
+  const app = createGatewayApp({
+    logger: log,
+    metrics,
+    trustedProxies,
+    normalise: normaliseStage,
+    authenticate: authenticateStage,
+    matchPolicy: matchPolicy(loadPolicy(config.POLICY_FILE)),
+    authorizer,
+    denyReasonHeader: config.DENY_REASON_HEADER,
+    onDenied: (denied) => {
+      metrics.decisionDuration.observe({ layer: 'deny', allowed: 'false' }, 0);
+      // Appended in the background: the audit trail must not slow the refusal down.
+      recordGatewayDenial(rt.db, { ...denied, actor: denied.subject, status: 403 }).catch((err: unknown) =>
+        log.error({ err: err instanceof Error ? err.message : String(err) }, 'audit append failed'),
+      );
+    },
+    forward: {
+      target: rt.upstreamUrl,
+      timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+      signer,
+      trustedProxies,
+      resolveTenants: async (scope) =>
+        (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
+    },
+    admin: admin as never,
+    assertionJwks: signer.jwks,
+    ...(devIssuer ? { devIssuerJwks: devIssuer.jwks } : {}),
+    readiness: [
+      {
+        name: 'openfga',
+        check: async () => {
+          await fga.readAuthorizationModel({ authorizationModelId: engine.authorizationModelId });
+          return `model ${engine.authorizationModelId} pinned`;
+        },
+      },
+      {
+        name: 'upstream',
+        check: async () => {
+          const res = await fetch(new URL('/healthz', rt.upstreamUrl), { signal: AbortSignal.timeout(1000) });
+          return res.ok ? 'reachable' : false;
+        },
+      },
+      {
+        name: 'decision-cache',
+        optional: true,
+        check: async () => {
+          const s = cache.status();
+          return s.redis === 'down' ? false : `redis ${s.redis}, l1 ${s.l1}`;
+        },
+      },
+    ],
+  });
+
+  const server = createServer(
+    // Leave Node's own header limit above ours so oversized headers get our problem+json 400.
+    { maxHeaderSize: Math.max(16384, config.MAX_HEADER_BYTES * 2) },
+    getRequestListener(app.fetch, { errorHandler: requestErrorResponse }),
+  );
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end(clientErrorResponse());
+    else socket.destroy();
+  });
+  const addr = await listen(server, config.GATEWAY_PORT, config.GATEWAY_HOST);
+  const url = `http://${config.GATEWAY_HOST}:${addr.port}`;
+
+  let metricsServer: Server | undefined;
+  let metricsUrl: string | undefined;
+  if (config.METRICS_PORT !== 0) {
+    metricsServer = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
+    });
+    const maddr = await listen(metricsServer, config.METRICS_PORT, config.METRICS_HOST);
+    metricsUrl = `http://${config.METRICS_HOST}:${maddr.port}/metrics`;
+  }
+
+  return {
+    url,
+    ...(metricsUrl ? { metricsUrl } : {}),
+    assertionJwks: signer.jwks,
+    cache,
+    async close() {
+      await Promise.all([closeServer(server), metricsServer ? closeServer(metricsServer) : Promise.resolve()]);
+      await cache.close();
+    },
+  };
+}
+
+export type { GatewayEnv };

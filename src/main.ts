@@ -1,0 +1,150 @@
+// `npm start`: the whole stack on one machine with embedded defaults.
+//   OpenFGA   built from tools/openfga and run with its memory datastore (PostgreSQL with
+//             OPENFGA_DATASTORE_URI; none at all with OPENFGA_API_URL)
+//   database  PGlite under TIERGATE_DATA_DIR (PostgreSQL with DATABASE_URL)
+//   cache     in-process (plus Redis with REDIS_URL)
+//   tenant-resource service and gateway in this process
+// `npm start -- --demo` also loads demo/hierarchy.yaml through the admin API.
+import { join } from 'node:path';
+import pino from 'pino';
+import { ConfigError, loadConfig, toUserSubject, type Config } from './config.js';
+import { openDb } from './db/index.js';
+import { bootstrap } from './fga/bootstrap.js';
+import { loadModel } from './fga/model.js';
+import { startGateway } from './gateway/server.js';
+import { PolicyError } from './gateway/policy.js';
+import { startOpenFga, type OpenFgaServer } from './stack/openfga-server.js';
+import { ToolBuildError, REPO_ROOT } from './stack/go-tools.js';
+import { portInUse } from './stack/ports.js';
+import { startTenantService } from './tenant-service/server.js';
+import { createLocalJWKSet } from 'jose';
+
+const DEMO_FILE = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
+/** The demo file's platform operator; made a platform admin when --demo is given. */
+export const DEMO_PLATFORM_ADMIN = 'platform-ops';
+
+class StartError extends Error {}
+
+async function requireFreePort(port: number, host: string, variable: string): Promise<void> {
+  if (port !== 0 && (await portInUse(port, host))) {
+    throw new StartError(`Port ${port} on ${host} is already in use: stop what is using it, or set ${variable} to a free port.`);
+  }
+}
+
+async function main(): Promise<void> {
+  const demo = process.argv.includes('--demo');
+  const config: Config = loadConfig();
+  const logger = pino({ level: config.LOG_LEVEL, base: undefined });
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  const cleanups: Array<() => Promise<void>> = [];
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void stop(0));
+  process.once('SIGTERM', () => void stop(0));
+
+  try {
+    await requireFreePort(config.GATEWAY_PORT, config.GATEWAY_HOST, 'GATEWAY_PORT');
+    if (!config.TENANT_SERVICE_URL) await requireFreePort(config.TENANT_SERVICE_PORT, config.TENANT_SERVICE_HOST, 'TENANT_SERVICE_PORT');
+    if (config.METRICS_PORT !== 0) await requireFreePort(config.METRICS_PORT, config.METRICS_HOST, 'METRICS_PORT');
+
+    let openfga: OpenFgaServer | undefined;
+    let fgaApiUrl = config.OPENFGA_API_URL;
+    if (!fgaApiUrl) {
+      await requireFreePort(config.OPENFGA_HTTP_PORT, '127.0.0.1', 'OPENFGA_HTTP_PORT');
+      await requireFreePort(config.OPENFGA_GRPC_PORT, '127.0.0.1', 'OPENFGA_GRPC_PORT');
+      openfga = await startOpenFga({
+        httpPort: config.OPENFGA_HTTP_PORT,
+        grpcPort: config.OPENFGA_GRPC_PORT,
+        ...(config.OPENFGA_DATASTORE_URI ? { datastoreUri: config.OPENFGA_DATASTORE_URI } : {}),
+        log: say,
+      });
+      cleanups.push(() => openfga!.stop());
+      fgaApiUrl = openfga.apiUrl;
+    }
+
+    const model = loadModel();
+    const platformAdmins = demo ? [...config.PLATFORM_ADMINS, toUserSubject(DEMO_PLATFORM_ADMIN)] : config.PLATFORM_ADMINS;
+    const boot = await bootstrap({
+      apiUrl: fgaApiUrl,
+      storeName: config.OPENFGA_STORE_NAME,
+      ...(config.OPENFGA_STORE_ID ? { storeId: config.OPENFGA_STORE_ID } : {}),
+      platformAdmins,
+      timeoutMs: config.OPENFGA_TIMEOUT_MS,
+      model,
+    }).catch((err: unknown) => {
+      throw new StartError(`OpenFGA at ${fgaApiUrl} did not accept the bootstrap: ${err instanceof Error ? err.message : String(err)}`);
+    });
+
+    const db = await openDb(config.DATABASE_URL ? { url: config.DATABASE_URL } : { pgliteDir: join(config.TIERGATE_DATA_DIR, 'pglite') });
+    cleanups.push(() => db.close());
+
+    // The tenant service runs in this process unless an external one is configured;
+    // it trusts the gateway's assertion key, read from the gateway's JWKS below.
+    let upstreamUrl = config.TENANT_SERVICE_URL;
+    let setUpstreamKeys: ((jwks: Parameters<typeof createLocalJWKSet>[0]) => void) | undefined;
+    if (!upstreamUrl) {
+      let verify: ReturnType<typeof createLocalJWKSet> | undefined;
+      setUpstreamKeys = (jwks) => {
+        verify = createLocalJWKSet(jwks);
+      };
+      const tenantService = await startTenantService({
+        audience: config.ASSERTION_AUDIENCE,
+        verifyKey: (header, token) => {
+          if (!verify) throw new Error('gateway keys not loaded yet');
+          return verify(header, token);
+        },
+        host: config.TENANT_SERVICE_HOST,
+        port: config.TENANT_SERVICE_PORT,
+        db,
+        log: logger.child({ component: 'tenant-service' }),
+      });
+      cleanups.push(() => tenantService.close());
+      upstreamUrl = tenantService.url;
+    }
+
+    const gateway = await startGateway(config, {
+      fgaApiUrl,
+      storeId: boot.storeId,
+      authorizationModelId: boot.authorizationModelId,
+      model: model.request,
+      upstreamUrl,
+      db,
+      logger: logger.child({ component: 'gateway' }),
+    });
+    cleanups.push(() => gateway.close());
+    setUpstreamKeys?.(gateway.assertionJwks);
+
+    if (demo) {
+      const { applyDemo } = await import('./cli/apply.js');
+      await applyDemo({ gatewayUrl: gateway.url, file: DEMO_FILE, platformAdmin: DEMO_PLATFORM_ADMIN, config, log: say });
+    }
+
+    say(
+      [
+        `tiergate ready: gateway ${gateway.url} (API ${gateway.url}/api/v1, admin docs ${gateway.url}/admin/v1/docs)`,
+        `tenant service ${upstreamUrl}`,
+        `OpenFGA ${fgaApiUrl} (${openfga ? (config.OPENFGA_DATASTORE_URI ? 'postgres' : 'memory') : 'external'}, store ${boot.storeId}, model ${boot.authorizationModelId})`,
+        `cache ${config.REDIS_URL ? 'in-process + Redis' : 'in-process'}`,
+        `db ${config.DATABASE_URL ? 'PostgreSQL' : `PGlite ${join(config.TIERGATE_DATA_DIR, 'pglite')}`}`,
+        ...(gateway.metricsUrl ? [`metrics ${gateway.metricsUrl}`] : []),
+      ].join(' | '),
+    );
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof StartError || err instanceof ToolBuildError || err instanceof PolicyError) {
+      say(`tiergate: ${err.message}`);
+    } else {
+      say(`tiergate: could not start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+    await stop(1);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`tiergate: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
