@@ -1,0 +1,253 @@
+// CachingAuthorizer: an Authorizer in front of another (the engine), with
+//   L1  a bounded in-process LRU, served only while the version copy is trusted;
+//   L2  Redis shared by replicas, validated against the current versions;
+//   coalescing of identical in-flight checks;
+// and never an answer made up from an error: engine failures reject and are not cached.
+//
+// A cached decision records the version keys it depends on and their versions, read
+// before the engine was asked (see ./soundness.ts for why that set is enough).
+import { LRUCache } from 'lru-cache';
+import type { Authorizer, CheckRequest, Decision } from '../gateway/types.js';
+import { objectPart, type HierarchyResolver } from '../fga/hierarchy.js';
+import { decisionKey } from './key.js';
+import type { SharedDecisions } from './l2.js';
+import type { DecisionMetrics } from './metrics.js';
+import { GLOBAL_KEY } from './nodes.js';
+import type { VersionStore } from './versions.js';
+
+interface L1Entry {
+  allowed: boolean;
+  deps: string[];
+  versions: number[];
+  /** VersionStore generation at the time the versions were read. */
+  generation: number;
+}
+
+interface Flight {
+  promise: Promise<{ allowed: boolean; layer: 'redis' | 'openfga' }>;
+  /** VersionStore.seq when the flight started: later checks join only if nothing changed since. */
+  seq: number;
+}
+
+export interface CachingAuthorizerOptions {
+  engine: Authorizer;
+  storeId: string;
+  /** The pinned model id (part of every key); a getter so a re-pinned model changes keys at once. */
+  modelId: () => string;
+  versions: VersionStore;
+  hierarchy: HierarchyResolver;
+  /** The shared layer; absent without Redis. */
+  shared?: SharedDecisions;
+  /** Is Redis reachable right now (skip L2 without waiting when not). */
+  sharedUp?: () => boolean;
+  l1Enabled: boolean;
+  l1MaxEntries: number;
+  allowTtlMs: number;
+  denyTtlMs: number;
+  /** Fraction of the TTL added at random (0..1). */
+  ttlJitter: number;
+  metrics: DecisionMetrics;
+  /**
+   * Ask the engine with HIGHER_CONSISTENCY when filling the cache (default true):
+   * an entry lives for minutes, so it must not come from OpenFGA's own cache.
+   */
+  strongFills?: boolean;
+  random?: () => number;
+}
+
+export class CachingAuthorizer implements Authorizer {
+  private readonly engine: Authorizer;
+  private readonly storeId: string;
+  private readonly modelId: () => string;
+  private readonly versions: VersionStore;
+  private readonly hierarchy: HierarchyResolver;
+  private readonly shared: SharedDecisions | undefined;
+  private readonly sharedUp: () => boolean;
+  private readonly l1: LRUCache<string, L1Entry> | undefined;
+  private readonly inflight = new Map<string, Flight>();
+  private readonly opts: CachingAuthorizerOptions;
+  private readonly counts: DecisionMetrics['counts'];
+  private readonly strongFills: boolean;
+  private readonly random: () => number;
+
+  constructor(opts: CachingAuthorizerOptions) {
+    this.opts = opts;
+    this.engine = opts.engine;
+    this.storeId = opts.storeId;
+    this.modelId = opts.modelId;
+    this.versions = opts.versions;
+    this.hierarchy = opts.hierarchy;
+    this.shared = opts.shared;
+    this.sharedUp = opts.sharedUp ?? (() => true);
+    this.counts = opts.metrics.counts;
+    this.strongFills = opts.strongFills ?? true;
+    this.random = opts.random ?? Math.random;
+    this.l1 = opts.l1Enabled ? new LRUCache<string, L1Entry>({ max: opts.l1MaxEntries, ttl: opts.allowTtlMs, ttlAutopurge: false }) : undefined;
+  }
+
+  /** Entries held in process. */
+  get l1Size(): number {
+    return this.l1?.size ?? 0;
+  }
+
+  /** Drop every in-process entry (resync after missed messages). */
+  clearL1(): void {
+    this.l1?.clear();
+  }
+
+  async check(req: CheckRequest): Promise<Decision> {
+    const started = performance.now();
+    if (req.consistency === 'strong') {
+      // Right after a write, or a route that must not be cached: OpenFGA, HIGHER_CONSISTENCY.
+      this.counts.strong++;
+      const d = await this.engine.check(req);
+      return { allowed: d.allowed, layer: 'openfga', durationMs: performance.now() - started };
+    }
+    const key = decisionKey(this.storeId, this.modelId(), req);
+    if (key === undefined) {
+      this.counts.uncached++;
+      const d = await this.engine.check(req);
+      return { allowed: d.allowed, layer: 'openfga', durationMs: performance.now() - started };
+    }
+
+    const l1 = this.l1;
+    if (l1 !== undefined) {
+      if (this.versions.trusted()) {
+        const e = l1.get(key);
+        if (e === undefined) this.counts.l1.miss++;
+        else if (e.generation === this.versions.generation && this.versions.matches(e.deps, e.versions)) {
+          this.counts.l1.hit++;
+          return { allowed: e.allowed, layer: 'l1', durationMs: performance.now() - started };
+        } else {
+          this.counts.l1.stale++;
+          l1.delete(key);
+        }
+      } else {
+        this.counts.l1.bypass++;
+      }
+    }
+
+    const seq = this.versions.seq;
+    const flying = this.inflight.get(key);
+    if (flying !== undefined && flying.seq === seq) {
+      this.counts.coalesced++;
+      const r = await flying.promise;
+      return { allowed: r.allowed, layer: 'coalesced', durationMs: performance.now() - started };
+    }
+    const flight: Flight = { promise: this.resolve(key, req), seq };
+    this.inflight.set(key, flight);
+    try {
+      const r = await flight.promise;
+      return { allowed: r.allowed, layer: r.layer, durationMs: performance.now() - started };
+    } finally {
+      if (this.inflight.get(key) === flight) this.inflight.delete(key);
+    }
+  }
+
+  private ttlMs(allowed: boolean): number {
+    const base = allowed ? this.opts.allowTtlMs : this.opts.denyTtlMs;
+    return base * (1 + this.opts.ttlJitter * this.random());
+  }
+
+  private remember(key: string, e: L1Entry, ttlMs: number): void {
+    // Only while trusted and in the generation the versions were read in: otherwise
+    // the entry may predate a drop and could validate against reset counters.
+    if (this.l1 && ttlMs > 0 && this.versions.trusted() && e.generation === this.versions.generation) {
+      this.l1.set(key, e, { ttl: Math.max(1, Math.round(ttlMs)) });
+    }
+  }
+
+  private async resolve(key: string, req: CheckRequest): Promise<{ allowed: boolean; layer: 'redis' | 'openfga' }> {
+    const generation = this.versions.generation;
+
+    if (this.shared) {
+      const fromShared = await this.lookupShared(key, generation);
+      if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
+    }
+
+    // What the decision depends on, with versions read before the engine is asked.
+    let deps: { keys: string[]; versions: number[] } | undefined;
+    try {
+      deps = await this.dependencies(req);
+    } catch {
+      // Versions or structure unavailable (Redis or OpenFGA trouble; counted there):
+      // the answer is still the engine's, it just isn't cached (nothing to validate it by).
+      this.counts.uncached++;
+      deps = undefined;
+    }
+
+    let allowed: boolean;
+    try {
+      const d = await this.engine.check(this.strongFills ? { ...req, consistency: 'strong' } : req);
+      allowed = d.allowed;
+    } catch (err) {
+      this.counts.engine.error++;
+      throw err;
+    }
+    if (allowed) this.counts.engine.allowed++;
+    else this.counts.engine.denied++;
+
+    if (deps) {
+      const ttlMs = this.ttlMs(allowed);
+      this.remember(key, { allowed, deps: deps.keys, versions: deps.versions, generation }, ttlMs);
+      if (this.shared && this.sharedUp()) {
+        this.shared
+          .set(key, { allowed, deps: deps.keys, versions: deps.versions, expiresAt: Date.now() + ttlMs }, ttlMs)
+          .catch(() => this.opts.metrics.redisError('l2_set'));
+      }
+    }
+    return { allowed, layer: 'openfga' };
+  }
+
+  /** The answer from Redis if present and still valid, else undefined. */
+  private async lookupShared(key: string, generation: number): Promise<boolean | undefined> {
+    if (!this.sharedUp()) {
+      this.counts.redis.bypass++;
+      return undefined;
+    }
+    try {
+      const stored = await this.shared!.get(key);
+      if (stored === undefined) {
+        this.counts.redis.miss++;
+        return undefined;
+      }
+      const current = await this.versions.read(stored.deps);
+      for (let i = 0; i < current.length; i++) {
+        if (current[i] !== stored.versions[i]) {
+          this.counts.redis.stale++;
+          return undefined;
+        }
+      }
+      this.counts.redis.hit++;
+      this.remember(key, { allowed: stored.allowed, deps: stored.deps, versions: stored.versions, generation }, stored.expiresAt - Date.now());
+      return stored.allowed;
+    } catch {
+      // Slow or down Redis: straight to the engine (counted; the status shows why).
+      this.counts.redis.error++;
+      return undefined;
+    }
+  }
+
+  /**
+   * Version keys of every node whose tuples can be read answering `req`: the object,
+   * every object named in a contextual tuple (and the scope), everything above them
+   * through stored structural tuples, and the global epoch.
+   */
+  private async dependencies(req: CheckRequest): Promise<{ keys: string[]; versions: number[] }> {
+    const [globalVersion] = await this.versions.read([GLOBAL_KEY]);
+    const roots = [req.object];
+    for (const t of req.contextualTuples) roots.push(t.object, objectPart(t.user));
+    if (req.scope) roots.push(`${req.scope.type}:${req.scope.id}`);
+    const closure = await this.hierarchy.closure(roots);
+    // Several objects can share a bucket key; keep the oldest version read for it
+    // (the conservative one: it stops validating as soon as anything newer is seen).
+    const byKey = new Map<string, number>([[GLOBAL_KEY, globalVersion!]]);
+    closure.objects.forEach((o, i) => {
+      const k = this.versions.keys.objectKey(o);
+      const v = closure.versions[i]!;
+      const cur = byKey.get(k);
+      if (cur === undefined || v < cur) byKey.set(k, v);
+    });
+    return { keys: [...byKey.keys()], versions: [...byKey.values()] };
+  }
+}

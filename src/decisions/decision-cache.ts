@@ -1,0 +1,255 @@
+// Wires the decision cache together: versions, hierarchy, L1/L2 authorizer,
+// invalidator, pub/sub bus, ReadChanges poller, metrics, and status for /readyz.
+//
+// Deployment notes (the soundness argument, ./soundness.ts, assumes them):
+// - Several gateway processes (replicas, or node:cluster workers) need REDIS_URL:
+//   without it each process only hears about other processes' writes from its own
+//   ReadChanges poller, i.e. within READCHANGES_POLL_MS, not before the admin API answers.
+// - Redis must never evict keys without a TTL (maxmemory-policy noeviction or
+//   volatile-*): versions and the poll cursor have none; decisions do.
+// - Structural relations are derived from `model` once, here. A new model that
+//   changes which relations are structural needs a new DecisionCache (a restart);
+//   one that doesn't is handled by re-pinning the id and calling modelChanged().
+import type { OpenFgaClient } from '@openfga/sdk';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config.js';
+import type { Authorizer } from '../gateway/types.js';
+import { FgaStructureSource, HierarchyResolver, structureOf, type ModelTypes, type StructureSource } from '../fga/hierarchy.js';
+import { InvalidationBus, newInstanceId } from './bus.js';
+import { CachingAuthorizer } from './cache.js';
+import { VersionInvalidator } from './invalidator.js';
+import { SharedDecisions } from './l2.js';
+import { DecisionMetrics } from './metrics.js';
+import { VersionKeys } from './nodes.js';
+import { ReadChangesPoller, type PollerStatus } from './poller.js';
+import { RedisLink } from './redis.js';
+import { assertDecisionModel } from './soundness.js';
+import { VersionStore } from './versions.js';
+
+export interface DecisionCacheOptions {
+  /** Who answers on a miss: normally an OpenFgaAuthorizer. */
+  engine: Authorizer;
+  /** Client for structural reads and ReadChanges (createFgaClient, storeId set); optional only with structureSource and poller: false. */
+  fga?: OpenFgaClient;
+  storeId: string;
+  /** The pinned model id; read on every check (part of every key). */
+  modelId: () => string;
+  /** The authorization model (its JSON form): structural relations are derived from it. */
+  model: ModelTypes;
+  registry: Registry;
+  /** Shared Redis; absent = in-process only (one replica). */
+  redisUrl?: string;
+  /** REDIS_TIMEOUT_MS: request-path budget per Redis round trip. */
+  redisTimeoutMs: number;
+  /** Budget for background Redis commands (bumps, publish, poller); default max(1000, redisTimeoutMs). */
+  redisBackgroundTimeoutMs?: number;
+  l1Enabled: boolean;
+  l1MaxEntries: number;
+  allowTtlS: number;
+  denyTtlS: number;
+  ttlJitter: number;
+  /** READCHANGES_POLL_MS */
+  pollMs: number;
+  /** Run the ReadChanges poller (default true). */
+  poller?: boolean;
+  instanceId?: string;
+  /** How long tuplesChanged waits for replicas' acks (default 1000). */
+  ackTimeoutMs?: number;
+  /** Own-heartbeat period (default 250). */
+  heartbeatMs?: number;
+  /** In-process hits need an own heartbeat younger than this (default = ackTimeoutMs). */
+  fenceMs?: number;
+  /** Replace the OpenFGA structure reader (unit tests, benchmarks). */
+  structureSource?: StructureSource;
+  /** Optional event log hook (Redis errors, poll errors, resyncs). */
+  onEvent?: (event: string, detail: Record<string, unknown>) => void;
+}
+
+/** The subset of Config the cache reads. */
+export function decisionCacheSettings(config: Config): Pick<
+  DecisionCacheOptions,
+  'redisUrl' | 'redisTimeoutMs' | 'l1Enabled' | 'l1MaxEntries' | 'allowTtlS' | 'denyTtlS' | 'ttlJitter' | 'pollMs'
+> {
+  return {
+    ...(config.REDIS_URL ? { redisUrl: config.REDIS_URL } : {}),
+    redisTimeoutMs: config.REDIS_TIMEOUT_MS,
+    l1Enabled: config.CACHE_L1_ENABLED,
+    l1MaxEntries: config.CACHE_L1_MAX_ENTRIES,
+    allowTtlS: config.CACHE_ALLOW_TTL_S,
+    denyTtlS: config.CACHE_DENY_TTL_S,
+    ttlJitter: config.CACHE_TTL_JITTER,
+    pollMs: config.READCHANGES_POLL_MS,
+  };
+}
+
+export interface DecisionCacheStatus {
+  /** 'disabled' without REDIS_URL. */
+  redis: 'up' | 'down' | 'disabled';
+  /** Invalidation subscriber: 'up' when subscribed and in sync. */
+  subscriber: 'up' | 'down' | 'disabled';
+  /** Whether in-process entries are being served right now. */
+  l1: 'serving' | 'bypassed' | 'disabled';
+  l1Entries: number;
+  poller: PollerStatus;
+  instanceId: string;
+}
+
+export class DecisionCache {
+  readonly authorizer: CachingAuthorizer;
+  readonly invalidator: VersionInvalidator;
+  readonly hierarchy: HierarchyResolver;
+  readonly metrics: DecisionMetrics;
+  readonly versions: VersionStore;
+  readonly instanceId: string;
+  readonly poller: ReadChangesPoller | undefined;
+  private readonly link: RedisLink | undefined;
+  private readonly bus: InvalidationBus | undefined;
+  private readonly l1Enabled: boolean;
+
+  constructor(opts: DecisionCacheOptions) {
+    assertDecisionModel(opts.model);
+    const fga = opts.fga;
+    if (!fga && (!opts.structureSource || (opts.poller ?? true))) throw new Error('DecisionCache needs `fga` for structural reads and the ReadChanges poller');
+    const emit = opts.onEvent ?? (() => {});
+    this.instanceId = opts.instanceId ?? newInstanceId();
+    this.l1Enabled = opts.l1Enabled;
+    const prefix = `tg:${opts.storeId}:`;
+    const structure = structureOf(opts.model);
+    const keys = new VersionKeys(structure);
+    const metrics = (this.metrics = new DecisionMetrics(opts.registry));
+
+    const onRedisError = (op: string, err: unknown) => {
+      metrics.redisError(op);
+      emit('redis_error', { op, error: err instanceof Error ? err.message : String(err) });
+    };
+    if (opts.redisUrl) {
+      this.link = new RedisLink({
+        url: opts.redisUrl,
+        hotTimeoutMs: opts.redisTimeoutMs,
+        bgTimeoutMs: opts.redisBackgroundTimeoutMs ?? Math.max(1000, opts.redisTimeoutMs),
+        name: `tiergate:${this.instanceId.slice(0, 8)}`,
+        onError: (conn, err) => onRedisError(`connection_${conn}`, err),
+      });
+      const syncUp = () => metrics.redisUp(this.link!.up);
+      for (const c of [this.link.hot, this.link.bg]) for (const ev of ['ready', 'close', 'end']) c.on(ev, syncUp);
+    }
+    const ackTimeoutMs = opts.ackTimeoutMs ?? 1000;
+
+    let bus: InvalidationBus | undefined;
+    const versions = (this.versions = new VersionStore({
+      keys,
+      ...(this.link ? { link: this.link } : {}),
+      prefix: `${prefix}v:`,
+      trusted: () => bus?.trusted() ?? false,
+      onRedisError,
+    }));
+    const hierarchy = (this.hierarchy = new HierarchyResolver({
+      source: opts.structureSource ?? new FgaStructureSource(fga!, opts.storeId),
+      structure,
+      versions,
+    }));
+    const authorizer = (this.authorizer = new CachingAuthorizer({
+      engine: opts.engine,
+      storeId: opts.storeId,
+      modelId: opts.modelId,
+      versions,
+      hierarchy,
+      ...(this.link ? { shared: new SharedDecisions(this.link, `${prefix}d:`), sharedUp: () => this.link!.hot.status === 'ready' } : {}),
+      l1Enabled: opts.l1Enabled,
+      l1MaxEntries: opts.l1MaxEntries,
+      allowTtlMs: opts.allowTtlS * 1000,
+      denyTtlMs: opts.denyTtlS * 1000,
+      ttlJitter: opts.ttlJitter,
+      metrics,
+    }));
+    const dropLocal = () => {
+      versions.drop();
+      authorizer.clearL1();
+      hierarchy.clear();
+    };
+
+    let invalidator!: VersionInvalidator;
+    if (this.link) {
+      bus = this.bus = new InvalidationBus({
+        link: this.link,
+        prefix,
+        instanceId: this.instanceId,
+        heartbeatMs: opts.heartbeatMs ?? 250,
+        fenceMs: opts.fenceMs ?? ackTimeoutMs,
+        ackTimeoutMs,
+        onInvalidation: (msg) => invalidator.applyRemote(msg),
+        onResync: () => {
+          dropLocal();
+          metrics.resync();
+          emit('resync', {});
+        },
+        onStateChange: (up) => {
+          metrics.subscriberUp(up);
+          emit('subscriber', { up });
+        },
+        onLag: (s) => metrics.pubsubLagSeconds(s),
+        onError: onRedisError,
+      });
+    }
+    invalidator = this.invalidator = new VersionInvalidator({
+      versions,
+      keys,
+      ...(bus ? { bus } : {}),
+      metrics,
+      onLocalReset: dropLocal,
+    });
+
+    if (opts.poller ?? true) {
+      this.poller = new ReadChangesPoller({
+        client: fga!,
+        storeId: opts.storeId,
+        intervalMs: opts.pollMs,
+        keys,
+        invalidator,
+        metrics,
+        ...(this.link ? { link: this.link } : {}),
+        prefix,
+        instanceId: this.instanceId,
+        onError: (err) => emit('poll_error', { error: err instanceof Error ? err.message : String(err) }),
+      });
+    }
+  }
+
+  /**
+   * Subscribe and start polling. Resolves once subscribed and the first poll tick
+   * ran, or after `waitMs` (a dead Redis or OpenFGA doesn't block the start: the
+   * cache then answers from the engine until they come back).
+   */
+  async start(waitMs = 2000): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    this.bus?.start();
+    if (this.bus) {
+      while (!this.bus.isSubscribed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    }
+    if (this.poller) {
+      this.poller.start();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.poller.firstTick, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+      clearTimeout(timer);
+    }
+  }
+
+  status(): DecisionCacheStatus {
+    const redis = this.link ? (this.link.up ? 'up' : 'down') : 'disabled';
+    const subscriber = this.bus ? (this.bus.isSubscribed ? 'up' : 'down') : 'disabled';
+    return {
+      redis,
+      subscriber,
+      l1: this.l1Enabled ? (this.versions.trusted() ? 'serving' : 'bypassed') : 'disabled',
+      l1Entries: this.authorizer.l1Size,
+      poller: this.poller?.status() ?? { role: 'stopped' },
+      instanceId: this.instanceId,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.poller?.stop();
+    this.bus?.close();
+    this.link?.close();
+  }
+}

@@ -1,0 +1,229 @@
+// Pure unit tests of the cache logic: no Redis, a fake engine (a table of answers)
+// and an in-memory hierarchy. Semantics against the real OpenFGA live in
+// tests/integration/decisions-*.test.ts.
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { DecisionCache } from '../../src/decisions/index.js';
+import type { ChildLink, StructureSource } from '../../src/fga/hierarchy.js';
+import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
+import type { Authorizer, CheckRequest, Decision } from '../../src/gateway/types.js';
+import { MODEL } from '../support/decisions-fixture.js';
+
+/** Answers from a table; optionally holds every call until release(). */
+class TableEngine implements Authorizer {
+  calls: CheckRequest[] = [];
+  answers = new Map<string, boolean | Error>();
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+
+  set(user: string, relation: string, object: string, v: boolean | Error): void {
+    this.answers.set(`${user} ${relation} ${object}`, v);
+  }
+  hold(): void {
+    this.gate = new Promise((r) => (this.open = r));
+  }
+  release(): void {
+    this.open?.();
+    this.gate = undefined;
+  }
+  async check(req: CheckRequest): Promise<Decision> {
+    this.calls.push(req);
+    if (this.gate) await this.gate;
+    const v = this.answers.get(`${req.user} ${req.relation} ${req.object}`) ?? false;
+    if (v instanceof Error) throw v;
+    return { allowed: v, layer: 'openfga', durationMs: 0 };
+  }
+}
+
+/** platform:root > organization:o1 > division:d1 > division:d2 > tenant:tA, tenant:tB */
+class TableStructure implements StructureSource {
+  parentsOf = new Map<string, string[]>([
+    ['organization:o1', ['platform:root']],
+    ['division:d1', ['organization:o1']],
+    ['division:d2', ['division:d1', 'organization:o1']],
+    ['tenant:tA', ['division:d2']],
+    ['tenant:tB', ['division:d2']],
+  ]);
+  reads = 0;
+  async parents(object: string): Promise<string[]> {
+    this.reads++;
+    return this.parentsOf.get(object) ?? [];
+  }
+  async children(parent: string, links: readonly ChildLink[]): Promise<string[]> {
+    const types = new Set(links.map((l) => l.type));
+    return [...this.parentsOf].filter(([c, ps]) => ps.includes(parent) && types.has(c.split(':')[0]!)).map(([c]) => c);
+  }
+}
+
+function setup() {
+  const engine = new TableEngine();
+  const structure = new TableStructure();
+  const cache = new DecisionCache({
+    engine,
+    storeId: 'store1',
+    modelId: () => 'model1',
+    model: MODEL,
+    registry: new Registry(),
+    redisTimeoutMs: 5,
+    l1Enabled: true,
+    l1MaxEntries: 1000,
+    allowTtlS: 300,
+    denyTtlS: 30,
+    ttlJitter: 0.1,
+    pollMs: 1000,
+    poller: false,
+    structureSource: structure,
+  });
+  const check = (user: string, relation: string, object: string, extra: Partial<CheckRequest> = {}) =>
+    cache.authorizer.check({ user, relation, object, contextualTuples: [], ...extra });
+  const agent = (tenant: string, user: string): CheckRequest => ({
+    user,
+    relation: 'can_read',
+    object: `agent:${tenant}/1`,
+    contextualTuples: [{ user: `tenant:${tenant}`, relation: 'tenant', object: `agent:${tenant}/1` }],
+    scope: { type: 'tenant', id: tenant },
+  });
+  return { engine, structure, cache, check, agent };
+}
+
+describe('CachingAuthorizer (in-process only)', () => {
+  it('serves a repeated check from L1, allow and deny alike', async () => {
+    const { engine, cache, check } = setup();
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    expect(await check('user:a', 'can_view', 'tenant:tA')).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(await check('user:a', 'can_view', 'tenant:tA')).toMatchObject({ allowed: true, layer: 'l1' });
+    expect(await check('user:b', 'can_view', 'tenant:tA')).toMatchObject({ allowed: false, layer: 'openfga' });
+    expect(await check('user:b', 'can_view', 'tenant:tA')).toMatchObject({ allowed: false, layer: 'l1' });
+    expect(engine.calls).toHaveLength(2);
+    expect(cache.metrics.counts.l1.hit).toBe(2);
+    expect(cache.status()).toMatchObject({ redis: 'disabled', subscriber: 'disabled', l1: 'serving', l1Entries: 2 });
+  });
+
+  it('fills with strong consistency, and a strong check bypasses the cache', async () => {
+    const { engine, check } = setup();
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    await check('user:a', 'can_view', 'tenant:tA');
+    expect(engine.calls[0]!.consistency).toBe('strong');
+    expect(await check('user:a', 'can_view', 'tenant:tA', { consistency: 'strong' })).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(engine.calls).toHaveLength(2);
+  });
+
+  it('never caches an error, and never turns one into an answer', async () => {
+    const { engine, cache, check } = setup();
+    engine.set('user:a', 'can_view', 'tenant:tA', new AuthorizerUnavailableError('timeout', 'boom'));
+    await expect(check('user:a', 'can_view', 'tenant:tA')).rejects.toBeInstanceOf(AuthorizerUnavailableError);
+    await expect(check('user:a', 'can_view', 'tenant:tA')).rejects.toBeInstanceOf(AuthorizerUnavailableError);
+    expect(engine.calls).toHaveLength(2);
+    expect(cache.authorizer.l1Size).toBe(0);
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    expect(await check('user:a', 'can_view', 'tenant:tA')).toMatchObject({ allowed: true, layer: 'openfga' });
+  });
+
+  it('coalesces concurrent identical checks into one engine call, errors included', async () => {
+    const { engine, cache, check } = setup();
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    engine.hold();
+    const all = Array.from({ length: 20 }, () => check('user:a', 'can_view', 'tenant:tA'));
+    await new Promise((r) => setTimeout(r, 5));
+    engine.release();
+    const results = await Promise.all(all);
+    expect(engine.calls).toHaveLength(1);
+    expect(results.every((d) => d.allowed)).toBe(true);
+    expect(results.filter((d) => d.layer === 'coalesced')).toHaveLength(19);
+    expect(cache.metrics.counts.coalesced).toBe(19);
+
+    engine.set('user:e', 'can_view', 'tenant:tA', new AuthorizerUnavailableError('unreachable', 'down'));
+    engine.hold();
+    const failing = Array.from({ length: 5 }, () => check('user:e', 'can_view', 'tenant:tA'));
+    engine.release();
+    const settled = await Promise.allSettled(failing);
+    expect(settled.every((s) => s.status === 'rejected')).toBe(true);
+    expect(engine.calls).toHaveLength(2);
+  });
+
+  it('does not let a check started after an invalidation join a flight from before it', async () => {
+    const { engine, cache, check } = setup();
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    engine.hold();
+    const before = check('user:a', 'can_view', 'tenant:tA');
+    await new Promise((r) => setTimeout(r, 1));
+    engine.set('user:a', 'can_view', 'tenant:tA', false);
+    await cache.invalidator.tuplesChanged({ writes: [], deletes: [{ user: 'user:a', relation: 'admin', object: 'tenant:tA' }] });
+    const after = check('user:a', 'can_view', 'tenant:tA');
+    engine.release();
+    await before; // concurrent with the write: either answer is acceptable for it
+    expect(await after).toMatchObject({ allowed: false, layer: 'openfga' });
+    expect(engine.calls).toHaveLength(2);
+    // and the entry the older flight stored is not served
+    expect(await check('user:a', 'can_view', 'tenant:tA')).toMatchObject({ allowed: false });
+  });
+
+  it('a grant in tenant A leaves tenant B warm; a grant on the division invalidates both', async () => {
+    const { engine, cache, agent } = setup();
+    for (const t of ['tA', 'tB']) engine.set(`user:${t}`, 'can_read', `agent:${t}/1`, true);
+    const a = agent('tA', 'user:tA');
+    const b = agent('tB', 'user:tB');
+    await cache.authorizer.check(a);
+    await cache.authorizer.check(b);
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'tenant:tA' }], deletes: [] });
+    expect((await cache.authorizer.check(b)).layer).toBe('l1');
+    expect((await cache.authorizer.check(a)).layer).toBe('openfga');
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'division:d1' }], deletes: [] });
+    expect((await cache.authorizer.check(a)).layer).toBe('openfga');
+    expect((await cache.authorizer.check(b)).layer).toBe('openfga');
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'platform:root' }], deletes: [] });
+    expect((await cache.authorizer.check(a)).layer).toBe('openfga');
+  });
+
+  it('creating a sibling tenant under the same division keeps the division subtree warm', async () => {
+    const { engine, cache, agent } = setup();
+    engine.set('user:tA', 'can_read', 'agent:tA/1', true);
+    await cache.authorizer.check(agent('tA', 'user:tA'));
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'division:d2', relation: 'division', object: 'tenant:tNew' }], deletes: [] });
+    expect((await cache.authorizer.check(agent('tA', 'user:tA'))).layer).toBe('l1');
+  });
+
+  it('a model change invalidates everything', async () => {
+    const { engine, cache, agent } = setup();
+    engine.set('user:tA', 'can_read', 'agent:tA/1', true);
+    await cache.authorizer.check(agent('tA', 'user:tA'));
+    await cache.invalidator.modelChanged();
+    expect((await cache.authorizer.check(agent('tA', 'user:tA'))).layer).toBe('openfga');
+  });
+
+  it('re-reads structure only when the node it belongs to changed', async () => {
+    const { engine, cache, structure, agent } = setup();
+    engine.set('user:tA', 'can_read', 'agent:tA/1', true);
+    await cache.authorizer.check(agent('tA', 'user:tA'));
+    const reads = structure.reads;
+    expect(reads).toBeGreaterThan(0);
+    await cache.authorizer.check(agent('tA', 'user:other'));
+    expect(structure.reads).toBe(reads);
+    // move tA to a new division d9 under o1
+    structure.parentsOf.set('division:d9', ['organization:o1']);
+    structure.parentsOf.set('tenant:tA', ['division:d9']);
+    await cache.invalidator.tuplesChanged({
+      writes: [{ user: 'division:d9', relation: 'division', object: 'tenant:tA' }],
+      deletes: [{ user: 'division:d2', relation: 'division', object: 'tenant:tA' }],
+    });
+    expect(await cache.hierarchy.ancestors('tenant:tA')).toEqual(['division:d9', 'organization:o1', 'platform:root']);
+    // the moved tenant now depends on d9: a grant there invalidates its decisions
+    await cache.authorizer.check(agent('tA', 'user:tA'));
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'division:d9' }], deletes: [] });
+    expect((await cache.authorizer.check(agent('tA', 'user:tA'))).layer).toBe('openfga');
+  });
+
+  it('orders ancestors nearest first and lists tenants through nested divisions', async () => {
+    const { cache } = setup();
+    expect(await cache.hierarchy.ancestors('tenant:tA')).toEqual(['division:d2', 'division:d1', 'organization:o1', 'platform:root']);
+    expect((await cache.hierarchy.tenantsUnder('division:d1')).sort()).toEqual(['tenant:tA', 'tenant:tB']);
+    expect((await cache.hierarchy.tenantsUnder('organization:o1')).sort()).toEqual(['tenant:tA', 'tenant:tB']);
+  });
+
+  it('sends checks it cannot key safely to the engine every time', async () => {
+    const { engine, check } = setup();
+    await check('user:\uD800', 'can_view', 'tenant:tA');
+    await check('user:\uD800', 'can_view', 'tenant:tA');
+    expect(engine.calls).toHaveLength(2);
+  });
+});
