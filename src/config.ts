@@ -168,9 +168,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const config = parsed.data;
+  const problems: string[] = [];
   if (config.NODE_ENV === 'production' && config.AUTH_ISSUERS.length === 0) {
-    throw new ConfigError(['AUTH_ISSUERS: production requires at least one configured issuer']);
+    problems.push('AUTH_ISSUERS: production requires at least one configured issuer');
   }
+  // Replicas learn of each other's writes through Redis pub/sub; without it a
+  // revocation made through one worker would reach the others only by polling.
+  if (config.GATEWAY_WORKERS !== 1 && !config.REDIS_URL) {
+    problems.push('REDIS_URL: GATEWAY_WORKERS other than 1 needs Redis, so every worker sees revocations before the admin API answers');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }
 
