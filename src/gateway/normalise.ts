@@ -12,7 +12,8 @@
 //     safe segment set below, a path longer than MAX_PATH_LENGTH, headers larger
 //     than MAX_HEADER_BYTES in total;
 //   - method- and URL-override headers (X-HTTP-Method-Override, X-HTTP-Method,
-//     X-Method-Override, X-Original-URL, X-Rewrite-URL): refused, never obeyed;
+//     X-Method-Override, X-Original-URL, X-Rewrite-URL, in any case and with `_`
+//     or `.` for `-`): refused, never obeyed;
 //   - `access_token` in the query (RFC 6750: tokens go in Authorization only):
 //     400 with `WWW-Authenticate: Bearer error="invalid_request"` (RFC 6750 §3.1
 //     gives invalid_request status 400); any spelling of the name, decoded.
@@ -220,7 +221,9 @@ export function checkHeaders(lines: readonly string[] | Headers, maxHeaderBytes:
   let override: string | undefined;
   const visit = (name: string, value: string): void => {
     total += name.length + value.length + 4; // "name: value\r\n"
-    if (override === undefined && OVERRIDE_LENGTHS.has(name.length) && OVERRIDE_SET.has(name.toLowerCase())) override = name;
+    // `_` and `.` spellings too: CGI/WSGI-style servers read X_HTTP_Method_Override as
+    // X-HTTP-Method-Override (both become HTTP_X_HTTP_METHOD_OVERRIDE).
+    if (override === undefined && OVERRIDE_LENGTHS.has(name.length) && OVERRIDE_SET.has(name.toLowerCase().replace(/[_.]/g, '-'))) override = name;
   };
   if (Array.isArray(lines)) {
     for (let i = 0; i < lines.length; i += 2) visit(lines[i]!, lines[i + 1]!);
