@@ -20,7 +20,7 @@ import { CachingAuthorizer } from './cache.js';
 import { VersionInvalidator } from './invalidator.js';
 import { SharedDecisions } from './l2.js';
 import { DecisionMetrics } from './metrics.js';
-import { VersionKeys } from './nodes.js';
+import { GLOBAL_KEY, VersionKeys } from './nodes.js';
 import { ReadChangesPoller, type PollerStatus } from './poller.js';
 import { RedisLink } from './redis.js';
 import { assertDecisionModel } from './soundness.js';
@@ -105,6 +105,19 @@ export class DecisionCache {
   private readonly link: RedisLink | undefined;
   private readonly bus: InvalidationBus | undefined;
   private readonly l1Enabled: boolean;
+  /**
+   * Set when a Redis connection of this replica that had been ready closes; cleared
+   * once the global epoch was bumped after the reconnect. While set, no cached decision
+   * is served, in process or from Redis. Why: a version bump that failed meanwhile (the
+   * admin API then answers invalidation-failed) is missing in Redis, yet a Redis that
+   * kept its data (a partition, a restart from persisted data) still holds the decisions
+   * and versions from before, which would validate until the ReadChanges poller bumps the
+   * write (up to READCHANGES_POLL_MS, or the poll lease's expiry). The epoch bump makes
+   * every entry recorded before it unusable, on every replica (see ./soundness.ts, 5).
+   */
+  private fenced = false;
+  private closed = false;
+  private unfenceTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: DecisionCacheOptions) {
     assertDecisionModel(opts.model);
@@ -140,7 +153,7 @@ export class DecisionCache {
       keys,
       ...(this.link ? { link: this.link } : {}),
       prefix: `${prefix}v:`,
-      trusted: () => bus?.trusted() ?? false,
+      trusted: () => !this.fenced && (bus?.trusted() ?? false),
       onRedisError,
     }));
     const hierarchy = (this.hierarchy = new HierarchyResolver({
@@ -154,7 +167,7 @@ export class DecisionCache {
       modelId: opts.modelId,
       versions,
       hierarchy,
-      ...(this.link ? { shared: new SharedDecisions(this.link, `${prefix}d:`), sharedUp: () => this.link!.hot.status === 'ready' } : {}),
+      ...(this.link ? { shared: new SharedDecisions(this.link, `${prefix}d:`), sharedUp: () => !this.fenced && this.link!.hot.status === 'ready' } : {}),
       l1Enabled: opts.l1Enabled,
       l1MaxEntries: opts.l1MaxEntries,
       allowTtlMs: opts.allowTtlS * 1000,
@@ -198,6 +211,50 @@ export class DecisionCache {
       metrics,
       onLocalReset: dropLocal,
     });
+
+    if (this.link) {
+      const link = this.link;
+      let everUp = false;
+      let lost = 0;
+      let unfencing = false;
+      const unfence = () => {
+        if (!this.fenced || unfencing || this.closed || !link.up) return;
+        unfencing = true;
+        const seen = lost;
+        invalidator
+          .bump([GLOBAL_KEY], ['redis_reconnect'], 'local', false)
+          .then(
+            () => {
+              // Lost again while bumping: that loss needs a bump of its own.
+              if (seen === lost) {
+                this.fenced = false;
+                emit('unfenced', {});
+              }
+            },
+            (err: unknown) => emit('unfence_failed', { error: err instanceof Error ? err.message : String(err) }),
+          )
+          .finally(() => {
+            unfencing = false;
+            if (this.fenced && !this.closed) {
+              clearTimeout(this.unfenceTimer);
+              this.unfenceTimer = setTimeout(unfence, 100);
+              this.unfenceTimer.unref();
+            }
+          });
+      };
+      for (const c of [link.hot, link.bg]) {
+        c.on('ready', () => {
+          if (link.up) everUp = true;
+          unfence();
+        });
+        c.on('close', () => {
+          if (!everUp || this.closed) return;
+          lost++;
+          if (!this.fenced) emit('fenced', {});
+          this.fenced = true;
+        });
+      }
+    }
 
     if (opts.poller ?? true) {
       this.poller = new ReadChangesPoller({
@@ -248,6 +305,8 @@ export class DecisionCache {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.unfenceTimer);
     await this.poller?.stop();
     this.bus?.close();
     this.link?.close();

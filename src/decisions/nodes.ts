@@ -7,7 +7,8 @@
 //       bucketing is sound, a shared bucket only costs extra invalidation;
 //   `#c|division:d1` the children-version of a node: changes when a structural tuple
 //       pointing at it is written or deleted (what "tenants under D" depends on);
-//   `#g`             the global epoch: a new model, a reset cursor, lost Redis state.
+//   `#g`             the global epoch: a new model, a reset cursor, lost Redis state,
+//                    a replica's reconnect to Redis (./decision-cache.ts `fenced`).
 import type { TupleChange, TupleKey } from '../gateway/types.js';
 import { objectPart, typeOf, type HierarchyStructure } from '../fga/hierarchy.js';
 
@@ -19,7 +20,8 @@ export type InvalidationKind =
   | 'structural_link'
   | 'structural_unlink'
   | 'model'
-  | 'cursor_reset';
+  | 'cursor_reset'
+  | 'redis_reconnect';
 
 export const INVALIDATION_KINDS: readonly InvalidationKind[] = [
   'role_grant',
@@ -28,6 +30,7 @@ export const INVALIDATION_KINDS: readonly InvalidationKind[] = [
   'structural_unlink',
   'model',
   'cursor_reset',
+  'redis_reconnect',
 ];
 
 /** FNV-1a over UTF-16 code units: cheap, stable across processes. */

@@ -70,8 +70,18 @@
  * - A replica that is not subscribed serves no L1 hits; when it subscribes again it
  *   drops its whole L1 and its version copy first (it may have missed messages).
  * - Redis losing its data recreates `#g` at a value it never had (time-based), so
- *   entries recorded before cannot validate. Redis must not evict keys without a TTL
- *   (maxmemory-policy noeviction or volatile-*): versions and the cursor have none.
+ *   entries recorded before cannot validate.
+ * - Redis unreachable but keeping its data (a partition, a restart from persisted data):
+ *   a bump that failed meanwhile is missing there (the admin API answered
+ *   invalidation-failed, and (W) holds only once the poller reads the write). So a
+ *   replica whose Redis connection closed serves no cached decision, in process or from
+ *   Redis, until it has bumped `#g` after reconnecting; every entry recorded before that
+ *   bump then fails to validate, on every replica. A replica that never lost its own
+ *   connection while another one did learns of that one's failed write from the
+ *   poller (within READCHANGES_POLL_MS, or the poll lease's expiry if the cut-off
+ *   replica held it) or from that replica's `#g` bump, whichever comes first.
+ * - Redis must not evict keys without a TTL (maxmemory-policy noeviction or
+ *   volatile-*): versions and the cursor have none.
  * - Errors, timeouts and "resolution too complex" reject and are never stored.
  */
 import type { ModelTypes } from '../fga/hierarchy.js';
