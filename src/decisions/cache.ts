@@ -5,14 +5,16 @@
 // and never an answer made up from an error: engine failures reject and are not cached.
 //
 // A cached decision records the version keys it depends on and their versions, read
-// before the engine was asked (see ./soundness.ts for why that set is enough).
+// before the engine was asked (see ./soundness.ts for why that set is enough): the
+// global epoch and, for every node its answer can depend on, the node's structure-version
+// and the principal's own role-version there. Its life (TTL) counts from that read.
 import { LRUCache } from 'lru-cache';
 import type { Authorizer, CheckRequest, Decision } from '../gateway/types.js';
 import { objectPart, type HierarchyResolver } from '../fga/hierarchy.js';
 import { decisionKey } from './key.js';
 import type { SharedDecisions } from './l2.js';
 import type { DecisionMetrics } from './metrics.js';
-import { GLOBAL_KEY } from './nodes.js';
+import { GLOBAL_KEY, plainSubject } from './nodes.js';
 import type { VersionStore } from './versions.js';
 
 interface L1Entry {
@@ -149,6 +151,11 @@ export class CachingAuthorizer implements Authorizer {
     return base * (1 + this.opts.ttlJitter * this.random());
   }
 
+  /** The longest TTL an entry for `allowed` can be given. */
+  private maxTtlMs(allowed: boolean): number {
+    return (allowed ? this.opts.allowTtlMs : this.opts.denyTtlMs) * (1 + this.opts.ttlJitter);
+  }
+
   private remember(key: string, e: L1Entry, ttlMs: number): void {
     // Only while trusted and in the generation the versions were read in: otherwise
     // the entry may predate a drop and could validate against reset counters.
@@ -165,7 +172,10 @@ export class CachingAuthorizer implements Authorizer {
       if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
     }
 
-    // What the decision depends on, with versions read before the engine is asked.
+    // What the decision depends on, with versions read before the engine is asked. The
+    // entry's life counts from here, so no entry outlives its TTL after its versions were
+    // read (without Redis, role-versions are forgotten some time after that: ./versions.ts).
+    const depsAt = performance.now();
     let deps: { keys: string[]; versions: number[] } | undefined;
     try {
       deps = await this.dependencies(req);
@@ -187,8 +197,8 @@ export class CachingAuthorizer implements Authorizer {
     if (allowed) this.counts.engine.allowed++;
     else this.counts.engine.denied++;
 
-    if (deps) {
-      const ttlMs = this.ttlMs(allowed);
+    const ttlMs = this.ttlMs(allowed) - (performance.now() - depsAt);
+    if (deps && ttlMs >= 1) {
       this.remember(key, { allowed, deps: deps.keys, versions: deps.versions, generation }, ttlMs);
       if (this.shared && this.sharedUp()) {
         this.shared
@@ -219,7 +229,9 @@ export class CachingAuthorizer implements Authorizer {
         }
       }
       this.counts.redis.hit++;
-      this.remember(key, { allowed: stored.allowed, deps: stored.deps, versions: stored.versions, generation }, stored.expiresAt - Date.now());
+      // `expiresAt` is the writer's clock: capped, so a skewed clock can't stretch an entry's life.
+      const ttlMs = Math.min(stored.expiresAt - Date.now(), this.maxTtlMs(stored.allowed));
+      this.remember(key, { allowed: stored.allowed, deps: stored.deps, versions: stored.versions, generation }, ttlMs);
       return stored.allowed;
     } catch {
       // Slow or down Redis: straight to the engine (counted; the status shows why).
@@ -229,25 +241,37 @@ export class CachingAuthorizer implements Authorizer {
   }
 
   /**
-   * Version keys of every node whose tuples can be read answering `req`: the object,
-   * every object named in a contextual tuple (and the scope), everything above them
-   * through stored structural tuples, and the global epoch.
+   * Version keys of everything the answer to `req` can depend on (./soundness.ts):
+   *   - the global epoch;
+   *   - Reach: the object, every object named in a contextual tuple (and the scope), and
+   *     everything above them through stored structural tuples — each node's
+   *     structure-version, read (by the closure) before that node's structural tuples;
+   *   - on each node of Reach, the principal's own role-version there; for a subject that
+   *     is not a plain object (a wildcard, a userset), the node's any-version instead.
    */
   private async dependencies(req: CheckRequest): Promise<{ keys: string[]; versions: number[] }> {
+    const vkeys = this.versions.keys;
     const [globalVersion] = await this.versions.read([GLOBAL_KEY]);
     const roots = [req.object];
     for (const t of req.contextualTuples) roots.push(t.object, objectPart(t.user));
     if (req.scope) roots.push(`${req.scope.type}:${req.scope.id}`);
     const closure = await this.hierarchy.closure(roots);
-    // Several objects can share a bucket key; keep the oldest version read for it
+    // Several objects can share a bucket; keep the oldest version read for its key
     // (the conservative one: it stops validating as soon as anything newer is seen).
     const byKey = new Map<string, number>([[GLOBAL_KEY, globalVersion!]]);
+    const slots = new Set<string>();
     closure.objects.forEach((o, i) => {
-      const k = this.versions.keys.objectKey(o);
+      const slot = vkeys.slot(o);
+      slots.add(slot);
+      const k = vkeys.structureKeyOfSlot(slot);
       const v = closure.versions[i]!;
       const cur = byKey.get(k);
       if (cur === undefined || v < cur) byKey.set(k, v);
     });
+    const principal = plainSubject(req.user) ? req.user : undefined;
+    const own = [...slots].map((slot) => (principal !== undefined ? vkeys.roleKeyOfSlot(slot, principal) : slot));
+    const ownVersions = await this.versions.read(own);
+    own.forEach((k, i) => byKey.set(k, ownVersions[i]!));
     return { keys: [...byKey.keys()], versions: [...byKey.values()] };
   }
 }

@@ -10,6 +10,14 @@
 // - Structural relations are derived from `model` once, here. A new model that
 //   changes which relations are structural needs a new DecisionCache (a restart);
 //   one that doesn't is handled by re-pinning the id and calling modelChanged().
+//   A tuple on a relation this process's model does not define is bumped
+//   conservatively (as structural), so a newer model's new relations are covered.
+// - All replicas sharing a Redis must run the same version scheme (./nodes.ts): one
+//   that bumped only a node's any-version for a role change (before principal-scoped
+//   versions) does not invalidate decisions recorded by one that depends on role- and
+//   structure-versions. Replace every replica, don't mix them. (Entries such an older
+//   replica left in Redis depend on any-versions, which every tuple change still bumps,
+//   so they are never served stale.)
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
@@ -20,7 +28,7 @@ import { CachingAuthorizer } from './cache.js';
 import { VersionInvalidator } from './invalidator.js';
 import { SharedDecisions } from './l2.js';
 import { DecisionMetrics } from './metrics.js';
-import { GLOBAL_KEY, VersionKeys } from './nodes.js';
+import { globalBump, VersionKeys } from './nodes.js';
 import { ReadChangesPoller, type PollerStatus } from './poller.js';
 import { RedisLink } from './redis.js';
 import { assertDecisionModel } from './soundness.js';
@@ -59,6 +67,15 @@ export interface DecisionCacheOptions {
   heartbeatMs?: number;
   /** In-process hits need an own heartbeat younger than this (default = ackTimeoutMs). */
   fenceMs?: number;
+  /**
+   * Without Redis: how long a principal's role-version on a node is kept in process after
+   * its last bump (in Redis they are kept). Must exceed the longest life of a cached decision,
+   * max(allowTtlS, denyTtlS) × (1 + ttlJitter), by at least a minute. Default: the larger
+   * of 15 minutes and three times that life.
+   */
+  roleVersionTtlMs?: number;
+  /** With Redis: versions kept in process at most (default max(200 000, 2 × l1MaxEntries)). */
+  localVersionsMax?: number;
   /** Replace the OpenFGA structure reader (unit tests, benchmarks). */
   structureSource?: StructureSource;
   /** Optional event log hook (Redis errors, poll errors, resyncs). */
@@ -147,6 +164,13 @@ export class DecisionCache {
       for (const c of [this.link.hot, this.link.bg]) for (const ev of ['ready', 'close', 'end']) c.on(ev, syncUp);
     }
     const ackTimeoutMs = opts.ackTimeoutMs ?? 1000;
+    // The longest an entry lives after its versions were read (./cache.ts counts its TTL
+    // from there): a role-version forgotten without Redis must outlive it (./versions.ts).
+    const longestEntryMs = Math.max(opts.allowTtlS, opts.denyTtlS) * 1000 * (1 + opts.ttlJitter);
+    const roleTtlMs = opts.roleVersionTtlMs ?? Math.max(15 * 60_000, 3 * longestEntryMs);
+    if (!(roleTtlMs >= longestEntryMs + 60_000)) {
+      throw new RangeError(`roleVersionTtlMs (${roleTtlMs}) must exceed the longest decision TTL (${longestEntryMs} ms) by at least a minute`);
+    }
 
     let bus: InvalidationBus | undefined;
     const versions = (this.versions = new VersionStore({
@@ -155,6 +179,8 @@ export class DecisionCache {
       prefix: `${prefix}v:`,
       trusted: () => !this.fenced && (bus?.trusted() ?? false),
       onRedisError,
+      roleTtlMs,
+      localMax: opts.localVersionsMax ?? Math.max(200_000, 2 * opts.l1MaxEntries),
     }));
     const hierarchy = (this.hierarchy = new HierarchyResolver({
       source: opts.structureSource ?? new FgaStructureSource(fga!, opts.storeId),
@@ -222,7 +248,7 @@ export class DecisionCache {
         unfencing = true;
         const seen = lost;
         invalidator
-          .bump([GLOBAL_KEY], ['redis_reconnect'], 'local', false)
+          .bump(globalBump('redis_reconnect'), 'local', false)
           .then(
             () => {
               // Lost again while bumping: that loss needs a bump of its own.

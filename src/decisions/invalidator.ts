@@ -1,10 +1,12 @@
-// DecisionInvalidator over versions: a tuple change bumps the versions of the nodes it
-// touches (./nodes.ts), in Redis and in process, and tells every replica — all before
-// tuplesChanged resolves (the admin API awaits it before answering).
+// DecisionInvalidator over versions: a tuple change bumps the versions it touches
+// (./nodes.ts bumpsFor: a role grant or revocation only its principal's role-version on
+// the node, a structural change the node's structure-version), in Redis and in process,
+// and tells every replica — all before tuplesChanged resolves (the admin API awaits it
+// before answering).
 import type { DecisionInvalidator, TupleChange } from '../gateway/types.js';
 import type { InvalidationBus, InvalidationMessage } from './bus.js';
 import type { DecisionMetrics } from './metrics.js';
-import { bumpsFor, GLOBAL_KEY, type InvalidationKind, type VersionKeys } from './nodes.js';
+import { bumpsFor, globalBump, type Bumps, type VersionKeys } from './nodes.js';
 import type { VersionStore } from './versions.js';
 
 export interface VersionInvalidatorOptions {
@@ -20,26 +22,26 @@ export class VersionInvalidator implements DecisionInvalidator {
   constructor(private readonly opts: VersionInvalidatorOptions) {}
 
   tuplesChanged(change: TupleChange): Promise<void> {
-    const { keys, kinds } = bumpsFor(change, this.opts.keys);
-    return this.bump(keys, kinds, 'local', true);
+    return this.bump(bumpsFor(change, this.opts.keys), 'local', true);
   }
 
   modelChanged(): Promise<void> {
-    return this.bump([GLOBAL_KEY], ['model'], 'local', true);
+    return this.bump(globalBump('model'), 'local', true);
   }
 
   /**
-   * Bump `keys`, apply locally, publish to replicas and (if awaitAcks) wait for them.
+   * Bump the versions, apply locally, publish to replicas and (if awaitAcks) wait for them.
    * Rejects when Redis could not take the bump or the publish: the write is then
    * not yet visible to other replicas' in-process layers until the ReadChanges poller
    * (which sees every write in OpenFGA) bumps it again.
    */
-  async bump(keys: string[], kinds: InvalidationKind[], source: 'local' | 'readchanges', awaitAcks: boolean): Promise<void> {
-    if (keys.length === 0) return;
+  async bump(bumps: Bumps, source: 'local' | 'readchanges', awaitAcks: boolean): Promise<void> {
+    const { keys, roles, kinds } = bumps;
+    if (keys.length === 0 && roles.length === 0) return;
     const { versions, bus, metrics } = this.opts;
     let updates: Array<[string, number]>;
     try {
-      updates = await versions.bump(keys);
+      updates = await versions.bump(keys, roles);
     } catch (err) {
       // Our own copy might now be behind OpenFGA with no bump to tell it: forget it.
       this.opts.onLocalReset();

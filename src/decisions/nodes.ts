@@ -1,14 +1,35 @@
 // Version keys and the mapping from a tuple change to the versions it bumps.
 //
-// Version keys (never valid OpenFGA object names, so no clash with real ids):
-//   `tenant:t1`, `division:d1`, … exact per-node keys for hierarchy node types
-//       (targets of a structural relation: platform, organization, division, tenant);
-//   `#b|agent|417`   a bucket for objects of other types (resources): any deterministic
-//       bucketing is sound, a shared bucket only costs extra invalidation;
-//   `#c|division:d1` the children-version of a node: changes when a structural tuple
-//       pointing at it is written or deleted (what "tenants under D" depends on);
-//   `#g`             the global epoch: a new model, a reset cursor, lost Redis state,
-//                    a replica's reconnect to Redis (./decision-cache.ts `fenced`).
+// Every object is mapped to a *slot*: hierarchy nodes (the targets of a structural
+// relation: platform, organization, division, tenant) have a slot of their own, their
+// name (`tenant:t1`); objects of other types (resources) share a bucket
+// (`#b|agent|417`) — any deterministic bucketing is sound, a shared bucket only costs
+// extra invalidation. Per slot s there are three kinds of version:
+//
+//   s                     the any-version: changes whenever any tuple on an object of s
+//                         changes (the only per-node version before principal scoping,
+//                         under the same key name);
+//   #s|s                  the structure-version: changes when a structural tuple on s is
+//                         written or deleted, and when a tuple whose user is not a plain
+//                         object (a wildcard `user:*`, a userset `x#rel`) is, or one on a
+//                         relation this process's model does not know as a role;
+//   #r|<len(s)>:s<P>      the role-version of principal P on s: changes when a role
+//                         tuple on s whose user is exactly P is written or deleted. s is
+//                         length-prefixed (decimal UTF-16 length, then `:`), so the key
+//                         splits back into (s, P) whatever either contains: a subject may
+//                         contain `| @ . : _ -`, an object id written straight to OpenFGA
+//                         almost anything. Without Redis, role keys are forgotten
+//                         a while after their last bump (see ./versions.ts).
+// plus
+//   #c|<object>           the children-version of a node: changes when a structural
+//                         tuple pointing at it is written or deleted (what "tenants under
+//                         D" depends on);
+//   #g                    the global epoch: a new model, a reset cursor, lost Redis state,
+//                         a replica's reconnect to Redis (./decision-cache.ts `fenced`).
+//
+// None of these is a valid OpenFGA object name other than a node's own slot (types
+// contain no `#`), and the prefixes `#b|`, `#s|`, `#r|`, `#c|`, `#g` differ, so keys of
+// different kinds never collide.
 import type { TupleChange, TupleKey } from '../gateway/types.js';
 import { objectPart, typeOf, type HierarchyStructure } from '../fga/hierarchy.js';
 
@@ -43,17 +64,53 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
+/**
+ * A plain object subject `type:id`: no userset part (`#relation`), not a wildcard
+ * (`type:*`), type and id non-empty. A Check for a plain subject P can only be affected
+ * by a role tuple whose user is exactly P (see ./soundness.ts, section 1); any other
+ * subject (as a tuple's user or as a Check's user) is handled conservatively.
+ */
+export function plainSubject(subject: string): boolean {
+  const colon = subject.indexOf(':');
+  if (colon <= 0 || colon === subject.length - 1) return false;
+  if (subject.indexOf('#') >= 0) return false;
+  return !(colon === subject.length - 2 && subject.charCodeAt(colon + 1) === 42); // `type:*`
+}
+
 export class VersionKeys {
   constructor(
     readonly structure: HierarchyStructure,
     private readonly buckets = 1024,
   ) {}
 
-  /** The key whose version changes whenever a tuple on `object` changes. */
-  objectKey(object: string): string {
+  /** The slot of `object`: the node itself for hierarchy node types, a bucket for other types. */
+  slot(object: string): string {
     const type = typeOf(object);
     if (this.structure.nodeTypes.has(type)) return object;
     return `#b|${type}|${fnv1a(object) % this.buckets}`;
+  }
+
+  /** The any-version key of `object`: changes whenever any tuple on it (or its bucket) changes. */
+  objectKey(object: string): string {
+    return this.slot(object);
+  }
+
+  /** The structure-version key of `object`'s slot. */
+  structureKey(object: string): string {
+    return this.structureKeyOfSlot(this.slot(object));
+  }
+
+  structureKeyOfSlot(slot: string): string {
+    return `#s|${slot}`;
+  }
+
+  /** The role-version key of principal `subject` on `object`'s slot. */
+  roleKey(object: string, subject: string): string {
+    return this.roleKeyOfSlot(this.slot(object), subject);
+  }
+
+  roleKeyOfSlot(slot: string, subject: string): string {
+    return `#r|${slot.length}:${slot}${subject}`;
   }
 
   /** The key whose version changes whenever a structural tuple pointing at `object` changes. */
@@ -64,27 +121,54 @@ export class VersionKeys {
   isStructural(t: TupleKey): boolean {
     return this.structure.parentRelations.get(typeOf(t.object))?.includes(t.relation) ?? false;
   }
+
+  /**
+   * A role tuple, scoped to its user: a relation this model defines on the object's type
+   * and does not follow (not structural), with a plain object as user. A relation the
+   * model does not know (a tuple written under a newer model, say) is not one: it might
+   * be structural there.
+   */
+  isPrincipalRole(t: TupleKey): boolean {
+    return (this.structure.relations.get(typeOf(t.object))?.has(t.relation) ?? false) && !this.isStructural(t) && plainSubject(t.user);
+  }
 }
 
 export interface Bumps {
   /** Version keys to increment (deduplicated). */
   keys: string[];
+  /**
+   * Role-version keys to set, each paired with the any-key of its slot (which is in
+   * `keys`): a role key takes that any-key's value after the increments. Values of a role
+   * key therefore never repeat, even after it was forgotten (see ./versions.ts).
+   */
+  roles: Array<[key: string, from: string]>;
   /** What the change was, for metrics: one count per changed tuple. */
   kinds: InvalidationKind[];
 }
 
 /**
- * Every version a tuple change must bump. The soundness argument (see
- * ./soundness.ts) rests on rule 1; rule 2 keeps hierarchy listings fresh.
- *   1. the object of every written or deleted tuple: its object-key;
- *   2. a structural tuple also bumps the children-key of the parent it names
+ * Every version a tuple change must bump. The soundness argument (see ./soundness.ts,
+ * invariant W) rests on rules 1–3; rule 4 keeps hierarchy listings fresh.
+ *   1. every written or deleted tuple: the any-key of its object's slot;
+ *   2. a role tuple (VersionKeys.isPrincipalRole): the role key of (slot, its user);
+ *   3. any other tuple — structural, a wildcard or userset user, an unknown relation:
+ *      the structure key of its object's slot;
+ *   4. a structural tuple also bumps the children-key of the parent it names
  *      (a write names the new parent, a delete the old one: a move does both).
  */
 export function bumpsFor(change: TupleChange, keys: VersionKeys): Bumps {
   const out = new Set<string>();
+  const roles = new Map<string, string>();
   const kinds: InvalidationKind[] = [];
   const visit = (t: TupleKey, write: boolean) => {
-    out.add(keys.objectKey(t.object));
+    const slot = keys.slot(t.object);
+    out.add(slot);
+    if (keys.isPrincipalRole(t)) {
+      roles.set(keys.roleKeyOfSlot(slot, t.user), slot);
+      kinds.push(write ? 'role_grant' : 'role_revoke');
+      return;
+    }
+    out.add(keys.structureKeyOfSlot(slot));
     if (keys.isStructural(t)) {
       out.add(keys.childrenKey(objectPart(t.user)));
       kinds.push(write ? 'structural_link' : 'structural_unlink');
@@ -94,5 +178,10 @@ export function bumpsFor(change: TupleChange, keys: VersionKeys): Bumps {
   };
   for (const t of change.writes) visit(t, true);
   for (const t of change.deletes) visit(t, false);
-  return { keys: [...out], kinds };
+  return { keys: [...out], roles: [...roles], kinds };
+}
+
+/** A bump of the global epoch alone. */
+export function globalBump(kind: InvalidationKind): Bumps {
+  return { keys: [GLOBAL_KEY], roles: [], kinds: [kind] };
 }

@@ -16,7 +16,7 @@ import type { OpenFgaClient } from '@openfga/sdk';
 import type { TupleKey } from '../gateway/types.js';
 import type { VersionInvalidator } from './invalidator.js';
 import type { DecisionMetrics } from './metrics.js';
-import { bumpsFor, GLOBAL_KEY, type VersionKeys } from './nodes.js';
+import { bumpsFor, globalBump, type VersionKeys } from './nodes.js';
 import type { RedisLink } from './redis.js';
 
 const RENEW_LEASE = `
@@ -169,7 +169,7 @@ export class ReadChangesPoller {
     if (cur !== null) return cur;
     const fresh = cursorFromStart(Date.now() - (this.opts.startMarginMs ?? 5000));
     if ((await link.bg.set(this.cursorKey, fresh, 'NX')) === 'OK') {
-      await this.opts.invalidator.bump([GLOBAL_KEY], ['cursor_reset'], 'readchanges', false);
+      await this.opts.invalidator.bump(globalBump('cursor_reset'), 'readchanges', false);
       return fresh;
     }
     return (await link.bg.get(this.cursorKey)) ?? undefined;
@@ -201,9 +201,8 @@ export class ReadChangesPoller {
           const t = { user: c.tuple_key.user, relation: c.tuple_key.relation, object: c.tuple_key.object };
           (String(c.operation) === 'TUPLE_OPERATION_DELETE' ? deletes : writes).push(t);
         }
-        const { keys, kinds } = bumpsFor({ writes, deletes }, this.opts.keys);
         // Replicas are told, but not waited for: nobody is waiting on this write's answer.
-        await this.opts.invalidator.bump(keys, kinds, 'readchanges', false);
+        await this.opts.invalidator.bump(bumpsFor({ writes, deletes }, this.opts.keys), 'readchanges', false);
         const now = Date.now();
         for (const c of changes) {
           const at = Date.parse(c.timestamp);

@@ -3,70 +3,132 @@
  * model shape that argument needs, checked at start (`assertDecisionModel`).
  *
  * ## Setting
- * A decision answers Check(user U, relation R, object O, contextual tuples C,
+ * A decision answers Check(user P, relation R, object O, contextual tuples C,
  * context X) against store S and model M. Its cache key covers all of
- * (S, M-id, U, R, O, C, X) (./key.ts), so the only thing that can change the answer
- * for one key is the set of stored tuples (or the model behind the id, see 5).
+ * (S, M-id, P, R, O, C, X) (./key.ts), so the only thing that can change the answer
+ * for one key is the set of stored tuples (or the model behind the id, see 4).
+ * Terms (./nodes.ts): a *plain* subject is an object `type:id` — no `#relation`, not
+ * the wildcard `type:*`; a *structural* tuple is one on a relation some rewrite follows
+ * (`X from rel`, a tupleset); a *role* tuple is one on a relation M defines on the
+ * object's type and does not follow, whose user is plain. Objects map to slots: a
+ * hierarchy node is its own slot, other objects share buckets.
  *
- * ## 1. What a decision can read (the model-shape lemma)
- * If M has the shape checked below — no userset subjects (`[group#member]`) and no
- * wildcard parents — then resolving the check reads only tuples whose object is in
+ * ## 1. What a decision can depend on (the model-shape lemma)
+ * If M has the shape checked below — no userset subjects (`[group#member]`) anywhere, no
+ * wildcard on a structural relation, structural relations directly assignable only — then
+ * the answer is a function of C and of the stored tuples t with t.object in
  *     Reach = closure of Roots under stored structural tuples, upwards,
- * where Roots = {O} ∪ {every object named in C, as object or as subject} ∪ {scope}
- * and a structural tuple is one on a relation some rewrite follows (`X from rel`).
- * Proof: a rewrite is built from direct assignment (reads tuples on the current
- * object; the subjects are plain users, so resolution never jumps to them), computed
- * usersets (same object, another relation), tuple-to-userset (reads the tupleset
- * tuples on the current object, then continues on each subject object it names —
- * a structural parent), and union/intersection/exclusion of those. So every object
- * visited is reached from O by a path of structural edges, each edge a tuple on an
- * object already visited. A contextual edge lands on a Root; a stored edge from a
- * node of Reach stays in Reach. ∎
+ * where Roots = {O} ∪ {every object named in C, as object or as subject} ∪ {scope},
+ * and of those, when P is plain, only the ones where
+ *     (a) t is structural, or (b) t.user = P, or (c) t.user is not plain.
+ * In particular a role tuple for another plain subject Q ≠ P never matters.
+ * Proof, by induction over the evaluation of the rewrite on (object Y, relation r), Y
+ * starting at O. Direct assignment `[types]` holds iff there is a tuple (Y, r, P), or
+ * (Y, r, type(P):*) (wildcard: (c)), or (Y, r, Z#s) with P in Z#s — a userset subject,
+ * which the shape rules out (and which is (c) anyway). So it consults tuples on Y with
+ * user P or not plain: (b) or (c); never one for a plain Q ≠ P, the test is equality.
+ * A computed userset evaluates another relation on the same Y. A tuple-to-userset
+ * `s from ts` consults the tupleset tuples (Y, ts, ·) — structural, (a) — and evaluates s
+ * on each object Z they name: Z is a structural parent of Y, so in Reach (a contextual
+ * edge lands on a Root, a stored edge from a node of Reach stays in Reach). Union,
+ * intersection and exclusion combine those; a condition is evaluated on a tuple already
+ * consulted, with X. So every tuple consulted is on an object of Reach and of kind (a),
+ * (b) or (c). ∎  (What OpenFGA happens to read while evaluating doesn't matter: the
+ * lemma is about what the answer is a function of. For a P that is not plain, the
+ * lemma is used without the filter: any tuple on Reach.)
  *
  * ## 2. What a cached decision records
- * The fill computes Reach with HierarchyResolver.closure, reading each node's version
- * before reading that node's structural tuples, adds the global epoch `#g`, and only
- * then asks the engine (with HIGHER_CONSISTENCY, bypassing OpenFGA's own cache).
- * The entry stores those version keys and versions.
+ * The fill reads the global epoch `#g`, computes Reach with HierarchyResolver.closure —
+ * reading each node's *structure-version* before reading that node's structural tuples —
+ * then reads, for every slot N of Reach, the *role-version* of (N, P) when P is plain, or
+ * N's *any-version* when it is not; only then does it ask the engine (with
+ * HIGHER_CONSISTENCY, bypassing OpenFGA's own cache). The entry stores those keys and
+ * versions, and lives at most max TTL (allow or deny, with jitter) counted from the first
+ * of those reads (./cache.ts; an in-process copy of a Redis entry gets at most max TTL
+ * from the moment it was validated).
  *
  * ## 3. Invariant W (the write rule, ./nodes.ts bumpsFor)
- * Every tuple written or deleted bumps the version key of its object (the node itself
- * for hierarchy types, a bucket for other types). Writes through tiergate bump before
- * the DecisionInvalidator resolves; writes made elsewhere are bumped by the ReadChanges
- * poller within one poll interval. Versions only increase (Redis INCR).
+ * Every tuple t written or deleted, on an object of slot N:
+ *   - bumps N's any-version;
+ *   - if t is a role tuple, sets the role-version of (N, t.user) to N's new any-version;
+ *   - otherwise (structural; a wildcard or userset user; a relation this process's model
+ *     doesn't define on the type) bumps N's structure-version — and, if structural, the
+ *     children-version of the parent it names.
+ * So every tuple of kind (a), (b) or (c) on N (section 1) bumps a version a decision
+ * for P that has N in Reach recorded: (a) and (c) the structure-version; (b) the
+ * role-version of (N, P) if t is a role tuple, else the structure-version; and every
+ * tuple on N bumps the any-version (for a P that is not plain). A role tuple for Q ≠ P
+ * bumps only (N, Q) and N's any-version, which P's decisions do not record: they stay warm.
+ * Writes through tiergate bump before the DecisionInvalidator resolves; writes made
+ * elsewhere are bumped by the ReadChanges poller within one poll interval. Both go through
+ * bumpsFor.
+ * Values (./versions.ts): any-, structure-, children-versions and `#g` only increase
+ * (INCR). A role-version is only ever set to its slot's new any-version, so each non-zero
+ * value it takes is larger than all its earlier ones. In Redis no version expires. Without
+ * Redis (one process, the in-process map is the truth) a role-version is forgotten — reads
+ * 0 again — roleTtlMs after its last bump (monotonic clock), and DecisionCache refuses a
+ * roleTtlMs not above max TTL + 1 minute.
+ *
+ * Lemma V. If a fill read value x of key k at time t₀, a bump of k completed at
+ * t₁ > t₀, and the entry is looked up at t₂ > t₁ while it still exists, then k reads
+ * ≠ x at t₂. For every key but a forgotten role key: it reads a value ≥ the one set at
+ * t₁, which is > every earlier value (so ≠ x; for a role key x = 0 is earlier too).
+ * A role key read as 0 after t₁ was forgotten at t₂ ≥ t₁ + roleTtlMs > t₀ + max TTL,
+ * when an entry whose versions were read at t₀ is gone (no Redis: in-process entries
+ * only, each living at most max TTL from its fill's version read). ∎
  *
  * ## 4. Theorem
  * If an entry's recorded versions all equal the current ones, its answer equals the
  * engine's answer on the state made of the fill-time tuples plus every write whose bump
- * has completed (later writes are in their propagation window). Proof: take any write w on
- * object Y whose bump completed before the lookup. If the bump happened before the fill
- * read Y's version, w happened before the engine was asked, so the answer includes w.
- * Otherwise, if Y ∈ Reach(fill), Y's version changed after it was recorded, so the entry
- * does not validate. If Y ∉ Reach(fill): by induction up the closure, every node of
- * Reach(fill) kept its version, so (W) none of its tuples changed, so its structural
- * tuples — and hence Reach itself — are unchanged, and by the lemma w cannot be read
- * by this check. ∎  Consequently, per kind of write (each has a test):
- *   - role grant/revoke on platform, organization, division, nested division, tenant:
- *     the tuple's object is that node, and every decision beneath it has the node in Reach;
+ * has completed (later writes are in their propagation window). Proof: first, Reach is
+ * unchanged: by induction up the closure, for a node N of Reach(fill) take any structural
+ * write on N whose bump completed. If it completed before the fill read N's
+ * structure-version, it precedes the fill's read of N's structural tuples, which include
+ * it; otherwise (W, V) N's structure-version differs now and the entry does not
+ * validate. So the structural tuples of Reach, and Reach itself, are as the fill saw
+ * them. Next take any write w whose bump completed before the lookup. If w's tuple is on
+ * no node of Reach, or is a role tuple for Q ≠ P, the answer does not depend on it (1).
+ * Otherwise it is of kind (a)–(c) on a node N of Reach and bumps a key k the entry
+ * recorded (3). If that bump completed before the fill read k, w happened before the
+ * engine was asked, so the answer includes w; otherwise k reads differently now (V) and
+ * the entry does not validate. ∎  Consequently, per kind of write (each has a test):
+ *   - role grant/revoke for user U on platform, organization, division, nested division,
+ *     tenant: bumps the role-version of (node, U); every decision of U beneath the node
+ *     has the node in Reach and recorded that version; other users' decisions stay warm;
  *   - structural link/unlink (organization#platform, division#organization,
- *     division#parent, tenant#division, <resource>#tenant): the child is the object, and
- *     every decision that could follow the link has the child in Reach;
+ *     division#parent, tenant#division, <resource>#tenant): the child's structure-version,
+ *     and every decision that could follow the link has the child in Reach;
  *   - move of a division or a tenant (delete + write on the moved node): bumps the moved
- *     node, so decisions beneath it re-resolve with the new chain — for the old and the
- *     new parent's admins alike. The old and new parents' children-versions are bumped
- *     too (`#c|…`), which is what "tenants under D" listings depend on; no decision
- *     depends on a node's children, so the parents' decisions stay warm;
+ *     node's structure-version, so every decision beneath it re-resolves with the new
+ *     chain — for the old and the new parent's admins alike, and everyone else. The old and
+ *     new parents' children-versions are bumped too (`#c|…`), which is what "tenants under
+ *     D" listings depend on; no decision depends on a node's children, so the parents'
+ *     decisions stay warm;
+ *   - a wildcard grant (`user:*`, were M to allow one on a role relation) or a tuple on a
+ *     relation M doesn't know: the node's structure-version, i.e. every decision beneath;
  *   - platform changes: platform:root is in Reach of everything under an organization;
  *   - a new model: a new model id changes every key, and modelChanged() bumps `#g`,
  *     which every entry depends on.
  *
  * ## 5. Replicas and failures
- * - L2 (Redis) entries are validated against Redis' current versions: exact.
- * - L1 entries are validated against the in-process copy of versions, updated by
- *   pub/sub. DecisionInvalidator.tuplesChanged resolves only after every subscribed
- *   replica acknowledged applying the bump, or after ackTimeoutMs; a replica that has
- *   not applied it by then has also not received a heartbeat of its own published in
- *   the last fenceMs ≤ ackTimeoutMs (Redis delivers in order), so it serves no L1 hit.
+ * - L2 (Redis) entries are validated against the current versions: Redis', or the
+ *   in-process copy's while it is trusted (below).
+ * - The in-process copy (./versions.ts) is bounded: it forgets the versions not used for a
+ *   while (two generations), and a forgotten version is unknown — an entry depending on it
+ *   does not validate in process; the next read fetches it from Redis. Claim: once a bump
+ *   of k has been applied locally, the local value of k, while known, is a value k had in
+ *   Redis at or after that bump. Applying merges by max (in Redis every version only
+ *   grows); a read inserts a key it doesn't find only if no
+ *   generation was forgotten or nothing was applied since the read began — then the key
+ *   was unknown when the read began and no bump of it was applied since, so the fetch
+ *   came after every applied bump of k. Without Redis the in-process map is the truth:
+ *   only bumps store values, unknown reads 0, and role keys are swept roleTtlMs after
+ *   their last bump (Lemma V).
+ * - L1 entries are validated against that copy, updated by pub/sub.
+ *   DecisionInvalidator.tuplesChanged resolves only after every subscribed replica
+ *   acknowledged applying the bump, or after ackTimeoutMs; a replica that has not applied
+ *   it by then has also not received a heartbeat of its own published in the last
+ *   fenceMs ≤ ackTimeoutMs (Redis delivers in order), so it serves no L1 hit.
  * - A replica that is not subscribed serves no L1 hits; when it subscribes again it
  *   drops its whole L1 and its version copy first (it may have missed messages).
  * - Redis losing its data recreates `#g` at a value it never had (time-based), so
@@ -81,7 +143,11 @@
  *   poller (within READCHANGES_POLL_MS, or the poll lease's expiry if the cut-off
  *   replica held it) or from that replica's `#g` bump, whichever comes first.
  * - Redis must not evict keys without a TTL (maxmemory-policy noeviction or
- *   volatile-*): versions and the cursor have none.
+ *   volatile-*): versions — role-versions included — and the cursor have none. (That is
+ *   also why role-versions are not expired in Redis: under volatile-* a key with a TTL
+ *   may be evicted early, and a role-version read as 0 again too early breaks V.)
+ * - Replicas sharing a Redis must all run this version scheme: a replica from before
+ *   principal-scoped versions bumps only any-versions for a role change.
  * - Errors, timeouts and "resolution too complex" reject and are never stored.
  */
 import type { ModelTypes } from '../fga/hierarchy.js';

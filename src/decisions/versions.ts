@@ -1,24 +1,55 @@
-// Version counters: the source of truth is Redis (INCR, so monotonic and shared by
-// every replica); each process keeps a copy of the counters it has seen, updated by
-// the invalidation bus. Without Redis the in-process copy is the truth.
+// Version counters: the source of truth is Redis (shared by every replica); each process
+// keeps a bounded copy of the counters it has seen, updated by the invalidation bus.
+// Without Redis the in-process map is the truth.
 //
-// Rules that keep the copy safe to validate against:
+// Values only grow. A role key (`#r|…`, ./nodes.ts) is always set to the new value of
+// its slot's any-key, which the same bump increments, so it grows too and a non-zero
+// value is never given to it twice — even after it was forgotten and read 0 again.
+//
+// How many are kept:
+//   - in Redis, every version that was ever bumped (role keys included: one per principal
+//     and slot that saw a grant or revocation). None has a TTL: with maxmemory-policy
+//     volatile-* Redis may evict keys that have one, and a role key evicted before every
+//     entry recorded under its old value is gone would let those entries validate again;
+//   - with Redis, in process: a bounded copy in two generations (`cur`, `prev`); lookups
+//     promote from `prev`; when `cur` holds half of `localMax`, it becomes `prev` and the
+//     old `prev` is forgotten. A forgotten key is just unknown: an in-process entry
+//     depending on it does not validate, and the next read fetches it from Redis;
+//   - without Redis, in process (the truth): only bumped keys are stored (unknown reads
+//     0, so reads add nothing); node keys are kept, role keys are swept `roleTtlMs` after
+//     their last bump (monotonic clock) and read 0 again. Safe because roleTtlMs exceeds
+//     the longest life of a cached decision counted from when its versions were read
+//     (DecisionCache enforces it): every entry that recorded 0 before the key's last bump
+//     is gone by then, and the next bump gives a value it never had (./soundness.ts, V).
+//
+// Rules that keep the in-process copy safe with Redis:
 //   - values only move up (merge = max), so a slow read can't undo a newer message;
-//   - every value learnt from the bus is stored, known key or not, so a read that
-//     raced with it can't insert the older value afterwards;
-//   - `drop()` (after the subscriber reconnected and may have missed messages)
-//     forgets everything and starts a new generation; reads begun before it don't insert.
+//   - every value learnt from the bus is stored, known key or not, so a read that raced
+//     with it can't insert the older value afterwards — unless the key was forgotten in
+//     between: a read inserts a key it does not find only if no generation was forgotten
+//     or no value was applied since the read began (`rotations`, `seq`);
+//   - `drop()` (after the subscriber reconnected and may have missed messages) forgets
+//     everything and starts a new generation; reads begun before it don't insert.
 import type { NodeVersions } from '../fga/hierarchy.js';
 import { GLOBAL_KEY, type VersionKeys } from './nodes.js';
 import type { RedisLink } from './redis.js';
 
-// Bumps every key atomically; a missing global epoch is created at a time-based
-// value first, so it never repeats a value it held before Redis lost its data.
+// Increments KEYS[1..n] (a missing global epoch is created at a time-based value first,
+// so it never repeats a value it held before Redis lost its data), then sets each role
+// key KEYS[n+j] to the new value of KEYS[ARGV[3+j]].
+// ARGV: 1 global key, 2 epoch seed, 3 n, 4.. index of each role key's any-key.
 const BUMP_SCRIPT = `
+local n = tonumber(ARGV[3])
 local out = {}
-for i, k in ipairs(KEYS) do
+for i = 1, n do
+  local k = KEYS[i]
   if k == ARGV[1] and redis.call('EXISTS', k) == 0 then redis.call('SET', k, ARGV[2]) end
   out[i] = redis.call('INCR', k)
+end
+for i = n + 1, #KEYS do
+  local v = out[tonumber(ARGV[3 + i - n])]
+  redis.call('SET', KEYS[i], v)
+  out[i] = v
 end
 return out`;
 
@@ -31,15 +62,26 @@ export class VersionsUnavailableError extends Error {
   override name = 'VersionsUnavailableError';
 }
 
+export const DEFAULT_ROLE_TTL_MS = 15 * 60_000;
+
 export interface VersionStoreOptions {
   keys: VersionKeys;
-  /** Absent: in-process only (one replica), the local copy is authoritative. */
+  /** Absent: in-process only (one replica), the local map is authoritative. */
   link?: RedisLink;
   /** Redis key prefix, e.g. `tg:<storeId>:v:`. */
   prefix: string;
   /** True while the local copy is known to be current (subscriber in sync). */
   trusted: () => boolean;
   onRedisError?: (op: string, err: unknown) => void;
+  /**
+   * Without Redis: how long a role key is kept after its last bump. Must exceed the
+   * longest life of a cached decision (DecisionCache enforces it). Default 15 min.
+   */
+  roleTtlMs?: number;
+  /** With Redis: versions kept in process at most (default 200 000). */
+  localMax?: number;
+  /** Monotonic clock in ms for sweeping role keys without Redis (tests replace it). */
+  now?: () => number;
 }
 
 function epochSeed(): string {
@@ -53,12 +95,21 @@ export class VersionStore implements NodeVersions {
   /** Incremented whenever any version changes locally (coalescing must not join older flights). */
   seq = 0;
   readonly keys: VersionKeys;
-  private readonly local = new Map<string, number>();
+  readonly roleTtlMs: number;
+  private cur = new Map<string, number>();
+  private prev = new Map<string, number>();
+  /** Generations forgotten so far (with Redis). */
+  private rotations = 0;
+  /** `cur` becomes `prev` at this size (with Redis; never without). */
+  private readonly half: number;
+  /** Without Redis: role keys by time of their last bump, oldest first. */
+  private readonly roleBumpedAt = new Map<string, number>();
   private readonly link: RedisLink | undefined;
   private readonly prefix: string;
   private readonly globalRedisKey: string;
   private readonly isTrusted: () => boolean;
   private readonly onRedisError: (op: string, err: unknown) => void;
+  private readonly now: () => number;
 
   constructor(opts: VersionStoreOptions) {
     this.keys = opts.keys;
@@ -67,6 +118,10 @@ export class VersionStore implements NodeVersions {
     this.globalRedisKey = opts.prefix + GLOBAL_KEY;
     this.isTrusted = opts.link ? opts.trusted : () => true;
     this.onRedisError = opts.onRedisError ?? (() => {});
+    this.roleTtlMs = opts.roleTtlMs ?? DEFAULT_ROLE_TTL_MS;
+    if (!(this.roleTtlMs >= 1)) throw new RangeError('roleTtlMs must be at least 1 ms');
+    this.half = opts.link ? Math.max(1, Math.floor((opts.localMax ?? 200_000) / 2)) : Number.POSITIVE_INFINITY;
+    this.now = opts.now ?? (() => performance.now());
   }
 
   get shared(): boolean {
@@ -77,17 +132,48 @@ export class VersionStore implements NodeVersions {
     return this.isTrusted();
   }
 
-  /** Hot path: do the locally known versions equal `versions`? Unknown never matches. */
+  /** Hot path: do the locally known versions equal `versions`? With Redis, unknown never matches. */
   matches(keys: readonly string[], versions: readonly number[]): boolean {
+    if (this.link === undefined) {
+      for (let i = 0; i < keys.length; i++) {
+        if ((this.cur.get(keys[i]!) ?? 0) !== versions[i]) return false;
+      }
+      return true;
+    }
     for (let i = 0; i < keys.length; i++) {
-      if (this.local.get(keys[i]!) !== versions[i]) return false;
+      const k = keys[i]!;
+      const v = this.cur.get(k) ?? this.promote(k);
+      if (v !== versions[i]) return false;
     }
     return true;
   }
 
-  /** Number of versions held in process (for status). */
+  /** Number of versions held in process (for status and tests). */
   get size(): number {
-    return this.local.size;
+    return this.cur.size + this.prev.size;
+  }
+
+  /** With Redis: the known value of `k`, moved into the current generation; undefined when unknown. */
+  private known(k: string): number | undefined {
+    return this.cur.get(k) ?? this.promote(k);
+  }
+
+  private promote(k: string): number | undefined {
+    const v = this.prev.get(k);
+    if (v !== undefined) {
+      this.prev.delete(k);
+      this.put(k, v);
+    }
+    return v;
+  }
+
+  private put(k: string, v: number): void {
+    this.cur.set(k, v);
+    if (this.cur.size >= this.half) {
+      this.prev = this.cur;
+      this.cur = new Map();
+      this.rotations++;
+    }
   }
 
   /**
@@ -97,35 +183,38 @@ export class VersionStore implements NodeVersions {
   async read(keys: readonly string[]): Promise<number[]> {
     const out = new Array<number>(keys.length);
     if (!this.link) {
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i]!;
-        let v = this.local.get(k);
-        if (v === undefined) this.local.set(k, (v = 0));
-        out[i] = v;
-      }
+      for (let i = 0; i < keys.length; i++) out[i] = this.cur.get(keys[i]!) ?? 0;
       return out;
     }
     const trustedAtStart = this.isTrusted();
     const missing: number[] = [];
     for (let i = 0; i < keys.length; i++) {
-      const v = trustedAtStart ? this.local.get(keys[i]!) : undefined;
+      const v = trustedAtStart ? this.known(keys[i]!) : undefined;
       if (v === undefined) missing.push(i);
       else out[i] = v;
     }
     if (missing.length === 0) return out;
-    const generation = this.generation;
+    const { generation, seq, rotations } = this;
     const fetched = await this.fetch(missing.map((i) => keys[i]!));
     const insert = trustedAtStart && generation === this.generation && this.isTrusted();
-    missing.forEach((i, j) => {
+    for (let j = 0; j < missing.length; j++) {
+      const i = missing[j]!;
       const k = keys[i]!;
       let v = fetched[j]!;
       if (insert) {
-        const cur = this.local.get(k);
-        if (cur === undefined || v > cur) this.local.set(k, v);
-        else v = cur;
+        const cur = this.known(k);
+        if (cur !== undefined) {
+          if (v > cur) this.put(k, v);
+          else v = cur;
+        } else if (rotations === this.rotations || seq === this.seq) {
+          // Not found: either it was unknown when the read began and no bump of it has
+          // been applied since (it would be known now, nothing having been forgotten), or
+          // nothing at all was applied since — either way no newer value was learnt.
+          this.put(k, v);
+        }
       }
       out[i] = v;
-    });
+    }
     return out;
   }
 
@@ -153,44 +242,89 @@ export class VersionStore implements NodeVersions {
     return out;
   }
 
-  /** Increment `keys` (in Redis, or locally without Redis); returns the new values and applies them. */
-  async bump(keys: readonly string[]): Promise<Array<[string, number]>> {
-    if (keys.length === 0) return [];
+  /**
+   * Increment `keys`, and set each role key in `roles` to the new value of the any-key it
+   * is paired with (added to `keys` if missing), in Redis or locally without Redis.
+   * Returns the new values and applies them.
+   */
+  async bump(keys: readonly string[], roles: ReadonlyArray<readonly [key: string, from: string]> = []): Promise<Array<[string, number]>> {
+    const incr = [...new Set([...keys, ...roles.map(([, from]) => from)])];
+    if (incr.length === 0) return [];
     if (!this.link) {
-      const updates = keys.map((k): [string, number] => [k, (this.local.get(k) ?? 0) + 1]);
-      this.apply(updates);
+      const updates: Array<[string, number]> = [];
+      for (const k of incr) {
+        const v = (this.cur.get(k) ?? 0) + 1;
+        this.cur.set(k, v);
+        updates.push([k, v]);
+      }
+      const now = this.now();
+      for (const [k, from] of roles) {
+        const v = this.cur.get(from)!;
+        this.cur.set(k, v);
+        this.roleBumpedAt.delete(k); // re-inserted last: the map stays ordered by bump time
+        this.roleBumpedAt.set(k, now);
+        updates.push([k, v]);
+      }
+      this.sweepRoles(now);
+      this.seq++;
       return updates;
     }
+    const all = [...incr, ...roles.map(([k]) => k)];
     let values: unknown;
     try {
-      values = await this.link.bg.eval(BUMP_SCRIPT, keys.length, ...keys.map((k) => this.prefix + k), this.globalRedisKey, epochSeed());
+      values = await this.link.bg.eval(
+        BUMP_SCRIPT,
+        all.length,
+        ...all.map((k) => this.prefix + k),
+        this.globalRedisKey,
+        epochSeed(),
+        String(incr.length),
+        ...roles.map(([, from]) => String(incr.indexOf(from) + 1)),
+      );
     } catch (err) {
       this.onRedisError('bump', err);
       throw new VersionsUnavailableError(`could not bump versions: ${(err as Error).message}`, { cause: err });
     }
-    const updates = keys.map((k, i): [string, number] => [k, Number((values as unknown[])[i])]);
+    const updates = all.map((k, i): [string, number] => [k, Number((values as unknown[])[i])]);
     this.apply(updates);
     return updates;
+  }
+
+  /** Without Redis: forget role keys last bumped roleTtlMs ago or earlier (they read 0 again). */
+  private sweepRoles(now: number): void {
+    const cutoff = now - this.roleTtlMs;
+    for (const [k, at] of this.roleBumpedAt) {
+      if (at > cutoff) break;
+      this.roleBumpedAt.delete(k);
+      this.cur.delete(k);
+    }
+  }
+
+  /** Role keys held without Redis (tests). */
+  get roleKeysHeld(): number {
+    return this.roleBumpedAt.size;
   }
 
   /** Merge newer values (from a bump or the bus). */
   apply(updates: ReadonlyArray<readonly [string, number]>): void {
     for (const [k, v] of updates) {
-      const cur = this.local.get(k);
-      if (cur === undefined || v > cur) this.local.set(k, v);
+      const cur = this.link ? this.known(k) : this.cur.get(k);
+      if (cur === undefined || v > cur) this.put(k, v);
     }
     this.seq++;
   }
 
   /** Forget every local value (missed messages possible); start a new generation. */
   drop(): void {
-    this.local.clear();
+    this.cur.clear();
+    this.prev.clear();
+    this.roleBumpedAt.clear();
     this.generation++;
     this.seq++;
   }
 
-  objectVersions(objects: readonly string[]): Promise<number[]> {
-    return this.read(objects.map((o) => this.keys.objectKey(o)));
+  structureVersions(objects: readonly string[]): Promise<number[]> {
+    return this.read(objects.map((o) => this.keys.structureKey(o)));
   }
 
   childVersions(objects: readonly string[]): Promise<number[]> {

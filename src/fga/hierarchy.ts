@@ -8,9 +8,10 @@
 //   structural tuples from OpenFGA (every page) and caching what it read in process.
 //
 // Cached entries carry the version of the node they were read at, and are used only
-// while that version is still current. Versions come from the decision cache, so a
-// structural write (which bumps the moved node, and the children-version of its old
-// and new parent) invalidates exactly the cached structure it changed.
+// while that version is still current. Versions come from the decision cache: a
+// structural write bumps the structure-version of the node holding the tuple (the moved
+// node) and the children-version of its old and new parent, so it invalidates exactly
+// the cached structure it changed; role grants and revocations bump neither.
 import { ConsistencyPreference, type OpenFgaClient } from '@openfga/sdk';
 import type { AuthorizationModel, Userset } from '@openfga/sdk';
 import { LRUCache } from 'lru-cache';
@@ -31,6 +32,8 @@ export interface HierarchyStructure {
   readonly nodeTypes: ReadonlySet<string>;
   /** Types that occur in the model at all. */
   readonly types: ReadonlySet<string>;
+  /** Type -> every relation the model defines on it (structural or not). */
+  readonly relations: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export type ModelTypes = Pick<AuthorizationModel, 'type_definitions'>;
@@ -56,8 +59,10 @@ export function structureOf(model: ModelTypes): HierarchyStructure {
   const childLinks = new Map<string, ChildLink[]>();
   const nodeTypes = new Set<string>();
   const types = new Set<string>();
+  const relations = new Map<string, Set<string>>();
   for (const td of model.type_definitions) {
     types.add(td.type);
+    relations.set(td.type, new Set(Object.keys(td.relations ?? {})));
     const structural: string[] = [];
     for (const rewrite of Object.values(td.relations ?? {})) tuplesetsOf(rewrite, structural);
     if (structural.length === 0) continue;
@@ -71,7 +76,7 @@ export function structureOf(model: ModelTypes): HierarchyStructure {
       }
     }
   }
-  return { parentRelations, childLinks, nodeTypes, types };
+  return { parentRelations, childLinks, nodeTypes, types, relations };
 }
 
 export function typeOf(object: string): string {
@@ -130,8 +135,11 @@ export class FgaStructureSource implements StructureSource {
 
 /** Versions the hierarchy cache is validated against (the decision cache's version store). */
 export interface NodeVersions {
-  /** Changes whenever any tuple whose object is `object` changes. Rejects when unknown. */
-  objectVersions(objects: readonly string[]): Promise<readonly number[]>;
+  /**
+   * Changes whenever a structural tuple whose object is `object` is written or deleted
+   * (and, conservatively, more often). Rejects when unknown.
+   */
+  structureVersions(objects: readonly string[]): Promise<readonly number[]>;
   /** Changes whenever a structural tuple pointing at `object` (as parent) changes. */
   childVersions(objects: readonly string[]): Promise<readonly number[]>;
 }
@@ -140,7 +148,7 @@ export class HierarchyTooLargeError extends Error {
   override name = 'HierarchyTooLargeError';
 }
 
-/** A set of nodes plus the object-version each was read at (read before its tuples). */
+/** A set of nodes plus the structure-version each was read at (read before its structural tuples). */
 export interface Closure {
   objects: string[];
   versions: number[];
@@ -212,7 +220,7 @@ export class HierarchyResolver {
     return p;
   }
 
-  /** Stored structural parents of `object`, valid at `version` (its current object-version). */
+  /** Stored structural parents of `object`, valid at `version` (its current structure-version). */
   parentsAt(object: string, version: number): Promise<readonly string[]> {
     const relations = this.structure.parentRelations.get(typeOf(object));
     if (!relations) return Promise.resolve([]);
@@ -256,7 +264,7 @@ export class HierarchyResolver {
   }
 
   /**
-   * `roots` and every node above them, each with the object-version it was read at.
+   * `roots` and every node above them, each with the structure-version it was read at.
    * A node's version is always read before its structural tuples (so a write racing
    * with this call either shows in the tuples or changes the version afterwards).
    */
@@ -267,7 +275,7 @@ export class HierarchyResolver {
     let frontier = roots.filter((r) => (seen.has(r) ? false : (seen.add(r), true)));
     while (frontier.length > 0) {
       if (seen.size > this.maxNodes) throw new HierarchyTooLargeError(`more than ${this.maxNodes} nodes above ${roots.join(', ')}`);
-      const vs = await this.versions.objectVersions(frontier);
+      const vs = await this.versions.structureVersions(frontier);
       const parentLists = await Promise.all(frontier.map((o, i) => this.parentsAt(o, vs[i]!)));
       const next: string[] = [];
       frontier.forEach((o, i) => {
@@ -296,7 +304,7 @@ export class HierarchyResolver {
     const seen = new Set(frontier);
     while (frontier.length > 0) {
       if (seen.size > this.maxNodes) throw new HierarchyTooLargeError(`more than ${this.maxNodes} nodes above ${node}`);
-      const vs = await this.versions.objectVersions(frontier).catch(() => undefined);
+      const vs = await this.versions.structureVersions(frontier).catch(() => undefined);
       const lists = await Promise.all(frontier.map((o, i) => (vs ? this.parentsAt(o, vs[i]!) : this.parentsUncached(o))));
       const next: string[] = [];
       frontier.forEach((o, i) => {

@@ -64,6 +64,20 @@ for (const r of sharedReqs) await shared.cache.authorizer.check(r);
 await new Promise((r) => setTimeout(r, 200)); // let the fire-and-forget L2 writes land
 let j = 0;
 
+// The in-process layer as deployed with Redis: versions validated against the bounded
+// in-process copy of Redis' versions (the replica must be subscribed and fenced in).
+const withRedis = await startReplica(store, { redisUrl: inject('redisUrl'), poller: false });
+const withRedisReqs = Array.from({ length: 1000 }, (_, n) => resourceCheck(`user:u${n % 50}`, 'tA', 'agent', String(n)));
+for (const r of withRedisReqs) await withRedis.cache.authorizer.check(r);
+let m = 0;
+
+describe('in-process layer (L1) with Redis configured', () => {
+  bench('decision served from L1, Redis configured (in-process version copy)', async () => {
+    const d = await withRedis.cache.authorizer.check(withRedisReqs[m++ % withRedisReqs.length]!);
+    if (d.layer !== 'l1') throw new Error(`expected an L1 hit, got ${d.layer}`);
+  });
+});
+
 describe('shared layer (Redis) and engine (OpenFGA)', () => {
   bench('decision served from Redis (L1 disabled)', async () => {
     const d = await shared.cache.authorizer.check(sharedReqs[j++ % sharedReqs.length]!);

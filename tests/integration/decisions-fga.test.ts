@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AuthorizerRequestError, OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
 import { FgaStructureSource, HierarchyResolver, structureOf } from '../../src/fga/hierarchy.js';
-import { VersionKeys } from '../../src/decisions/nodes.js';
+import { bumpsFor, VersionKeys } from '../../src/decisions/nodes.js';
 import { VersionStore } from '../../src/decisions/versions.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
 import { engineFor, MODEL, resourceCheck, tuple, writeHierarchy } from '../support/decisions-fixture.js';
@@ -73,7 +73,8 @@ describe('HierarchyResolver over OpenFGA', () => {
       ],
     });
     const structure = structureOf(MODEL);
-    const versions = new VersionStore({ keys: new VersionKeys(structure), prefix: 'unused:', trusted: () => true });
+    const keys = new VersionKeys(structure);
+    const versions = new VersionStore({ keys, prefix: 'unused:', trusted: () => true });
     const reader = new FgaStructureSource(store.client, store.storeId, 2);
     let reads = 0;
     const counting = {
@@ -93,13 +94,23 @@ describe('HierarchyResolver over OpenFGA', () => {
     await h.ancestors('tenant:deep');
     await h.tenantsUnder('division:d1');
     expect(reads).toBe(before);
-    // ...until a version it depends on changes (here: the moved tenant and its new parent's listing).
-    await store.client.write({ deletes: [tuple('division:d4', 'division', 'tenant:deep')], writes: [tuple('division:d3', 'division', 'tenant:deep')] });
-    await versions.bump(['tenant:deep', '#c|division:d4', '#c|division:d3']);
+    // ...until a version it depends on changes (here: the moved tenant's structure and both parents' listings).
+    const move = { deletes: [tuple('division:d4', 'division', 'tenant:deep')], writes: [tuple('division:d3', 'division', 'tenant:deep')] };
+    await store.client.write(move);
+    const bumps = bumpsFor(move, keys);
+    expect(bumps.keys).toEqual(expect.arrayContaining([keys.structureKey('tenant:deep'), '#c|division:d4', '#c|division:d3']));
+    await versions.bump(bumps.keys, bumps.roles);
     expect(await h.ancestors('tenant:deep')).toEqual(['division:d3', 'organization:o1', 'platform:root']);
     expect(await h.tenantsUnder('division:d1')).not.toContain('tenant:deep');
     expect((await h.tenantsUnder('division:d3')).sort()).toEqual(['tenant:deep', 'tenant:tC']);
     expect(reads).toBeGreaterThan(before);
+
+    // A role change on a node is no structural change: nothing is read again for it.
+    const afterMove = reads;
+    const grant = bumpsFor({ writes: [tuple('user:someone', 'admin', 'tenant:deep')], deletes: [] }, keys);
+    await versions.bump(grant.keys, grant.roles);
+    expect(await h.ancestors('tenant:deep')).toEqual(['division:d3', 'organization:o1', 'platform:root']);
+    expect(reads).toBe(afterMove);
   });
 
   it('the decision cache refuses to start with a model its soundness argument does not cover', async () => {

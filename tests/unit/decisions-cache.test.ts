@@ -159,10 +159,12 @@ describe('CachingAuthorizer (in-process only)', () => {
   });
 
   it('a grant in tenant A leaves tenant B warm; a grant on the division invalidates both', async () => {
+    // One principal with a decision in each tenant (grants only touch their own principal's
+    // decisions: see the next test for everybody else's).
     const { engine, cache, agent } = setup();
-    for (const t of ['tA', 'tB']) engine.set(`user:${t}`, 'can_read', `agent:${t}/1`, true);
-    const a = agent('tA', 'user:tA');
-    const b = agent('tB', 'user:tB');
+    for (const t of ['tA', 'tB']) engine.set('user:x', 'can_read', `agent:${t}/1`, true);
+    const a = agent('tA', 'user:x');
+    const b = agent('tB', 'user:x');
     await cache.authorizer.check(a);
     await cache.authorizer.check(b);
     await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'tenant:tA' }], deletes: [] });
@@ -173,6 +175,89 @@ describe('CachingAuthorizer (in-process only)', () => {
     expect((await cache.authorizer.check(b)).layer).toBe('openfga');
     await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'platform:root' }], deletes: [] });
     expect((await cache.authorizer.check(a)).layer).toBe('openfga');
+  });
+
+  it("a role change for one user invalidates that user's decisions beneath the node, and nobody else's", async () => {
+    const { engine, cache, agent, check } = setup();
+    for (const u of ['user:u', 'user:v']) {
+      for (const t of ['tA', 'tB']) engine.set(u, 'can_read', `agent:${t}/1`, true);
+      engine.set(u, 'can_view', 'division:d2', true);
+    }
+    const asks = (u: string) => [agent('tA', u), agent('tB', u), { user: u, relation: 'can_view', object: 'division:d2', contextualTuples: [] }];
+    const layers = async (u: string) => Promise.all(asks(u).map(async (r) => (await cache.authorizer.check(r)).layer));
+    for (const u of ['user:u', 'user:v']) await layers(u);
+    expect(await layers('user:u')).toEqual(['l1', 'l1', 'l1']);
+    expect(await layers('user:v')).toEqual(['l1', 'l1', 'l1']);
+
+    // revoke of u in tenant tA: u's tA decision re-asks (and now denies); v stays warm everywhere, u elsewhere too
+    engine.set('user:u', 'can_read', 'agent:tA/1', false);
+    await cache.invalidator.tuplesChanged({ writes: [], deletes: [{ user: 'user:u', relation: 'member', object: 'tenant:tA' }] });
+    expect(await cache.authorizer.check(agent('tA', 'user:u'))).toMatchObject({ allowed: false, layer: 'openfga' });
+    expect(await layers('user:u')).toEqual(['l1', 'l1', 'l1']);
+    expect(await layers('user:v')).toEqual(['l1', 'l1', 'l1']);
+
+    // division admin for u on d1 (above d2): every decision of u beneath d1 re-asks; v's don't
+    const before = engine.calls.length;
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:u', relation: 'admin', object: 'division:d1' }], deletes: [] });
+    expect(await layers('user:v')).toEqual(['l1', 'l1', 'l1']);
+    expect(await layers('user:u')).toEqual(['openfga', 'openfga', 'openfga']);
+    expect(engine.calls.length - before).toBe(3);
+
+    // a structural change (tenant tA moved) re-asks everyone's decisions beneath the moved node only
+    await cache.invalidator.tuplesChanged({
+      writes: [{ user: 'division:d1', relation: 'division', object: 'tenant:tA' }],
+      deletes: [{ user: 'division:d2', relation: 'division', object: 'tenant:tA' }],
+    });
+    for (const u of ['user:u', 'user:v']) expect(await layers(u), u).toEqual(['openfga', 'l1', 'l1']);
+
+    // a wildcard grant on tB concerns everybody: structure-version, every decision beneath tB
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:*', relation: 'member', object: 'tenant:tB' }], deletes: [] });
+    for (const u of ['user:u', 'user:v']) expect(await layers(u), u).toEqual(['l1', 'openfga', 'l1']);
+    expect((await check('user:v', 'can_view', 'division:d2')).layer).toBe('l1');
+  });
+
+  it('a subject that is not a plain object depends on every tuple of its nodes', async () => {
+    const { engine, cache, check } = setup();
+    engine.set('group:g#member', 'can_view', 'tenant:tA', true);
+    engine.set('user:v', 'can_view', 'tenant:tA', true);
+    for (const u of ['group:g#member', 'user:v']) await check(u, 'can_view', 'tenant:tA');
+    expect((await check('group:g#member', 'can_view', 'tenant:tA')).layer).toBe('l1');
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'member', object: 'tenant:tA' }], deletes: [] });
+    expect((await check('group:g#member', 'can_view', 'tenant:tA')).layer).toBe('openfga');
+    expect((await check('user:v', 'can_view', 'tenant:tA')).layer).toBe('l1');
+  });
+
+  it('without Redis, holds versions only for what was bumped, not for every principal checked', async () => {
+    const { engine, cache, agent } = setup();
+    engine.set('user:p0', 'can_read', 'agent:tA/1', true);
+    for (let i = 0; i < 500; i++) await cache.authorizer.check(agent('tA', `user:p${i}`));
+    expect(cache.versions.size).toBe(0);
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:p1', relation: 'member', object: 'tenant:tA' }], deletes: [] });
+    // the tenant's any-version and p1's role-version on it
+    expect(cache.versions.size).toBe(2);
+    expect(cache.versions.roleKeysHeld).toBe(1);
+    expect((await cache.authorizer.check(agent('tA', 'user:p0'))).layer).toBe('l1');
+    expect((await cache.authorizer.check(agent('tA', 'user:p1'))).layer).toBe('openfga');
+  });
+
+  it('refuses a role-version lifetime that a cached decision could outlive', () => {
+    const base = {
+      engine: new TableEngine(),
+      storeId: 's',
+      modelId: () => 'm',
+      model: MODEL,
+      redisTimeoutMs: 5,
+      l1Enabled: true,
+      l1MaxEntries: 10,
+      allowTtlS: 300,
+      denyTtlS: 30,
+      ttlJitter: 0.1,
+      pollMs: 1000,
+      poller: false,
+      structureSource: new TableStructure(),
+    };
+    expect(() => new DecisionCache({ ...base, registry: new Registry(), roleVersionTtlMs: 330_000 })).toThrow(/roleVersionTtlMs/);
+    expect(() => new DecisionCache({ ...base, registry: new Registry(), roleVersionTtlMs: 390_000 })).not.toThrow();
   });
 
   it('creating a sibling tenant under the same division keeps the division subtree warm', async () => {
@@ -209,8 +294,12 @@ describe('CachingAuthorizer (in-process only)', () => {
     expect(await cache.hierarchy.ancestors('tenant:tA')).toEqual(['division:d9', 'organization:o1', 'platform:root']);
     // the moved tenant now depends on d9: a grant there invalidates its decisions
     await cache.authorizer.check(agent('tA', 'user:tA'));
-    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'division:d9' }], deletes: [] });
+    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:tA', relation: 'admin', object: 'division:d9' }], deletes: [] });
     expect((await cache.authorizer.check(agent('tA', 'user:tA'))).layer).toBe('openfga');
+    // and a role change there re-reads no structure
+    const reads2 = structure.reads;
+    await cache.authorizer.check(agent('tA', 'user:tA'));
+    expect(structure.reads).toBe(reads2);
   });
 
   it('orders ancestors nearest first and lists tenants through nested divisions', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseModel, loadModel } from '../../src/fga/model.js';
 import { structureOf } from '../../src/fga/hierarchy.js';
-import { bumpsFor, GLOBAL_KEY, VersionKeys } from '../../src/decisions/nodes.js';
+import { bumpsFor, GLOBAL_KEY, plainSubject, VersionKeys } from '../../src/decisions/nodes.js';
 import { assertDecisionModel, decisionModelProblems } from '../../src/decisions/soundness.js';
 
 const model = loadModel().request;
@@ -59,11 +59,12 @@ describe('version keys and bumps', () => {
     expect(keys.childrenKey('division:d1')).toBe('#c|division:d1');
   });
 
-  it('bumps the object of a role grant or revoke, and nothing else', () => {
+  it('bumps a role grant or revoke only on its principal: the role key (from the any-key), not the structure key', () => {
     const grant = bumpsFor({ writes: [{ user: 'user:a', relation: 'admin', object: 'tenant:tA' }], deletes: [] }, keys);
-    expect(grant).toEqual({ keys: ['tenant:tA'], kinds: ['role_grant'] });
+    expect(grant).toEqual({ keys: ['tenant:tA'], roles: [[keys.roleKey('tenant:tA', 'user:a'), 'tenant:tA']], kinds: ['role_grant'] });
+    expect(grant.keys).not.toContain(keys.structureKey('tenant:tA'));
     const revoke = bumpsFor({ writes: [], deletes: [{ user: 'user:a', relation: 'admin', object: 'division:d2' }] }, keys);
-    expect(revoke).toEqual({ keys: ['division:d2'], kinds: ['role_revoke'] });
+    expect(revoke).toEqual({ keys: ['division:d2'], roles: [[keys.roleKey('division:d2', 'user:a'), 'division:d2']], kinds: ['role_revoke'] });
   });
 
   it('bumps the child and the parent listing for a structural link, both parents for a move', () => {
@@ -74,15 +75,99 @@ describe('version keys and bumps', () => {
       },
       keys,
     );
-    expect(move.keys.sort()).toEqual(['#c|division:d2', '#c|division:d3', 'tenant:tA']);
+    expect(move.keys.sort()).toEqual(['#c|division:d2', '#c|division:d3', '#s|tenant:tA', 'tenant:tA']);
+    expect(move.roles).toEqual([]);
     expect(move.kinds).toEqual(['structural_link', 'structural_unlink']);
     const resourceLink = bumpsFor({ writes: [{ user: 'tenant:t2', relation: 'tenant', object: 'agent:t1/1' }], deletes: [] }, keys);
-    expect(resourceLink.keys).toEqual([keys.objectKey('agent:t1/1'), '#c|tenant:t2']);
+    expect(resourceLink.keys).toEqual([keys.objectKey('agent:t1/1'), keys.structureKey('agent:t1/1'), '#c|tenant:t2']);
+    expect(resourceLink.roles).toEqual([]);
   });
 
   it('never bumps the global epoch for tuple changes (only model changes and resets do)', () => {
     const b = bumpsFor({ writes: [{ user: 'user:a', relation: 'admin', object: 'platform:root' }], deletes: [] }, keys);
     expect(b.keys).not.toContain(GLOBAL_KEY);
     expect(b.keys).toEqual(['platform:root']);
+    expect(b.roles).toEqual([[keys.roleKey('platform:root', 'user:a'), 'platform:root']]);
+  });
+
+  it('bumps the structure key for a tuple whose user is not a plain object, or whose relation the model does not know', () => {
+    for (const user of ['user:*', 'group:g#member', 'nocolon', 'user:', ':x']) {
+      const b = bumpsFor({ writes: [{ user, relation: 'member', object: 'tenant:tA' }], deletes: [] }, keys);
+      expect(b, user).toEqual({ keys: ['tenant:tA', '#s|tenant:tA'], roles: [], kinds: ['role_grant'] });
+    }
+    const unknown = bumpsFor({ writes: [], deletes: [{ user: 'user:a', relation: 'region', object: 'tenant:tA' }] }, keys);
+    expect(unknown).toEqual({ keys: ['tenant:tA', '#s|tenant:tA'], roles: [], kinds: ['role_revoke'] });
+    const unknownType = bumpsFor({ writes: [{ user: 'user:a', relation: 'admin', object: 'region:r1' }], deletes: [] }, keys);
+    expect(unknownType.roles).toEqual([]);
+    expect(unknownType.keys).toContain(keys.structureKey('region:r1'));
+  });
+
+  it('scopes role keys to the exact subject, and shares one any-key bump per slot', () => {
+    const b = bumpsFor(
+      {
+        writes: [
+          { user: 'user:a', relation: 'admin', object: 'tenant:tA' },
+          { user: 'user:b', relation: 'member', object: 'tenant:tA' },
+        ],
+        deletes: [{ user: 'user:a', relation: 'member', object: 'tenant:tA' }],
+      },
+      keys,
+    );
+    expect(b.keys).toEqual(['tenant:tA']);
+    expect(b.roles).toEqual([
+      [keys.roleKey('tenant:tA', 'user:a'), 'tenant:tA'],
+      [keys.roleKey('tenant:tA', 'user:b'), 'tenant:tA'],
+    ]);
+    expect(b.kinds).toEqual(['role_grant', 'role_grant', 'role_revoke']);
+    // resources: the role key is per bucket and subject
+    const r = bumpsFor({ writes: [{ user: 'user:a', relation: 'can_read', object: 'agent:t1/1' }], deletes: [] }, keys);
+    expect(r.roles).toEqual([[keys.roleKey('agent:t1/1', 'user:a'), keys.objectKey('agent:t1/1')]]);
+  });
+});
+
+describe('principal keys', () => {
+  it('recognises plain subjects', () => {
+    for (const s of ['user:a', 'user:a@example.com', 'user:a|b', 'user:a.b-c_d', 'user:a:b', 'user:**', 'division:d1']) expect(plainSubject(s), s).toBe(true);
+    for (const s of ['user:*', 'group:g#member', 'user:a#x', 'user:', ':a', 'user', '']) expect(plainSubject(s), s).toBe(false);
+  });
+
+  it('cannot be confused: subjects and slots carrying delimiters give distinct keys', () => {
+    // The same concatenation `#r|<slot>|<subject>` for different (slot, subject) pairs.
+    const pairs: Array<[[string, string], [string, string]]> = [
+      [['tenant:a|user:b', 'user:c'], ['tenant:a', 'user:b|user:c']],
+      [['tenant:a', 'user:b@c.d'], ['tenant:a', 'user:b@c.d ']],
+      [['tenant:a.b', 'user:c'], ['tenant:a', '.buser:c']],
+      [['tenant:12', ':x'], ['tenant:1', '2:x']],
+      [['tenant:1', '0:tenant:1user:a'], ['tenant:10:tenant:1', 'user:a']],
+    ];
+    for (const [[o1, s1], [o2, s2]] of pairs) {
+      expect(keys.roleKeyOfSlot(o1, s1), `${o1} ${s1}`).not.toBe(keys.roleKeyOfSlot(o2, s2));
+    }
+    // and against the other kinds of key for the same node
+    const k = keys.roleKey('tenant:tA', 'user:a');
+    expect(new Set([k, keys.objectKey('tenant:tA'), keys.structureKey('tenant:tA'), keys.childrenKey('tenant:tA'), GLOBAL_KEY]).size).toBe(5);
+  });
+
+  it('is injective on random (slot, subject) pairs drawn from delimiter-heavy alphabets', () => {
+    const alphabet = ['a', '1', '|', ':', '@', '.', '#', '_', '-', '0', '9', 'r', ''];
+    let seed = 7;
+    const rand = () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const pick = () => Array.from({ length: Math.floor(rand() * 6) }, () => alphabet[Math.floor(rand() * alphabet.length)]).join('');
+    const seen = new Map<string, string>();
+    for (let i = 0; i < 20_000; i++) {
+      const slot = pick();
+      const subject = pick();
+      const key = keys.roleKeyOfSlot(slot, subject);
+      const identity = JSON.stringify([slot, subject]);
+      const prior = seen.get(key);
+      if (prior !== undefined) expect(prior).toBe(identity);
+      seen.set(key, identity);
+    }
+    expect(seen.size).toBeGreaterThan(10_000);
   });
 });
