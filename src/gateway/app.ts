@@ -10,7 +10,7 @@ import { authorize, type DeniedRequest } from './authorize.js';
 import { forward, type ForwardOptions } from './forward.js';
 import type { GatewayMetrics } from './metrics.js';
 import { requestContext } from './request-context.js';
-import type { Authorizer, GatewayEnv } from './types.js';
+import type { Authorizer, Decision, GatewayEnv } from './types.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -31,6 +31,8 @@ export interface GatewayAppDeps {
   forward: ForwardOptions;
   denyReasonHeader?: string;
   onDenied?: (denied: DeniedRequest) => void;
+  /** Every decision (metrics: latency by the cache layer that answered). */
+  onDecision?: (decision: Decision) => void;
   /** The admin API (an app of its own), mounted at /admin/v1. */
   admin?: Hono<GatewayEnv>;
   readiness: ReadinessCheck[];
@@ -75,6 +77,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     authorizer: deps.authorizer,
     denyReasonHeader: deps.denyReasonHeader,
     onDenied: deps.onDenied,
+    onDecision: deps.onDecision,
   }));
   api.all('*', forward(deps.forward));
   app.route(API_PREFIX, api);

@@ -4,7 +4,7 @@
 // timeout or unreachable engine is 503 and the request is not forwarded.
 import type { MiddlewareHandler } from 'hono';
 import { problem, problemResponse } from '../shared/problem.js';
-import type { Authorizer, GatewayEnv, Scope } from './types.js';
+import type { Authorizer, Decision, GatewayEnv, Scope } from './types.js';
 
 export interface DeniedRequest {
   requestId: string;
@@ -22,13 +22,16 @@ export interface AuthorizeOptions {
   denyReasonHeader?: string;
   /** Told about every denial (the audit trail); never delays the answer. */
   onDenied?: (denied: DeniedRequest) => void;
+  /** Told about every decision, allowed or not, with the layer that answered (metrics). */
+  onDecision?: (decision: Decision) => void;
 }
 
 export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv> {
   const reasonHeader = opts.denyReasonHeader?.trim() || undefined;
   return async (c, next) => {
-    const policy = c.var.policy;
-    const principal = c.var.principal;
+    // c.get, not c.var: Hono's `var` getter copies every variable into a new object per access.
+    const policy = c.get('policy');
+    const principal = c.get('principal');
     let allowed: boolean;
     try {
       const decision = await opts.authorizer.check({
@@ -40,26 +43,27 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
         consistency: policy.consistency,
       });
       c.set('decision', decision);
+      opts.onDecision?.(decision);
       allowed = decision.allowed === true;
     } catch (err) {
-      c.var.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'authorization engine unavailable');
+      c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err) }, 'authorization engine unavailable');
       return problemResponse(
         problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
           detail: 'The decision could not be made, so the request was not forwarded. Retry later.',
-          requestId: c.var.requestId,
+          requestId: c.get('requestId'),
         }),
         { 'retry-after': '1' },
       );
     }
     if (!allowed) {
       opts.onDenied?.({
-        requestId: c.var.requestId,
+        requestId: c.get('requestId'),
         subject: principal.subject,
         permission: policy.permission,
         object: policy.object,
         scope: policy.scope,
-        method: c.var.canonical.method,
-        path: c.var.canonical.path,
+        method: c.get('canonical').method,
+        path: c.get('canonical').path,
       });
       // Name the missing permission and nothing else: not who holds it, not
       // whether the object exists, nothing about other tenants.
@@ -67,7 +71,7 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
         problem(403, 'forbidden', 'Forbidden', {
           detail: `Missing permission ${policy.permission} for this request.`,
           permission: policy.permission,
-          requestId: c.var.requestId,
+          requestId: c.get('requestId'),
         }),
         reasonHeader ? { [reasonHeader]: `missing ${policy.permission}` } : {},
       );

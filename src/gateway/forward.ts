@@ -4,11 +4,12 @@
 // the gateway's signed assertion of who is calling for which tenants.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent } from 'node:http';
+import { parse as parseUrl, type UrlWithStringQuery } from 'node:url';
 import type { MiddlewareHandler } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ASSERTION_HEADER } from '../shared/assertion.js';
-import { PROBLEM_CONTENT_TYPE, problem } from '../shared/problem.js';
+import { PROBLEM_CONTENT_TYPE, problem, problemResponse } from '../shared/problem.js';
 import type { AssertionSigner } from './assertion-signer.js';
 import type { GatewayEnv, Scope } from './types.js';
 
@@ -42,7 +43,9 @@ const FORWARDING_HEADERS = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade', 'authorization']);
 
 function foldName(name: string): string {
-  return name.toLowerCase().replace(/[_.]/g, '-');
+  const lower = name.toLowerCase();
+  // Most names hold neither: skip the regex (this runs for every header of every request).
+  return lower.includes('_') || lower.includes('.') ? lower.replace(/[_.]/g, '-') : lower;
 }
 
 /**
@@ -77,11 +80,18 @@ export interface ForwardOptions {
   /** The tenants a scope covers: the tenant itself, or every tenant under a division/organization. */
   resolveTenants: (scope: Scope) => Promise<string[]>;
   trustedProxies: ReadonlySet<string>;
+  /**
+   * Told when the upstream exchange ends: the upstream's status (or `error` /
+   * `timeout`) and the seconds from sending the request to the upstream's last byte.
+   */
+  onUpstream?: (outcome: number | 'error' | 'timeout', seconds: number) => void;
 }
 
 interface ForwardState {
   requestId: string;
   timedOut: boolean;
+  /** performance.now() when the request to the upstream was sent. */
+  sentAt: number;
 }
 const STATE = Symbol('tiergate.forward');
 type StatefulRequest = IncomingMessage & { [STATE]?: ForwardState };
@@ -92,18 +102,50 @@ function sendProblem(res: ServerResponse, status: number, slug: string, title: s
   res.end(body);
 }
 
+/** The upstream connection pool's settings (load/bare-proxy.ts uses the same, for a fair baseline). */
+export const UPSTREAM_AGENT_OPTIONS = { keepAlive: true, maxSockets: 512 } as const;
+
+/**
+ * The upstream URL parsed once, for http-proxy-middleware's `target`: given a string,
+ * http-proxy runs url.parse on it for every request (it showed in the CPU profile).
+ * The same parse, done at start (load/bare-proxy.ts uses it too).
+ */
+export function proxyTarget(url: string): UrlWithStringQuery {
+  return parseUrl(url);
+}
+
 export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 512 });
+  const agent = new Agent(UPSTREAM_AGENT_OPTIONS);
+  const onUpstream = opts.onUpstream;
   const events: Plugin = (proxyServer) => {
     proxyServer.on('proxyReq', (proxyReq, req) => {
       const state = (req as StatefulRequest)[STATE];
+      if (state) state.sentAt = performance.now();
       proxyReq.setTimeout(opts.timeoutMs, () => {
         if (state) state.timedOut = true;
         proxyReq.destroy(new Error('upstream timeout'));
       });
     });
+    if (onUpstream) {
+      proxyServer.on('proxyRes', (proxyRes, req) => {
+        const state = (req as StatefulRequest)[STATE];
+        if (!state) return;
+        const status = proxyRes.statusCode ?? 0;
+        proxyRes.once('end', () => onUpstream(status, (performance.now() - state.sentAt) / 1000));
+      });
+    }
+    proxyServer.on('proxyRes', (proxyRes, _req, res) => {
+      // Connection is hop-by-hop: the client's connection follows the client's own
+      // request (Node's verdict, res.shouldKeepAlive), not the upstream's. Without
+      // this, http-proxy answers `Connection: keep-alive` even to a client that sent
+      // `Connection: close` (sanitizeHeaders removed that header from the request),
+      // and the socket is held open until the keep-alive timeout.
+      proxyRes.headers.connection = (res as ServerResponse).shouldKeepAlive ? 'keep-alive' : 'close';
+      delete proxyRes.headers['keep-alive'];
+    });
     proxyServer.on('error', (err, req, res) => {
       const state = (req as StatefulRequest)[STATE];
+      if (state && onUpstream) onUpstream(state.timedOut ? 'timeout' : 'error', (performance.now() - state.sentAt) / 1000);
       const out = res as ServerResponse;
       if (typeof out.writeHead !== 'function') return;
       if (out.headersSent) {
@@ -118,7 +160,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     });
   };
   const proxy = createProxyMiddleware<IncomingMessage, ServerResponse>({
-    target: opts.target,
+    target: proxyTarget(opts.target),
     changeOrigin: true,
     xfwd: true,
     agent,
@@ -128,8 +170,25 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
 
   return async (c) => {
     const { incoming, outgoing } = c.env;
-    const { canonical, principal, policy, requestId } = c.var;
-    const tenants = policy.scope.type === 'tenant' ? [policy.scope.id] : await opts.resolveTenants(policy.scope);
+    const canonical = c.get('canonical');
+    const principal = c.get('principal');
+    const policy = c.get('policy');
+    const requestId = c.get('requestId');
+    let tenants: string[];
+    try {
+      tenants = policy.scope.type === 'tenant' ? [policy.scope.id] : await opts.resolveTenants(policy.scope);
+    } catch (err) {
+      // The tenants under a division or organization come from OpenFGA: when it cannot
+      // answer, this is the same outage the authorize stage reports (503), not a 500.
+      c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'tenants under the scope could not be resolved');
+      return problemResponse(
+        problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+          detail: 'The tenants under this node could not be resolved, so the request was not forwarded. Retry later.',
+          requestId,
+        }),
+        { 'retry-after': '1' },
+      );
+    }
     const assertion = await opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
 
     sanitizeHeaders(incoming.headers, opts.trustedProxies.has(incoming.socket.remoteAddress ?? ''));
@@ -138,7 +197,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     incoming.headers['x-request-id'] = requestId;
     // Forward exactly what was matched and authorized.
     incoming.url = canonical.query ? `${canonical.path}?${canonical.query}` : canonical.path;
-    (incoming as StatefulRequest)[STATE] = { requestId, timedOut: false };
+    (incoming as StatefulRequest)[STATE] = { requestId, timedOut: false, sentAt: performance.now() };
     outgoing.setHeader('x-request-id', requestId);
 
     await proxy(incoming, outgoing);

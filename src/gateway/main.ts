@@ -1,45 +1,229 @@
 // The gateway alone (the Docker image's entry point): OpenFGA, the tenant-resource
 // service and PostgreSQL run elsewhere and are named by the configuration.
+//
+// GATEWAY_WORKERS: 1 (the default) runs the gateway in this process. More than one
+// (0 = one per core) runs a node:cluster: this process becomes the primary and
+// each worker is a whole gateway (pipeline, decision cache, admin API) sharing the
+// one listening port (the primary hands out connections round-robin). The primary
+// does the once-only work before forking, so workers never race each other:
+//   - bootstrap OpenFGA (store + model) and pin the model id for every worker
+//     (each worker bootstrapping on its own could write the model N times and end
+//     up with N model ids, i.e. N disjoint cache key spaces);
+//   - run the database migrations (PostgreSQL only: PGlite is one process's
+//     embedded database, so more than one worker needs DATABASE_URL);
+//   - create the assertion signing key and the development issuer key, so every
+//     worker signs with the same key and trusts the same tokens.
+// Workers share revocations through Redis pub/sub (config.ts requires REDIS_URL).
+// Metrics: the primary serves /metrics on METRICS_PORT, aggregated over every
+// worker by prom-client's AggregatorRegistry (histograms and counters summed);
+// workers open no metrics listener of their own.
+import cluster, { type Worker } from 'node:cluster';
+import { createServer, type Server } from 'node:http';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
-import { ConfigError, loadConfig } from '../config.js';
+import pino, { type Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import { migrateAdmin } from '../admin/app.js';
+import { ConfigError, loadConfig, type Config } from '../config.js';
 import { openDb } from '../db/index.js';
 import { bootstrap } from '../fga/bootstrap.js';
 import { loadModel } from '../fga/model.js';
+import { createAssertionSigner } from './assertion-signer.js';
+import { resolveTrustedIssuers } from './dev-issuer.js';
 import { startGateway } from './server.js';
 
-async function main(): Promise<void> {
-  const config = loadConfig();
+/** What the primary hands every worker (environment variable, JSON). */
+const CLUSTER_ENV = 'TIERGATE_CLUSTER_BOOT';
+interface ClusterBoot {
+  storeId: string;
+  authorizationModelId: string;
+}
+type WorkerMessage = { type: 'tiergate:ready'; url: string } | { type: 'tiergate:failed'; error: string };
+
+/** How many gateway processes GATEWAY_WORKERS asks for. */
+export function workerCount(config: Pick<Config, 'GATEWAY_WORKERS'>): number {
+  return config.GATEWAY_WORKERS === 0 ? availableParallelism() : config.GATEWAY_WORKERS;
+}
+
+function requireUpstreams(config: Config): { fgaApiUrl: string; upstreamUrl: string } {
   if (!config.OPENFGA_API_URL) throw new ConfigError(['OPENFGA_API_URL: the standalone gateway needs a running OpenFGA (npm start runs one for you)']);
   if (!config.TENANT_SERVICE_URL) throw new ConfigError(['TENANT_SERVICE_URL: the standalone gateway needs the tenant-resource service URL']);
-  const logger = pino({ level: config.LOG_LEVEL, base: undefined });
-  const model = loadModel();
+  return { fgaApiUrl: config.OPENFGA_API_URL, upstreamUrl: config.TENANT_SERVICE_URL };
+}
+
+async function bootstrapOnce(config: Config, fgaApiUrl: string, model: ReturnType<typeof loadModel>): Promise<ClusterBoot> {
   const boot = await bootstrap({
-    apiUrl: config.OPENFGA_API_URL,
+    apiUrl: fgaApiUrl,
     storeName: config.OPENFGA_STORE_NAME,
     ...(config.OPENFGA_STORE_ID ? { storeId: config.OPENFGA_STORE_ID } : {}),
     platformAdmins: config.PLATFORM_ADMINS,
     timeoutMs: config.OPENFGA_TIMEOUT_MS,
     model,
   });
+  return { storeId: boot.storeId, authorizationModelId: boot.authorizationModelId };
+}
+
+/** One gateway in this process: the single-process mode, and each cluster worker. */
+async function runGateway(config: Config, logger: Logger, boot: ClusterBoot | undefined, worker: boolean): Promise<void> {
+  const { fgaApiUrl, upstreamUrl } = requireUpstreams(config);
+  const model = loadModel();
+  const pinned = boot ?? (await bootstrapOnce(config, fgaApiUrl, model));
   const db = await openDb(config.DATABASE_URL ? { url: config.DATABASE_URL } : { pgliteDir: join(config.TIERGATE_DATA_DIR, 'pglite') });
   const gateway = await startGateway(config, {
-    fgaApiUrl: config.OPENFGA_API_URL,
-    storeId: boot.storeId,
-    authorizationModelId: boot.authorizationModelId,
+    fgaApiUrl,
+    storeId: pinned.storeId,
+    authorizationModelId: pinned.authorizationModelId,
     model: model.request,
-    upstreamUrl: config.TENANT_SERVICE_URL,
+    upstreamUrl,
     db,
     logger,
+    metricsListener: !worker,
   });
-  logger.info({ url: gateway.url, metrics: gateway.metricsUrl }, 'gateway ready');
+  if (worker) {
+    // Answer the primary's metric requests from this worker's own registry.
+    AggregatorRegistry.setRegistries(gateway.registry);
+    new AggregatorRegistry();
+    process.send?.({ type: 'tiergate:ready', url: gateway.url } satisfies WorkerMessage);
+  } else {
+    logger.info({ url: gateway.url, metrics: gateway.metricsUrl }, 'gateway ready');
+  }
+  let stopping = false;
   const stop = async () => {
-    await gateway.close();
-    await db.close();
+    if (stopping) return;
+    stopping = true;
+    await gateway.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
     process.exit(0);
   };
   process.once('SIGINT', () => void stop());
   process.once('SIGTERM', () => void stop());
+  // A worker whose primary is gone has no one to hand it connections: leave too.
+  if (worker) process.once('disconnect', () => void stop());
+}
+
+async function runPrimary(config: Config, logger: Logger, workers: number): Promise<void> {
+  const { fgaApiUrl } = requireUpstreams(config);
+  if (!config.DATABASE_URL) {
+    throw new ConfigError([
+      `DATABASE_URL: GATEWAY_WORKERS=${config.GATEWAY_WORKERS} runs ${workers} worker processes, and PGlite (the embedded default) cannot be shared between processes; set DATABASE_URL to PostgreSQL or use GATEWAY_WORKERS=1`,
+    ]);
+  }
+  const model = loadModel();
+  const boot = await bootstrapOnce(config, fgaApiUrl, model);
+  const db = await openDb({ url: config.DATABASE_URL });
+  try {
+    await migrateAdmin(db);
+  } finally {
+    await db.close();
+  }
+  // Keys every worker must share: created here, read from disk by the workers.
+  await createAssertionSigner({
+    audience: config.ASSERTION_AUDIENCE,
+    ttlSeconds: config.ASSERTION_TTL_S,
+    keyFile: join(config.TIERGATE_DATA_DIR, 'gateway-assertion-key.json'),
+  });
+  await resolveTrustedIssuers(config);
+
+  const aggregator = new AggregatorRegistry();
+  let metricsServer: Server | undefined;
+  let metricsUrl: string | undefined;
+  if (config.METRICS_PORT !== 0) {
+    metricsServer = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      aggregator.clusterMetrics().then(
+        (text) => res.writeHead(200, { 'content-type': aggregator.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(err instanceof Error ? err.message : String(err)),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      metricsServer!.once('error', reject);
+      metricsServer!.listen(config.METRICS_PORT, config.METRICS_HOST, () => resolve());
+    });
+    metricsUrl = `http://${config.METRICS_HOST}:${config.METRICS_PORT}/metrics`;
+  }
+
+  const env = { [CLUSTER_ENV]: JSON.stringify(boot) };
+  let stopping = false;
+  const restarts: number[] = [];
+  const fork = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const w: Worker = cluster.fork(env);
+      const onMessage = (msg: WorkerMessage) => {
+        if (msg?.type === 'tiergate:ready') {
+          w.off('message', onMessage);
+          w.off('exit', onEarlyExit);
+          resolve(msg.url);
+        } else if (msg?.type === 'tiergate:failed') {
+          reject(new Error(msg.error));
+        }
+      };
+      const onEarlyExit = (code: number | null, signal: string | null) =>
+        reject(new Error(`gateway worker ${w.process.pid} exited while starting (${signal ?? `code ${code}`})`));
+      w.on('message', onMessage);
+      w.once('exit', onEarlyExit);
+    });
+
+  const urls = await Promise.all(Array.from({ length: workers }, () => fork()));
+  // A worker that dies later is replaced, unless they keep dying (then the primary gives up).
+  cluster.on('exit', (w, code, signal) => {
+    if (stopping) return;
+    const now = Date.now();
+    restarts.push(now);
+    while (restarts.length > 0 && restarts[0]! < now - 60_000) restarts.shift();
+    logger.error({ pid: w.process.pid, code, signal }, 'gateway worker exited; starting another');
+    if (restarts.length > 5) {
+      logger.fatal('gateway workers keep exiting (more than 5 in a minute); stopping');
+      void stop(1);
+      return;
+    }
+    fork().catch((err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'replacement worker failed'));
+  });
+  logger.info({ url: urls[0], workers, metrics: metricsUrl, db: 'postgres' }, 'gateway ready');
+
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+    await Promise.all(
+      live.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const kill = setTimeout(() => w.process.kill('SIGKILL'), 10_000);
+            w.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            w.process.kill('SIGTERM');
+          }),
+      ),
+    );
+    metricsServer?.close();
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void stop(0));
+  process.once('SIGTERM', () => void stop(0));
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = pino({ level: config.LOG_LEVEL, base: undefined });
+  if (cluster.isWorker) {
+    const boot = JSON.parse(process.env[CLUSTER_ENV] ?? 'null') as ClusterBoot | null;
+    if (boot === null) throw new Error(`${CLUSTER_ENV} missing: workers are started by the primary`);
+    try {
+      await runGateway(config, logger.child({ worker: cluster.worker?.id }), boot, true);
+    } catch (err) {
+      process.send?.({ type: 'tiergate:failed', error: err instanceof Error ? err.message : String(err) } satisfies WorkerMessage);
+      throw err;
+    }
+    return;
+  }
+  const workers = workerCount(config);
+  if (workers <= 1) await runGateway(config, logger, undefined, false);
+  else await runPrimary(config, logger, workers);
 }
 
 main().catch((err: unknown) => {

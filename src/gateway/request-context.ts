@@ -3,6 +3,7 @@
 // log line per request, written when the response has really gone out (for
 // proxied requests that is after the upstream answered).
 import { randomUUID } from 'node:crypto';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { GatewayMetrics } from './metrics.js';
@@ -28,10 +29,14 @@ export function requestContext(opts: RequestContextOptions): MiddlewareHandler<G
     c.set('log', opts.logger);
 
     const finish = (status: number) => {
-      const v = c.var;
       const durationMs = performance.now() - startedAt;
-      const route = v.policy?.route ?? (status === 404 ? 'unmatched' : c.req.routePath);
+      // c.get, not c.var: Hono's `var` getter copies every variable into a new object.
+      const policy = c.get('policy');
+      const route = policy?.route ?? (status === 404 ? 'unmatched' : c.req.routePath);
       opts.metrics?.requestDuration.observe({ route, method: c.req.method, status: String(status) }, durationMs / 1000);
+      // The access line is built only when it will be written (LOG_LEVEL info or lower).
+      if (!opts.logger.isLevelEnabled('info')) return;
+      const v = c.var;
       // Never the token, never request bodies.
       opts.logger.info(
         {
@@ -54,7 +59,10 @@ export function requestContext(opts: RequestContextOptions): MiddlewareHandler<G
     const outgoing = c.env?.outgoing;
     if (outgoing) outgoing.once('finish', () => finish(outgoing.statusCode));
     await next();
-    if (!c.res.headers.has('x-request-id')) c.res.headers.set('x-request-id', requestId);
+    // A proxied response was written by the forward stage (with the id); the sentinel
+    // Hono gets back is shared by every request and must not be touched.
+    const res = c.res;
+    if (res !== RESPONSE_ALREADY_SENT && !res.headers.has('x-request-id')) res.headers.set('x-request-id', requestId);
     if (!outgoing) finish(c.res.status);
   };
 }

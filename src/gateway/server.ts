@@ -18,10 +18,10 @@ import { createGatewayApp } from './app.js';
 import { createAssertionSigner } from './assertion-signer.js';
 import { authenticate, createTokenVerifier } from './authenticate.js';
 import { resolveTrustedIssuers } from './dev-issuer.js';
-import { createGatewayMetrics } from './metrics.js';
+import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { normalise, requestErrorResponse } from './normalise.js';
 import { loadPolicy, matchPolicy } from './policy.js';
-import type { GatewayEnv } from './types.js';
+import type { Decision, GatewayEnv } from './types.js';
 import { join } from 'node:path';
 
 export interface GatewayRuntime {
@@ -33,6 +33,11 @@ export interface GatewayRuntime {
   upstreamUrl: string;
   db: Db;
   logger: Logger;
+  /**
+   * Serve /metrics on METRICS_PORT from this process (default true). A node:cluster
+   * worker passes false: the primary serves every worker's metrics, aggregated.
+   */
+  metricsListener?: boolean;
 }
 
 export interface RunningGateway {
@@ -40,6 +45,8 @@ export interface RunningGateway {
   /** Public keys of the assertions this gateway signs (what the upstream trusts). */
   assertionJwks: { keys: import('jose').JWK[] };
   metricsUrl?: string;
+  /** Every metric of this process (for the cluster primary's aggregation). */
+  registry: Registry;
   cache: DecisionCache;
   close(): Promise<void>;
 }
@@ -65,6 +72,15 @@ function closeServer(server: Server): Promise<void> {
 function clientErrorResponse(): string {
   const body = JSON.stringify(problem(400, 'bad-request', 'Bad Request', { detail: 'The request could not be parsed as HTTP.' }));
   return `HTTP/1.1 400 Bad Request\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/** Every decision's latency by the layer that answered, allowed or denied. */
+function observeDecision(metrics: GatewayMetrics): (d: Decision) => void {
+  return (d) => metrics.decisionDuration.labels(d.layer, d.allowed ? 'true' : 'false').observe(d.durationMs / 1000);
+}
+
+function observeUpstream(metrics: GatewayMetrics): (outcome: number | 'error' | 'timeout', seconds: number) => void {
+  return (outcome, seconds) => metrics.upstreamDuration.labels(String(outcome)).observe(seconds);
 }
 
 export async function startGateway(config: Config, rt: GatewayRuntime): Promise<RunningGateway> {
@@ -116,8 +132,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     matchPolicy: matchPolicy(loadPolicy(config.POLICY_FILE)),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,
+    onDecision: observeDecision(metrics),
     onDenied: (denied) => {
-      metrics.decisionDuration.observe({ layer: 'deny', allowed: 'false' }, 0);
       // Appended in the background: the audit trail must not slow the refusal down.
       recordGatewayDenial(rt.db, { ...denied, actor: denied.subject, status: 403 }).catch((err: unknown) =>
         log.error({ err: err instanceof Error ? err.message : String(err) }, 'audit append failed'),
@@ -128,6 +144,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
       timeoutMs: config.UPSTREAM_TIMEOUT_MS,
       signer,
       trustedProxies,
+      onUpstream: observeUpstream(metrics),
       resolveTenants: async (scope) =>
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
     },
@@ -174,7 +191,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
 
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
-  if (config.METRICS_PORT !== 0) {
+  if (config.METRICS_PORT !== 0 && rt.metricsListener !== false) {
     metricsServer = createServer((req, res) => {
       if (req.url !== '/metrics') {
         res.writeHead(404).end();
@@ -193,6 +210,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     url,
     ...(metricsUrl ? { metricsUrl } : {}),
     assertionJwks: signer.jwks,
+    registry,
     cache,
     async close() {
       await Promise.all([closeServer(server), metricsServer ? closeServer(metricsServer) : Promise.resolve()]);

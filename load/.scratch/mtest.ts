@@ -1,0 +1,11 @@
+import { Registry, AggregatorRegistry } from 'prom-client';
+import { createGatewayMetrics } from '/work/main/src/gateway/metrics.ts';
+const r = new Registry();
+const m = createGatewayMetrics(r);
+m.decisionDuration.labels('l1','true').observe(0.000012);
+m.decisionDuration.labels('l1','true').observe(0.3);
+m.requestDuration.observe({route:'/a', method:'GET', status:'200'}, 0.002);
+const t = await r.metrics();
+console.log(t.split('\n').filter(l => l.includes('tiergate')).slice(0, 40).join('\n'));
+const agg = AggregatorRegistry.aggregate([await r.getMetricsAsJSON(), await r.getMetricsAsJSON()]);
+console.log((await agg.metrics()).split('\n').filter(l => l.includes('tiergate_decision_duration_seconds_count') || l.includes('le="0.00002"')).join('\n'));

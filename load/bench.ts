@@ -1,0 +1,637 @@
+// `npm run bench`: tiergate's added latency, measured side by side with its own
+// baselines in one run on this machine (see load/README.md for what each row means).
+//
+//   npm run bench                       the full run (~7 minutes)
+//   npm run bench -- --quick            a smoke run: a few seconds per scenario
+//   npm run bench -- --only revocation  one part: floor,bare,warm,redis,miss,openfga,mixed,revocation,layers
+//   npm run bench -- --profile          CPU profile of one gateway process at max throughput (warm)
+//   options: --workers N (gateway workers; default one per core) --rounds N (interleaved
+//            rounds of bare proxy vs warm gateway, default 3; medians reported) --rate N (fixed arrival rate, default 1000/s) --low-rate N (a second rate for the
+//            bare proxy and warm gateway rows, default 500/s, 0 = none) --duration S --max-vus N --revocations N
+//
+// Everything runs on free loopback ports and stops by itself: every k6 run is bounded
+// in time, every loop in count and time.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { bootstrap } from '../src/fga/bootstrap.js';
+import { loadModel } from '../src/fga/model.js';
+import { ensureTool, K6, REPO_ROOT } from '../src/stack/go-tools.js';
+import { summarizeProfile } from './lib/cpuprofile.js';
+import { runK6, type K6Result } from './lib/k6.js';
+import { measureLayers, type LayerResult } from './lib/layers.js';
+import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, scrape, type Scrape } from './lib/prom.js';
+import { measureRevocation, type RevocationResult } from './lib/revocation.js';
+import { grantMember, seed, TENANT, type Fixtures } from './lib/seed.js';
+import { BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
+
+const PARTS = ['floor', 'bare', 'warm', 'miss', 'openfga', 'mixed', 'redis', 'revocation', 'layers'] as const;
+type Part = (typeof PARTS)[number];
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    rate: { type: 'string' },
+    duration: { type: 'string' },
+    'max-vus': { type: 'string' },
+    revocations: { type: 'string' },
+    'low-rate': { type: 'string' },
+    workers: { type: 'string' },
+    rounds: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (args.help) {
+  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--duration S] [--max-vus N] [--revocations N] [--profile]\n');
+  process.exit(0);
+}
+const quick = args.quick === true;
+const only = new Set((args.only ?? PARTS.join(',')).split(',').map((s) => s.trim()));
+for (const p of only) if (!PARTS.includes(p as Part)) throw new Error(`--only: unknown part "${p}" (known: ${PARTS.join(', ')})`);
+const want = (p: Part) => only.has(p);
+const RATE = Number(args.rate ?? 1000);
+const DURATION_S = Number(args.duration ?? (quick ? 3 : 20));
+const WARMUP_S = quick ? 1 : 5;
+const MAX_S = quick ? 3 : 15;
+const MAX_VUS = Number(args['max-vus'] ?? 32);
+const REVOCATIONS = Number(args.revocations ?? (quick ? 20 : 200));
+/** A second, lower fixed rate for the bare proxy and warm gateway rows (0 = none). */
+const LOW_RATE = Number(args['low-rate'] ?? (quick ? 0 : 500));
+/** Interleaved rounds of bare proxy vs warm gateway (the headline comparison). */
+const ROUNDS = Number(args.rounds ?? (quick ? 1 : 3));
+const say = (line: string) => process.stderr.write(`${line}\n`);
+/** Gateway worker processes: every core by default (1 when only PGlite is available). */
+const workersFor = (allowed: number) => (allowed === 1 ? 1 : args.workers ? Number(args.workers) : allowed);
+
+interface Row {
+  id: string;
+  scenario: string;
+  load: string;
+  /** 'rate' = the headline fixed rate; 'low' = LOW_RATE (context: below saturation); 'max' = closed loop. */
+  mode: 'rate' | 'low' | 'max';
+  k6: K6Result;
+  /** Decisions by the layer that answered, from the gateway's /metrics (before/after). */
+  layers?: Record<string, number>;
+  hitRatio?: number;
+  /** Gateway-side decision latency (histogram estimate, ms) by layer. */
+  decisionP99Ms?: Record<string, number>;
+  /** Gateway-side p50/p99 (histogram estimates, ms): whole request in the gateway, and the upstream part of it. */
+  inside?: { requestP50: number; requestP99: number; upstreamP50: number; upstreamP99: number };
+  /** Redis layer lookups by result (hit, miss, stale, bypass, error = timed out or failed). */
+  redisLookups?: Record<string, number>;
+  errors: number;
+  /** Interleaved rounds this row is the median of. */
+  rounds?: number;
+}
+
+process.chdir(REPO_ROOT);
+const startedAt = new Date();
+const loadBefore = loadavg();
+const k6 = await ensureTool(K6, say);
+const k6Version = execFileSync(k6, ['version'], { encoding: 'utf8' }).trim().split('\n')[0]!;
+const git = (() => {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).length;
+    return dirty > 0 ? `${head} + ${dirty} uncommitted file(s) under src/` : head;
+  } catch {
+    return 'unknown';
+  }
+})();
+const stack = new BenchStack(say);
+let interrupted = false;
+const onSignal = () => {
+  interrupted = true;
+  void stack.stop().finally(() => process.exit(130));
+};
+process.once('SIGINT', onSignal);
+process.once('SIGTERM', onSignal);
+
+/** What the report shows (medians for the interleaved rows). */
+const rows: Row[] = [];
+/** Every measured run, as measured (in the JSON). */
+const rawRows: Row[] = [];
+let revocation: RevocationResult | undefined;
+let layers: LayerResult | undefined;
+let workDir = '';
+
+try {
+  say(`tiergate bench: ${quick ? 'QUICK smoke run' : 'full run'}; k6 and the system under test share ${cpus().length} cores; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
+  await stack.start();
+  say(`database: ${stack.db.note}`);
+  workDir = join(stack.dataDir, 'k6');
+  mkdirSync(workDir, { recursive: true });
+
+  if (args.profile) {
+    await profileRun();
+  } else {
+    await benchRun();
+  }
+} finally {
+  if (!interrupted) await stack.stop();
+}
+
+// ---------------------------------------------------------------- the run
+
+async function benchRun(): Promise<void> {
+  let gateway = await stack.startGateway({ name: 'warm', l1: true, workers: workersFor(stack.db.workers) });
+  say(`gateway ${gateway.url} (${gateway.workers} worker${gateway.workers === 1 ? '' : 's'}), metrics ${gateway.metricsUrl}`);
+  const fx = await seed(gateway.url, stack.dataDir, { readers: 32, mixed: 96, revoked: 20, agents: 32 }, say);
+  const boot = await bootstrap({ apiUrl: stack.fga.apiUrl, storeName: STORE_NAME, platformAdmins: [], timeoutMs: 5000, model: loadModel() });
+
+  const floorItems = await assertedItems(stack.tenantUrl, fx);
+  const bareItems = floorItems.map((it) => ({ ...it, url: it.url.replace(stack.tenantUrl, stack.bareUrl) }));
+
+  if (want('floor')) await scenario({ id: 'a', name: 'tenant service direct (floor)', script: 'read.js', data: { expect: [200], items: floorItems } });
+  const bare: Scenario = { id: 'b', name: 'bare proxy, no auth', script: 'read.js', data: { expect: [200], items: bareItems } };
+  const warmGateway: Scenario = {
+    id: 'c',
+    name: 'gateway, decisions warm in L1',
+    script: 'read.js',
+    data: { expect: [200], items: gatewayItems(gateway.url, fx) },
+    gateway,
+    warmUntilHit: true,
+  };
+  if (want('bare') && want('warm')) await interleaved(bare, warmGateway);
+  else if (want('bare')) await scenario(bare);
+  else if (want('warm')) await scenario(warmGateway);
+  if (want('miss')) {
+    const unique = { base: `${gateway.url}/api/v1/tenants/${TENANT}/agents/m`, headers: fx.readers.map((u) => ({ authorization: `Bearer ${u.token}` })) };
+    await scenario({ id: 'e', name: 'gateway, every decision a cache miss (unique objects, upstream 404)', script: 'read.js', data: { expect: [404], unique }, gateway });
+  }
+  if (want('openfga')) {
+    const data = { url: `${stack.fga.apiUrl}/stores/${boot.storeId}/check`, modelId: boot.authorizationModelId, tenant: TENANT, users: fx.readers.map((u) => `user:${u.id}`) };
+    await scenario({ id: 'f', name: 'OpenFGA Check direct (engine only)', script: 'fga-check.js', data });
+  }
+  if (want('redis')) {
+    await gateway.stop();
+    gateway = await stack.startGateway({ name: 'redis', l1: false, workers: workersFor(stack.db.workers) });
+    await scenario({ id: 'd', name: 'gateway, L1 off: decisions from Redis', script: 'read.js', data: { expect: [200], items: gatewayItems(gateway.url, fx) }, gateway, warmUntilHit: true });
+  }
+  if (want('mixed')) {
+    // After the L1-off row (the mixed run's writes keep invalidating for a while: the
+    // ReadChanges poller replays them), on a fresh gateway with the in-process layer on.
+    if (want('redis')) {
+      await gateway.stop();
+      gateway = await stack.startGateway({ name: 'mixed', l1: true, workers: workersFor(stack.db.workers) });
+    }
+    const adminPort = new URL(gateway.url).port;
+    const data = {
+      readBase: gateway.url,
+      adminBase: `http://admin.bench.local:${adminPort}`,
+      adminHostAddress: '127.0.0.1',
+      adminToken: fx.adminToken,
+      tenant: TENANT,
+      agents: fx.agents,
+      users: fx.mixed,
+    };
+    const mixedGateway = gateway;
+    await scenario({
+      id: 'g',
+      name: 'gateway, mixed: cached reads + 1% revocations/re-grants (admin API)',
+      script: 'mixed.js',
+      data,
+      gateway: mixedGateway,
+      beforeEach: async () => {
+        for (const u of fx.mixed) await grantMember(mixedGateway.url, fx.adminToken, u.id, true);
+      },
+    });
+  }
+  await gateway.stop();
+
+  if (want('revocation')) {
+    say(`revocation-to-deny: two gateway processes (A, B) sharing one Redis, ${REVOCATIONS} revocations`);
+    const a = await stack.startGateway({ name: 'A', l1: true, workers: 1, metricsPort: 0 });
+    const b = await stack.startGateway({ name: 'B', l1: true, workers: 1, ...(stack.db.url ? {} : { dataDir: stack.cloneDataDir('b') }) });
+    const before = await scrape(b.metricsUrl);
+    revocation = await measureRevocation({ a: a.url, b: b.url, adminToken: fx.adminToken, users: fx.revoked, agent: fx.agents[0]!, count: REVOCATIONS, say });
+    revocation.warmLayer = decisionsByLayer(before, await scrape(b.metricsUrl));
+    await a.stop();
+    await b.stop();
+    say(
+      `  ${revocation.firstReadDenied}/${revocation.revocations} denied on B's very next read; deny after answer p50 ${revocation.deny.p50.toFixed(2)} ms, p99 ${revocation.deny.p99.toFixed(2)} ms, max ${revocation.deny.max.toFixed(2)} ms`,
+    );
+  }
+  if (want('layers')) {
+    say('decision latency by layer (in-process DecisionCache, real OpenFGA and Redis, one check at a time)');
+    layers = await measureLayers({
+      fgaApiUrl: stack.fga.apiUrl,
+      storeId: boot.storeId,
+      modelId: boot.authorizationModelId,
+      redisUrl: stack.redis.url,
+      tenant: TENANT,
+      users: fx.readers.map((u) => u.id),
+      agents: fx.agents,
+      samples: quick ? { l1: 5000, redis: 1000, openfga: 300 } : { l1: 50_000, redis: 10_000, openfga: 2000 },
+    });
+  }
+  report();
+}
+
+/** GET one of 32 agents as one of 32 readers: 1,024 distinct decisions, round-robin. */
+function gatewayItems(base: string, fx: Fixtures): { url: string; headers: Record<string, string> }[] {
+  return fx.readers.flatMap((u) => fx.agents.map((a) => ({ url: `${base}/api/v1/tenants/${fx.tenant}/agents/${a}`, headers: { authorization: `Bearer ${u.token}` } })));
+}
+
+/** The same 1,024 requests, each with the assertion the gateway would have attached (for the baselines). */
+async function assertedItems(base: string, fx: Fixtures): Promise<{ url: string; headers: Record<string, string> }[]> {
+  const out: { url: string; headers: Record<string, string> }[] = [];
+  for (const u of fx.readers) {
+    for (const a of fx.agents) {
+      const path = `/api/v1/tenants/${fx.tenant}/agents/${a}`;
+      const assertion = await stack.signer.sign(u.id, { type: 'tenant', id: fx.tenant }, [fx.tenant], 'GET', path);
+      out.push({ url: `${base}${path}`, headers: { 'x-tiergate-assertion': assertion } });
+    }
+  }
+  return out;
+}
+
+interface Scenario {
+  id: string;
+  name: string;
+  script: string;
+  data: unknown;
+  gateway?: GatewayProcess;
+  beforeEach?: () => Promise<void>;
+  /** Repeat the warm-up until (almost) every decision is a cache hit (the warm rows). */
+  warmUntilHit?: boolean;
+}
+type Mode = 'rate' | 'low' | 'max';
+
+/**
+ * Warm-up rate: half the fixed rate, and at most 250 req/s while filling a cache. A
+ * fill (Redis miss, version reads, OpenFGA) costs far more than a hit, and under a
+ * saturated box the Redis version reads overrun REDIS_TIMEOUT_MS (5 ms), and an
+ * answer whose versions could not be read is not cached: warming at full rate can
+ * keep the cache cold.
+ */
+function warmupRate(sc: Scenario): number {
+  return Math.round(sc.warmUntilHit ? Math.min(250, RATE / 2) : RATE / 2);
+}
+
+function k6Run(sc: Scenario, mode: 'warmup' | Mode, tag: string) {
+  const rate = mode === 'warmup' ? warmupRate(sc) : mode === 'low' ? LOW_RATE : RATE;
+  const seconds = mode === 'max' ? MAX_S : mode === 'warmup' ? WARMUP_S : DURATION_S;
+  const env: Record<string, string> =
+    mode === 'max'
+      ? { MODE: 'max', VUS: String(MAX_VUS), DURATION: `${seconds}s` }
+      : { MODE: 'rate', RATE: String(rate), DURATION: `${seconds}s`, PREALLOC: '64', MAXVUS: '64' };
+  env.RUN_ID = `${tag}${Date.now().toString(36)}`;
+  if (sc.script === 'mixed.js') env.WRITE_FRACTION = '0.01';
+  return runK6(k6, sc.script, env, sc.data, workDir, tag, seconds + 60);
+}
+
+async function warm(sc: Scenario): Promise<void> {
+  say(`[${sc.id}] ${sc.name}`);
+  await sc.beforeEach?.();
+  for (let i = 0; i < (sc.warmUntilHit ? 6 : 1); i++) {
+    const before = await scrape(sc.gateway?.metricsUrl);
+    await k6Run(sc, 'warmup', `${sc.id}-warmup-${i}`);
+    const ratio = hitRatio(decisionsByLayer(before, await scrape(sc.gateway?.metricsUrl)));
+    if (sc.warmUntilHit) say(`  warm-up ${i + 1}: hit ratio ${ratio === undefined ? '–' : `${(ratio * 100).toFixed(1)}%`}`);
+    if (!sc.warmUntilHit || (ratio !== undefined && ratio >= 0.995)) break;
+  }
+}
+
+async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
+  await sc.beforeEach?.();
+  const gateway = sc.gateway;
+  const before: Scrape = await scrape(gateway?.metricsUrl);
+  const k = await k6Run(sc, mode, `${sc.id}-${mode}-${round}`);
+  const after: Scrape = await scrape(gateway?.metricsUrl);
+  const row: Row = {
+    id: sc.id,
+    scenario: sc.name,
+    mode,
+    load: mode === 'max' ? `max (${MAX_VUS} VUs closed loop)` : `${mode === 'low' ? LOW_RATE : RATE} req/s fixed`,
+    k6: k,
+    // http_req_failed already counts unexpected statuses and failed admin calls; a stale
+    // denial (403 right after a re-grant) is an "expected" status for k6, so it is added.
+    errors: k.failed + (k.counters.granted_denied ?? 0),
+  };
+  if (gateway) {
+    row.layers = decisionsByLayer(before, after);
+    const ratio = hitRatio(row.layers);
+    if (ratio !== undefined) row.hitRatio = ratio;
+    row.redisLookups = Object.fromEntries(deltaBy(before, after, 'tiergate_decision_cache_lookups_total', 'result', { layer: 'redis' }));
+    const q = (name: string, p: number) => deltaQuantile(before, after, name, p) * 1000;
+    row.inside = {
+      requestP50: q('tiergate_request_duration_seconds', 0.5),
+      requestP99: q('tiergate_request_duration_seconds', 0.99),
+      upstreamP50: q('tiergate_upstream_duration_seconds', 0.5),
+      upstreamP99: q('tiergate_upstream_duration_seconds', 0.99),
+    };
+    row.decisionP99Ms = Object.fromEntries(
+      Object.keys(row.layers)
+        .filter((l) => (row.layers![l] ?? 0) > 0)
+        .map((l) => [l, deltaQuantile(before, after, 'tiergate_decision_duration_seconds', 0.99, { layer: l }) * 1000]),
+    );
+  }
+  rawRows.push(row);
+  say(
+    `  ${row.load}${ROUNDS > 1 && (sc.id === 'b' || sc.id === 'c') ? ` (round ${round + 1})` : ''}: ${k.rps.toFixed(0)} req/s, p50 ${k.p50.toFixed(2)} ms, p99 ${k.p99.toFixed(2)} ms, errors ${row.errors}${k.dropped ? `, dropped ${k.dropped}` : ''}${row.hitRatio !== undefined ? `, hit ratio ${(row.hitRatio * 100).toFixed(1)}%` : ''}${k.counters.revoked_served !== undefined ? `, revoked served ${k.counters.revoked_served} (revocations ${k.counters.revocations ?? 0})` : ''}`,
+  );
+  return row;
+}
+
+/** One scenario on its own: warm-up, the fixed rate, then maximum throughput. */
+async function scenario(sc: Scenario): Promise<void> {
+  await warm(sc);
+  for (const mode of ['rate', 'max'] as const) rows.push(await measure(sc, mode));
+}
+
+/**
+ * The headline comparison, bare proxy against warm gateway, interleaved: ROUNDS rounds
+ * of (b, c) at each load, so a burst of other work on the machine hits both alike;
+ * each reported figure is the median over the rounds.
+ */
+async function interleaved(b: Scenario, c: Scenario): Promise<void> {
+  await warm(b);
+  await warm(c);
+  const modes: Mode[] = LOW_RATE > 0 ? ['low', 'rate', 'max'] : ['rate', 'max'];
+  const got = new Map<string, Row[]>();
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const mode of modes) {
+      for (const sc of [b, c]) {
+        const row = await measure(sc, mode, r);
+        got.set(`${sc.id}/${mode}`, [...(got.get(`${sc.id}/${mode}`) ?? []), row]);
+      }
+    }
+  }
+  for (const sc of [b, c]) for (const mode of modes) rows.push(medianRow(got.get(`${sc.id}/${mode}`)!));
+}
+
+function median(values: number[]): number {
+  const v = values.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);
+  if (v.length === 0) return Number.NaN;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+/** Median of each latency/throughput figure over the rounds; counts (errors, dropped, decisions) are summed. */
+function medianRow(list: Row[]): Row {
+  if (list.length === 1) return list[0]!;
+  const first = list[0]!;
+  const k = (f: (r: Row) => number) => median(list.map(f));
+  const sum = (f: (r: Row) => number) => list.reduce((acc, r) => acc + f(r), 0);
+  const layers: Record<string, number> = {};
+  for (const r of list) for (const [l, n] of Object.entries(r.layers ?? {})) layers[l] = (layers[l] ?? 0) + n;
+  const out: Row = {
+    ...first,
+    rounds: list.length,
+    k6: {
+      ...first.k6,
+      requests: sum((r) => r.k6.requests),
+      rps: k((r) => r.k6.rps),
+      p50: k((r) => r.k6.p50),
+      p95: k((r) => r.k6.p95),
+      p99: k((r) => r.k6.p99),
+      max: k((r) => r.k6.max),
+      failed: sum((r) => r.k6.failed),
+      dropped: sum((r) => r.k6.dropped),
+    },
+    errors: sum((r) => r.errors),
+  };
+  if (first.layers) {
+    out.layers = layers;
+    const ratio = hitRatio(layers);
+    if (ratio !== undefined) out.hitRatio = ratio;
+  }
+  if (first.inside) {
+    out.inside = {
+      requestP50: k((r) => r.inside!.requestP50),
+      requestP99: k((r) => r.inside!.requestP99),
+      upstreamP50: k((r) => r.inside!.upstreamP50),
+      upstreamP99: k((r) => r.inside!.upstreamP99),
+    };
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- profile
+
+async function profileRun(): Promise<void> {
+  const dir = join(stack.dataDir, 'cpuprofile');
+  mkdirSync(dir, { recursive: true });
+  const gateway = await stack.startGateway({ name: 'profile', l1: true, workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  const fx = await seed(gateway.url, stack.dataDir, { readers: 32, mixed: 0, revoked: 0, agents: 32 }, say);
+  const data = { expect: [200], items: gatewayItems(gateway.url, fx) };
+  say('[profile] warming every decision, then max throughput on one gateway process with --cpu-prof');
+  // Until (almost) every decision is an in-process hit: the steady state is what is profiled.
+  for (let i = 0; i < 6; i++) {
+    const before = await scrape(gateway.metricsUrl);
+    await runK6(k6, 'read.js', { MODE: 'rate', RATE: '300', DURATION: quick ? '2s' : '5s', PREALLOC: '32', MAXVUS: '64', RUN_ID: `pw${i}` }, data, workDir, `profile-warm-${i}`, 90);
+    const ratio = hitRatio(decisionsByLayer(before, await scrape(gateway.metricsUrl)));
+    say(`  warm-up ${i + 1}: hit ratio ${ratio === undefined ? '–' : `${(ratio * 100).toFixed(1)}%`}`);
+    if (ratio !== undefined && ratio > 0.995) break;
+  }
+  const before = await scrape(gateway.metricsUrl);
+  const t0 = performance.now();
+  const k = await runK6(k6, 'read.js', { MODE: 'max', VUS: String(MAX_VUS), DURATION: `${MAX_S}s`, RUN_ID: 'pmax' }, data, workDir, 'profile-max', MAX_S + 60);
+  const t1 = performance.now();
+  const layersSeen = decisionsByLayer(before, await scrape(gateway.metricsUrl));
+  const t2 = performance.now();
+  await gateway.stop();
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+  // The max phase, located back from the profile's end (the stop came t2 - t1 ms after it).
+  const p = summarizeProfile(join(dir, file), 30, { fromEndMs: t2 - t0 - 500, toEndMs: t2 - t1 + 500 });
+  const lines = [
+    `# CPU profile: one gateway process (GATEWAY_WORKERS=1), warm decisions, max throughput`,
+    '',
+    `${MAX_VUS} closed-loop k6 VUs for ${MAX_S} s: ${k.rps.toFixed(0)} req/s, p50 ${k.p50.toFixed(2)} ms, p99 ${k.p99.toFixed(2)} ms, errors ${k.failed}; decisions ${Object.entries(layersSeen).map(([l, n]) => `${l} ${n}`).join(', ')}. ` +
+      `Self time of the gateway process during that phase only: ${p.totalMs.toFixed(0)} ms sampled, idle ${(p.idleShare * 100).toFixed(1)}% (k6, the upstream, OpenFGA and Redis share the ${cpus().length} cores). Command: \`npm run bench -- --profile\`.`,
+    '',
+    '| self % | self ms | package |',
+    '| ---: | ---: | --- |',
+    ...p.packages.map((f) => `| ${(f.share * 100).toFixed(1)} | ${f.selfMs.toFixed(0)} | ${f.name} |`),
+    '',
+    '| self % | self ms | function |',
+    '| ---: | ---: | --- |',
+    ...p.frames.map((f) => `| ${(f.share * 100).toFixed(1)} | ${f.selfMs.toFixed(0)} | \`${f.name}\` |`),
+  ];
+  const outDir = join(REPO_ROOT, 'load', 'results');
+  mkdirSync(outDir, { recursive: true });
+  if (!quick) writeFileSync(join(outDir, 'profile-latest.md'), `${lines.join('\n')}\n`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+// ---------------------------------------------------------------- report
+
+function ms(v: number | undefined): string {
+  return v === undefined || Number.isNaN(v) ? '–' : v.toFixed(2);
+}
+
+function report(): void {
+  const loadAfter = loadavg();
+  const row = (id: string, mode: 'rate' | 'low' | 'max') => rows.find((r) => r.id === id && r.mode === mode);
+  const table = [
+    '| | scenario | load | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | dropped | cache hit ratio |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...rows.map((r) => {
+      const split = r.layers
+        ? ` (${Object.entries(r.layers)
+            .filter(([, n]) => n > 0)
+            .map(([l, n]) => `${l} ${n}`)
+            .join(', ')}${(r.redisLookups?.error ?? 0) > 0 ? `; Redis lookups over budget ${r.redisLookups!.error}` : ''})`
+        : '';
+      return `| ${r.id} | ${r.scenario} | ${r.load}${r.rounds ? ` (median of ${r.rounds})` : ''} | ${r.k6.rps.toFixed(0)} | ${ms(r.k6.p50)} | ${ms(r.k6.p95)} | ${ms(r.k6.p99)} | ${ms(r.k6.max)} | ${r.errors} | ${r.k6.dropped} | ${r.hitRatio === undefined ? '–' : `${(r.hitRatio * 100).toFixed(1)}%${split}`} |`;
+    }),
+  ];
+
+  const targets: string[] = [];
+  const verdict = (ok: boolean | undefined) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**NOT met**');
+  const b = row('b', 'rate');
+  const c = row('c', 'rate');
+  const bMax = row('b', 'max');
+  const cMax = row('c', 'max');
+  const e = row('e', 'rate');
+  const f = row('f', 'rate');
+  const g = rows.filter((r) => r.id === 'g');
+  if (b && c) {
+    const added = c.k6.p99 - b.k6.p99;
+    targets.push(`| warm p99 added over the bare proxy at ${RATE} req/s ≤ 1 ms | ${ms(c.k6.p99)} − ${ms(b.k6.p99)} = **${ms(added)} ms** | ${verdict(added <= 1)} |`);
+  }
+  if (bMax && cMax) {
+    const ratio = cMax.k6.rps / bMax.k6.rps;
+    targets.push(`| warm max throughput ≥ 70% of the bare proxy's | ${cMax.k6.rps.toFixed(0)} / ${bMax.k6.rps.toFixed(0)} req/s = **${(ratio * 100).toFixed(0)}%** | ${verdict(ratio >= 0.7)} |`);
+  }
+  if (e && f) {
+    const over = e.k6.p99 - f.k6.p99;
+    targets.push(`| cache-miss p99 ≤ OpenFGA's own p99 + 1 ms (at ${RATE} req/s) | ${ms(e.k6.p99)} − ${ms(f.k6.p99)} = **${ms(over)} ms** over | ${verdict(over <= 1)} |`);
+  }
+  if (layers) {
+    targets.push(`| in-process (L1) decision ≤ 20 µs | p50 ${layers.l1.p50.toFixed(1)} µs, p99 **${layers.l1.p99.toFixed(1)} µs** | ${verdict(layers.l1.p99 <= 20)} |`);
+  }
+  const totalErrors = rows.reduce((s, r) => s + r.errors, 0);
+  if (rows.length > 0) targets.push(`| zero errors in every scenario | ${totalErrors} error(s) over ${rows.length} runs | ${verdict(totalErrors === 0)} |`);
+  if (g.length > 0) {
+    const served = g.reduce((s, r) => s + (r.k6.counters.revoked_served ?? 0), 0);
+    const revs = g.reduce((s, r) => s + (r.k6.counters.revocations ?? 0), 0);
+    targets.push(`| mixed run never serves a revoked permission after the admin API answered | ${served} violations over ${revs} revocations | ${verdict(served === 0 && revs > 0)} |`);
+  }
+  if (revocation) {
+    targets.push(
+      `| revocation via replica A denied by replica B on the next request | ${revocation.firstReadDenied}/${revocation.revocations} on the first read | ${verdict(revocation.firstReadDenied === revocation.revocations)} |`,
+    );
+  }
+
+  const ratios: string[] = [];
+  const add = (label: string, x: Row | undefined, base: Row | undefined) => {
+    if (x && base) ratios.push(`| ${label} | +${ms(x.k6.p50 - base.k6.p50)} | +${ms(x.k6.p99 - base.k6.p99)} |`);
+  };
+  if (LOW_RATE > 0) add(`gateway warm (L1) over the bare proxy, at ${LOW_RATE} req/s`, row('c', 'low'), row('b', 'low'));
+  add('bare proxy over the tenant service (proxy cost)', row('b', 'rate'), row('a', 'rate'));
+  add(`gateway warm (L1) over the bare proxy, at ${RATE} req/s`, row('c', 'rate'), row('b', 'rate'));
+  add('gateway L1 off (Redis) over the bare proxy', row('d', 'rate'), row('b', 'rate'));
+  add('gateway cache miss over OpenFGA direct', row('e', 'rate'), row('f', 'rate'));
+  const maxRatios = ['a', 'c', 'd', 'e', 'g']
+    .map((id) => row(id, 'max'))
+    .filter((r): r is Row => r !== undefined && bMax !== undefined)
+    .map((r) => `| ${r.id} ${r.scenario} | ${r.k6.rps.toFixed(0)} | ${((r.k6.rps / bMax!.k6.rps) * 100).toFixed(0)}% |`);
+
+  const lines: string[] = [
+    `# tiergate benchmark — ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC${quick ? ' (QUICK smoke run: too short to quote)' : ''}`,
+    '',
+    `Command: \`npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`. ` +
+      `Code: ${git}. Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, ${k6Version}. ` +
+      `**k6 and every process under test share these ${cpus().length} cores**, so each latency includes some of k6's own CPU time, and the maximum-throughput rows are what the whole box does with k6 running on it. ` +
+      `Load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}${loadBefore[0]! > 1 ? ' (other work was running: figures are noisy)' : ''}.`,
+    '',
+    `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either). ` +
+      `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +
+      'Reads are GET /api/v1/tenants/acme-sales/agents/{id}: 32 readers × 32 agents = 1,024 distinct decisions (the miss row asks for a new agent id every time; the upstream answers 404, counted as expected). ' +
+      `Rows b and c (the headline comparison) are ${ROUNDS > 1 ? `the median of ${ROUNDS} interleaved rounds (b, c, b, c, …) so that a burst of other work on the machine hits both alike` : 'one run each'}. ` +
+      'Errors = responses with an unexpected status or transport errors (+ admin errors and stale denials in the mixed row); dropped = arrivals k6 could not start on time. Cache hit ratio = (L1 + Redis) / all decisions, from the gateway\'s /metrics before and after the row.',
+    '',
+    ...table,
+    '',
+    '## Targets (issue 6)',
+    '',
+    '| target | measured (this run) | |',
+    '| --- | --- | --- |',
+    ...targets,
+    '',
+  ];
+  if (ratios.length > 0) {
+    lines.push('## Added latency at the fixed rate (ms, same run)', '', '| comparison | p50 | p99 |', '| --- | ---: | ---: |', ...ratios, '');
+  }
+  const inside = rows.filter((r) => r.inside);
+  if (inside.length > 0) {
+    lines.push(
+      '## Inside the gateway (its own /metrics, histogram estimates)',
+      '',
+      'From arrival to the last byte as the gateway measures it (`tiergate_request_duration_seconds`), and the upstream part of it (`tiergate_upstream_duration_seconds`). What k6 sees on top of this is time in the kernel\'s queues and waiting for a core.',
+      '',
+      '| | scenario | load | request p50 ms | request p99 ms | upstream p50 ms | upstream p99 ms |',
+      '| --- | --- | --- | ---: | ---: | ---: | ---: |',
+      ...inside.map((r) => `| ${r.id} | ${r.scenario} | ${r.load} | ${ms(r.inside!.requestP50)} | ${ms(r.inside!.requestP99)} | ${ms(r.inside!.upstreamP50)} | ${ms(r.inside!.upstreamP99)} |`),
+      '',
+    );
+  }
+  if (maxRatios.length > 0) {
+    lines.push('## Maximum throughput against the bare proxy', '', '| scenario | req/s | of bare proxy |', '| --- | ---: | ---: |', ...maxRatios, '');
+  }
+  if (layers) {
+    const L = layers;
+    lines.push(
+      '## Decision latency by layer (issue 4)',
+      '',
+      'The gateway\'s DecisionCache in the bench process, against this run\'s OpenFGA and Redis, one check at a time, nothing else running (`npm run bench -- --only layers`):',
+      '',
+      '| layer | samples | p50 µs | p99 µs | max µs |',
+      '| --- | ---: | ---: | ---: | ---: |',
+      ...(['l1', 'redis', 'openfga', 'engine'] as const).map((k) => {
+        const label = { l1: 'in-process (L1) hit', redis: 'Redis (L1 off)', openfga: 'miss → OpenFGA (Redis miss, versions, Check, fill)', engine: 'OpenFGA Check alone (SDK, no cache)' }[k];
+        return `| ${label} | ${L[k].n} | ${L[k].p50.toFixed(1)} | ${L[k].p99.toFixed(1)} | ${L[k].max.toFixed(1)} |`;
+      }),
+      '',
+    );
+    const gw = rows.filter((r) => r.decisionP99Ms && r.mode === 'rate');
+    if (gw.length > 0) {
+      lines.push(
+        'Inside the running gateway under load (`tiergate_decision_duration_seconds` p99 by layer, histogram estimate): ' +
+          gw.map((r) => `${r.id}: ${Object.entries(r.decisionP99Ms!).map(([l, v]) => `${l} ${(v * 1000).toFixed(0)} µs`).join(', ')}`).join('; ') +
+          '.',
+        '',
+      );
+    }
+  }
+  if (revocation) {
+    const R = revocation;
+    lines.push(
+      '## Revocation to deny across two replicas (issue 4)',
+      '',
+      `Two gateway processes (A, B; one worker each) sharing one Redis. For each of ${R.revocations} revocations: the user is granted through A, B serves two allowed reads (the second from its in-process layer), the member role is revoked through A's admin API, then B is read until it answers 403. ` +
+        `Reproduce: \`npm run bench -- --only revocation\`.`,
+      '',
+      '| measure | p50 ms | p99 ms | max ms |',
+      '| --- | ---: | ---: | ---: |',
+      `| A's admin API answer → B's first 403 | ${R.deny.p50.toFixed(2)} | ${R.deny.p99.toFixed(2)} | ${R.deny.max.toFixed(2)} |`,
+      `| the revoke call on A (write + invalidation + acks) | ${R.admin.p50.toFixed(2)} | ${R.admin.p99.toFixed(2)} | ${R.admin.max.toFixed(2)} |`,
+      '',
+      `B denied on its very next read after A answered in **${R.firstReadDenied} of ${R.revocations}** revocations (most reads needed: ${R.maxReads}); the "first 403" latency is therefore one read's round trip. B's decisions during the run by layer: ${Object.entries(R.warmLayer).map(([l, n]) => `${l} ${n}`).join(', ')}.`,
+      '',
+    );
+  }
+  const md = `${lines.join('\n')}\n`;
+  const outDir = join(REPO_ROOT, 'load', 'results');
+  mkdirSync(outDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const json = JSON.stringify(
+    { startedAt, git, quick, rate: RATE, lowRate: LOW_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers },
+    null,
+    2,
+  );
+  writeFileSync(join(outDir, `bench-${stamp}.json`), json);
+  writeFileSync(join(outDir, 'latest.json'), json);
+  // A partial or quick run never overwrites the committed table.
+  const full = !quick && PARTS.every((p) => want(p));
+  if (full) writeFileSync(join(outDir, 'latest.md'), md);
+  process.stdout.write(md);
+  say(`results: load/results/bench-${stamp}.json${full ? ', load/results/latest.md' : ' (partial or quick run: latest.md left as it was)'}`);
+}

@@ -1,0 +1,34 @@
+// Shared by the k6 scripts: the executor from the environment (set by load/bench.ts)
+// and a summary written as JSON for the orchestrator, nothing printed.
+//   MODE=rate  constant-arrival-rate: RATE iterations/s for DURATION (open model:
+//              a slow answer does not slow the arrivals, it shows in the latency)
+//   MODE=max   constant-vus: VUS closed-loop VUs for DURATION (maximum throughput)
+export function executorOptions(env) {
+  const duration = env.DURATION || '20s';
+  if (env.MODE === 'max') {
+    return { executor: 'constant-vus', vus: Number(env.VUS || 32), duration, gracefulStop: '5s' };
+  }
+  return {
+    executor: 'constant-arrival-rate',
+    rate: Number(env.RATE || 1000),
+    timeUnit: '1s',
+    duration,
+    preAllocatedVUs: Number(env.PREALLOC || 64),
+    maxVUs: Number(env.MAXVUS || 256),
+    gracefulStop: '5s',
+  };
+}
+
+export const baseOptions = {
+  discardResponseBodies: true,
+  // Fewer tags, fewer time series: k6 shares the two cores with the system under test.
+  systemTags: ['status', 'method', 'scenario', 'expected_response'],
+  summaryTrendStats: ['min', 'med', 'avg', 'p(95)', 'p(99)', 'max'],
+  noCookiesReset: true,
+};
+
+export function writeSummary(data, file) {
+  const out = {};
+  out[file] = JSON.stringify({ metrics: data.metrics, state: data.state });
+  return out;
+}

@@ -1,0 +1,83 @@
+// Runs one k6 script (built from tools/k6 into .tools/bin by ensureTool) and reads
+// the JSON summary its handleSummary wrote.
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../src/stack/go-tools.js';
+
+export interface K6Result {
+  requests: number;
+  /** Requests per second over the run (k6's own clock). */
+  rps: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  /** http_req_failed: statuses the script did not expect, and transport errors. */
+  failed: number;
+  /** Arrivals k6 could not start for want of a free VU (open model only). */
+  dropped: number;
+  /** Custom counters the script added (e.g. revoked_served). */
+  counters: Record<string, number>;
+  durationS: number;
+}
+
+interface Metric {
+  type: string;
+  values: Record<string, number>;
+}
+
+export async function runK6(
+  k6: string,
+  script: string,
+  env: Record<string, string>,
+  data: unknown,
+  workDir: string,
+  tag: string,
+  timeoutS: number,
+): Promise<K6Result> {
+  const dataFile = join(workDir, `${tag}.data.json`);
+  const summaryFile = join(workDir, `${tag}.summary.json`);
+  writeFileSync(dataFile, JSON.stringify(data));
+  const args = ['run', '--no-usage-report', '--quiet', '--no-color'];
+  for (const [k, v] of Object.entries({ ...env, BENCH_DATA: dataFile, SUMMARY_OUT: summaryFile })) args.push('-e', `${k}=${v}`);
+  args.push(join(REPO_ROOT, 'load', 'k6', script));
+  const { code, tail } = await new Promise<{ code: number | null; tail: string }>((resolve) => {
+    const child = spawn(k6, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, K6_NO_USAGE_REPORT: 'true' } });
+    let out = '';
+    const keep = (b: Buffer) => {
+      out = (out + b.toString()).slice(-4000);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    // Bounded: a run that overstays its duration by far is stopped.
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
+    child.on('exit', (c) => {
+      clearTimeout(timer);
+      resolve({ code: c, tail: out });
+    });
+  });
+  if (code !== 0) throw new Error(`k6 ${script} (${tag}) exited with ${code}:\n${tail}`);
+  const summary = JSON.parse(readFileSync(summaryFile, 'utf8')) as { metrics: Record<string, Metric>; state: { testRunDurationMs: number } };
+  const m = summary.metrics;
+  const d = m.http_req_duration?.values ?? {};
+  const count = m.http_reqs?.values.count ?? 0;
+  const counters: Record<string, number> = {};
+  for (const [name, metric] of Object.entries(m)) {
+    if (metric.type === 'counter' && !name.startsWith('http_') && !['iterations', 'data_sent', 'data_received', 'dropped_iterations'].includes(name)) {
+      counters[name] = metric.values.count ?? 0;
+    }
+  }
+  return {
+    requests: count,
+    rps: m.http_reqs?.values.rate ?? 0,
+    p50: d.med ?? Number.NaN,
+    p95: d['p(95)'] ?? Number.NaN,
+    p99: d['p(99)'] ?? Number.NaN,
+    max: d.max ?? Number.NaN,
+    failed: m.http_req_failed?.values.passes ?? 0,
+    dropped: m.dropped_iterations?.values.count ?? 0,
+    counters,
+    durationS: summary.state.testRunDurationMs / 1000,
+  };
+}

@@ -1,0 +1,97 @@
+// Decision latency by the layer that answers (issue 4), measured in this process
+// with the gateway's own DecisionCache against the run's real OpenFGA and Redis,
+// one check at a time (latency, not throughput), each timed with performance.now():
+//   l1       warm decisions from the in-process layer (key hash + LRU + version check)
+//   redis    the same decisions with the in-process layer off (Redis GET + version reads)
+//   openfga  a new object every time: Redis miss, dependency versions, OpenFGA Check
+//            (HIGHER_CONSISTENCY), fill of both layers
+//   engine   OpenFGA Check alone through the SDK (no cache), for reference
+import { Registry } from 'prom-client';
+import { DecisionCache } from '../../src/decisions/index.js';
+import { OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
+import { createFgaClient } from '../../src/fga/client.js';
+import { loadModel } from '../../src/fga/model.js';
+import type { CheckRequest } from '../../src/gateway/types.js';
+import { summarize, type Summary } from './stats.js';
+
+export type LayerResult = Record<'l1' | 'redis' | 'openfga' | 'engine', Summary>;
+
+function check(user: string, tenant: string, id: string): CheckRequest {
+  const object = `agent:${tenant}/${id}`;
+  return {
+    user,
+    relation: 'can_read',
+    object,
+    contextualTuples: [{ user: `tenant:${tenant}`, relation: 'tenant', object }],
+    scope: { type: 'tenant', id: tenant },
+    consistency: 'cached',
+  };
+}
+
+export async function measureLayers(opts: {
+  fgaApiUrl: string;
+  storeId: string;
+  modelId: string;
+  redisUrl: string;
+  tenant: string;
+  users: string[];
+  agents: string[];
+  samples: { l1: number; redis: number; openfga: number };
+}): Promise<LayerResult> {
+  const model = loadModel().request;
+  const client = createFgaClient({ apiUrl: opts.fgaApiUrl, storeId: opts.storeId, authorizationModelId: opts.modelId, timeoutMs: 5000 });
+  const engine = new OpenFgaAuthorizer({ client, storeId: opts.storeId, authorizationModelId: opts.modelId });
+  const make = (l1Enabled: boolean) =>
+    new DecisionCache({
+      engine,
+      fga: client,
+      storeId: opts.storeId,
+      modelId: () => opts.modelId,
+      model,
+      registry: new Registry(),
+      redisUrl: opts.redisUrl,
+      redisTimeoutMs: 50,
+      l1Enabled,
+      l1MaxEntries: 100_000,
+      allowTtlS: 300,
+      denyTtlS: 30,
+      ttlJitter: 0.1,
+      pollMs: 1000,
+      poller: false,
+    });
+  const withL1 = make(true);
+  const withoutL1 = make(false);
+  await Promise.all([withL1.start(), withoutL1.start()]);
+  try {
+    const warm = opts.users.flatMap((u) => opts.agents.map((a) => check(`user:${u}`, opts.tenant, a)));
+    for (const r of warm) await withL1.authorizer.check(r);
+    await new Promise((r) => setTimeout(r, 300)); // the Redis fills are fire-and-forget
+
+    const time = async (cache: DecisionCache, n: number, next: (i: number) => CheckRequest, layer: string): Promise<number[]> => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const req = next(i);
+        const t = performance.now();
+        const d = await cache.authorizer.check(req);
+        out.push((performance.now() - t) * 1000);
+        if (d.layer !== layer) throw new Error(`expected a decision from ${layer}, got ${d.layer}`);
+      }
+      return out;
+    };
+    // Warm the JIT on the path first, then measure.
+    await time(withL1, 2000, (i) => warm[i % warm.length]!, 'l1');
+    const l1 = await time(withL1, opts.samples.l1, (i) => warm[i % warm.length]!, 'l1');
+    const redis = await time(withoutL1, opts.samples.redis, (i) => warm[i % warm.length]!, 'redis');
+    const run = Date.now().toString(36);
+    const openfga = await time(withL1, opts.samples.openfga, (i) => check(`user:${opts.users[i % opts.users.length]}`, opts.tenant, `l${run}x${i}`), 'openfga');
+    const engineSamples: number[] = [];
+    for (let i = 0; i < opts.samples.openfga; i++) {
+      const t = performance.now();
+      await engine.check({ ...check(`user:${opts.users[i % opts.users.length]}`, opts.tenant, `e${run}x${i}`), consistency: 'strong' });
+      engineSamples.push((performance.now() - t) * 1000);
+    }
+    return { l1: summarize(l1), redis: summarize(redis), openfga: summarize(openfga), engine: summarize(engineSamples) };
+  } finally {
+    await Promise.all([withL1.close(), withoutL1.close()]);
+  }
+}

@@ -1,0 +1,68 @@
+// Reads the gateway's /metrics (Prometheus text) and diffs two scrapes.
+import { histogramQuantile } from './stats.js';
+
+export type Scrape = Map<string, number>;
+
+/** `name{a="x",b="y"} value` lines into a map keyed by the series as written (labels sorted). */
+export function parseProm(text: string): Scrape {
+  const out: Scrape = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels = m[3] ? [...m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => `${l[1]}=${l[2]}`).sort() : [];
+    out.set(`${m[1]}{${labels.join(',')}}`, Number(m[4]));
+  }
+  return out;
+}
+
+export async function scrape(url: string | undefined): Promise<Scrape> {
+  if (!url) return new Map();
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`${url}: ${res.status}`);
+  return parseProm(await res.text());
+}
+
+function labelsOf(series: string): Record<string, string> {
+  const inner = series.slice(series.indexOf('{') + 1, -1);
+  const out: Record<string, string> = {};
+  for (const part of inner ? inner.split(',') : []) {
+    const eq = part.indexOf('=');
+    out[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return out;
+}
+
+/** after - before, summed over the series of `name` whose labels match `where`, grouped by `by`. */
+export function deltaBy(before: Scrape, after: Scrape, name: string, by: string, where: Record<string, string> = {}): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [series, value] of after) {
+    if (!series.startsWith(`${name}{`)) continue;
+    const labels = labelsOf(series);
+    if (Object.entries(where).some(([k, v]) => labels[k] !== v)) continue;
+    const key = labels[by] ?? '';
+    out.set(key, (out.get(key) ?? 0) + value - (before.get(series) ?? 0));
+  }
+  return out;
+}
+
+/** Quantile of a histogram's increase between two scrapes, for series matching `where`. */
+export function deltaQuantile(before: Scrape, after: Scrape, name: string, q: number, where: Record<string, string> = {}): number {
+  const byLe = deltaBy(before, after, `${name}_bucket`, 'le', where);
+  const buckets = [...byLe.entries()]
+    .map(([le, count]) => ({ le: le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), count }))
+    .sort((a, b) => a.le - b.le);
+  return histogramQuantile(buckets, q);
+}
+
+/** Decisions by the layer that answered (from tiergate_decision_duration_seconds_count). */
+export function decisionsByLayer(before: Scrape, after: Scrape): Record<string, number> {
+  return Object.fromEntries(deltaBy(before, after, 'tiergate_decision_duration_seconds_count', 'layer'));
+}
+
+/** (L1 + Redis hits) / every decision; undefined when there were none. */
+export function hitRatio(layers: Record<string, number>): number | undefined {
+  const total = Object.values(layers).reduce((s, v) => s + v, 0);
+  if (total <= 0) return undefined;
+  return ((layers.l1 ?? 0) + (layers.redis ?? 0)) / total;
+}

@@ -1,0 +1,75 @@
+// The data every scenario reads, loaded through the gateway's own APIs: the demo
+// hierarchy (demo/hierarchy.yaml, applied like `npm run apply`), bench users made
+// members of tenant acme-sales by its admin (tom) through the admin API, and agents
+// created through /api/v1 by tom. Tokens come from the development issuer the
+// gateway trusts (its key is in the bench's data dir).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { applyHierarchy, parseHierarchy } from '../../src/cli/apply.js';
+import { loadOrCreateDevIssuerKeys, mintDevToken } from '../../src/gateway/dev-issuer.js';
+import { REPO_ROOT } from '../../src/stack/go-tools.js';
+
+export const TENANT = 'acme-sales';
+const TOKEN_TTL_S = 6 * 3600;
+
+export interface Fixtures {
+  tenant: string;
+  /** tom, tenant admin of acme-sales: grants and revokes in the mixed run. */
+  adminToken: string;
+  /** Members that only read (warm and miss scenarios). */
+  readers: { id: string; token: string }[];
+  /** Members whose role the mixed run revokes and re-grants. */
+  mixed: { id: string; token: string }[];
+  /** Members the two-replica revocation measurement cycles through. */
+  revoked: { id: string; token: string }[];
+  agents: string[];
+}
+
+async function call(url: string, method: string, token: string, body?: unknown): Promise<number> {
+  const res = await fetch(url, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function inBatches<T>(items: readonly T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
+}
+
+export async function grantMember(gatewayUrl: string, adminToken: string, userId: string, grant = true): Promise<number> {
+  return call(`${gatewayUrl}/admin/v1/tenants/${TENANT}/roles/member/${userId}`, grant ? 'PUT' : 'DELETE', adminToken);
+}
+
+export async function seed(
+  gatewayUrl: string,
+  dataDir: string,
+  counts: { readers: number; mixed: number; revoked: number; agents: number },
+  say: (line: string) => void,
+): Promise<Fixtures> {
+  const keys = await loadOrCreateDevIssuerKeys(dataDir);
+  const mint = (sub: string) => mintDevToken(keys, { sub, audience: 'tiergate', ttlS: TOKEN_TTL_S });
+  const file = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
+  const spec = parseHierarchy(readFileSync(file, 'utf8'), file);
+  await applyHierarchy({ spec, gateway: gatewayUrl, token: await mint('platform-ops'), orgTokens: { acme: await mint('olivia') }, out: () => undefined });
+
+  const adminToken = await mint('tom');
+  const users = async (prefix: string, n: number) =>
+    Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `${prefix}${i}`, token: await mint(`${prefix}${i}`) })));
+  const readers = await users('bench-r', counts.readers);
+  const mixed = await users('bench-m', counts.mixed);
+  const revoked = await users('bench-v', counts.revoked);
+  await inBatches([...readers, ...mixed, ...revoked], 4, async (u) => {
+    const status = await grantMember(gatewayUrl, adminToken, u.id);
+    if (status !== 200) throw new Error(`granting member to ${u.id} answered ${status}`);
+  });
+  const agents = Array.from({ length: counts.agents }, (_, i) => `a${i}`);
+  await inBatches(agents, 4, async (id) => {
+    const status = await call(`${gatewayUrl}/api/v1/tenants/${TENANT}/agents`, 'POST', adminToken, { agentNo: id, name: `Bench agent ${id}` });
+    if (status !== 201 && status !== 409) throw new Error(`creating agent ${id} answered ${status}`);
+  });
+  say(`seeded: demo hierarchy, ${readers.length + mixed.length + revoked.length} members of tenant ${TENANT}, ${agents.length} agents`);
+  return { tenant: TENANT, adminToken, readers, mixed, revoked, agents };
+}

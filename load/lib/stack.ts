@@ -1,0 +1,192 @@
+// Starts what the benchmark measures, each as its own process on free loopback
+// ports: OpenFGA (memory), redis-server, PostgreSQL (throwaway) when available, the
+// tenant-resource service, the bare proxy, and gateways (src/gateway/main.ts, the
+// same entry as the Docker image, node:cluster with GATEWAY_WORKERS).
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { configSchema } from '../../src/config.js';
+import { createAssertionSigner, type AssertionSigner } from '../../src/gateway/assertion-signer.js';
+import { startChild, waitUntilReady, type ManagedChild } from '../../src/stack/child.js';
+import { REPO_ROOT } from '../../src/stack/go-tools.js';
+import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
+import { freePort } from '../../src/stack/ports.js';
+import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
+import { postgresAvailable, startThrowawayPostgres, type ThrowawayPostgres } from './postgres.js';
+
+export const ASSERTION_AUDIENCE = 'tenant-service';
+export const STORE_NAME = 'tiergate-bench';
+
+export interface DbChoice {
+  kind: 'postgres (throwaway)' | 'postgres (DATABASE_URL)' | 'pglite';
+  url?: string;
+  /** Gateway worker processes this allows. */
+  workers: number;
+  note: string;
+}
+
+export interface GatewayProcess {
+  name: string;
+  url: string;
+  metricsUrl?: string;
+  workers: number;
+  child: ManagedChild;
+  stop(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  name: string;
+  l1: boolean;
+  workers: number;
+  port?: number;
+  metricsPort?: number | 0;
+  /** Its own data dir (PGlite fallback for a second replica). */
+  dataDir?: string;
+  /** Extra node flags for the gateway (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  env?: Record<string, string>;
+}
+
+/** The environment without any tiergate setting the caller may have exported. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of Object.keys(configSchema.shape)) delete env[k];
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+async function startNodeService(name: string, script: string, env: Record<string, string>): Promise<{ url: string; child: ManagedChild }> {
+  const child = startChild(name, process.execPath, ['--import', 'tsx', join(REPO_ROOT, script)], { ...cleanEnv(), ...env });
+  let url = '';
+  await waitUntilReady(
+    child,
+    async () => {
+      const m = /READY (\S+)/.exec(child.output());
+      if (m) url = m[1]!;
+      return m !== null;
+    },
+    60_000,
+  );
+  return { url, child };
+}
+
+export class BenchStack {
+  readonly dataDir = mkdtempSync(join(tmpdir(), 'tiergate-bench-'));
+  fga!: OpenFgaServer;
+  redis!: RedisServer;
+  pg: ThrowawayPostgres | undefined;
+  db!: DbChoice;
+  tenantUrl = '';
+  bareUrl = '';
+  /** Signs assertions for the baselines that bypass the gateway (floor, bare proxy). */
+  signer!: AssertionSigner;
+  private children: ManagedChild[] = [];
+  private gateways = new Set<GatewayProcess>();
+
+  constructor(private readonly say: (line: string) => void) {}
+
+  async start(): Promise<void> {
+    const cores = availableParallelism();
+    const [fga, redis] = await Promise.all([startOpenFga({ log: this.say }), startRedis()]);
+    this.fga = fga;
+    this.redis = redis;
+    if (postgresAvailable()) {
+      this.pg = await startThrowawayPostgres();
+      this.db = { kind: 'postgres (throwaway)', url: this.pg.url, workers: cores, note: `throwaway PostgreSQL from ${this.pg.binDir}, ${cores} gateway workers` };
+    } else if (process.env.DATABASE_URL) {
+      this.db = { kind: 'postgres (DATABASE_URL)', url: process.env.DATABASE_URL, workers: cores, note: `PostgreSQL from DATABASE_URL, ${cores} gateway workers` };
+    } else {
+      this.db = {
+        kind: 'pglite',
+        workers: 1,
+        note: 'no initdb/pg_ctl and no DATABASE_URL: PGlite cannot be shared by processes, so ONE gateway worker (not one per core)',
+      };
+    }
+    // The gateway's assertion key, made before anything starts: the gateways load it
+    // from their data dir and the upstream trusts its public half.
+    mkdirSync(this.dataDir, { recursive: true });
+    this.signer = await createAssertionSigner({ audience: ASSERTION_AUDIENCE, ttlSeconds: 600, keyFile: this.keyFile(this.dataDir) });
+    const tenant = await startNodeService('tenant-service', 'load/services/tenant-service.ts', {
+      BENCH_ASSERTION_KEY_FILE: this.keyFile(this.dataDir),
+      ASSERTION_AUDIENCE,
+      PORT: String(await freePort()),
+      ...(this.db.url ? { DATABASE_URL: this.db.url } : { PGLITE_DIR: join(this.dataDir, 'pglite-tenant') }),
+    });
+    this.children.push(tenant.child);
+    this.tenantUrl = tenant.url;
+    const bare = await startNodeService('bare-proxy', 'load/services/bare-proxy.ts', { TARGET: this.tenantUrl, PORT: String(await freePort()) });
+    this.children.push(bare.child);
+    this.bareUrl = bare.url;
+  }
+
+  keyFile(dataDir: string): string {
+    return join(dataDir, 'gateway-assertion-key.json');
+  }
+
+  /** A data dir for a second gateway on PGlite: the same keys, its own database. */
+  cloneDataDir(name: string): string {
+    const dir = join(this.dataDir, `replica-${name}`);
+    mkdirSync(dir, { recursive: true });
+    cpSync(this.keyFile(this.dataDir), this.keyFile(dir));
+    cpSync(join(this.dataDir, 'dev-issuer'), join(dir, 'dev-issuer'), { recursive: true });
+    return dir;
+  }
+
+  async startGateway(o: GatewayOptions): Promise<GatewayProcess> {
+    const port = o.port ?? (await freePort());
+    const metricsPort = o.metricsPort ?? (await freePort());
+    const env: Record<string, string> = {
+      NODE_ENV: 'development',
+      LOG_LEVEL: 'warn',
+      TIERGATE_DATA_DIR: o.dataDir ?? this.dataDir,
+      GATEWAY_HOST: '127.0.0.1',
+      GATEWAY_PORT: String(port),
+      GATEWAY_WORKERS: String(o.workers),
+      METRICS_HOST: '127.0.0.1',
+      METRICS_PORT: String(metricsPort),
+      OPENFGA_API_URL: this.fga.apiUrl,
+      OPENFGA_STORE_NAME: STORE_NAME,
+      TENANT_SERVICE_URL: this.tenantUrl,
+      REDIS_URL: this.redis.url,
+      CACHE_L1_ENABLED: String(o.l1),
+      PLATFORM_ADMINS: 'platform-ops',
+      ASSERTION_AUDIENCE,
+      ...(this.db.url ? { DATABASE_URL: this.db.url } : {}),
+      ...o.env,
+    };
+    const child = startChild(`gateway ${o.name}`, process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/gateway/main.ts')], {
+      ...cleanEnv(),
+      ...env,
+    });
+    const url = `http://127.0.0.1:${port}`;
+    await waitUntilReady(
+      child,
+      async () => {
+        const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
+        return res.status === 200;
+      },
+      120_000,
+    );
+    const gw: GatewayProcess = {
+      name: o.name,
+      url,
+      ...(metricsPort !== 0 ? { metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` } : {}),
+      workers: o.workers,
+      child,
+      stop: async () => {
+        this.gateways.delete(gw);
+        await child.stop();
+      },
+    };
+    this.gateways.add(gw);
+    return gw;
+  }
+
+  async stop(): Promise<void> {
+    for (const g of [...this.gateways]) await g.stop().catch(() => undefined);
+    for (const c of this.children.reverse()) await c.stop().catch(() => undefined);
+    await Promise.all([this.fga?.stop(), this.redis?.stop()].map((p) => p?.catch(() => undefined)));
+    this.pg?.stop();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}

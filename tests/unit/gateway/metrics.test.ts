@@ -1,0 +1,50 @@
+import { AggregatorRegistry, Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { createGatewayMetrics, LatencyHistogram } from '../../../src/gateway/metrics.js';
+
+function series(text: string, name: string): string[] {
+  return text.split('\n').filter((l) => l.startsWith(name));
+}
+
+describe('LatencyHistogram', () => {
+  it('exposes cumulative buckets, sum and count per label set in the Prometheus text format', async () => {
+    const registry = new Registry();
+    const h = new LatencyHistogram({ name: 't_seconds', help: 'test', labelNames: ['layer'], buckets: [0.001, 0.01], registers: [registry] });
+    h.labels('l1').observe(0.0005);
+    h.labels('l1').observe(0.005);
+    h.labels('l1').observe(5);
+    h.observe({ layer: 'redis' }, 0.002);
+    const text = await registry.metrics();
+    expect(text).toContain('# TYPE t_seconds histogram');
+    expect(series(text, 't_seconds_bucket{layer="l1"')).toEqual([
+      't_seconds_bucket{layer="l1",le="0.001"} 1',
+      't_seconds_bucket{layer="l1",le="0.01"} 2',
+      't_seconds_bucket{layer="l1",le="+Inf"} 3',
+    ]);
+    expect(text).toContain('t_seconds_count{layer="l1"} 3');
+    expect(text).toContain('t_seconds_sum{layer="l1"} 5.0055');
+    expect(text).toContain('t_seconds_bucket{layer="redis",le="0.01"} 1');
+  });
+
+  it('ignores values that are not finite numbers', async () => {
+    const registry = new Registry();
+    const h = new LatencyHistogram({ name: 'n_seconds', help: 'test', labelNames: ['x'], buckets: [1], registers: [registry] });
+    h.labels('a').observe(Number.NaN);
+    h.labels('a').observe(0.5);
+    expect(await registry.metrics()).toContain('n_seconds_count{x="a"} 1');
+  });
+
+  it('is summed across registries the way the cluster primary aggregates workers', async () => {
+    const workers = [new Registry(), new Registry()];
+    for (const r of workers) {
+      const m = createGatewayMetrics(r);
+      m.decisionDuration.labels('l1', 'true').observe(0.000004);
+      m.upstreamDuration.labels('200').observe(0.002);
+    }
+    const aggregated = AggregatorRegistry.aggregate(await Promise.all(workers.map((r) => r.getMetricsAsJSON())));
+    const text = await aggregated.metrics();
+    expect(text).toContain('tiergate_decision_duration_seconds_count{layer="l1",allowed="true"} 2');
+    expect(text).toContain('tiergate_decision_duration_seconds_bucket{layer="l1",allowed="true",le="0.000005"} 2');
+    expect(text).toContain('tiergate_upstream_duration_seconds_count{status="200"} 2');
+  });
+});
