@@ -133,8 +133,22 @@ export class BenchStack {
   }
 
   async startGateway(o: GatewayOptions): Promise<GatewayProcess> {
+    // A free port can be taken by another process between freePort() and listen():
+    // start again on new ports (a few times) when that is why the gateway stopped.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startGatewayOnce(o);
+      } catch (err) {
+        if (attempt >= 3 || o.port !== undefined || !/EADDRINUSE/.test(String(err))) throw err;
+        this.say(`gateway ${o.name}: port taken meanwhile, starting again on other ports`);
+      }
+    }
+  }
+
+  private async startGatewayOnce(o: GatewayOptions): Promise<GatewayProcess> {
     const port = o.port ?? (await freePort());
-    const metricsPort = o.metricsPort ?? (await freePort());
+    let metricsPort = o.metricsPort ?? (await freePort());
+    while (metricsPort !== 0 && metricsPort === port) metricsPort = await freePort();
     const env: Record<string, string> = {
       NODE_ENV: 'development',
       LOG_LEVEL: 'warn',

@@ -95,10 +95,16 @@ async function runGateway(config: Config, logger: Logger, boot: ClusterBoot | un
     await db.close().catch(() => undefined);
     process.exit(0);
   };
-  process.once('SIGINT', () => void stop());
   process.once('SIGTERM', () => void stop());
-  // A worker whose primary is gone has no one to hand it connections: leave too.
-  if (worker) process.once('disconnect', () => void stop());
+  if (worker) {
+    // Ctrl-C reaches every process of the group: the primary stops the workers (SIGTERM),
+    // so a worker does not leave on its own and look like a crash to be replaced.
+    process.on('SIGINT', () => undefined);
+    // A worker whose primary is gone has no one to hand it connections: leave too.
+    process.once('disconnect', () => void stop());
+  } else {
+    process.once('SIGINT', () => void stop());
+  }
 }
 
 async function runPrimary(config: Config, logger: Logger, workers: number): Promise<void> {
@@ -135,7 +141,11 @@ async function runPrimary(config: Config, logger: Logger, workers: number): Prom
       }
       aggregator.clusterMetrics().then(
         (text) => res.writeHead(200, { 'content-type': aggregator.contentType }).end(text),
-        (err: unknown) => res.writeHead(500).end(err instanceof Error ? err.message : String(err)),
+        (err: unknown) => {
+          const message = err instanceof Error ? err.message : String(err);
+          logger.warn({ err: message }, 'metrics: aggregating the workers failed');
+          res.writeHead(500).end(message);
+        },
       );
     });
     await new Promise<void>((resolve, reject) => {
