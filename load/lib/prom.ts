@@ -16,11 +16,23 @@ export function parseProm(text: string): Scrape {
   return out;
 }
 
+/** One scrape; a failed one is tried again (twice, 1 s apart) before giving up. */
 export async function scrape(url: string | undefined): Promise<Scrape> {
   if (!url) return new Map();
-  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-  if (!res.ok) throw new Error(`${url}: ${res.status}`);
-  return parseProm(await res.text());
+  let last = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 1000));
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+      const text = await res.text();
+      if (res.ok) return parseProm(text);
+      last = `${res.status} ${text.slice(0, 200)}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    process.stderr.write(`  (scrape of ${url} failed: ${last})\n`);
+  }
+  throw new Error(`${url}: ${last}`);
 }
 
 function labelsOf(series: string): Record<string, string> {
