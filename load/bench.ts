@@ -487,12 +487,15 @@ function report(): void {
 
   const targets: string[] = [];
   const verdict = (ok: boolean | undefined) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**NOT met**');
-  // A latency difference between two fixed-rate rows says something only when both
-  // kept up with the rate: a saturated baseline (dropped arrivals) or a negative
-  // difference means the machine's noise is larger than what is being measured.
+  // A latency difference between two fixed-rate rows is evidence only when the
+  // baseline kept up with the rate and was not slower than the row measured against
+  // it: otherwise the machine's noise is larger than the effect. A measured row that
+  // could not keep the rate while its baseline did is a failure, not noise.
   const keptUp = (r: (typeof rows)[number]) => r.k6.dropped <= 0.01 * (r.k6.requests + r.k6.dropped);
-  const compared = (base: (typeof rows)[number], other: (typeof rows)[number], diff: number, ok: boolean) =>
-    !keptUp(base) || !keptUp(other) || diff < 0 ? '**inconclusive** (a row could not keep the rate, or the baseline was slower: rerun on a quieter machine)' : verdict(ok);
+  const compared = (base: (typeof rows)[number], measured: (typeof rows)[number], diff: number, ok: boolean) => {
+    if (!keptUp(base) || diff < 0) return '**inconclusive** (the baseline could not keep the rate, or was slower: rerun on a quieter machine)';
+    return verdict(ok && keptUp(measured));
+  };
   const b = row('b', 'rate');
   const c = row('c', 'rate');
   const bMax = row('b', 'max');
