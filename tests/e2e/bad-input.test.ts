@@ -6,7 +6,7 @@
 // recording upstream is checked to have received nothing.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
-import { call, sendRaw, startRecordingUpstream, startTestStack, type RawResponse, type RecordingUpstream, type TestStack } from '../support/stack.js';
+import { adminOk, call, sendRaw, startRecordingUpstream, startTestStack, type RawResponse, type RecordingUpstream, type TestStack } from '../support/stack.js';
 
 let s: TestStack;
 let upstream: RecordingUpstream;
@@ -18,10 +18,7 @@ const GOOD = '/api/v1/tenants/t1/agents/a1';
 beforeAll(async () => {
   upstream = await startRecordingUpstream();
   s = await startTestStack({ platformAdmins: ['pat'], upstreamUrl: upstream.url });
-  const ok = async (sub: string, method: string, path: string, body?: unknown) => {
-    const res = await call(s.gatewayUrl, method, `/admin/v1${path}`, { auth: await s.authHeader(sub), ...(body ? { body } : {}) });
-    expect(res.status, `${sub} ${method} ${path}: ${res.text}`).toBeLessThan(300);
-  };
+  const ok = (sub: string, method: string, path: string, body?: unknown) => adminOk(s, sub, method, path, body);
   await ok('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
   await ok('olivia', 'POST', '/organizations/acme/divisions', { id: 'd1', name: 'D1' });
   await ok('olivia', 'POST', '/divisions/d1/tenants', { id: 't1', name: 'T1' });

@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import type { OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { createTestStore } from '../support/fga.js';
-import {
+import { adminOk,
   call,
   startRecordingUpstream,
   startTcpRelay,
@@ -47,10 +47,7 @@ beforeAll(async () => {
     upstreamUrl: upstream.url,
     env: { OPENFGA_TIMEOUT_MS: String(OPENFGA_TIMEOUT_MS), UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS) },
   });
-  const ok = async (sub: string, method: string, path: string, body?: unknown) => {
-    const res = await call(s.gatewayUrl, method, `/admin/v1${path}`, { auth: await s.authHeader(sub), ...(body ? { body } : {}) });
-    expect(res.status, `${sub} ${method} ${path}: ${res.text}`).toBeLessThan(300);
-  };
+  const ok = (sub: string, method: string, path: string, body?: unknown) => adminOk(s, sub, method, path, body);
   await ok('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
   await ok('olivia', 'POST', '/organizations/acme/divisions', { id: 'd1', name: 'D1' });
   await ok('olivia', 'POST', '/divisions/d1/tenants', { id: 't1', name: 'T1' });

@@ -5,7 +5,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { call, startGatewayProcess, startTestStack, type GatewayProcess, type TestStack } from '../support/stack.js';
+import { adminOk, call, startGatewayProcess, startTestStack, type GatewayProcess, type TestStack } from '../support/stack.js';
 
 let s: TestStack;
 let replica: GatewayProcess;
@@ -24,10 +24,7 @@ function listening(port: number): Promise<boolean> {
 beforeAll(async () => {
   const redisUrl = inject('redisUrl');
   s = await startTestStack({ platformAdmins: ['pat'], redisUrl });
-  const ok = async (sub: string, method: string, path: string, body?: unknown) => {
-    const res = await call(s.gatewayUrl, method, `/admin/v1${path}`, { auth: await s.authHeader(sub), ...(body ? { body } : {}) });
-    expect(res.status, `${sub} ${method} ${path}: ${res.text}`).toBeLessThan(300);
-  };
+  const ok = (sub: string, method: string, path: string, body?: unknown) => adminOk(s, sub, method, path, body);
   await ok('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
   await ok('olivia', 'POST', '/organizations/acme/divisions', { id: 'd1', name: 'D1' });
   await ok('olivia', 'POST', '/divisions/d1/tenants', { id: 't1', name: 'T1' });

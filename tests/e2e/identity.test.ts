@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ASSERTION_HEADER, GATEWAY_JWKS_PATH } from '../../src/shared/assertion.js';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import { startTenantService, type RunningTenantService } from '../../src/tenant-service/server.js';
-import { call, sendRaw, startRecordingUpstream, startTestStack, type RecordedRequest, type RecordingUpstream, type TestStack } from '../support/stack.js';
+import { adminOk, call, sendRaw, startRecordingUpstream, startTestStack, type RecordedRequest, type RecordingUpstream, type TestStack } from '../support/stack.js';
 
 let s: TestStack;
 let upstream: RecordingUpstream;
@@ -27,10 +27,7 @@ const PATH = '/api/v1/tenants/t1/agents';
 beforeAll(async () => {
   upstream = await startRecordingUpstream();
   s = await startTestStack({ platformAdmins: ['pat'], upstreamUrl: upstream.url, captureLogs: true });
-  const ok = async (sub: string, method: string, path: string, body?: unknown) => {
-    const res = await call(s.gatewayUrl, method, `/admin/v1${path}`, { auth: await s.authHeader(sub), ...(body ? { body } : {}) });
-    expect(res.status, `${sub} ${method} ${path}: ${res.text}`).toBeLessThan(300);
-  };
+  const ok = (sub: string, method: string, path: string, body?: unknown) => adminOk(s, sub, method, path, body);
   await ok('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
   await ok('olivia', 'POST', '/organizations/acme/divisions', { id: 'd1', name: 'D1' });
   await ok('olivia', 'POST', '/divisions/d1/tenants', { id: 't1', name: 'T1' });

@@ -21,13 +21,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import pino from 'pino';
-import { afterAll, inject } from 'vitest';
+import { afterAll, expect, inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { openDb, type Db } from '../../src/db/index.js';
 import { loadModel } from '../../src/fga/model.js';
@@ -465,26 +465,7 @@ export async function startRecordingUpstream(): Promise<RecordingUpstream> {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
-  let port = 0;
-  let listening = false;
-  const listen = () =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        port = (server.address() as AddressInfo).port;
-        listening = true;
-        resolve();
-      });
-    });
-  const close = () =>
-    new Promise<void>((resolve) => {
-      if (!listening) return resolve();
-      listening = false;
-      server.close(() => resolve());
-      for (const s of sockets) s.destroy();
-    });
-  await listen();
+  const { listen, close, port } = await reopenableListener(server, sockets);
   const stop = owned(close);
   return {
     url: `http://127.0.0.1:${port}`,
@@ -568,26 +549,7 @@ export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
     client.once('close', () => target.destroy());
     target.once('close', () => client.destroy());
   });
-  let port = 0;
-  let listening = false;
-  const listen = () =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        port = (server.address() as AddressInfo).port;
-        listening = true;
-        resolve();
-      });
-    });
-  const cut = () =>
-    new Promise<void>((resolve) => {
-      for (const sock of sockets) sock.destroy();
-      if (!listening) return resolve();
-      listening = false;
-      server.close(() => resolve());
-    });
-  await listen();
+  const { listen, close: cut, port, isListening } = await reopenableListener(server, sockets);
   const stop = owned(cut);
   return {
     url: `http://127.0.0.1:${port}`,
@@ -602,9 +564,43 @@ export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
       return state.connections;
     },
     cut,
-    restore: () => (listening ? Promise.resolve() : listen()),
+    restore: () => (isListening() ? Promise.resolve() : listen()),
     stop,
   };
+}
+
+// ---------------------------------------------------------------- loopback listeners
+
+/**
+ * Listens on a free loopback port and can stop (connections refused, open ones
+ * dropped) and listen again on the same port: how the recording upstream and the
+ * TCP relay simulate a server going away and coming back.
+ */
+async function reopenableListener(
+  server: Server | NetServer,
+  sockets: ReadonlySet<Socket>,
+): Promise<{ port: number; listen(): Promise<void>; close(): Promise<void>; isListening(): boolean }> {
+  let port = 0;
+  let listening = false;
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        port = (server.address() as AddressInfo).port;
+        listening = true;
+        resolve();
+      });
+    });
+  const close = () =>
+    new Promise<void>((resolve) => {
+      for (const sock of sockets) sock.destroy();
+      if (!listening) return resolve();
+      listening = false;
+      server.close(() => resolve());
+    });
+  await listen();
+  return { port, listen, close, isListening: () => listening };
 }
 
 // ---------------------------------------------------------------- raw HTTP
@@ -770,4 +766,10 @@ export async function waitFor(probe: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() >= deadline) return false;
     await sleep(stepMs);
   }
+}
+
+/** A call to the admin API as `sub` that must succeed (2xx): building a test hierarchy. */
+export async function adminOk(stack: TestStack, sub: string, method: string, path: string, body?: unknown): Promise<void> {
+  const res = await call(stack.gatewayUrl, method, `/admin/v1${path}`, { auth: await stack.authHeader(sub), ...(body ? { body } : {}) });
+  expect(res.status, `${sub} ${method} ${path}: ${res.text}`).toBeLessThan(300);
 }
