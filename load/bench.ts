@@ -5,9 +5,11 @@
 //   npm run bench -- --quick            a smoke run: a few seconds per scenario
 //   npm run bench -- --only revocation  one part: floor,bare,warm,redis,miss,openfga,mixed,revocation,layers
 //   npm run bench -- --profile          CPU profile of one gateway process at max throughput (warm)
+//   npm run bench -- --profile-miss     the same with every decision a cache miss
 //   options: --workers N (gateway workers; default one per core) --rounds N (interleaved
 //            rounds of bare proxy vs warm gateway, default 3; medians reported) --rate N (fixed arrival rate, default 1000/s) --low-rate N (a second rate for the
-//            bare proxy and warm gateway rows, default 500/s, 0 = none) --duration S --max-vus N --revocations N
+//            bare proxy and warm gateway rows, default 500/s, 0 = none) --miss-rate N (a second rate for the
+//            miss and OpenFGA-direct rows, default 200/s, 0 = none) --duration S --max-vus N --revocations N
 //
 // Everything runs on free loopback ports and stops by itself: every k6 run is bounded
 // in time, every loop in count and time.
@@ -39,14 +41,16 @@ const { values: args } = parseArgs({
     'max-vus': { type: 'string' },
     revocations: { type: 'string' },
     'low-rate': { type: 'string' },
+    'miss-rate': { type: 'string' },
     workers: { type: 'string' },
     rounds: { type: 'string' },
     profile: { type: 'boolean', default: false },
+    'profile-miss': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--duration S] [--max-vus N] [--revocations N] [--profile]\n');
+  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--profile | --profile-miss]\n');
   process.exit(0);
 }
 const quick = args.quick === true;
@@ -61,17 +65,18 @@ const MAX_VUS = Number(args['max-vus'] ?? 32);
 const REVOCATIONS = Number(args.revocations ?? (quick ? 20 : 200));
 /** A second, lower fixed rate for the bare proxy and warm gateway rows (0 = none). */
 const LOW_RATE = Number(args['low-rate'] ?? (quick ? 0 : 500));
+/** A second fixed rate for the cache-miss and OpenFGA-direct rows, one a miss-only load can sustain here (0 = none). */
+const MISS_RATE = Number(args['miss-rate'] ?? (quick ? 0 : 200));
 /** Interleaved rounds of bare proxy vs warm gateway (the headline comparison). */
 const ROUNDS = Number(args.rounds ?? (quick ? 1 : 3));
 const say = (line: string) => process.stderr.write(`${line}\n`);
 /** Gateway worker processes: every core by default (1 when only PGlite is available). */
-const workersFor = (allowed: number) => (allowed === 1 ? 1 : args.workers ? Number(args.workers) : allowed);
 
 interface Row {
   id: string;
   scenario: string;
   load: string;
-  /** 'rate' = the headline fixed rate; 'low' = LOW_RATE (context: below saturation); 'max' = closed loop. */
+  /** 'rate' = the headline fixed rate; 'low' = the scenario's lower rate (LOW_RATE, or MISS_RATE for e and f); 'max' = closed loop. */
   mode: 'rate' | 'low' | 'max';
   k6: K6Result;
   /** Decisions by the layer that answered, from the gateway's /metrics (before/after). */
@@ -121,13 +126,13 @@ let workDir = '';
 
 try {
   say(`tiergate bench: ${quick ? 'QUICK smoke run' : 'full run'}; k6 and the system under test share ${cpus().length} cores; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
-  await stack.start();
-  say(`database: ${stack.db.note}`);
+  await stack.start(args.workers ? { workers: Number(args.workers) } : {});
+  say(`database: ${stack.db.note}; ${stack.workers} gateway worker(s), and as many bare proxy processes`);
   workDir = join(stack.dataDir, 'k6');
   mkdirSync(workDir, { recursive: true });
 
-  if (args.profile) {
-    await profileRun();
+  if (args.profile || args['profile-miss']) {
+    await profileRun(args['profile-miss'] === true);
   } else {
     await benchRun();
   }
@@ -138,7 +143,7 @@ try {
 // ---------------------------------------------------------------- the run
 
 async function benchRun(): Promise<void> {
-  let gateway = await stack.startGateway({ name: 'warm', l1: true, workers: workersFor(stack.db.workers) });
+  let gateway = await stack.startGateway({ name: 'warm', l1: true, workers: stack.workers });
   say(`gateway ${gateway.url} (${gateway.workers} worker${gateway.workers === 1 ? '' : 's'}), metrics ${gateway.metricsUrl}`);
   const fx = await seed(gateway.url, stack.dataDir, { readers: 32, mixed: 96, revoked: 20, agents: 32 }, say);
   const boot = await bootstrap({ apiUrl: stack.fga.apiUrl, storeName: STORE_NAME, platformAdmins: [], timeoutMs: 5000, model: loadModel() });
@@ -169,7 +174,7 @@ async function benchRun(): Promise<void> {
   }
   if (want('redis')) {
     await gateway.stop();
-    gateway = await stack.startGateway({ name: 'redis', l1: false, workers: workersFor(stack.db.workers) });
+    gateway = await stack.startGateway({ name: 'redis', l1: false, workers: stack.workers });
     await scenario({ id: 'd', name: 'gateway, L1 off: decisions from Redis', script: 'read.js', data: { expect: [200], items: gatewayItems(gateway.url, fx) }, gateway, warmUntilHit: true });
   }
   if (want('mixed')) {
@@ -177,7 +182,7 @@ async function benchRun(): Promise<void> {
     // ReadChanges poller replays them), on a fresh gateway with the in-process layer on.
     if (want('redis')) {
       await gateway.stop();
-      gateway = await stack.startGateway({ name: 'mixed', l1: true, workers: workersFor(stack.db.workers) });
+      gateway = await stack.startGateway({ name: 'mixed', l1: true, workers: stack.workers });
     }
     const adminPort = new URL(gateway.url).port;
     const data = {
@@ -263,10 +268,15 @@ interface Scenario {
 }
 type Mode = 'rate' | 'low' | 'max';
 
+/** The lower fixed rate of a scenario: MISS_RATE for the miss and OpenFGA rows, else LOW_RATE. */
+function lowRateOf(sc: Scenario): number {
+  return sc.id === 'e' || sc.id === 'f' ? MISS_RATE : LOW_RATE;
+}
+
 /**
  * Warm-up rate: half the fixed rate, and at most 250 req/s while filling a cache. A
  * fill (Redis miss, version reads, OpenFGA) costs far more than a hit, and under a
- * saturated box the Redis version reads overrun REDIS_TIMEOUT_MS (5 ms), and an
+ * saturated box the Redis version reads can overrun REDIS_TIMEOUT_MS, and an
  * answer whose versions could not be read is not cached: warming at full rate can
  * keep the cache cold.
  */
@@ -275,7 +285,7 @@ function warmupRate(sc: Scenario): number {
 }
 
 function k6Run(sc: Scenario, mode: 'warmup' | Mode, tag: string) {
-  const rate = mode === 'warmup' ? warmupRate(sc) : mode === 'low' ? LOW_RATE : RATE;
+  const rate = mode === 'warmup' ? warmupRate(sc) : mode === 'low' ? lowRateOf(sc) : RATE;
   const seconds = mode === 'max' ? MAX_S : mode === 'warmup' ? WARMUP_S : DURATION_S;
   const env: Record<string, string> =
     mode === 'max'
@@ -309,7 +319,7 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
     id: sc.id,
     scenario: sc.name,
     mode,
-    load: mode === 'max' ? `max (${MAX_VUS} VUs closed loop)` : `${mode === 'low' ? LOW_RATE : RATE} req/s fixed`,
+    load: mode === 'max' ? `max (${MAX_VUS} VUs closed loop)` : `${mode === 'low' ? lowRateOf(sc) : RATE} req/s fixed`,
     k6: k,
     // http_req_failed already counts unexpected statuses and failed admin calls; a stale
     // denial (403 right after a re-grant) is an "expected" status for k6, so it is added.
@@ -340,10 +350,11 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
   return row;
 }
 
-/** One scenario on its own: warm-up, the fixed rate, then maximum throughput. */
+/** One scenario on its own: warm-up, the fixed rate(s), then maximum throughput. */
 async function scenario(sc: Scenario): Promise<void> {
   await warm(sc);
-  for (const mode of ['rate', 'max'] as const) rows.push(await measure(sc, mode));
+  const modes: Mode[] = (sc.id === 'e' || sc.id === 'f') && MISS_RATE > 0 ? ['low', 'rate', 'max'] : ['rate', 'max'];
+  for (const mode of modes) rows.push(await measure(sc, mode));
 }
 
 /**
@@ -416,20 +427,26 @@ function medianRow(list: Row[]): Row {
 
 // ---------------------------------------------------------------- profile
 
-async function profileRun(): Promise<void> {
+async function profileRun(miss: boolean): Promise<void> {
   const dir = join(stack.dataDir, 'cpuprofile');
   mkdirSync(dir, { recursive: true });
   const gateway = await stack.startGateway({ name: 'profile', l1: true, workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
   const fx = await seed(gateway.url, stack.dataDir, { readers: 32, mixed: 0, revoked: 0, agents: 32 }, say);
-  const data = { expect: [200], items: gatewayItems(gateway.url, fx) };
-  say('[profile] warming every decision, then max throughput on one gateway process with --cpu-prof');
-  // Until (almost) every decision is an in-process hit: the steady state is what is profiled.
-  for (let i = 0; i < 6; i++) {
-    const before = await scrape(gateway.metricsUrl);
-    await runK6(k6, 'read.js', { MODE: 'rate', RATE: '300', DURATION: quick ? '2s' : '5s', PREALLOC: '32', MAXVUS: '64', RUN_ID: `pw${i}` }, data, workDir, `profile-warm-${i}`, 90);
-    const ratio = hitRatio(decisionsByLayer(before, await scrape(gateway.metricsUrl)));
-    say(`  warm-up ${i + 1}: hit ratio ${ratio === undefined ? '–' : `${(ratio * 100).toFixed(1)}%`}`);
-    if (ratio !== undefined && ratio > 0.995) break;
+  const data = miss
+    ? { expect: [404], unique: { base: `${gateway.url}/api/v1/tenants/${TENANT}/agents/m`, headers: fx.readers.map((u) => ({ authorization: `Bearer ${u.token}` })) } }
+    : { expect: [200], items: gatewayItems(gateway.url, fx) };
+  if (miss) {
+    say('[profile] every decision a cache miss (unique objects): max throughput on one gateway process with --cpu-prof');
+  } else {
+    say('[profile] warming every decision, then max throughput on one gateway process with --cpu-prof');
+    // Until (almost) every decision is an in-process hit: the steady state is what is profiled.
+    for (let i = 0; i < 6; i++) {
+      const before = await scrape(gateway.metricsUrl);
+      await runK6(k6, 'read.js', { MODE: 'rate', RATE: '300', DURATION: quick ? '2s' : '5s', PREALLOC: '32', MAXVUS: '64', RUN_ID: `pw${i}` }, data, workDir, `profile-warm-${i}`, 90);
+      const ratio = hitRatio(decisionsByLayer(before, await scrape(gateway.metricsUrl)));
+      say(`  warm-up ${i + 1}: hit ratio ${ratio === undefined ? '–' : `${(ratio * 100).toFixed(1)}%`}`);
+      if (ratio !== undefined && ratio > 0.995) break;
+    }
   }
   const before = await scrape(gateway.metricsUrl);
   const t0 = performance.now();
@@ -443,10 +460,10 @@ async function profileRun(): Promise<void> {
   // The max phase, located back from the profile's end (the stop came t2 - t1 ms after it).
   const p = summarizeProfile(join(dir, file), 30, { fromEndMs: t2 - t0 - 500, toEndMs: t2 - t1 + 500 });
   const lines = [
-    `# CPU profile: one gateway process (GATEWAY_WORKERS=1), warm decisions, max throughput`,
+    `# CPU profile: one gateway process (GATEWAY_WORKERS=1), ${miss ? 'every decision a cache miss' : 'warm decisions'}, max throughput`,
     '',
     `${MAX_VUS} closed-loop k6 VUs for ${MAX_S} s: ${k.rps.toFixed(0)} req/s, p50 ${k.p50.toFixed(2)} ms, p99 ${k.p99.toFixed(2)} ms, errors ${k.failed}; decisions ${Object.entries(layersSeen).map(([l, n]) => `${l} ${n}`).join(', ')}. ` +
-      `Self time of the gateway process during that phase only: ${p.totalMs.toFixed(0)} ms sampled, idle ${(p.idleShare * 100).toFixed(1)}% (k6, the upstream, OpenFGA and Redis share the ${cpus().length} cores). Command: \`npm run bench -- --profile\`.`,
+      `Self time of the gateway process during that phase only: ${p.totalMs.toFixed(0)} ms sampled, idle ${(p.idleShare * 100).toFixed(1)}% (k6, the upstream, OpenFGA and Redis share the ${cpus().length} cores). Command: \`npm run bench -- ${miss ? '--profile-miss' : '--profile'}\`.`,
     '',
     '| self % | self ms | package |',
     '| ---: | ---: | --- |',
@@ -458,7 +475,7 @@ async function profileRun(): Promise<void> {
   ];
   const outDir = join(REPO_ROOT, 'load', 'results');
   mkdirSync(outDir, { recursive: true });
-  if (!quick) writeFileSync(join(outDir, 'profile-latest.md'), `${lines.join('\n')}\n`);
+  if (!quick) writeFileSync(join(outDir, miss ? 'profile-miss-latest.md' : 'profile-latest.md'), `${lines.join('\n')}\n`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
@@ -500,8 +517,6 @@ function report(): void {
   const c = row('c', 'rate');
   const bMax = row('b', 'max');
   const cMax = row('c', 'max');
-  const e = row('e', 'rate');
-  const f = row('f', 'rate');
   const g = rows.filter((r) => r.id === 'g');
   if (b && c) {
     const added = c.k6.p99 - b.k6.p99;
@@ -511,9 +526,12 @@ function report(): void {
     const ratio = cMax.k6.rps / bMax.k6.rps;
     targets.push(`| warm max throughput ≥ 70% of the bare proxy's | ${cMax.k6.rps.toFixed(0)} / ${bMax.k6.rps.toFixed(0)} req/s = **${(ratio * 100).toFixed(0)}%** | ${verdict(ratio >= 0.7)} |`);
   }
-  if (e && f) {
-    const over = e.k6.p99 - f.k6.p99;
-    targets.push(`| cache-miss p99 ≤ OpenFGA's own p99 + 1 ms (at ${RATE} req/s) | ${ms(e.k6.p99)} − ${ms(f.k6.p99)} = **${ms(over)} ms** over | ${compared(f, e, over, over <= 1)} |`);
+  for (const [mode, rate] of [['low', MISS_RATE], ['rate', RATE]] as const) {
+    const em = row('e', mode);
+    const fm = row('f', mode);
+    if (!em || !fm) continue;
+    const over = em.k6.p99 - fm.k6.p99;
+    targets.push(`| cache-miss p99 ≤ OpenFGA's own p99 + 1 ms (at ${rate} req/s) | ${ms(em.k6.p99)} − ${ms(fm.k6.p99)} = **${ms(over)} ms** over | ${compared(fm, em, over, over <= 1)} |`);
   }
   if (layers) {
     targets.push(`| in-process (L1) decision ≤ 20 µs | p50 ${layers.l1.p50.toFixed(1)} µs, p99 **${layers.l1.p99.toFixed(1)} µs** | ${verdict(layers.l1.p99 <= 20)} |`);
@@ -539,7 +557,8 @@ function report(): void {
   add('bare proxy over the tenant service (proxy cost)', row('b', 'rate'), row('a', 'rate'));
   add(`gateway warm (L1) over the bare proxy, at ${RATE} req/s`, row('c', 'rate'), row('b', 'rate'));
   add('gateway L1 off (Redis) over the bare proxy', row('d', 'rate'), row('b', 'rate'));
-  add('gateway cache miss over OpenFGA direct', row('e', 'rate'), row('f', 'rate'));
+  if (MISS_RATE > 0) add(`gateway cache miss over OpenFGA direct, at ${MISS_RATE} req/s`, row('e', 'low'), row('f', 'low'));
+  add(`gateway cache miss over OpenFGA direct, at ${RATE} req/s`, row('e', 'rate'), row('f', 'rate'));
   const maxRatios = ['a', 'c', 'd', 'e', 'g']
     .map((id) => row(id, 'max'))
     .filter((r): r is Row => r !== undefined && bMax !== undefined)
@@ -553,8 +572,8 @@ function report(): void {
       `**k6 and every process under test share these ${cpus().length} cores**, so each latency includes some of k6's own CPU time, and the maximum-throughput rows are what the whole box does with k6 running on it. ` +
       `Load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}${loadBefore[0]! > 1 ? ' (other work was running: figures are noisy)' : ''}.`,
     '',
-    `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either). ` +
-      `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +
+    `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either). ` +
+      `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''}${MISS_RATE > 0 ? ` (and ${MISS_RATE} req/s for e and f)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +
       'Reads are GET /api/v1/tenants/acme-sales/agents/{id}: 32 readers × 32 agents = 1,024 distinct decisions (the miss row asks for a new agent id every time; the upstream answers 404, counted as expected). ' +
       `Rows b and c (the headline comparison) are ${ROUNDS > 1 ? `the median of ${ROUNDS} interleaved rounds (b, c, b, c, …) so that a burst of other work on the machine hits both alike` : 'one run each'}. ` +
       'Errors = responses with an unexpected status or transport errors (+ admin errors and stale denials in the mixed row); dropped = arrivals k6 could not start on time. Cache hit ratio = (L1 + Redis) / all decisions, from the gateway\'s /metrics before and after the row.',
@@ -597,7 +616,7 @@ function report(): void {
       '| layer | samples | p50 µs | p99 µs | max µs |',
       '| --- | ---: | ---: | ---: | ---: |',
       ...(['l1', 'redis', 'openfga', 'engine'] as const).map((k) => {
-        const label = { l1: 'in-process (L1) hit', redis: 'Redis (L1 off)', openfga: 'miss → OpenFGA (Redis miss, versions, Check, fill)', engine: 'OpenFGA Check alone (SDK, no cache)' }[k];
+        const label = { l1: 'in-process (L1) hit', redis: 'Redis (L1 off)', openfga: 'miss → OpenFGA (Redis miss, versions, Check, fill)', engine: 'OpenFGA Check alone (request-path client, no cache)' }[k];
         return `| ${label} | ${L[k].n} | ${L[k].p50.toFixed(1)} | ${L[k].p99.toFixed(1)} | ${L[k].max.toFixed(1)} |`;
       }),
       '',
@@ -634,7 +653,7 @@ function report(): void {
   mkdirSync(outDir, { recursive: true });
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const json = JSON.stringify(
-    { startedAt, git, quick, rate: RATE, lowRate: LOW_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers },
+    { startedAt, git, quick, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers },
     null,
     2,
   );

@@ -121,7 +121,7 @@ export const configSchema = z.object({
   // --- decision cache ---
   REDIS_URL: optionalString,
   /** Budget for one Redis round trip on the hot path before going straight to OpenFGA. */
-  REDIS_TIMEOUT_MS: positiveInt.default(5),
+  REDIS_TIMEOUT_MS: positiveInt.default(50),
   CACHE_ENABLED: boolFlag.default(true),
   CACHE_L1_MAX_ENTRIES: positiveInt.default(100000),
   CACHE_L1_ENABLED: boolFlag.default(true),

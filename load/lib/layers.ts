@@ -5,9 +5,10 @@
 //   redis    the same decisions with the in-process layer off (Redis GET + version reads)
 //   openfga  a new object every time: Redis miss, dependency versions, OpenFGA Check
 //            (HIGHER_CONSISTENCY), fill of both layers
-//   engine   OpenFGA Check alone through the SDK (no cache), for reference
+//   engine   OpenFGA Check alone through the request-path client (no cache), for reference
 import { Registry } from 'prom-client';
 import { DecisionCache } from '../../src/decisions/index.js';
+import { FgaRequestClient } from '../../src/fga/request-client.js';
 import { OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
 import { createFgaClient } from '../../src/fga/client.js';
 import { loadModel } from '../../src/fga/model.js';
@@ -40,11 +41,13 @@ export async function measureLayers(opts: {
 }): Promise<LayerResult> {
   const model = loadModel().request;
   const client = createFgaClient({ apiUrl: opts.fgaApiUrl, storeId: opts.storeId, authorizationModelId: opts.modelId, timeoutMs: 5000 });
-  const engine = new OpenFgaAuthorizer({ client, storeId: opts.storeId, authorizationModelId: opts.modelId });
+  const api = new FgaRequestClient({ apiUrl: opts.fgaApiUrl, storeId: opts.storeId, timeoutMs: 5000 });
+  const engine = new OpenFgaAuthorizer({ api, authorizationModelId: opts.modelId });
   const make = (l1Enabled: boolean) =>
     new DecisionCache({
       engine,
       fga: client,
+      api,
       storeId: opts.storeId,
       modelId: () => opts.modelId,
       model,

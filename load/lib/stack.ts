@@ -85,16 +85,20 @@ export class BenchStack {
 
   constructor(private readonly say: (line: string) => void) {}
 
-  async start(): Promise<void> {
+  /** Gateway worker processes of the main rows; the bare proxy runs as many. */
+  workers = 1;
+
+  /** `workers`: gateway workers wanted (default one per core; 1 whatever is asked on PGlite). */
+  async start(opts: { workers?: number } = {}): Promise<void> {
     const cores = availableParallelism();
     const [fga, redis] = await Promise.all([startOpenFga({ log: this.say }), startRedis()]);
     this.fga = fga;
     this.redis = redis;
     if (postgresAvailable()) {
       this.pg = await startThrowawayPostgres();
-      this.db = { kind: 'postgres (throwaway)', url: this.pg.url, workers: cores, note: `throwaway PostgreSQL from ${this.pg.binDir}, ${cores} gateway workers` };
+      this.db = { kind: 'postgres (throwaway)', url: this.pg.url, workers: cores, note: `throwaway PostgreSQL from ${this.pg.binDir}` };
     } else if (process.env.DATABASE_URL) {
-      this.db = { kind: 'postgres (DATABASE_URL)', url: process.env.DATABASE_URL, workers: cores, note: `PostgreSQL from DATABASE_URL, ${cores} gateway workers` };
+      this.db = { kind: 'postgres (DATABASE_URL)', url: process.env.DATABASE_URL, workers: cores, note: 'PostgreSQL from DATABASE_URL' };
     } else {
       this.db = {
         kind: 'pglite',
@@ -114,7 +118,12 @@ export class BenchStack {
     });
     this.children.push(tenant.child);
     this.tenantUrl = tenant.url;
-    const bare = await startNodeService('bare-proxy', 'load/services/bare-proxy.ts', { TARGET: this.tenantUrl, PORT: String(await freePort()) });
+    this.workers = this.db.workers === 1 ? 1 : (opts.workers ?? this.db.workers);
+    const bare = await startNodeService('bare-proxy', 'load/services/bare-proxy.ts', {
+      TARGET: this.tenantUrl,
+      PORT: String(await freePort()),
+      WORKERS: String(this.workers),
+    });
     this.children.push(bare.child);
     this.bareUrl = bare.url;
   }

@@ -3,42 +3,75 @@
 // (http-proxy-middleware 3, the same options and the same upstream agent settings),
 // on a plain node:http server. Headers pass through untouched, so a request that
 // carries a valid gateway assertion is answered by the upstream as usual.
+// WORKERS (default 1) runs it under node:cluster like the gateway, so both compete for
+// the cores with the same number of processes and the difference between them is the
+// auth work, not the process layout.
 // Prints `READY <url>` on stdout; stops on SIGTERM.
+import cluster from 'node:cluster';
 import { Agent, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { proxyTarget, UPSTREAM_AGENT_OPTIONS } from '../../src/gateway/forward.js';
 
-const target = process.env.TARGET;
-if (!target) throw new Error('TARGET is required');
+const targetUrl = process.env.TARGET;
+if (!targetUrl) throw new Error('TARGET is required');
+const target: string = targetUrl;
 
-const errors: Plugin = (proxyServer) => {
-  proxyServer.on('error', (_err, _req, res) => {
-    const out = res as ServerResponse;
-    if (typeof out.writeHead !== 'function') return;
-    if (out.headersSent) out.destroy();
-    else out.writeHead(502, { 'content-type': 'text/plain' }).end('upstream unavailable');
+const workers = Number(process.env.WORKERS ?? 1);
+const port = Number(process.env.PORT ?? 0);
+
+if (workers > 1 && cluster.isPrimary) {
+  if (port === 0) throw new Error('PORT is required with WORKERS > 1');
+  let listening = 0;
+  for (let i = 0; i < workers; i++) {
+    cluster.fork().once('listening', () => {
+      if (++listening === workers) process.stdout.write(`READY http://127.0.0.1:${port}\n`);
+    });
+  }
+  const stopAll = () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+    setTimeout(() => process.exit(0), 2000).unref();
+    cluster.on('exit', () => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+    });
+  };
+  process.once('SIGTERM', stopAll);
+  process.once('SIGINT', stopAll);
+} else {
+  serve();
+}
+
+function serve(): void {
+  const errors: Plugin = (proxyServer) => {
+    proxyServer.on('error', (_err, _req, res) => {
+      const out = res as ServerResponse;
+      if (typeof out.writeHead !== 'function') return;
+      if (out.headersSent) out.destroy();
+      else out.writeHead(502, { 'content-type': 'text/plain' }).end('upstream unavailable');
+    });
+  };
+  const proxy = createProxyMiddleware<IncomingMessage, ServerResponse>({
+    target: proxyTarget(target),
+    changeOrigin: true,
+    xfwd: true,
+    agent: new Agent(UPSTREAM_AGENT_OPTIONS),
+    ejectPlugins: true,
+    plugins: [errors],
   });
-};
-const proxy = createProxyMiddleware<IncomingMessage, ServerResponse>({
-  target: proxyTarget(target),
-  changeOrigin: true,
-  xfwd: true,
-  agent: new Agent(UPSTREAM_AGENT_OPTIONS),
-  ejectPlugins: true,
-  plugins: [errors],
-});
 
-const server = createServer((req, res) => {
-  void proxy(req, res);
-});
-server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
-  process.stdout.write(`READY http://127.0.0.1:${port}\n`);
-});
-const stop = () => {
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);
+  const server = createServer((req, res) => {
+    void proxy(req, res);
+  });
+  server.listen(port, '127.0.0.1', () => {
+    // A cluster worker: the primary says READY once every worker listens.
+    if (cluster.isWorker) return;
+    const { port: bound } = server.address() as AddressInfo;
+    process.stdout.write(`READY http://127.0.0.1:${bound}\n`);
+  });
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}

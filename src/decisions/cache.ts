@@ -10,7 +10,7 @@
 // and the principal's own role-version there. Its life (TTL) counts from that read.
 import { LRUCache } from 'lru-cache';
 import type { Authorizer, CheckRequest, Decision } from '../gateway/types.js';
-import { objectPart, type HierarchyResolver } from '../fga/hierarchy.js';
+import { objectPart, typeOf, type HierarchyResolver } from '../fga/hierarchy.js';
 import { decisionKey } from './key.js';
 import type { SharedDecisions } from './l2.js';
 import type { DecisionMetrics } from './metrics.js';
@@ -166,36 +166,50 @@ export class CachingAuthorizer implements Authorizer {
 
   private async resolve(key: string, req: CheckRequest): Promise<{ allowed: boolean; layer: 'redis' | 'openfga' }> {
     const generation = this.versions.generation;
+    // The entry's life counts from here, before any version is read, so no entry outlives
+    // its TTL after its versions were read (without Redis, role-versions are forgotten some
+    // time after that: ./versions.ts).
+    const depsAt = performance.now();
+    // What the decision depends on, as far as this process knows the hierarchy: read
+    // alongside the Redis lookup (both are reads; on a Redis hit it goes unused).
+    const known = this.knownDependencies(req).catch(() => undefined);
 
     if (this.shared) {
       const fromShared = await this.lookupShared(key, generation);
       if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
     }
 
-    // What the decision depends on, with versions read before the engine is asked. The
-    // entry's life counts from here, so no entry outlives its TTL after its versions were
-    // read (without Redis, role-versions are forgotten some time after that: ./versions.ts).
-    const depsAt = performance.now();
-    let deps: { keys: string[]; versions: number[] } | undefined;
-    try {
-      deps = await this.dependencies(req);
-    } catch {
+    let deps: Dependencies | undefined = await known;
+    if (deps !== undefined && deps.openNodes) {
+      // A hierarchy node whose parents this process never read (a first request under
+      // it): resolve the whole closure before asking, the plain sequential way.
+      deps = await this.dependencies(req).catch(() => undefined);
+    }
+    if (deps === undefined) {
       // Versions or structure unavailable (Redis or OpenFGA trouble; counted there):
       // the answer is still the engine's, it just isn't cached (nothing to validate it by).
       this.counts.uncached++;
-      deps = undefined;
     }
 
+    // Every version the entry records has been read: ask the engine. Resources whose stored
+    // parents are not cached (a new object: normally none) are read meanwhile; the entry
+    // is kept only if they name no node outside the set whose versions were read.
+    const settled = deps?.pending.length ? this.pendingClosed(deps) : undefined;
     let allowed: boolean;
     try {
       const d = await this.engine.check(this.strongFills ? { ...req, consistency: 'strong' } : req);
       allowed = d.allowed;
     } catch (err) {
       this.counts.engine.error++;
+      settled?.catch(() => {});
       throw err;
     }
     if (allowed) this.counts.engine.allowed++;
     else this.counts.engine.denied++;
+    if (deps !== undefined && settled !== undefined && !(await settled)) {
+      this.counts.uncached++;
+      deps = undefined;
+    }
 
     const ttlMs = this.ttlMs(allowed) - (performance.now() - depsAt);
     if (deps && ttlMs >= 1) {
@@ -207,6 +221,20 @@ export class CachingAuthorizer implements Authorizer {
       }
     }
     return { allowed, layer: 'openfga' };
+  }
+
+  /**
+   * Whether the pending resources' stored parents all lie in the set whose versions were
+   * read (then that set is the closure, read before the engine was asked). False when they
+   * name another node, or could not be read.
+   */
+  private async pendingClosed(deps: Dependencies): Promise<boolean> {
+    try {
+      const lists = await Promise.all(deps.pending.map((p) => this.hierarchy.parentsAt(p.object, p.version)));
+      return lists.every((list) => list.every((parent) => deps.nodes.has(parent)));
+    } catch {
+      return false;
+    }
   }
 
   /** The answer from Redis if present and still valid, else undefined. */
@@ -249,22 +277,51 @@ export class CachingAuthorizer implements Authorizer {
    *   - on each node of Reach, the principal's own role-version there; for a subject that
    *     is not a plain object (a wildcard, a userset), the node's any-version instead.
    */
-  private async dependencies(req: CheckRequest): Promise<{ keys: string[]; versions: number[] }> {
-    const vkeys = this.versions.keys;
+  private async dependencies(req: CheckRequest): Promise<Dependencies> {
     const [globalVersion] = await this.versions.read([GLOBAL_KEY]);
-    const roots = [req.object];
-    for (const t of req.contextualTuples) roots.push(t.object, objectPart(t.user));
-    if (req.scope) roots.push(`${req.scope.type}:${req.scope.id}`);
-    const closure = await this.hierarchy.closure(roots);
+    const closure = await this.hierarchy.closure(rootsOf(req));
+    return this.withRoleVersions(req, globalVersion!, closure.objects, closure.versions, []);
+  }
+
+  /**
+   * The same, as far as the parent lists cached in process reach (no OpenFGA read). A node
+   * whose stored parents are not cached is `pending` when it is a resource (it is checked
+   * while the engine answers: ./soundness.ts, section 2) and sets `openNodes` when it is a
+   * hierarchy node (then the caller resolves the closure first).
+   */
+  private async knownDependencies(req: CheckRequest): Promise<Dependencies> {
+    const [globalVersion] = await this.versions.read([GLOBAL_KEY]);
+    const closure = await this.hierarchy.knownClosure(rootsOf(req));
+    const nodeTypes = this.hierarchy.structure.nodeTypes;
+    const pending: Array<{ object: string; version: number }> = [];
+    let openNodes = false;
+    for (const i of closure.open) {
+      const object = closure.objects[i]!;
+      if (nodeTypes.has(typeOf(object))) openNodes = true;
+      else pending.push({ object, version: closure.versions[i]! });
+    }
+    const deps = await this.withRoleVersions(req, globalVersion!, closure.objects, closure.versions, pending);
+    deps.openNodes = openNodes;
+    return deps;
+  }
+
+  private async withRoleVersions(
+    req: CheckRequest,
+    globalVersion: number,
+    objects: readonly string[],
+    structureVersions: readonly number[],
+    pending: Dependencies['pending'],
+  ): Promise<Dependencies> {
+    const vkeys = this.versions.keys;
     // Several objects can share a bucket; keep the oldest version read for its key
     // (the conservative one: it stops validating as soon as anything newer is seen).
-    const byKey = new Map<string, number>([[GLOBAL_KEY, globalVersion!]]);
+    const byKey = new Map<string, number>([[GLOBAL_KEY, globalVersion]]);
     const slots = new Set<string>();
-    closure.objects.forEach((o, i) => {
+    objects.forEach((o, i) => {
       const slot = vkeys.slot(o);
       slots.add(slot);
       const k = vkeys.structureKeyOfSlot(slot);
-      const v = closure.versions[i]!;
+      const v = structureVersions[i]!;
       const cur = byKey.get(k);
       if (cur === undefined || v < cur) byKey.set(k, v);
     });
@@ -272,6 +329,26 @@ export class CachingAuthorizer implements Authorizer {
     const own = [...slots].map((slot) => (principal !== undefined ? vkeys.roleKeyOfSlot(slot, principal) : slot));
     const ownVersions = await this.versions.read(own);
     own.forEach((k, i) => byKey.set(k, ownVersions[i]!));
-    return { keys: [...byKey.keys()], versions: [...byKey.values()] };
+    return { keys: [...byKey.keys()], versions: [...byKey.values()], nodes: new Set(objects), pending, openNodes: false };
   }
+}
+
+/** What a fill records, and what it still has to confirm. */
+interface Dependencies {
+  keys: string[];
+  versions: number[];
+  /** The objects whose versions were read (the closure, once `pending` is confirmed). */
+  nodes: ReadonlySet<string>;
+  /** Resources whose stored parents are still to be read, with the structure-version read for each. */
+  pending: Array<{ object: string; version: number }>;
+  /** A hierarchy node's parents were not cached: the closure is incomplete. */
+  openNodes: boolean;
+}
+
+/** The object, every object a contextual tuple names, and the scope node. */
+function rootsOf(req: CheckRequest): string[] {
+  const roots = [req.object];
+  for (const t of req.contextualTuples) roots.push(t.object, objectPart(t.user));
+  if (req.scope) roots.push(`${req.scope.type}:${req.scope.id}`);
+  return roots;
 }

@@ -22,6 +22,7 @@ import type { OpenFgaClient } from '@openfga/sdk';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Authorizer } from '../gateway/types.js';
+import type { FgaRequestClient } from '../fga/request-client.js';
 import { FgaStructureSource, HierarchyResolver, structureOf, type ModelTypes, type StructureSource } from '../fga/hierarchy.js';
 import { InvalidationBus, newInstanceId } from './bus.js';
 import { CachingAuthorizer } from './cache.js';
@@ -37,8 +38,10 @@ import { VersionStore } from './versions.js';
 export interface DecisionCacheOptions {
   /** Who answers on a miss: normally an OpenFgaAuthorizer. */
   engine: Authorizer;
-  /** Client for structural reads and ReadChanges (createFgaClient, storeId set); optional only with structureSource and poller: false. */
+  /** SDK client for the ReadChanges poller (createFgaClient, storeId set); optional only with poller: false. */
   fga?: OpenFgaClient;
+  /** Request-path client for structural reads; optional only with structureSource. */
+  api?: FgaRequestClient;
   storeId: string;
   /** The pinned model id; read on every check (part of every key). */
   modelId: () => string;
@@ -139,7 +142,8 @@ export class DecisionCache {
   constructor(opts: DecisionCacheOptions) {
     assertDecisionModel(opts.model);
     const fga = opts.fga;
-    if (!fga && (!opts.structureSource || (opts.poller ?? true))) throw new Error('DecisionCache needs `fga` for structural reads and the ReadChanges poller');
+    if (!fga && (opts.poller ?? true)) throw new Error('DecisionCache needs `fga` for the ReadChanges poller');
+    if (!opts.api && !opts.structureSource) throw new Error('DecisionCache needs `api` (or a structureSource) for structural reads');
     const emit = opts.onEvent ?? (() => {});
     this.instanceId = opts.instanceId ?? newInstanceId();
     this.l1Enabled = opts.l1Enabled;
@@ -183,7 +187,7 @@ export class DecisionCache {
       localMax: opts.localVersionsMax ?? Math.max(200_000, 2 * opts.l1MaxEntries),
     }));
     const hierarchy = (this.hierarchy = new HierarchyResolver({
-      source: opts.structureSource ?? new FgaStructureSource(fga!, opts.storeId),
+      source: opts.structureSource ?? new FgaStructureSource(opts.api!),
       structure,
       versions,
     }));

@@ -46,6 +46,16 @@
  * versions, and lives at most max TTL (allow or deny, with jitter) counted from the first
  * of those reads (./cache.ts; an in-process copy of a Redis entry gets at most max TTL
  * from the moment it was validated).
+ * One ordering is relaxed, for speed, without changing what is recorded: a *resource*
+ * (an object of a type that is no hierarchy node) whose stored parents this process has
+ * not cached at its just-read structure-version is read while the engine answers. Its
+ * version, and every other recorded version, were read before the engine was asked; the
+ * entry is recorded only if those stored parents all lie in the set whose versions were
+ * read (normally there are none: the gateway passes resource links as contextual tuples).
+ * Then that set is closed under the stored structural tuples as read — each read after its
+ * node's version — so it is Reach exactly as the sequential fill computes it; otherwise
+ * the answer is returned but not recorded. A hierarchy node whose parents are not cached
+ * makes the fill resolve the whole closure first (./cache.ts, resolve).
  *
  * ## 3. Invariant W (the write rule, ./nodes.ts bumpsFor)
  * Every tuple t written or deleted, on an object of slot N:

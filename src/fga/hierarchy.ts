@@ -12,9 +12,9 @@
 // structural write bumps the structure-version of the node holding the tuple (the moved
 // node) and the children-version of its old and new parent, so it invalidates exactly
 // the cached structure it changed; role grants and revocations bump neither.
-import { ConsistencyPreference, type OpenFgaClient } from '@openfga/sdk';
 import type { AuthorizationModel, Userset } from '@openfga/sdk';
 import { LRUCache } from 'lru-cache';
+import type { FgaRequestClient } from './request-client.js';
 
 export interface ChildLink {
   /** Type of the child object holding the structural tuple. */
@@ -101,8 +101,7 @@ export interface StructureSource {
 /** Reads structural tuples from OpenFGA with HIGHER_CONSISTENCY, following every page. */
 export class FgaStructureSource implements StructureSource {
   constructor(
-    private readonly client: OpenFgaClient,
-    private readonly storeId: string,
+    private readonly api: FgaRequestClient,
     private readonly pageSize = 100,
   ) {}
 
@@ -110,14 +109,13 @@ export class FgaStructureSource implements StructureSource {
     const out: string[] = [];
     let continuationToken: string | undefined;
     do {
-      const page = await this.client.read(filter, {
-        storeId: this.storeId,
+      const page = await this.api.read(filter, {
         pageSize: this.pageSize,
-        consistency: ConsistencyPreference.HigherConsistency,
+        consistency: 'strong',
         ...(continuationToken ? { continuationToken } : {}),
       });
-      for (const t of page.tuples) out.push(objectPart(t.key[pick]));
-      continuationToken = page.continuation_token || undefined;
+      for (const t of page.tuples) out.push(objectPart(t[pick]));
+      continuationToken = page.continuationToken;
     } while (continuationToken);
     return out;
   }
@@ -143,6 +141,8 @@ export interface NodeVersions {
   /** Changes whenever a structural tuple pointing at `object` (as parent) changes. */
   childVersions(objects: readonly string[]): Promise<readonly number[]>;
 }
+
+const NO_PARENTS: readonly string[] = Object.freeze([]);
 
 export class HierarchyTooLargeError extends Error {
   override name = 'HierarchyTooLargeError';
@@ -264,11 +264,49 @@ export class HierarchyResolver {
   }
 
   /**
+   * closure() as far as the parent lists cached in process reach, without reading
+   * OpenFGA: every node reached, with the structure-version it was read at, and `open`,
+   * the indices of nodes whose stored parents are not cached at that version (nothing
+   * above an open node was followed). With no open node it equals closure(roots).
+   */
+  async knownClosure(roots: readonly string[]): Promise<Closure & { open: number[] }> {
+    const openObjects = new Set<string>();
+    const closure = await this.walkUp(roots, (frontier, vs) =>
+      frontier.map((o, i) => {
+        const parents = this.cachedParents(o, vs[i]!);
+        if (parents === undefined) openObjects.add(o);
+        return parents ?? NO_PARENTS;
+      }),
+    );
+    const open: number[] = [];
+    closure.objects.forEach((o, i) => openObjects.has(o) && open.push(i));
+    return { ...closure, open };
+  }
+
+  /** The stored parents of `object` cached at `version`; undefined when not cached at it. */
+  private cachedParents(object: string, version: number): readonly string[] | undefined {
+    if (!this.structure.parentRelations.has(typeOf(object))) return NO_PARENTS;
+    const hit = this.parentsCache.get(object);
+    return hit !== undefined && hit.version === version ? hit.list : undefined;
+  }
+
+  /**
    * `roots` and every node above them, each with the structure-version it was read at.
    * A node's version is always read before its structural tuples (so a write racing
    * with this call either shows in the tuples or changes the version afterwards).
    */
   async closure(roots: readonly string[]): Promise<Closure> {
+    return this.walkUp(roots, (frontier, vs) => Promise.all(frontier.map((o, i) => this.parentsAt(o, vs[i]!))));
+  }
+
+  /**
+   * Level by level upwards from `roots`: each level's structure-versions are read, then
+   * `parentsOf` gives each node's parents at the version just read.
+   */
+  private async walkUp(
+    roots: readonly string[],
+    parentsOf: (frontier: readonly string[], versions: readonly number[]) => Promise<ReadonlyArray<readonly string[]>> | ReadonlyArray<readonly string[]>,
+  ): Promise<Closure> {
     const objects: string[] = [];
     const versions: number[] = [];
     const seen = new Set<string>();
@@ -276,7 +314,7 @@ export class HierarchyResolver {
     while (frontier.length > 0) {
       if (seen.size > this.maxNodes) throw new HierarchyTooLargeError(`more than ${this.maxNodes} nodes above ${roots.join(', ')}`);
       const vs = await this.versions.structureVersions(frontier);
-      const parentLists = await Promise.all(frontier.map((o, i) => this.parentsAt(o, vs[i]!)));
+      const parentLists = await parentsOf(frontier, vs);
       const next: string[] = [];
       frontier.forEach((o, i) => {
         objects.push(o);

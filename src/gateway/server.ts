@@ -13,6 +13,7 @@ import type { Db } from '../db/index.js';
 import { DecisionCache, decisionCacheSettings } from '../decisions/index.js';
 import { OpenFgaAuthorizer } from '../fga/authorizer.js';
 import { createFgaClient } from '../fga/client.js';
+import { FgaRequestClient } from '../fga/request-client.js';
 import { PROBLEM_CONTENT_TYPE, problem } from '../shared/problem.js';
 import { createGatewayApp } from './app.js';
 import { createAssertionSigner } from './assertion-signer.js';
@@ -95,10 +96,13 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     authorizationModelId: rt.authorizationModelId,
     timeoutMs: config.OPENFGA_TIMEOUT_MS,
   });
-  const engine = new OpenFgaAuthorizer({ client: fga, storeId: rt.storeId, authorizationModelId: rt.authorizationModelId });
+  // Check and the structural reads: the request path's own client (see ../fga/request-client.ts).
+  const api = new FgaRequestClient({ apiUrl: rt.fgaApiUrl, storeId: rt.storeId, timeoutMs: config.OPENFGA_TIMEOUT_MS });
+  const engine = new OpenFgaAuthorizer({ api, authorizationModelId: rt.authorizationModelId });
   const cache = new DecisionCache({
     engine,
     fga,
+    api,
     storeId: rt.storeId,
     modelId: () => engine.authorizationModelId,
     model: rt.model,
@@ -215,6 +219,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     async close() {
       await Promise.all([closeServer(server), metricsServer ? closeServer(metricsServer) : Promise.resolve()]);
       await cache.close();
+      await api.close();
     },
   };
 }

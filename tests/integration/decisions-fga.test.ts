@@ -1,11 +1,15 @@
 // The OpenFGA side of the decision cache against a real server: the Authorizer
-// (typed errors, contextual tuples, batch checks) and the hierarchy reader (paging).
+// (typed errors, contextual tuples), its request-path client (failures) and the
+// hierarchy reader (paging).
+import { createServer, type Server, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthorizerRequestError, OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
 import { FgaStructureSource, HierarchyResolver, structureOf } from '../../src/fga/hierarchy.js';
 import { bumpsFor, VersionKeys } from '../../src/decisions/nodes.js';
 import { VersionStore } from '../../src/decisions/versions.js';
+import { FgaRequestClient } from '../../src/fga/request-client.js';
+import { freePort } from '../../src/stack/ports.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
 import { engineFor, MODEL, resourceCheck, tuple, writeHierarchy } from '../support/decisions-fixture.js';
 
@@ -27,27 +31,10 @@ describe('OpenFgaAuthorizer', () => {
     expect((await engine.check({ ...resourceCheck('user:tAuser', 'tA', 'agent', '1'), contextualTuples: [] })).allowed).toBe(false);
   });
 
-  it('answers several checks in one batch, in order', async () => {
-    const answers = await engine.batchCheck([
-      resourceCheck('user:tAuser', 'tA', 'agent', '1'),
-      resourceCheck('user:tAuser', 'tB', 'agent', '1'),
-      { user: 'user:d1admin', relation: 'can_view', object: 'tenant:tB', contextualTuples: [] },
-      { user: 'user:d3admin', relation: 'can_view', object: 'tenant:tB', contextualTuples: [] },
-    ]);
-    expect(answers).toEqual([true, false, true, false]);
-    expect(await engine.batchCheck([])).toEqual([]);
-  });
-
-  it('rejects a question OpenFGA refuses with a typed error, in check and in batch', async () => {
-    await expect(engine.check({ user: 'user:a', relation: 'no_such_relation', object: 'tenant:tA', contextualTuples: [] })).rejects.toBeInstanceOf(
-      AuthorizerRequestError,
-    );
-    await expect(
-      engine.batchCheck([
-        { user: 'user:a', relation: 'can_view', object: 'tenant:tA', contextualTuples: [] },
-        { user: 'user:a', relation: 'no_such_relation', object: 'tenant:tA', contextualTuples: [] },
-      ]),
-    ).rejects.toBeInstanceOf(AuthorizerRequestError);
+  it('rejects a question OpenFGA refuses with a typed error', async () => {
+    const refused = engine.check({ user: 'user:a', relation: 'no_such_relation', object: 'tenant:tA', contextualTuples: [] });
+    await expect(refused).rejects.toBeInstanceOf(AuthorizerRequestError);
+    await expect(refused).rejects.toMatchObject({ failure: 'invalid_request' });
   });
 
   it('follows a re-pinned model id', async () => {
@@ -57,6 +44,75 @@ describe('OpenFgaAuthorizer', () => {
     other.pinModel(store.authorizationModelId);
     expect(other.authorizationModelId).toBe(store.authorizationModelId);
     expect((await other.check({ user: 'user:tAadmin', relation: 'can_view', object: 'tenant:tA', contextualTuples: [] })).allowed).toBe(true);
+  });
+});
+
+describe('FgaRequestClient', () => {
+  const question = { user: 'user:tAuser', relation: 'can_read', object: 'agent:tA/1', contextualTuples: [tuple('tenant:tA', 'tenant', 'agent:tA/1')] };
+  /** A peer that accepts connections and never answers: a frozen server. */
+  let silent: Server;
+  const held: Socket[] = [];
+  beforeAll(async () => {
+    silent = createServer((socket) => void held.push(socket));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  });
+  afterAll(async () => {
+    for (const s of held) s.destroy();
+    await new Promise((r) => silent.close(r));
+  });
+
+  it('answers Check in both consistencies, with and without the contextual link', async () => {
+    const api = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs: 5000 });
+    try {
+      expect(await api.check(question, store.authorizationModelId, 'strong')).toBe(true);
+      expect(await api.check(question, store.authorizationModelId, 'cached')).toBe(true);
+      expect(await api.check({ ...question, contextualTuples: [] }, store.authorizationModelId, 'strong')).toBe(false);
+      expect(await api.check({ ...question, user: 'user:tBadmin' }, store.authorizationModelId, 'strong')).toBe(false);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('reads stored tuples page by page, with a continuation token until the last page', async () => {
+    const api = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs: 5000 });
+    try {
+      const first = await api.read({ user: 'division:d2', relation: 'division', object: 'tenant:' }, { pageSize: 1, consistency: 'strong' });
+      expect(first.tuples).toHaveLength(1);
+      expect(first.continuationToken).toEqual(expect.any(String));
+      const all = await api.read({ user: 'division:d2', relation: 'division', object: 'tenant:' }, { pageSize: 100, consistency: 'strong' });
+      expect(all.continuationToken).toBeUndefined();
+      expect(all.tuples.map((t) => t.object)).toEqual(expect.arrayContaining(['tenant:tA', 'tenant:tB']));
+      expect(all.tuples.every((t) => t.user === 'division:d2' && t.relation === 'division')).toBe(true);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('rejects typed: refused question, unknown store, closed port, silent server', async () => {
+    const api = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs: 5000 });
+    const otherStore = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: '01ARZ3NDEKTSV4RRFFQ69G5FAV', timeoutMs: 5000 });
+    const closed = new FgaRequestClient({ apiUrl: `http://127.0.0.1:${await freePort()}`, storeId: store.storeId, timeoutMs: 5000 });
+    const frozen = new FgaRequestClient({ apiUrl: `http://127.0.0.1:${(silent.address() as { port: number }).port}`, storeId: store.storeId, timeoutMs: 200 });
+    try {
+      await expect(api.check({ ...question, relation: 'no_such_relation' }, store.authorizationModelId, 'strong')).rejects.toMatchObject({
+        name: 'AuthorizerRequestError',
+        failure: 'invalid_request',
+      });
+      await expect(otherStore.check(question, store.authorizationModelId, 'strong')).rejects.toMatchObject({ failure: 'invalid_request' });
+      await expect(closed.check(question, store.authorizationModelId, 'strong')).rejects.toMatchObject({
+        name: 'AuthorizerUnavailableError',
+        failure: 'unreachable',
+      });
+      const started = performance.now();
+      await expect(frozen.read({ relation: 'tenant', object: 'agent:tA/1' }, { pageSize: 10, consistency: 'strong' })).rejects.toMatchObject({
+        name: 'AuthorizerUnavailableError',
+        failure: 'timeout',
+      });
+      // The budget covers the whole call: it ends near 200 ms, not at some library default.
+      expect(performance.now() - started).toBeLessThan(3000);
+    } finally {
+      await Promise.all([api.close(), otherStore.close(), closed.close(), frozen.close()]);
+    }
   });
 });
 
@@ -75,7 +131,7 @@ describe('HierarchyResolver over OpenFGA', () => {
     const structure = structureOf(MODEL);
     const keys = new VersionKeys(structure);
     const versions = new VersionStore({ keys, prefix: 'unused:', trusted: () => true });
-    const reader = new FgaStructureSource(store.client, store.storeId, 2);
+    const reader = new FgaStructureSource(store.api, 2);
     let reads = 0;
     const counting = {
       parents: (o: string, r: readonly string[]) => (reads++, reader.parents(o, r)),

@@ -2,7 +2,7 @@
 // cache instances standing in for gateway replicas, and small helpers.
 import { Registry } from 'prom-client';
 import type { OpenFgaClient } from '@openfga/sdk';
-import { createFgaClient } from '../../src/fga/client.js';
+import { FgaRequestClient } from '../../src/fga/request-client.js';
 import { OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
 import { loadModel } from '../../src/fga/model.js';
 import { DecisionCache, type DecisionCacheOptions } from '../../src/decisions/index.js';
@@ -23,8 +23,7 @@ export class CountingAuthorizer implements Authorizer {
 
 export function engineFor(store: Pick<TestStore, 'apiUrl' | 'storeId' | 'authorizationModelId'>, timeoutMs = 5000): OpenFgaAuthorizer {
   return new OpenFgaAuthorizer({
-    client: createFgaClient({ apiUrl: store.apiUrl, storeId: store.storeId, authorizationModelId: store.authorizationModelId, timeoutMs }),
-    storeId: store.storeId,
+    api: new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs }),
     authorizationModelId: store.authorizationModelId,
   });
 }
@@ -37,13 +36,14 @@ export interface Replica {
 }
 
 export async function startReplica(
-  store: Pick<TestStore, 'apiUrl' | 'storeId' | 'authorizationModelId' | 'client'>,
+  store: Pick<TestStore, 'apiUrl' | 'storeId' | 'authorizationModelId' | 'client' | 'api'>,
   opts: Partial<DecisionCacheOptions> & { engine?: Authorizer } = {},
 ): Promise<Replica> {
   const engine = new CountingAuthorizer(opts.engine ?? engineFor(store));
   const registry = new Registry();
   const cache = new DecisionCache({
     fga: store.client,
+    api: store.api,
     storeId: store.storeId,
     modelId: () => store.authorizationModelId,
     model: MODEL,

@@ -5,10 +5,13 @@ import { inject } from 'vitest';
 import type { OpenFgaClient } from '@openfga/sdk';
 import { bootstrap, type BootstrapResult } from '../../src/fga/bootstrap.js';
 import { createFgaClient } from '../../src/fga/client.js';
+import { FgaRequestClient } from '../../src/fga/request-client.js';
 
 export interface TestStore extends BootstrapResult {
   apiUrl: string;
   client: OpenFgaClient;
+  /** The request-path client (Check, Read) on the same store. */
+  api: FgaRequestClient;
 }
 
 export async function createTestStore(opts: { apiUrl?: string; platformAdmins?: string[] } = {}): Promise<TestStore> {
@@ -25,5 +28,6 @@ export async function createTestStore(opts: { apiUrl?: string; platformAdmins?: 
     authorizationModelId: result.authorizationModelId,
     timeoutMs: 5000,
   });
-  return { ...result, apiUrl, client };
+  const api = new FgaRequestClient({ apiUrl, storeId: result.storeId, timeoutMs: 5000 });
+  return { ...result, apiUrl, client, api };
 }

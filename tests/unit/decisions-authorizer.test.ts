@@ -1,45 +1,39 @@
-// How SDK failures map to typed Authorizer errors (the real-server cases — refused
-// request, unreachable server — are in the integration tests).
-import { FgaApiError, FgaApiInternalError, FgaApiRateLimitExceededError, FgaApiValidationError, FgaError } from '@openfga/sdk';
+// How OpenFGA's error answers map to typed Authorizer errors (the transport cases —
+// refused question, unreachable or silent server — run against real peers in
+// tests/integration/decisions-fga.test.ts).
 import { describe, expect, it } from 'vitest';
-import { AuthorizerRequestError, AuthorizerUnavailableError, toAuthorizerError } from '../../src/fga/authorizer.js';
+import { AuthorizerRequestError, AuthorizerUnavailableError, fromFgaHttpError } from '../../src/fga/errors.js';
 
-/** The shape of an axios error the SDK's error classes read. */
-function axiosLike(status: number, data: Record<string, unknown>) {
-  return {
-    isAxiosError: true,
-    message: `Request failed with status code ${status}`,
-    response: { status, statusText: '', data, headers: {} },
-    config: { url: 'http://fga/stores/s/check', method: 'post', data: '{}' },
-    request: { path: '/stores/s/check' },
-  } as never;
-}
-
-describe('toAuthorizerError', () => {
+describe('fromFgaHttpError', () => {
   it('maps "resolution too complex" to unavailable/too_complex (not a refusal, not an answer)', () => {
-    const e = toAuthorizerError(new FgaApiValidationError(axiosLike(400, { code: 'authorization_model_resolution_too_complex', message: 'too deep' })));
+    const e = fromFgaHttpError(400, 'authorization_model_resolution_too_complex', 'too deep');
     expect(e).toBeInstanceOf(AuthorizerUnavailableError);
     expect(e.failure).toBe('too_complex');
   });
 
-  it('maps other validation errors to a request error', () => {
-    const e = toAuthorizerError(new FgaApiValidationError(axiosLike(400, { code: 'validation_error', message: 'relation not found' })));
-    expect(e).toBeInstanceOf(AuthorizerRequestError);
-    expect(e.failure).toBe('invalid_request');
+  it('maps other 4xx answers to a request error (a policy or configuration bug)', () => {
+    for (const [status, code] of [
+      [400, 'validation_error'],
+      [404, 'store_id_not_found'],
+      [422, undefined],
+    ] as const) {
+      const e = fromFgaHttpError(status, code, 'refused');
+      expect(e).toBeInstanceOf(AuthorizerRequestError);
+      expect(e.failure).toBe('invalid_request');
+    }
   });
 
   it('maps 5xx, 504/deadline and 429 to unavailable', () => {
-    expect(toAuthorizerError(new FgaApiInternalError(axiosLike(500, { code: 'internal_error' }))).failure).toBe('server_error');
-    expect(toAuthorizerError(new FgaApiInternalError(axiosLike(504, { code: 'deadline_exceeded' }))).failure).toBe('timeout');
-    expect(toAuthorizerError(new FgaApiRateLimitExceededError(axiosLike(429, {}))).failure).toBe('rate_limited');
-    expect(toAuthorizerError(new FgaApiError(axiosLike(503, {})))).toBeInstanceOf(AuthorizerUnavailableError);
+    expect(fromFgaHttpError(500, 'internal_error', 'x').failure).toBe('server_error');
+    expect(fromFgaHttpError(503, undefined, '').failure).toBe('server_error');
+    expect(fromFgaHttpError(504, 'deadline_exceeded', 'x').failure).toBe('timeout');
+    expect(fromFgaHttpError(500, 'deadline_exceeded', 'x').failure).toBe('timeout');
+    expect(fromFgaHttpError(429, undefined, '').failure).toBe('rate_limited');
+    for (const status of [429, 500, 502, 503, 504]) expect(fromFgaHttpError(status, undefined, '')).toBeInstanceOf(AuthorizerUnavailableError);
   });
 
-  it('maps network failures: timeouts and refused connections', () => {
-    expect(toAuthorizerError(new FgaError(new Error('timeout of 1000ms exceeded'))).failure).toBe('timeout');
-    const refused = toAuthorizerError(new FgaError(new Error('connect ECONNREFUSED 127.0.0.1:1')));
-    expect(refused).toBeInstanceOf(AuthorizerUnavailableError);
-    expect(refused.failure).toBe('unreachable');
-    expect(toAuthorizerError(new TypeError('boom'))).toBeInstanceOf(AuthorizerUnavailableError);
+  it('keeps the cause when given one', () => {
+    const cause = new Error('raw');
+    expect(fromFgaHttpError(500, undefined, 'x', cause).cause).toBe(cause);
   });
 });

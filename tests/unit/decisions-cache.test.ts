@@ -2,7 +2,7 @@
 // and an in-memory hierarchy. Semantics against the real OpenFGA live in
 // tests/integration/decisions-*.test.ts.
 import { Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DecisionCache } from '../../src/decisions/index.js';
 import type { ChildLink, StructureSource } from '../../src/fga/hierarchy.js';
 import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
@@ -45,8 +45,16 @@ class TableStructure implements StructureSource {
     ['tenant:tB', ['division:d2']],
   ]);
   reads = 0;
+  /** Reads of this object wait until release(). */
+  held: { object: string; gate: Promise<void>; release: () => void } | undefined;
+  holdReadsOf(object: string): void {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    this.held = { object, gate, release };
+  }
   async parents(object: string): Promise<string[]> {
     this.reads++;
+    if (this.held?.object === object) await this.held.gate;
     return this.parentsOf.get(object) ?? [];
   }
   async children(parent: string, links: readonly ChildLink[]): Promise<string[]> {
@@ -316,3 +324,49 @@ describe('CachingAuthorizer (in-process only)', () => {
     expect(engine.calls).toHaveLength(2);
   });
 });
+
+describe('a new resource object: its stored parents are read while the engine answers', () => {
+  it('asks the engine without waiting for that read, and caches once it names no other node', async () => {
+    const { engine, structure, cache, check, agent } = setup();
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    engine.set('user:a', 'can_read', 'agent:tA/1', true);
+    await check('user:a', 'can_view', 'tenant:tA'); // the tenant's chain is now known in process
+    structure.holdReadsOf('agent:tA/1');
+    const pending = cache.authorizer.check(agent('tA', 'user:a'));
+    await vi.waitFor(() => expect(engine.calls.map((c) => c.object)).toContain('agent:tA/1'));
+    expect(structure.held).toBeDefined(); // asked while the read of the agent's parents is still open
+    structure.held!.release();
+    expect(await pending).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(await cache.authorizer.check(agent('tA', 'user:a'))).toMatchObject({ allowed: true, layer: 'l1' });
+    expect(cache.metrics.counts.uncached).toBe(0);
+  });
+
+  it('does not cache an answer whose object has a stored link outside the nodes read; the next fill follows the link and its revocation', async () => {
+    const { engine, structure, cache, check, agent } = setup();
+    // A link written straight to OpenFGA: the agent of tenant A also hangs under tenant B.
+    structure.parentsOf.set('agent:tA/1', ['tenant:tB']);
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    engine.set('user:b', 'can_read', 'agent:tA/1', true); // b is a member of tB, so the stored link lets b in
+    await check('user:a', 'can_view', 'tenant:tA');
+    expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(cache.metrics.counts.uncached).toBe(1); // tenant:tB was not among the versions read before the engine
+    expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: true, layer: 'l1' });
+    // b loses tB: the cached allow depended on b's role-version on tB, so it is not served again.
+    engine.set('user:b', 'can_read', 'agent:tA/1', false);
+    await cache.invalidator.tuplesChanged({ writes: [], deletes: [{ user: 'user:b', relation: 'member', object: 'tenant:tB' }] });
+    expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: false, layer: 'openfga' });
+  });
+
+  it('an engine failure while the read is open rejects, caches nothing, and leaves no unhandled rejection', async () => {
+    const { engine, structure, cache, check, agent } = setup();
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    await check('user:a', 'can_view', 'tenant:tA');
+    engine.set('user:a', 'can_read', 'agent:tA/1', new AuthorizerUnavailableError('timeout', 'slow'));
+    structure.parentsOf.set('agent:tA/1', ['tenant:tB']);
+    await expect(cache.authorizer.check(agent('tA', 'user:a'))).rejects.toBeInstanceOf(AuthorizerUnavailableError);
+    engine.set('user:a', 'can_read', 'agent:tA/1', true);
+    expect(await cache.authorizer.check(agent('tA', 'user:a'))).toMatchObject({ allowed: true, layer: 'openfga' });
+  });
+});
+
