@@ -122,6 +122,19 @@ const rows: Row[] = [];
 const rawRows: Row[] = [];
 let revocation: RevocationResult | undefined;
 let layers: LayerResult | undefined;
+/** Parts that failed: named in the report (whose other rows stand), and the run exits 1. */
+const failures: string[] = [];
+
+/** Runs a part after the k6 rows; a failure is recorded instead of losing the rows measured so far. */
+async function part(name: string, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    failures.push(`${name}: ${message}`);
+    say(`  ${name} FAILED: ${message}`);
+  }
+}
 let workDir = '';
 
 try {
@@ -210,29 +223,33 @@ async function benchRun(): Promise<void> {
   await gateway.stop();
 
   if (want('revocation')) {
-    say(`revocation-to-deny: two gateway processes (A, B) sharing one Redis, ${REVOCATIONS} revocations`);
-    const a = await stack.startGateway({ name: 'A', l1: true, workers: 1, metricsPort: 0 });
-    const b = await stack.startGateway({ name: 'B', l1: true, workers: 1, ...(stack.db.url ? {} : { dataDir: stack.cloneDataDir('b') }) });
-    const before = await scrape(b.metricsUrl);
-    revocation = await measureRevocation({ a: a.url, b: b.url, adminToken: fx.adminToken, users: fx.revoked, agent: fx.agents[0]!, count: REVOCATIONS, say });
-    revocation.warmLayer = decisionsByLayer(before, await scrape(b.metricsUrl));
-    await a.stop();
-    await b.stop();
-    say(
-      `  ${revocation.firstReadDenied}/${revocation.revocations} denied on B's very next read; deny after answer p50 ${revocation.deny.p50.toFixed(2)} ms, p99 ${revocation.deny.p99.toFixed(2)} ms, max ${revocation.deny.max.toFixed(2)} ms`,
-    );
+    await part('revocation', async () => {
+      say(`revocation-to-deny: two gateway processes (A, B) sharing one Redis, ${REVOCATIONS} revocations`);
+      const a = await stack.startGateway({ name: 'A', l1: true, workers: 1, metricsPort: 0 });
+      const b = await stack.startGateway({ name: 'B', l1: true, workers: 1, ...(stack.db.url ? {} : { dataDir: stack.cloneDataDir('b') }) });
+      const before = await scrape(b.metricsUrl);
+      revocation = await measureRevocation({ a: a.url, b: b.url, adminToken: fx.adminToken, users: fx.revoked, agent: fx.agents[0]!, count: REVOCATIONS, say });
+      revocation.warmLayer = decisionsByLayer(before, await scrape(b.metricsUrl));
+      await a.stop();
+      await b.stop();
+      say(
+        `  ${revocation.firstReadDenied}/${revocation.revocations} denied on B's very next read; deny after answer p50 ${revocation.deny.p50.toFixed(2)} ms, p99 ${revocation.deny.p99.toFixed(2)} ms, max ${revocation.deny.max.toFixed(2)} ms`,
+      );
+    });
   }
   if (want('layers')) {
-    say('decision latency by layer (in-process DecisionCache, real OpenFGA and Redis, one check at a time)');
-    layers = await measureLayers({
-      fgaApiUrl: stack.fga.apiUrl,
-      storeId: boot.storeId,
-      modelId: boot.authorizationModelId,
-      redisUrl: stack.redis.url,
-      tenant: TENANT,
-      users: fx.readers.map((u) => u.id),
-      agents: fx.agents,
-      samples: quick ? { l1: 5000, redis: 1000, openfga: 300 } : { l1: 50_000, redis: 10_000, openfga: 2000 },
+    await part('layers', async () => {
+      say('decision latency by layer (in-process DecisionCache, real OpenFGA and Redis, one check at a time)');
+      layers = await measureLayers({
+        fgaApiUrl: stack.fga.apiUrl,
+        storeId: boot.storeId,
+        modelId: boot.authorizationModelId,
+        redisUrl: stack.redis.url,
+        tenant: TENANT,
+        users: fx.readers.map((u) => u.id),
+        agents: fx.agents,
+        samples: quick ? { l1: 5000, redis: 1000, openfga: 300 } : { l1: 50_000, redis: 10_000, openfga: 2000 },
+      });
     });
   }
   report();
@@ -578,6 +595,7 @@ function report(): void {
       `Rows b and c (the headline comparison) are ${ROUNDS > 1 ? `the median of ${ROUNDS} interleaved rounds (b, c, b, c, …) so that a burst of other work on the machine hits both alike` : 'one run each'}. ` +
       'Errors = responses with an unexpected status or transport errors (+ admin errors and stale denials in the mixed row); dropped = arrivals k6 could not start on time. Cache hit ratio = (L1 + Redis) / all decisions, from the gateway\'s /metrics before and after the row.',
     '',
+    ...(failures.length > 0 ? [`**Parts that failed in this run** (their figures are missing below): ${failures.join('; ')}.`, ''] : []),
     ...table,
     '',
     '## Targets (issue 6)',
@@ -621,6 +639,10 @@ function report(): void {
       }),
       '',
     );
+    const off = Object.entries(L.offLayer).filter(([, by]) => Object.keys(by).length > 0);
+    if (off.length > 0) {
+      lines.push(`Answers from another layer than the one measured, left out of its figures: ${off.map(([layer, by]) => `${layer}: ${Object.entries(by).map(([l, n]) => `${n} from ${l}`).join(', ')}`).join('; ')}.`, '');
+    }
     const gw = rows.filter((r) => r.decisionP99Ms && r.mode === 'rate');
     if (gw.length > 0) {
       lines.push(
@@ -653,15 +675,16 @@ function report(): void {
   mkdirSync(outDir, { recursive: true });
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const json = JSON.stringify(
-    { startedAt, git, quick, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers },
+    { startedAt, git, quick, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers, failures },
     null,
     2,
   );
   writeFileSync(join(outDir, `bench-${stamp}.json`), json);
   writeFileSync(join(outDir, 'latest.json'), json);
   // A partial or quick run never overwrites the committed table.
-  const full = !quick && PARTS.every((p) => want(p));
+  const full = !quick && PARTS.every((p) => want(p)) && failures.length === 0;
   if (full) writeFileSync(join(outDir, 'latest.md'), md);
   process.stdout.write(md);
-  say(`results: load/results/bench-${stamp}.json${full ? ', load/results/latest.md' : ' (partial or quick run: latest.md left as it was)'}`);
+  say(`results: load/results/bench-${stamp}.json${full ? ', load/results/latest.md' : ' (partial, failed or quick run: latest.md left as it was)'}`);
+  if (failures.length > 0) process.exitCode = 1;
 }
