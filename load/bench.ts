@@ -26,6 +26,7 @@ import { runK6, type K6Result } from './lib/k6.js';
 import { measureLayers, type LayerResult } from './lib/layers.js';
 import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, scrape, type Scrape } from './lib/prom.js';
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
+import { cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
 
@@ -84,11 +85,17 @@ interface Row {
   hitRatio?: number;
   /** Gateway-side decision latency (histogram estimate, ms) by layer. */
   decisionP99Ms?: Record<string, number>;
+  /** OpenFGA calls as the gateway saw them, p99 (histogram estimate, ms), by call. */
+  openfgaP99Ms?: Record<string, number>;
   /** Gateway-side p50/p99 (histogram estimates, ms): whole request in the gateway, and the upstream part of it. */
   inside?: { requestP50: number; requestP99: number; upstreamP50: number; upstreamP99: number };
   /** Redis layer lookups by result (hit, miss, stale, bypass, error = timed out or failed). */
   redisLookups?: Record<string, number>;
   errors: number;
+  /** What the errors were (k6 counts by class), when there were any. */
+  errorDetail?: string;
+  /** Share of CPU time the hypervisor gave to other guests during the row (/proc/stat). */
+  steal?: number;
   /** Interleaved rounds this row is the median of. */
   rounds?: number;
 }
@@ -96,6 +103,7 @@ interface Row {
 process.chdir(REPO_ROOT);
 const startedAt = new Date();
 const loadBefore = loadavg();
+const cpuAtStart = cpuTimes();
 const k6 = await ensureTool(K6, say);
 const k6Version = execFileSync(k6, ['version'], { encoding: 'utf8' }).trim().split('\n')[0]!;
 const git = (() => {
@@ -330,7 +338,9 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
   await sc.beforeEach?.();
   const gateway = sc.gateway;
   const before: Scrape = await scrape(gateway?.metricsUrl);
+  const cpuBefore = cpuTimes();
   const k = await k6Run(sc, mode, `${sc.id}-${mode}-${round}`);
+  const steal = stealShare(cpuBefore, cpuTimes());
   const after: Scrape = await scrape(gateway?.metricsUrl);
   const row: Row = {
     id: sc.id,
@@ -341,6 +351,7 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
     // http_req_failed already counts unexpected statuses and failed admin calls; a stale
     // denial (403 right after a re-grant) is an "expected" status for k6, so it is added.
     errors: k.failed + (k.counters.granted_denied ?? 0),
+    ...(steal !== undefined ? { steal } : {}),
   };
   if (gateway) {
     row.layers = decisionsByLayer(before, after);
@@ -360,9 +371,21 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
         .map((l) => [l, deltaQuantile(before, after, 'tiergate_decision_duration_seconds', 0.99, { layer: l }) * 1000]),
     );
   }
+  if (gateway && row.layers && (row.layers.openfga ?? 0) > 0) {
+    row.openfgaP99Ms = Object.fromEntries(
+      (['check', 'read'] as const).map((call) => [call, deltaQuantile(before, after, 'tiergate_openfga_request_duration_seconds', 0.99, { call, outcome: 'ok' }) * 1000]),
+    );
+  }
+  if (row.errors > 0) {
+    // Say what went wrong: k6's counts by class, and the gateway's last warnings.
+    const byClass = Object.entries(k.counters).filter(([name, n]) => /^(unexpected|admin_errors)_/.test(name) && n > 0);
+    row.errorDetail = byClass.map(([name, n]) => `${name} ${n}`).join(', ');
+    const tail = gateway?.child.output().trim().split('\n').slice(-5).join('\n');
+    say(`  errors: ${row.errorDetail || 'no class recorded'}${tail ? `\n  gateway output (last lines):\n${tail}` : ''}`);
+  }
   rawRows.push(row);
   say(
-    `  ${row.load}${ROUNDS > 1 && (sc.id === 'b' || sc.id === 'c') ? ` (round ${round + 1})` : ''}: ${k.rps.toFixed(0)} req/s, p50 ${k.p50.toFixed(2)} ms, p99 ${k.p99.toFixed(2)} ms, errors ${row.errors}${k.dropped ? `, dropped ${k.dropped}` : ''}${row.hitRatio !== undefined ? `, hit ratio ${(row.hitRatio * 100).toFixed(1)}%` : ''}${k.counters.revoked_served !== undefined ? `, revoked served ${k.counters.revoked_served} (revocations ${k.counters.revocations ?? 0})` : ''}`,
+    `  ${row.load}${ROUNDS > 1 && (sc.id === 'b' || sc.id === 'c') ? ` (round ${round + 1})` : ''}: ${k.rps.toFixed(0)} req/s, p50 ${k.p50.toFixed(2)} ms, p99 ${k.p99.toFixed(2)} ms, errors ${row.errors}${k.dropped ? `, dropped ${k.dropped}` : ''}${steal !== undefined ? `, CPU steal ${(steal * 100).toFixed(0)}%` : ''}${row.hitRatio !== undefined ? `, hit ratio ${(row.hitRatio * 100).toFixed(1)}%` : ''}${k.counters.revoked_served !== undefined ? `, revoked served ${k.counters.revoked_served} (revocations ${k.counters.revocations ?? 0})` : ''}`,
   );
   return row;
 }
@@ -426,6 +449,10 @@ function medianRow(list: Row[]): Row {
     },
     errors: sum((r) => r.errors),
   };
+  const steals = list.map((r) => r.steal).filter((x): x is number => x !== undefined);
+  if (steals.length > 0) out.steal = median(steals);
+  const details = list.map((r) => r.errorDetail).filter((d): d is string => d !== undefined && d !== '');
+  if (details.length > 0) out.errorDetail = details.join('; ');
   if (first.layers) {
     out.layers = layers;
     const ratio = hitRatio(layers);
@@ -504,10 +531,11 @@ function ms(v: number | undefined): string {
 
 function report(): void {
   const loadAfter = loadavg();
+  const runSteal = stealShare(cpuAtStart, cpuTimes());
   const row = (id: string, mode: 'rate' | 'low' | 'max') => rows.find((r) => r.id === id && r.mode === mode);
   const table = [
-    '| | scenario | load | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | dropped | cache hit ratio |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| | scenario | load | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | dropped | CPU steal | cache hit ratio |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
     ...rows.map((r) => {
       const split = r.layers
         ? ` (${Object.entries(r.layers)
@@ -515,7 +543,7 @@ function report(): void {
             .map(([l, n]) => `${l} ${n}`)
             .join(', ')}${(r.redisLookups?.error ?? 0) > 0 ? `; Redis lookups over budget ${r.redisLookups!.error}` : ''})`
         : '';
-      return `| ${r.id} | ${r.scenario} | ${r.load}${r.rounds ? ` (median of ${r.rounds})` : ''} | ${r.k6.rps.toFixed(0)} | ${ms(r.k6.p50)} | ${ms(r.k6.p95)} | ${ms(r.k6.p99)} | ${ms(r.k6.max)} | ${r.errors} | ${r.k6.dropped} | ${r.hitRatio === undefined ? '–' : `${(r.hitRatio * 100).toFixed(1)}%${split}`} |`;
+      return `| ${r.id} | ${r.scenario} | ${r.load}${r.rounds ? ` (median of ${r.rounds})` : ''} | ${r.k6.rps.toFixed(0)} | ${ms(r.k6.p50)} | ${ms(r.k6.p95)} | ${ms(r.k6.p99)} | ${ms(r.k6.max)} | ${r.errors}${r.errorDetail ? ` (${r.errorDetail})` : ''} | ${r.k6.dropped} | ${r.steal === undefined ? '–' : `${(r.steal * 100).toFixed(0)}%`} | ${r.hitRatio === undefined ? '–' : `${(r.hitRatio * 100).toFixed(1)}%${split}`} |`;
     }),
   ];
 
@@ -575,6 +603,21 @@ function report(): void {
   add(`gateway warm (L1) over the bare proxy, at ${RATE} req/s`, row('c', 'rate'), row('b', 'rate'));
   add('gateway L1 off (Redis) over the bare proxy', row('d', 'rate'), row('b', 'rate'));
   if (MISS_RATE > 0) add(`gateway cache miss over OpenFGA direct, at ${MISS_RATE} req/s`, row('e', 'low'), row('f', 'low'));
+  // The decision alone on a miss (the gateway's own histogram, so an estimate within its
+  // buckets) against OpenFGA direct: what the end-to-end rows add on top is proxying and
+  // the upstream, which a miss does not change.
+  const decisionOnMiss: string[] = [];
+  for (const [mode, rate] of [['low', MISS_RATE], ['rate', RATE]] as const) {
+    const em = row('e', mode);
+    const fm = row('f', mode);
+    const d = em?.decisionP99Ms?.openfga;
+    const seen = em?.openfgaP99Ms;
+    if (em && fm && d !== undefined) {
+      decisionOnMiss.push(
+        `| ${rate} req/s | ${ms(d)} | ${seen ? `${ms(seen.check ?? Number.NaN)} / ${ms(seen.read ?? Number.NaN)}` : '–'} | ${ms(fm.k6.p99)} | ${d - fm.k6.p99 >= 0 ? '+' : ''}${ms(d - fm.k6.p99)} |`,
+      );
+    }
+  }
   add(`gateway cache miss over OpenFGA direct, at ${RATE} req/s`, row('e', 'rate'), row('f', 'rate'));
   const maxRatios = ['a', 'c', 'd', 'e', 'g']
     .map((id) => row(id, 'max'))
@@ -587,13 +630,14 @@ function report(): void {
     `Command: \`npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`. ` +
       `Code: ${git}. Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, ${k6Version}. ` +
       `**k6 and every process under test share these ${cpus().length} cores**, so each latency includes some of k6's own CPU time, and the maximum-throughput rows are what the whole box does with k6 running on it. ` +
-      `Load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}${loadBefore[0]! > 1 ? ' (other work was running: figures are noisy)' : ''}.`,
+      `Load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}${loadBefore[0]! > 1 ? ' (other work was running: figures are noisy)' : ''}.` +
+      (runSteal !== undefined ? ` CPU steal over the whole run: **${(runSteal * 100).toFixed(0)}%** of all CPU time went to other guests of the host${runSteal > 0.05 ? ' (over 5%: the latencies measure the neighbours as much as tiergate)' : ''}.` : ''),
     '',
     `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either). ` +
       `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''}${MISS_RATE > 0 ? ` (and ${MISS_RATE} req/s for e and f)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +
       'Reads are GET /api/v1/tenants/acme-sales/agents/{id}: 32 readers × 32 agents = 1,024 distinct decisions (the miss row asks for a new agent id every time; the upstream answers 404, counted as expected). ' +
       `Rows b and c (the headline comparison) are ${ROUNDS > 1 ? `the median of ${ROUNDS} interleaved rounds (b, c, b, c, …) so that a burst of other work on the machine hits both alike` : 'one run each'}. ` +
-      'Errors = responses with an unexpected status or transport errors (+ admin errors and stale denials in the mixed row); dropped = arrivals k6 could not start on time. Cache hit ratio = (L1 + Redis) / all decisions, from the gateway\'s /metrics before and after the row.',
+      'Errors = responses with an unexpected status or transport errors (+ admin errors and stale denials in the mixed row); dropped = arrivals k6 could not start on time. CPU steal = the share of all CPU time the hypervisor gave to other guests during the row (`/proc/stat`): on a shared VM, read it before believing a latency. Cache hit ratio = (L1 + Redis) / all decisions, from the gateway\'s /metrics before and after the row.',
     '',
     ...(failures.length > 0 ? [`**Parts that failed in this run** (their figures are missing below): ${failures.join('; ')}.`, ''] : []),
     ...table,
@@ -618,6 +662,18 @@ function report(): void {
       '| | scenario | load | request p50 ms | request p99 ms | upstream p50 ms | upstream p99 ms |',
       '| --- | --- | --- | ---: | ---: | ---: | ---: |',
       ...inside.map((r) => `| ${r.id} | ${r.scenario} | ${r.load} | ${ms(r.inside!.requestP50)} | ${ms(r.inside!.requestP99)} | ${ms(r.inside!.upstreamP50)} | ${ms(r.inside!.upstreamP99)} |`),
+      '',
+    );
+  }
+  if (decisionOnMiss.length > 0) {
+    lines.push(
+      '## The decision on a cache miss, without the proxying',
+      '',
+      'The miss rows above are whole requests (proxy and upstream included) compared with a bare Check. Here the decision alone: its p99 inside the gateway (`tiergate_decision_duration_seconds{layer="openfga"}`, a histogram estimate: buckets at 1, 1.5, 2.5, 5, 10, 25 ms) against OpenFGA direct in the same run.',
+      '',
+      '| rate | miss decision p99 ms (gateway) | its OpenFGA Check / Read p99 ms (gateway) | OpenFGA direct p99 ms (k6) | decision − direct |',
+      '| --- | ---: | ---: | ---: | ---: |',
+      ...decisionOnMiss,
       '',
     );
   }
@@ -675,7 +731,7 @@ function report(): void {
   mkdirSync(outDir, { recursive: true });
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const json = JSON.stringify(
-    { startedAt, git, quick, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers, failures },
+    { startedAt, git, quick, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers, failures, runSteal },
     null,
     2,
   );

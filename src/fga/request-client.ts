@@ -47,6 +47,8 @@ export interface FgaRequestClientOptions {
   timeoutMs: number;
   /** Connections kept to OpenFGA at most (default 128). */
   connections?: number;
+  /** Told about every call: which, whether it got an answer, and its seconds (metrics). */
+  onCall?: (call: 'check' | 'read', outcome: 'ok' | 'error', seconds: number) => void;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json' };
@@ -65,6 +67,7 @@ export class FgaRequestClient {
   private readonly timeoutMs: number;
   private readonly checkPath: string;
   private readonly readPath: string;
+  private readonly onCall: FgaRequestClientOptions['onCall'];
 
   constructor(opts: FgaRequestClientOptions) {
     const url = new URL(opts.apiUrl);
@@ -74,6 +77,7 @@ export class FgaRequestClient {
     this.checkPath = `${store}/check`;
     this.readPath = `${store}/read`;
     this.timeoutMs = opts.timeoutMs;
+    this.onCall = opts.onCall;
     this.pool = new Pool(url.origin, { connections: opts.connections ?? 128, connectTimeout: opts.timeoutMs });
   }
 
@@ -119,7 +123,9 @@ export class FgaRequestClient {
     return this.pool.close();
   }
 
-  private async post(path: string, body: unknown, what: string): Promise<unknown> {
+  private async post(path: string, body: unknown, what: 'check' | 'read'): Promise<unknown> {
+    const started = performance.now();
+    let outcome: 'ok' | 'error' = 'error';
     const abort = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -147,11 +153,13 @@ export class FgaRequestClient {
       if (parsed === null || typeof parsed !== 'object') {
         throw new AuthorizerUnavailableError('server_error', `OpenFGA answered a ${what} with something that is not JSON`);
       }
+      outcome = 'ok';
       return parsed;
     } catch (err) {
       throw transportError(err, timedOut, what, this.timeoutMs);
     } finally {
       clearTimeout(timer);
+      this.onCall?.(what, outcome, (performance.now() - started) / 1000);
     }
   }
 }

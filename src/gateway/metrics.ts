@@ -105,6 +105,7 @@ export interface GatewayMetrics {
   requestDuration: LatencyHistogram<'route' | 'method' | 'status'>;
   decisionDuration: LatencyHistogram<'layer' | 'allowed'>;
   upstreamDuration: LatencyHistogram<'status'>;
+  openfgaDuration: LatencyHistogram<'call' | 'outcome'>;
 }
 
 const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -138,6 +139,13 @@ export function createGatewayMetrics(registry = new Registry()): GatewayMetrics 
       help: 'Tenant-resource service response time as seen by the gateway (request sent to last byte), by upstream status (or error/timeout).',
       labelNames: ['status'],
       buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    openfgaDuration: new LatencyHistogram({
+      name: 'tiergate_openfga_request_duration_seconds',
+      help: 'OpenFGA calls on the request path as the gateway sees them (queueing for a connection included), by call (check, read) and outcome (ok, error).',
+      labelNames: ['call', 'outcome'],
+      buckets: DECISION_BUCKETS,
       registers: [registry],
     }),
   };

@@ -97,7 +97,12 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     timeoutMs: config.OPENFGA_TIMEOUT_MS,
   });
   // Check and the structural reads: the request path's own client (see ../fga/request-client.ts).
-  const api = new FgaRequestClient({ apiUrl: rt.fgaApiUrl, storeId: rt.storeId, timeoutMs: config.OPENFGA_TIMEOUT_MS });
+  const api = new FgaRequestClient({
+    apiUrl: rt.fgaApiUrl,
+    storeId: rt.storeId,
+    timeoutMs: config.OPENFGA_TIMEOUT_MS,
+    onCall: (call, outcome, seconds) => metrics.openfgaDuration.labels(call, outcome).observe(seconds),
+  });
   const engine = new OpenFgaAuthorizer({ api, authorizationModelId: rt.authorizationModelId });
   const cache = new DecisionCache({
     engine,

@@ -61,13 +61,32 @@ describe('FgaRequestClient', () => {
     await new Promise((r) => silent.close(r));
   });
 
-  it('answers Check in both consistencies, with and without the contextual link', async () => {
-    const api = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs: 5000 });
+  it('answers Check in both consistencies, with and without the contextual link, and reports each call', async () => {
+    const calls: Array<[string, string]> = [];
+    const api = new FgaRequestClient({
+      apiUrl: store.apiUrl,
+      storeId: store.storeId,
+      timeoutMs: 5000,
+      onCall: (call, outcome, seconds) => {
+        expect(seconds).toBeGreaterThan(0);
+        calls.push([call, outcome]);
+      },
+    });
     try {
       expect(await api.check(question, store.authorizationModelId, 'strong')).toBe(true);
       expect(await api.check(question, store.authorizationModelId, 'cached')).toBe(true);
       expect(await api.check({ ...question, contextualTuples: [] }, store.authorizationModelId, 'strong')).toBe(false);
       expect(await api.check({ ...question, user: 'user:tBadmin' }, store.authorizationModelId, 'strong')).toBe(false);
+      await expect(api.check({ ...question, relation: 'no_such_relation' }, store.authorizationModelId, 'strong')).rejects.toThrow();
+      await api.read({ relation: 'tenant', object: 'agent:tA/1' }, { pageSize: 10, consistency: 'strong' });
+      expect(calls).toEqual([
+        ['check', 'ok'],
+        ['check', 'ok'],
+        ['check', 'ok'],
+        ['check', 'ok'],
+        ['check', 'error'],
+        ['read', 'ok'],
+      ]);
     } finally {
       await api.close();
     }
