@@ -28,7 +28,7 @@ import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, scrape, type Scrape
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
 import { cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, seed, TENANT, type Fixtures } from './lib/seed.js';
-import { BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
+import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
 
 const PARTS = ['floor', 'bare', 'warm', 'miss', 'openfga', 'mixed', 'redis', 'revocation', 'layers'] as const;
 type Part = (typeof PARTS)[number];
@@ -633,7 +633,7 @@ function report(): void {
       `Load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}${loadBefore[0]! > 1 ? ' (other work was running: figures are noisy)' : ''}.` +
       (runSteal !== undefined ? ` CPU steal over the whole run: **${(runSteal * 100).toFixed(0)}%** of all CPU time went to other guests of the host${runSteal > 0.05 ? ' (over 5%: the latencies measure the neighbours as much as tiergate)' : ''}.` : ''),
     '',
-    `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either). ` +
+    `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either) and CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S} (the warm-up fills every decision at once; with the default 300 s they would all expire together mid-run). ` +
       `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''}${MISS_RATE > 0 ? ` (and ${MISS_RATE} req/s for e and f)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +
       'Reads are GET /api/v1/tenants/acme-sales/agents/{id}: 32 readers × 32 agents = 1,024 distinct decisions (the miss row asks for a new agent id every time; the upstream answers 404, counted as expected). ' +
       `Rows b and c (the headline comparison) are ${ROUNDS > 1 ? `the median of ${ROUNDS} interleaved rounds (b, c, b, c, …) so that a burst of other work on the machine hits both alike` : 'one run each'}. ` +

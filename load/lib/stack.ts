@@ -70,6 +70,9 @@ async function startNodeService(name: string, script: string, env: Record<string
   return { url, child };
 }
 
+/** The bench gateways' CACHE_ALLOW_TTL_S: longer than any run, so warm rows stay warm. */
+export const BENCH_ALLOW_TTL_S = 3600;
+
 export class BenchStack {
   readonly dataDir = mkdtempSync(join(tmpdir(), 'tiergate-bench-'));
   fga!: OpenFgaServer;
@@ -172,6 +175,10 @@ export class BenchStack {
       TENANT_SERVICE_URL: this.tenantUrl,
       REDIS_URL: this.redis.url,
       CACHE_L1_ENABLED: String(o.l1),
+      // The warm-up fills every decision within seconds, so with the default 300 s
+      // safety-net TTL they would all expire together a few minutes later, in the middle
+      // of a measured row (invalidation is by version; the TTL is only a backstop).
+      CACHE_ALLOW_TTL_S: String(BENCH_ALLOW_TTL_S),
       PLATFORM_ADMINS: 'platform-ops',
       ASSERTION_AUDIENCE,
       ...(this.db.url ? { DATABASE_URL: this.db.url } : {}),
