@@ -293,9 +293,14 @@ interface Scenario {
 }
 type Mode = 'rate' | 'low' | 'max';
 
+/** The miss and OpenFGA-direct rows: their lower rate is MISS_RATE. */
+function missCompared(sc: Scenario): boolean {
+  return sc.id === 'e' || sc.id === 'f';
+}
+
 /** The lower fixed rate of a scenario: MISS_RATE for the miss and OpenFGA rows, else LOW_RATE. */
 function lowRateOf(sc: Scenario): number {
-  return sc.id === 'e' || sc.id === 'f' ? MISS_RATE : LOW_RATE;
+  return missCompared(sc) ? MISS_RATE : LOW_RATE;
 }
 
 /**
@@ -393,7 +398,7 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
 /** One scenario on its own: warm-up, the fixed rate(s), then maximum throughput. */
 async function scenario(sc: Scenario): Promise<void> {
   await warm(sc);
-  const modes: Mode[] = (sc.id === 'e' || sc.id === 'f') && MISS_RATE > 0 ? ['low', 'rate', 'max'] : ['rate', 'max'];
+  const modes: Mode[] = missCompared(sc) && MISS_RATE > 0 ? ['low', 'rate', 'max'] : ['rate', 'max'];
   for (const mode of modes) rows.push(await measure(sc, mode));
 }
 

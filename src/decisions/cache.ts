@@ -170,16 +170,16 @@ export class CachingAuthorizer implements Authorizer {
     // its TTL after its versions were read (without Redis, role-versions are forgotten some
     // time after that: ./versions.ts).
     const depsAt = performance.now();
-    // What the decision depends on, as far as this process knows the hierarchy: read
-    // alongside the Redis lookup (both are reads; on a Redis hit it goes unused).
-    const known = this.knownDependencies(req).catch(() => undefined);
 
+    // Redis first: on a hit nothing else is needed (reading the dependencies alongside it
+    // would spend a closure walk, and version reads when untrusted, on every Redis hit).
     if (this.shared) {
       const fromShared = await this.lookupShared(key, generation);
       if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
     }
 
-    let deps: Dependencies | undefined = await known;
+    // What the decision depends on, as far as this process knows the hierarchy.
+    let deps: Dependencies | undefined = await this.knownDependencies(req).catch(() => undefined);
     if (deps !== undefined && deps.openNodes) {
       // A hierarchy node whose parents this process never read (a first request under
       // it): resolve the whole closure before asking, the plain sequential way.

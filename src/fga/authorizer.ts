@@ -36,17 +36,8 @@ export class OpenFgaAuthorizer implements Authorizer {
 
   async check(req: CheckRequest): Promise<Decision> {
     const started = performance.now();
-    const allowed = await this.api.check(
-      {
-        user: req.user,
-        relation: req.relation,
-        object: req.object,
-        contextualTuples: req.contextualTuples,
-        ...(req.context !== undefined ? { context: req.context } : {}),
-      },
-      this.modelId,
-      req.consistency === 'strong' ? 'strong' : 'cached',
-    );
+    // A CheckRequest is a FgaCheckQuestion (the client reads only those fields).
+    const allowed = await this.api.check(req, this.modelId, req.consistency === 'strong' ? 'strong' : 'cached');
     return { allowed, layer: 'openfga', durationMs: performance.now() - started };
   }
 }

@@ -57,10 +57,6 @@ function consistencyOf(c: FgaConsistency): string {
   return c === 'strong' ? 'HIGHER_CONSISTENCY' : 'MINIMIZE_LATENCY';
 }
 
-function tupleKey(t: FgaTuple): FgaTuple {
-  return { user: t.user, relation: t.relation, object: t.object };
-}
-
 export class FgaRequestClient {
   readonly storeId: string;
   private readonly pool: Pool;
@@ -84,11 +80,12 @@ export class FgaRequestClient {
   /** OpenFGA's answer to one Check against `modelId`. */
   async check(q: FgaCheckQuestion, modelId: string, consistency: FgaConsistency): Promise<boolean> {
     const body: Record<string, unknown> = {
-      tuple_key: tupleKey(q),
+      tuple_key: { user: q.user, relation: q.relation, object: q.object },
       authorization_model_id: modelId,
       consistency: consistencyOf(consistency),
     };
-    if (q.contextualTuples.length > 0) body.contextual_tuples = { tuple_keys: q.contextualTuples.map(tupleKey) };
+    // Serialised as they are: FgaTuple has exactly OpenFGA's tuple key fields.
+    if (q.contextualTuples.length > 0) body.contextual_tuples = { tuple_keys: q.contextualTuples };
     if (q.context !== undefined) body.context = q.context;
     const res = (await this.post(this.checkPath, body, 'check')) as { allowed?: unknown };
     if (typeof res.allowed !== 'boolean') {

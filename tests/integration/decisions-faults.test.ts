@@ -7,7 +7,7 @@ import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
 import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
-import { engineFor, eventually, resourceCheck, startReplica, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { engineFor, eventually, resourceCheck, startReplica, startReplicaPair, closeReplicas, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
 
 describe('Redis killed mid-run, then back', () => {
   let store: TestStore;
@@ -23,8 +23,7 @@ describe('Redis killed mid-run, then back', () => {
     B = await startReplica(store, { redisUrl: server.url, poller: false });
   });
   afterAll(async () => {
-    await A?.cache.close();
-    await B?.cache.close();
+    await closeReplicas(A, B);
     await server?.stop();
   });
 
@@ -201,13 +200,11 @@ describe('subscriber reconnect', () => {
     store = await createTestStore();
     await writeHierarchy(store.client);
     server = await startRedis();
-    A = await startReplica(store, { redisUrl: server.url, poller: false });
-    B = await startReplica(store, { redisUrl: server.url, poller: false });
+    [A, B] = await startReplicaPair(store, { redisUrl: server.url, poller: false });
     admin = new Redis(server.url);
   });
   afterAll(async () => {
-    await A?.cache.close();
-    await B?.cache.close();
+    await closeReplicas(A, B);
     admin?.disconnect();
     await server?.stop();
   });

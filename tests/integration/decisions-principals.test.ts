@@ -5,7 +5,7 @@
 // prove which decisions stayed warm.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestStore, type TestStore } from '../support/fga.js';
-import { eventually, resourceCheck, startReplica, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { eventually, resourceCheck, startReplicaPair, closeReplicas, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
 import type { CheckRequest } from '../../src/gateway/types.js';
 
 const ask = (user: string, relation: string, object: string): CheckRequest => ({ user, relation, object, contextualTuples: [] });
@@ -56,13 +56,9 @@ describe('role changes through tiergate (DecisionInvalidator)', () => {
     const redisUrl = inject('redisUrl');
     // No pollers: they would re-bump tiergate's own writes when reading them back from
     // the changelog (one extra miss for the user concerned), blurring exact counts.
-    A = await startReplica(store, { redisUrl, poller: false });
-    B = await startReplica(store, { redisUrl, poller: false });
+    [A, B] = await startReplicaPair(store, { redisUrl, poller: false });
   });
-  afterAll(async () => {
-    await A?.cache.close();
-    await B?.cache.close();
-  });
+  afterAll(() => closeReplicas(A, B));
 
   it("revoking user U on tenant T: U's next check denies on both replicas, V's decisions on T stay warm", async () => {
     await store.client.write({ writes: [tuple('user:ru', 'member', 'tenant:tA'), tuple('user:rv', 'member', 'tenant:tA')] });
@@ -167,13 +163,9 @@ describe('role changes made straight in OpenFGA (ReadChanges pollers)', () => {
 
   beforeAll(async () => {
     const redisUrl = inject('redisUrl');
-    C = await startReplica(store, { redisUrl, pollMs: 200 });
-    D = await startReplica(store, { redisUrl, pollMs: 200 });
+    [C, D] = await startReplicaPair(store, { redisUrl, pollMs: 200 });
   });
-  afterAll(async () => {
-    await C?.cache.close();
-    await D?.cache.close();
-  });
+  afterAll(() => closeReplicas(C, D));
 
   /**
    * Waits until both replicas have applied every change written so far: a denial cached

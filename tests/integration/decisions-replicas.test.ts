@@ -7,7 +7,9 @@ import { createTestStore, type TestStore } from '../support/fga.js';
 import {
   eventually,
   resourceCheck,
+  closeReplicas,
   startReplica,
+  startReplicaPair,
   tuple,
   writeHierarchy,
   writeThrough,
@@ -26,14 +28,12 @@ beforeAll(async () => {
   // No pollers here: the poller re-bumps tiergate's own writes when it reads them
   // from the changelog (harmless, one extra miss), which would blur the hit counts
   // these tests assert. The ReadChanges tests below run replicas with pollers.
-  A = await startReplica(store, { redisUrl, poller: false });
-  B = await startReplica(store, { redisUrl, poller: false });
+  [A, B] = await startReplicaPair(store, { redisUrl, poller: false });
   redis = new Redis(redisUrl);
 });
 
 afterAll(async () => {
-  await A?.cache.close();
-  await B?.cache.close();
+  await closeReplicas(A, B);
   redis?.disconnect();
 });
 
@@ -198,13 +198,9 @@ describe('writes made straight in OpenFGA (ReadChanges pollers)', () => {
   let D: Replica;
   beforeAll(async () => {
     const redisUrl = inject('redisUrl');
-    C = await startReplica(store, { redisUrl, pollMs: 200 });
-    D = await startReplica(store, { redisUrl, pollMs: 200 });
+    [C, D] = await startReplicaPair(store, { redisUrl, pollMs: 200 });
   });
-  afterAll(async () => {
-    await C?.cache.close();
-    await D?.cache.close();
-  });
+  afterAll(() => closeReplicas(C, D));
 
   it('one replica holds the poll lease', () => {
     expect([C.cache.status().poller.role, D.cache.status().poller.role].sort()).toEqual(['follower', 'leader']);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { loadModel, MODEL_FILE, parseModel } from '../../src/fga/model.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
-import { engineFor, eventually, startReplica, tuple, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { engineFor, eventually, startReplica, startReplicaPair, closeReplicas, tuple, writeThrough, type Replica } from '../support/decisions-fixture.js';
 import type { CheckRequest, TupleKey } from '../../src/gateway/types.js';
 
 interface WriteCase {
@@ -199,15 +199,11 @@ describe('every kind of write invalidates what it changes', () => {
   beforeAll(async () => {
     store = await createTestStore();
     const redisUrl = inject('redisUrl');
-    A = await startReplica(store, { redisUrl, poller: false });
-    B = await startReplica(store, { redisUrl, poller: false });
+    [A, B] = await startReplicaPair(store, { redisUrl, poller: false });
     // Replicas learning about direct writes only from the changelog.
-    C = await startReplica(store, { redisUrl, pollMs: 200 });
-    D = await startReplica(store, { redisUrl, pollMs: 200 });
+    [C, D] = await startReplicaPair(store, { redisUrl, pollMs: 200 });
   });
-  afterAll(async () => {
-    for (const r of [A, B, C, D]) await r?.cache.close();
-  });
+  afterAll(() => closeReplicas(A, B, C, D));
 
   describe.each(CASES.map((c, i) => [c.name, c, i] as const))('%s', (_name, c, i) => {
     it('through tiergate: both replicas answer anew on the next check', async () => {
@@ -261,10 +257,7 @@ describe('a new model', () => {
     B = b.r;
     engines = [a.engine, b.engine];
   });
-  afterAll(async () => {
-    await A?.cache.close();
-    await B?.cache.close();
-  });
+  afterAll(() => closeReplicas(A, B));
 
   it('changes every key and the global epoch: both replicas answer by the new model', async () => {
     await store.client.write({ writes: [...base('m'), tuple('user:mmember', 'member', 'tenant:mt')] });

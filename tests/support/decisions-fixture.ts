@@ -72,6 +72,20 @@ export async function startReplica(
   };
 }
 
+/** Two replicas of the same kind (each its own cache, started one after the other). */
+export async function startReplicaPair(
+  store: Parameters<typeof startReplica>[0],
+  opts: Parameters<typeof startReplica>[1] = {},
+): Promise<[Replica, Replica]> {
+  const first = await startReplica(store, opts);
+  return [first, await startReplica(store, opts)];
+}
+
+/** Closes every replica that was started; ones a failed setup never made are skipped. */
+export async function closeReplicas(...replicas: Array<Replica | undefined>): Promise<void> {
+  for (const r of replicas) await r?.cache.close();
+}
+
 export function tuple(user: string, relation: string, object: string): TupleKey {
   return { user, relation, object };
 }
