@@ -26,7 +26,8 @@ import { runK6, type K6Result } from './lib/k6.js';
 import { measureLayers, type LayerResult } from './lib/layers.js';
 import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, scrape, type Scrape } from './lib/prom.js';
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
-import { cpuTimes, stealShare } from './lib/steal.js';
+import { cpuMsBetween, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
+import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
 
@@ -98,6 +99,22 @@ interface Row {
   steal?: number;
   /** Interleaved rounds this row is the median of. */
   rounds?: number;
+  /** Where the CPU went: µs of CPU per request by part (gateway processes summed), and `other` (the rest of the machine). */
+  cpuUsPerRequest?: Record<string, number>;
+  /** Share of both cores' time that something ran during the row (the rest was idle or stolen). */
+  busyShare?: number;
+}
+
+/** µs of CPU per request by part, gateway replicas folded into one `gateway` part, and what the machine ran besides (`other`). */
+function cpuPerRequest(byPart: Record<string, number>, busy: number | undefined, requests: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, ms] of Object.entries(byPart)) {
+    const key = name.startsWith('gateway') ? 'gateway' : name;
+    out[key] = (out[key] ?? 0) + (ms * 1000) / requests;
+  }
+  const accounted = Object.values(byPart).reduce((a, b) => a + b, 0);
+  if (busy !== undefined) out.other = (Math.max(0, busy - accounted) * 1000) / requests;
+  return out;
 }
 
 process.chdir(REPO_ROOT);
@@ -343,9 +360,16 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
   await sc.beforeEach?.();
   const gateway = sc.gateway;
   const before: Scrape = await scrape(gateway?.metricsUrl);
+  const parts = stack.cpuParts();
+  const procBefore = cpuSnapshot(parts);
   const cpuBefore = cpuTimes();
+  const wallBefore = performance.now();
   const k = await k6Run(sc, mode, `${sc.id}-${mode}-${round}`);
-  const steal = stealShare(cpuBefore, cpuTimes());
+  const cpuAfter = cpuTimes();
+  const wallMs = performance.now() - wallBefore;
+  const byPart = cpuMsBetween(procBefore, cpuSnapshot(parts));
+  const steal = stealShare(cpuBefore, cpuAfter);
+  const busy = busyMs(cpuBefore, cpuAfter, ticksPerSecond());
   const after: Scrape = await scrape(gateway?.metricsUrl);
   const row: Row = {
     id: sc.id,
@@ -357,6 +381,8 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
     // denial (403 right after a re-grant) is an "expected" status for k6, so it is added.
     errors: k.failed + (k.counters.granted_denied ?? 0),
     ...(steal !== undefined ? { steal } : {}),
+    ...(k.requests > 0 ? { cpuUsPerRequest: cpuPerRequest(byPart, busy, k.requests) } : {}),
+    ...(busy !== undefined ? { busyShare: busy / (wallMs * cpus().length) } : {}),
   };
   if (gateway) {
     row.layers = decisionsByLayer(before, after);
@@ -390,7 +416,13 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
   }
   rawRows.push(row);
   say(
-    `  ${row.load}${ROUNDS > 1 && (sc.id === 'b' || sc.id === 'c') ? ` (round ${round + 1})` : ''}: ${k.rps.toFixed(0)} req/s, p50 ${k.p50.toFixed(2)} ms, p99 ${k.p99.toFixed(2)} ms, errors ${row.errors}${k.dropped ? `, dropped ${k.dropped}` : ''}${steal !== undefined ? `, CPU steal ${(steal * 100).toFixed(0)}%` : ''}${row.hitRatio !== undefined ? `, hit ratio ${(row.hitRatio * 100).toFixed(1)}%` : ''}${k.counters.revoked_served !== undefined ? `, revoked served ${k.counters.revoked_served} (revocations ${k.counters.revocations ?? 0})` : ''}`,
+    `  ${row.load}${ROUNDS > 1 && (sc.id === 'b' || sc.id === 'c') ? ` (round ${round + 1})` : ''}: ${k.rps.toFixed(0)} req/s, p50 ${k.p50.toFixed(2)} ms, p99 ${k.p99.toFixed(2)} ms, errors ${row.errors}${k.dropped ? `, dropped ${k.dropped}` : ''}${steal !== undefined ? `, CPU steal ${(steal * 100).toFixed(0)}%` : ''}${row.hitRatio !== undefined ? `, hit ratio ${(row.hitRatio * 100).toFixed(1)}%` : ''}${k.counters.revoked_served !== undefined ? `, revoked served ${k.counters.revoked_served} (revocations ${k.counters.revocations ?? 0})` : ''}` +
+      (row.cpuUsPerRequest
+        ? `\n    CPU µs/request: ${Object.entries(row.cpuUsPerRequest)
+            .filter(([, v]) => v >= 1)
+            .map(([p, v]) => `${p} ${v.toFixed(0)}`)
+            .join(', ')}${row.busyShare !== undefined ? ` (busy ${(row.busyShare * 100).toFixed(0)}%)` : ''}`
+        : ''),
   );
   return row;
 }
@@ -456,6 +488,11 @@ function medianRow(list: Row[]): Row {
   };
   const steals = list.map((r) => r.steal).filter((x): x is number => x !== undefined);
   if (steals.length > 0) out.steal = median(steals);
+  const busies = list.map((r) => r.busyShare).filter((x): x is number => x !== undefined);
+  if (busies.length > 0) out.busyShare = median(busies);
+  if (first.cpuUsPerRequest) {
+    out.cpuUsPerRequest = Object.fromEntries(Object.keys(first.cpuUsPerRequest).map((part) => [part, k((r) => r.cpuUsPerRequest?.[part] ?? Number.NaN)]));
+  }
   const details = list.map((r) => r.errorDetail).filter((d): d is string => d !== undefined && d !== '');
   if (details.length > 0) out.errorDetail = details.join('; ');
   if (first.layers) {
@@ -667,6 +704,25 @@ function report(): void {
       '| | scenario | load | request p50 ms | request p99 ms | upstream p50 ms | upstream p99 ms |',
       '| --- | --- | --- | ---: | ---: | ---: | ---: |',
       ...inside.map((r) => `| ${r.id} | ${r.scenario} | ${r.load} | ${ms(r.inside!.requestP50)} | ${ms(r.inside!.requestP99)} | ${ms(r.inside!.upstreamP50)} | ${ms(r.inside!.upstreamP99)} |`),
+      '',
+    );
+  }
+  const withCpu = rows.filter((r) => r.cpuUsPerRequest);
+  if (withCpu.length > 0) {
+    const cols = ['k6', 'bare proxy', 'gateway', 'upstream', 'postgres', 'openfga', 'redis', 'other'];
+    const us = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(0));
+    lines.push(
+      '## Where the CPU went (µs of CPU per request, by process tree)',
+      '',
+      'From `/proc/<pid>/stat` before and after each row (user + system time, cluster workers and PostgreSQL backends included; k6 is the runs this process reaped). `other` is what the rest of the machine ran meanwhile (`/proc/stat` busy time minus the parts). Busy = share of both cores\' time that anything ran. Per-request CPU varies far less with the machine\'s noise than latency does, so it is the figure to compare between runs.',
+      '',
+      `| | scenario | load | busy | ${cols.join(' | ')} | total |`,
+      `| --- | --- | --- | ---: | ${cols.map(() => '---:').join(' | ')} | ---: |`,
+      ...withCpu.map((r) => {
+        const c = r.cpuUsPerRequest!;
+        const total = Object.values(c).reduce((a, b) => a + (Number.isNaN(b) ? 0 : b), 0);
+        return `| ${r.id} | ${r.scenario} | ${r.load} | ${r.busyShare === undefined ? '–' : `${(r.busyShare * 100).toFixed(0)}%`} | ${cols.map((col) => us(c[col])).join(' | ')} | ${us(total)} |`;
+      }),
       '',
     );
   }

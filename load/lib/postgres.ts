@@ -3,7 +3,7 @@
 // Debian's /usr/lib/postgresql/<version>/bin. PostgreSQL refuses to run as root, so
 // as root the server runs as the `postgres` system user (runuser).
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../src/stack/ports.js';
@@ -12,6 +12,8 @@ export interface ThrowawayPostgres {
   url: string;
   /** Where the binaries were found, for the report. */
   binDir: string;
+  /** The postmaster's pid (its backends are its children), while it runs. */
+  pid(): number | undefined;
   stop(): void;
 }
 
@@ -73,5 +75,12 @@ export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
     rmSync(dir, { recursive: true, force: true });
   };
   process.on('exit', stop);
-  return { url: `postgres://tiergate@127.0.0.1:${port}/postgres`, binDir, stop };
+  const pid = () => {
+    try {
+      return Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]) || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return { url: `postgres://tiergate@127.0.0.1:${port}/postgres`, binDir, pid, stop };
 }

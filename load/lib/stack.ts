@@ -13,6 +13,7 @@ import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server
 import { freePort } from '../../src/stack/ports.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
 import { postgresAvailable, startThrowawayPostgres, type ThrowawayPostgres } from './postgres.js';
+import type { CpuPart } from './proc-cpu.js';
 
 export const ASSERTION_AUDIENCE = 'tenant-service';
 export const STORE_NAME = 'tiergate-bench';
@@ -84,6 +85,8 @@ export class BenchStack {
   /** Signs assertions for the baselines that bypass the gateway (floor, bare proxy). */
   signer!: AssertionSigner;
   private children: ManagedChild[] = [];
+  private tenantChild: ManagedChild | undefined;
+  private bareChild: ManagedChild | undefined;
   private gateways = new Set<GatewayProcess>();
 
   constructor(private readonly say: (line: string) => void) {}
@@ -120,6 +123,7 @@ export class BenchStack {
       ...(this.db.url ? { DATABASE_URL: this.db.url } : { PGLITE_DIR: join(this.dataDir, 'pglite-tenant') }),
     });
     this.children.push(tenant.child);
+    this.tenantChild = tenant.child;
     this.tenantUrl = tenant.url;
     this.workers = this.db.workers === 1 ? 1 : (opts.workers ?? this.db.workers);
     const bare = await startNodeService('bare-proxy', 'load/services/bare-proxy.ts', {
@@ -128,7 +132,26 @@ export class BenchStack {
       WORKERS: String(this.workers),
     });
     this.children.push(bare.child);
+    this.bareChild = bare.child;
     this.bareUrl = bare.url;
+  }
+
+  /**
+   * The parts whose CPU a row accounts for: k6 (the runs this process started and
+   * reaped), the upstream, PostgreSQL, OpenFGA, Redis, the bare proxy and the gateways
+   * running now (each a process tree: cluster workers and backends included).
+   */
+  cpuParts(): CpuPart[] {
+    const pidOf = (c: ManagedChild | undefined) => () => c?.process.pid;
+    return [
+      { name: 'k6', pid: () => process.pid, reapedOnly: true },
+      { name: 'upstream', pid: pidOf(this.tenantChild) },
+      { name: 'postgres', pid: () => this.pg?.pid() },
+      { name: 'openfga', pid: pidOf(this.fga.child) },
+      { name: 'redis', pid: pidOf(this.redis.child) },
+      { name: 'bare proxy', pid: pidOf(this.bareChild) },
+      ...[...this.gateways].map((g) => ({ name: `gateway ${g.name}`, pid: pidOf(g.child) })),
+    ];
   }
 
   keyFile(dataDir: string): string {

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 
 export interface CpuTimes {
   steal: number;
+  /** Time some process (or the kernel) ran: everything but idle, iowait and steal. */
+  busy: number;
   total: number;
 }
 
@@ -15,7 +17,8 @@ export function parseCpuTimes(procStat: string): CpuTimes | undefined {
   // user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
   const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
   if (f.length < 8 || f.some((n) => !Number.isFinite(n))) return undefined;
-  return { steal: f[7]!, total: f.reduce((s, n) => s + n, 0) };
+  const total = f.reduce((s, n) => s + n, 0);
+  return { steal: f[7]!, busy: total - f[3]! - f[4]! - f[7]!, total };
 }
 
 /** Now, from /proc/stat; undefined where it does not exist (not Linux). */
@@ -25,6 +28,12 @@ export function cpuTimes(): CpuTimes | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Busy CPU milliseconds (all cores) between two readings, at `ticksPerSecond`. */
+export function busyMs(before: CpuTimes | undefined, after: CpuTimes | undefined, ticksPerSecond: number): number | undefined {
+  if (!before || !after) return undefined;
+  return ((after.busy - before.busy) * 1000) / ticksPerSecond;
 }
 
 /** Steal between two readings as a fraction of all CPU time (undefined if either is missing). */
