@@ -38,7 +38,10 @@ export class RedisLink {
 
   constructor(opts: RedisLinkOptions) {
     const bgTimeout = opts.bgTimeoutMs ?? Math.max(1000, opts.hotTimeoutMs);
-    this.hot = new Redis(opts.url, baseOptions(`${opts.name}:hot`, opts.hotTimeoutMs));
+    // Auto-pipelining: the lookups, version reads and fills that concurrent requests issue
+    // in the same tick go out in one write. Each write to Redis is a syscall that costs as
+    // much as the command (the miss path's CPU profile: ~370 µs of Redis writes per miss).
+    this.hot = new Redis(opts.url, { ...baseOptions(`${opts.name}:hot`, opts.hotTimeoutMs), enableAutoPipelining: true });
     this.bg = new Redis(opts.url, baseOptions(`${opts.name}:bg`, bgTimeout));
     // The subscriber resubscribes itself (see InvalidationBus), after which it resyncs.
     this.sub = new Redis(opts.url, { ...baseOptions(`${opts.name}:sub`, bgTimeout), autoResubscribe: false });

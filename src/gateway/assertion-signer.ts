@@ -3,12 +3,18 @@
 // An assertion is bound to one method and path (htm/htu) but to nothing else of the
 // request, so one is reused for the same subject, scope, tenants, method and path
 // until half its lifetime has passed: no signing on the hot path for repeated calls.
-import { createHash } from 'node:crypto';
+//
+// Signed with node:crypto, not jose's SignJWT: jose signs through WebCrypto, which
+// cost 120-140 µs of CPU per Ed25519 signature here against 46-50 µs for crypto.sign,
+// and with its claim builder about 300 µs per new assertion in the gateway's CPU
+// profile of cache misses (every miss is a new path, so a new assertion). The token is
+// a plain compact JWS (RFC 7515 §7.1); the upstream still verifies it with jose.
+import { createHash, createPrivateKey, generateKeyPairSync, sign as signBytes, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type CryptoKey } from 'jose';
+import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { ASSERTION_ALG, ASSERTION_ISSUER } from '../shared/assertion.js';
+import { ASSERTION_ALG, ASSERTION_ISSUER, type AssertionClaims } from '../shared/assertion.js';
 import type { Scope } from './types.js';
 
 export interface AssertionSigner {
@@ -29,30 +35,38 @@ export interface AssertionSignerOptions {
   maxCached?: number;
 }
 
-async function loadOrCreateKey(keyFile: string | undefined): Promise<{ privateKey: CryptoKey; publicJwk: JWK }> {
+function loadOrCreateKey(keyFile: string | undefined): { privateKey: KeyObject; publicJwk: JWK } {
   if (keyFile && existsSync(keyFile)) {
     const jwk = JSON.parse(readFileSync(keyFile, 'utf8')) as JWK;
-    const privateKey = (await importJWK(jwk, ASSERTION_ALG)) as CryptoKey;
+    if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.d !== 'string' || typeof jwk.x !== 'string') {
+      throw new Error(`${keyFile} does not hold a private Ed25519 JWK`);
+    }
+    const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x, d: jwk.d }, format: 'jwk' });
     const { d: _private, ...publicJwk } = jwk;
     return { privateKey, publicJwk };
   }
-  const { privateKey, publicKey } = await generateKeyPair(ASSERTION_ALG, { crv: 'Ed25519', extractable: true });
-  const publicJwk = await exportJWK(publicKey);
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const { kty, crv, x } = publicKey.export({ format: 'jwk' });
+  const publicJwk: JWK = { kty, crv, x };
   publicJwk.kid = createHash('sha256').update(JSON.stringify(publicJwk)).digest('base64url').slice(0, 16);
   publicJwk.alg = ASSERTION_ALG;
   publicJwk.use = 'sig';
   if (keyFile) {
     mkdirSync(dirname(keyFile), { recursive: true });
-    writeFileSync(keyFile, JSON.stringify({ ...(await exportJWK(privateKey)), kid: publicJwk.kid, alg: ASSERTION_ALG, use: 'sig' }), {
+    writeFileSync(keyFile, JSON.stringify({ ...privateKey.export({ format: 'jwk' }), kid: publicJwk.kid, alg: ASSERTION_ALG, use: 'sig' }), {
       mode: 0o600,
     });
   }
   return { privateKey, publicJwk };
 }
 
+const base64url = (text: string) => Buffer.from(text, 'utf8').toString('base64url');
+
 export async function createAssertionSigner(opts: AssertionSignerOptions): Promise<AssertionSigner> {
-  const { privateKey, publicJwk } = await loadOrCreateKey(opts.keyFile);
+  const { privateKey, publicJwk } = loadOrCreateKey(opts.keyFile);
   const reuseMs = (opts.ttlSeconds * 1000) / 2;
+  // The same for every assertion: encoded once.
+  const header = base64url(JSON.stringify({ alg: ASSERTION_ALG, kid: publicJwk.kid, typ: 'JWT' }));
   const cache = new LRUCache<string, { token: string; reuseUntil: number }>({ max: opts.maxCached ?? 10000 });
 
   return {
@@ -65,14 +79,20 @@ export async function createAssertionSigner(opts: AssertionSignerOptions): Promi
       const hit = cache.get(key);
       if (hit && hit.reuseUntil > now) return hit.token;
       const iat = Math.floor(now / 1000);
-      const token = await new SignJWT({ scope: { type: scope.type, id: scope.id }, tenants: [...tenants], htm: method, htu: path })
-        .setProtectedHeader({ alg: ASSERTION_ALG, kid: publicJwk.kid, typ: 'JWT' })
-        .setIssuer(ASSERTION_ISSUER)
-        .setAudience(opts.audience)
-        .setSubject(sub)
-        .setIssuedAt(iat)
-        .setExpirationTime(iat + opts.ttlSeconds)
-        .sign(privateKey);
+      const claims: AssertionClaims = {
+        iss: ASSERTION_ISSUER,
+        aud: opts.audience,
+        sub,
+        iat,
+        exp: iat + opts.ttlSeconds,
+        scope: { type: scope.type, id: scope.id },
+        tenants: [...tenants],
+        htm: method,
+        htu: path,
+      };
+      const signingInput = `${header}.${base64url(JSON.stringify(claims))}`;
+      // Ed25519 takes no digest name: the algorithm is the key's (RFC 8037).
+      const token = `${signingInput}.${signBytes(null, Buffer.from(signingInput, 'utf8'), privateKey).toString('base64url')}`;
       cache.set(key, { token, reuseUntil: now + reuseMs });
       return token;
     },

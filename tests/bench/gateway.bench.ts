@@ -87,3 +87,26 @@ describe('per request, before the decision', () => {
     await signer.sign('u1', scope, ['acme-sales'], 'GET', target);
   });
 });
+
+// A cache miss is a new path, so a new assertion. The signer (node:crypto) against the
+// same claims signed by jose's SignJWT through WebCrypto, which it replaced.
+const { privateKey: webKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+let fresh = 0;
+
+describe('per cache miss: sign a new assertion', () => {
+  bench('signer (node:crypto Ed25519)', async () => {
+    await signer.sign('u1', scope, ['acme-sales'], 'GET', `/api/v1/tenants/acme-sales/agents/new${fresh++}`);
+  });
+
+  bench('baseline: jose SignJWT (WebCrypto Ed25519)', async () => {
+    const iat = Math.floor(Date.now() / 1000);
+    await new SignJWT({ scope, tenants: ['acme-sales'], htm: 'GET', htu: `/api/v1/tenants/acme-sales/agents/new${fresh++}` })
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'k1', typ: 'JWT' })
+      .setIssuer('tiergate')
+      .setAudience('tenant-service')
+      .setSubject('u1')
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + 600)
+      .sign(webKey);
+  });
+});

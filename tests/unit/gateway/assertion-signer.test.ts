@@ -1,7 +1,10 @@
 // The gateway's assertion signer: real Ed25519 keys, tokens checked with jose against
 // the JWKS the signer publishes and against the shared claims contract.
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { createAssertionSigner, type AssertionSigner } from '../../../src/gateway/assertion-signer.js';
 import type { Scope } from '../../../src/gateway/types.js';
 import { ASSERTION_ISSUER, assertionClaimsSchema } from '../../../src/shared/assertion.js';
@@ -129,5 +132,37 @@ describe('assertion signer', () => {
     // A fresh token is valid for a full lifetime from now.
     const { payload } = await jwtVerify(second, createLocalJWKSet(s.jwks), { algorithms: ['EdDSA'], audience: AUDIENCE });
     expect(payload.exp).toBe(start / 1000 + TTL / 2 + TTL);
+  });
+
+  it('keeps its key in the key file: a restarted gateway signs with the same key and kid', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tiergate-signer-'));
+    try {
+      const keyFile = join(dir, 'keys', 'gateway-assertion-key.json');
+      const first = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, keyFile });
+      const stored = JSON.parse(readFileSync(keyFile, 'utf8')) as Record<string, unknown>;
+      expect(stored).toMatchObject({ kty: 'OKP', crv: 'Ed25519', kid: first.jwks.keys[0]!.kid, alg: 'EdDSA' });
+      expect(typeof stored.d).toBe('string');
+      expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+
+      const again = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, keyFile });
+      expect(again.jwks).toEqual(first.jwks);
+      const token = await signWith(again, BASE);
+      expect(decodeProtectedHeader(token)).toEqual({ alg: 'EdDSA', kid: first.jwks.keys[0]!.kid, typ: 'JWT' });
+      await expect(jwtVerify(token, createLocalJWKSet(first.jwks), { algorithms: ['EdDSA'], audience: AUDIENCE })).resolves.toBeDefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a key file that holds no private Ed25519 key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tiergate-signer-'));
+    try {
+      const keyFile = join(dir, 'gateway-assertion-key.json');
+      const publicOnly = { ...(await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL })).jwks.keys[0] };
+      writeFileSync(keyFile, JSON.stringify(publicOnly));
+      await expect(createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, keyFile })).rejects.toThrow(/private Ed25519 JWK/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
