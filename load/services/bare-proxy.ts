@@ -1,6 +1,6 @@
 // The baseline that separates proxy cost from auth cost: a reverse proxy with no
 // authentication or authorization, built exactly like the gateway's forward stage
-// (http-proxy-middleware 3, the same options and the same upstream agent settings),
+// (http-proxy-middleware 3, the same options and the same upstream connection pool),
 // on a plain node:http server. Headers pass through untouched, so a request that
 // carries a valid gateway assertion is answered by the upstream as usual.
 // WORKERS (default 1) runs it under node:cluster like the gateway, so both compete for
@@ -8,10 +8,10 @@
 // auth work, not the process layout.
 // Prints `READY <url>` on stdout; stops on SIGTERM.
 import cluster from 'node:cluster';
-import { Agent, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
-import { proxyTarget, UPSTREAM_AGENT_OPTIONS } from '../../src/gateway/forward.js';
+import { proxyTarget, UpstreamAgent } from '../../src/gateway/forward.js';
 
 const targetUrl = process.env.TARGET;
 if (!targetUrl) throw new Error('TARGET is required');
@@ -54,7 +54,7 @@ function serve(): void {
     target: proxyTarget(target),
     changeOrigin: true,
     xfwd: true,
-    agent: new Agent(UPSTREAM_AGENT_OPTIONS),
+    agent: new UpstreamAgent(),
     ejectPlugins: true,
     plugins: [errors],
   });

@@ -4,6 +4,8 @@
 // the gateway's signed assertion of who is calling for which tenants.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { parse as parseUrl, type UrlWithStringQuery } from 'node:url';
 import type { MiddlewareHandler } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
@@ -105,6 +107,47 @@ function sendProblem(res: ServerResponse, status: number, slug: string, title: s
 /** The upstream connection pool's settings (load/bare-proxy.ts uses the same, for a fair baseline). */
 export const UPSTREAM_AGENT_OPTIONS = { keepAlive: true, maxSockets: 512 } as const;
 
+const KEEP_ALIVE_HINT = Symbol('tiergate.keepAliveHint');
+const oneValue = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(', ') : v);
+type HintedSocket = Duplex & { [KEEP_ALIVE_HINT]?: string };
+
+/**
+ * The upstream connection pool. An idle connection is closed a second before the
+ * upstream's announced keep-alive timeout (`Keep-Alive: timeout=N`, which Node servers
+ * send with 5), so no request is written to a connection the upstream is closing at that
+ * very moment: that race ends in ECONNRESET and a 502 for the client. Node's own Agent
+ * applies the hint only when it has a `timeout` of its own (and then only to shorten
+ * it), and reads it from the response headers, from which the forward stage removes
+ * Keep-Alive (hop-by-hop); so the stage keeps the hint on the socket, and this applies it.
+ */
+export class UpstreamAgent extends Agent {
+  constructor() {
+    super(UPSTREAM_AGENT_OPTIONS);
+  }
+
+  override keepSocketAlive(socket: Duplex): boolean {
+    const hinted = socket as HintedSocket;
+    // Taken by the forward stage, or still in the response (a proxy that passes it on).
+    const hint = hinted[KEEP_ALIVE_HINT] ?? oneValue((socket as Socket & { _httpMessage?: { res?: IncomingMessage } })._httpMessage?.res?.headers['keep-alive']);
+    hinted[KEEP_ALIVE_HINT] = undefined;
+    if ((super.keepSocketAlive(socket) as unknown) === false) return false;
+    const seconds = hint === undefined ? undefined : /(?:^|[\s,])timeout=(\d+)/i.exec(hint)?.[1];
+    if (seconds === undefined) return true;
+    const idleMs = Number(seconds) * 1000 - 1000;
+    if (idleMs <= 0) return false; // too short to reuse safely
+    const net = socket as Socket;
+    if (!net.timeout || idleMs < net.timeout) net.setTimeout(idleMs);
+    return true;
+  }
+}
+
+/** Keeps the upstream's Keep-Alive hint for UpstreamAgent, then drops the header (the client's connection is not the upstream's). */
+export function takeKeepAliveHint(proxyRes: IncomingMessage): void {
+  const hint = oneValue(proxyRes.headers['keep-alive']);
+  if (hint !== undefined && proxyRes.socket) (proxyRes.socket as HintedSocket)[KEEP_ALIVE_HINT] = hint;
+  delete proxyRes.headers['keep-alive'];
+}
+
 /**
  * The upstream URL parsed once, for http-proxy-middleware's `target`: given a string,
  * http-proxy runs url.parse on it for every request (it showed in the CPU profile).
@@ -115,7 +158,7 @@ export function proxyTarget(url: string): UrlWithStringQuery {
 }
 
 export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
-  const agent = new Agent(UPSTREAM_AGENT_OPTIONS);
+  const agent = new UpstreamAgent();
   const onUpstream = opts.onUpstream;
   const events: Plugin = (proxyServer) => {
     proxyServer.on('proxyReq', (proxyReq, req) => {
@@ -141,7 +184,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
       // `Connection: close` (sanitizeHeaders removed that header from the request),
       // and the socket is held open until the keep-alive timeout.
       proxyRes.headers.connection = (res as ServerResponse).shouldKeepAlive ? 'keep-alive' : 'close';
-      delete proxyRes.headers['keep-alive'];
+      takeKeepAliveHint(proxyRes);
     });
     proxyServer.on('error', (err, req, res) => {
       const state = (req as StatefulRequest)[STATE];

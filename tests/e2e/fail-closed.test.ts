@@ -13,8 +13,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import type { OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { createTestStore } from '../support/fga.js';
-import { adminOk,
+import {
   call,
+  seedTenantT1,
   startRecordingUpstream,
   startTcpRelay,
   startTestOpenFga,
@@ -47,12 +48,7 @@ beforeAll(async () => {
     upstreamUrl: upstream.url,
     env: { OPENFGA_TIMEOUT_MS: String(OPENFGA_TIMEOUT_MS), UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS) },
   });
-  const ok = (sub: string, method: string, path: string, body?: unknown) => adminOk(s, sub, method, path, body);
-  await ok('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
-  await ok('olivia', 'POST', '/organizations/acme/divisions', { id: 'd1', name: 'D1' });
-  await ok('olivia', 'POST', '/divisions/d1/tenants', { id: 't1', name: 'T1' });
-  await ok('olivia', 'PUT', '/tenants/t1/roles/admin/tom');
-  tom = await s.authHeader('tom');
+  tom = await seedTenantT1(s);
 });
 
 /** A request whose decision cannot be cached yet: an agent never asked about. */

@@ -438,6 +438,8 @@ export interface RecordingUpstream {
   readonly received: RecordedRequest[];
   /** `ok` answers 200 JSON; `hang` records the request and never answers (until stop). */
   mode: UpstreamMode;
+  /** Every connection the upstream accepted, in order: when its last response went out, and when the peer closed it. */
+  readonly connections: UpstreamConnection[];
   /** Forget what was recorded. */
   clear(): void;
   /** Stops listening (connections refused) and drops open connections; `listen()` starts it again on the same port. */
@@ -446,11 +448,25 @@ export interface RecordingUpstream {
   stop(): Promise<void>;
 }
 
-export async function startRecordingUpstream(): Promise<RecordingUpstream> {
+export interface UpstreamConnection {
+  /** Date.now() when the last response on it was finished. */
+  lastResponseAt?: number;
+  /** Date.now() when the peer (the gateway) ended it; unset if the upstream closed it first. */
+  peerEndedAt?: number;
+}
+
+/** `keepAliveTimeoutMs`: the upstream's own idle timeout (Node's default 5 s), announced as `Keep-Alive: timeout=N`. */
+export async function startRecordingUpstream(opts: { keepAliveTimeoutMs?: number } = {}): Promise<RecordingUpstream> {
   const received: RecordedRequest[] = [];
+  const connections: UpstreamConnection[] = [];
+  const bySocket = new WeakMap<Socket, UpstreamConnection>();
   const sockets = new Set<Socket>();
   const state = { mode: 'ok' as UpstreamMode };
   const server: Server = createServer((req, res) => {
+    res.once('finish', () => {
+      const conn = bySocket.get(req.socket);
+      if (conn) conn.lastResponseAt = Date.now();
+    });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -461,7 +477,15 @@ export async function startRecordingUpstream(): Promise<RecordingUpstream> {
       res.end(body);
     });
   });
+  if (opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = opts.keepAliveTimeoutMs;
   server.on('connection', (s) => {
+    const conn: UpstreamConnection = {};
+    connections.push(conn);
+    bySocket.set(s, conn);
+    // 'end' is the peer's FIN; a socket the server times out itself is destroyed without it.
+    s.once('end', () => {
+      conn.peerEndedAt = Date.now();
+    });
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
@@ -471,6 +495,7 @@ export async function startRecordingUpstream(): Promise<RecordingUpstream> {
     url: `http://127.0.0.1:${port}`,
     port,
     received,
+    connections,
     get mode() {
       return state.mode;
     },
@@ -766,6 +791,19 @@ export async function waitFor(probe: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() >= deadline) return false;
     await sleep(stepMs);
   }
+}
+
+/**
+ * The smallest hierarchy through the admin API: organization acme (created by platform
+ * admin pat, admin olivia), division d1, tenant t1 with tenant admin tom. Resolves with
+ * tom's Authorization header.
+ */
+export async function seedTenantT1(stack: TestStack): Promise<string> {
+  await adminOk(stack, 'pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
+  await adminOk(stack, 'olivia', 'POST', '/organizations/acme/divisions', { id: 'd1', name: 'D1' });
+  await adminOk(stack, 'olivia', 'POST', '/divisions/d1/tenants', { id: 't1', name: 'T1' });
+  await adminOk(stack, 'olivia', 'PUT', '/tenants/t1/roles/admin/tom');
+  return stack.authHeader('tom');
 }
 
 /** A call to the admin API as `sub` that must succeed (2xx): building a test hierarchy. */
