@@ -3,7 +3,7 @@
 //
 //   npm run bench                       the full run (~7 minutes)
 //   npm run bench -- --quick            a smoke run: a few seconds per scenario
-//   npm run bench -- --only revocation  one part: floor,bare,warm,redis,miss,openfga,mixed,revocation,layers
+//   npm run bench -- --only revocation  one part: instrument,floor,bare,warm,redis,miss,openfga,mixed,revocation,layers
 //   npm run bench -- --profile          CPU profile of one gateway process at max throughput (warm)
 //   npm run bench -- --profile-miss     the same with every decision a cache miss
 //   options: --workers N (gateway workers; default one per core) --rounds N (interleaved
@@ -31,7 +31,7 @@ import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
 
-const PARTS = ['floor', 'bare', 'warm', 'miss', 'openfga', 'mixed', 'redis', 'revocation', 'layers'] as const;
+const PARTS = ['instrument', 'floor', 'bare', 'warm', 'miss', 'openfga', 'mixed', 'redis', 'revocation', 'layers'] as const;
 type Part = (typeof PARTS)[number];
 
 const { values: args } = parseArgs({
@@ -189,6 +189,10 @@ async function benchRun(): Promise<void> {
   const floorItems = await assertedItems(stack.tenantUrl, fx);
   const bareItems = floorItems.map((it) => ({ ...it, url: it.url.replace(stack.tenantUrl, stack.bareUrl) }));
 
+  if (want('instrument')) {
+    const items = floorItems.map((it) => ({ url: it.url.replace(stack.tenantUrl, stack.noopUrl), headers: {} }));
+    await scenario({ id: 'k', name: 'k6 against a do-nothing server (the instrument alone)', script: 'read.js', data: { expect: [200], items } });
+  }
   if (want('floor')) await scenario({ id: 'a', name: 'tenant service direct (floor)', script: 'read.js', data: { expect: [200], items: floorItems } });
   const bare: Scenario = { id: 'b', name: 'bare proxy, no auth', script: 'read.js', data: { expect: [200], items: bareItems } };
   const warmGateway: Scenario = {
@@ -641,6 +645,7 @@ function report(): void {
     if (x && base) ratios.push(`| ${label} | +${ms(x.k6.p50 - base.k6.p50)} | +${ms(x.k6.p99 - base.k6.p99)} |`);
   };
   if (LOW_RATE > 0) add(`gateway warm (L1) over the bare proxy, at ${LOW_RATE} req/s`, row('c', 'low'), row('b', 'low'));
+  add('tenant service over the do-nothing server (the upstream and PostgreSQL)', row('a', 'rate'), row('k', 'rate'));
   add('bare proxy over the tenant service (proxy cost)', row('b', 'rate'), row('a', 'rate'));
   add(`gateway warm (L1) over the bare proxy, at ${RATE} req/s`, row('c', 'rate'), row('b', 'rate'));
   add('gateway L1 off (Redis) over the bare proxy', row('d', 'rate'), row('b', 'rate'));
@@ -709,7 +714,7 @@ function report(): void {
   }
   const withCpu = rows.filter((r) => r.cpuUsPerRequest);
   if (withCpu.length > 0) {
-    const cols = ['k6', 'bare proxy', 'gateway', 'upstream', 'postgres', 'openfga', 'redis', 'other'];
+    const cols = ['k6', 'no-op server', 'bare proxy', 'gateway', 'upstream', 'postgres', 'openfga', 'redis', 'other'];
     const us = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(0));
     lines.push(
       '## Where the CPU went (µs of CPU per request, by process tree)',

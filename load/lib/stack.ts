@@ -82,11 +82,14 @@ export class BenchStack {
   db!: DbChoice;
   tenantUrl = '';
   bareUrl = '';
+  /** A server that does nothing: k6's own floor. */
+  noopUrl = '';
   /** Signs assertions for the baselines that bypass the gateway (floor, bare proxy). */
   signer!: AssertionSigner;
   private children: ManagedChild[] = [];
   private tenantChild: ManagedChild | undefined;
   private bareChild: ManagedChild | undefined;
+  private noopChild: ManagedChild | undefined;
   private gateways = new Set<GatewayProcess>();
 
   constructor(private readonly say: (line: string) => void) {}
@@ -134,6 +137,10 @@ export class BenchStack {
     this.children.push(bare.child);
     this.bareChild = bare.child;
     this.bareUrl = bare.url;
+    const noop = await startNodeService('noop-server', 'load/services/noop-server.ts', { PORT: String(await freePort()) });
+    this.children.push(noop.child);
+    this.noopChild = noop.child;
+    this.noopUrl = noop.url;
   }
 
   /**
@@ -150,6 +157,7 @@ export class BenchStack {
       { name: 'openfga', pid: pidOf(this.fga.child) },
       { name: 'redis', pid: pidOf(this.redis.child) },
       { name: 'bare proxy', pid: pidOf(this.bareChild) },
+      { name: 'no-op server', pid: pidOf(this.noopChild) },
       ...[...this.gateways].map((g) => ({ name: `gateway ${g.name}`, pid: pidOf(g.child) })),
     ];
   }
