@@ -217,18 +217,17 @@ export function canonicaliseTarget(target: string, maxPathLength: number): Targe
 
 /** Header-level refusals: total size, override headers. Reads Node's raw lines when available. */
 export function checkHeaders(lines: readonly string[] | Headers, maxHeaderBytes: number): Refusal | undefined {
+  // Node's raw [name, value, name, value, …]; a Headers (no Node request behind it) is
+  // flattened first. A plain loop, no per-request closure: this runs on every request.
+  const pairs: readonly string[] = Array.isArray(lines) ? (lines as readonly string[]) : [...(lines as Headers)].flat();
   let total = 0;
   let override: string | undefined;
-  const visit = (name: string, value: string): void => {
-    total += name.length + value.length + 4; // "name: value\r\n"
+  for (let i = 0; i < pairs.length; i += 2) {
+    const name = pairs[i]!;
+    total += name.length + pairs[i + 1]!.length + 4; // "name: value\r\n"
     // `_` and `.` spellings too: CGI/WSGI-style servers read X_HTTP_Method_Override as
     // X-HTTP-Method-Override (both become HTTP_X_HTTP_METHOD_OVERRIDE).
     if (override === undefined && OVERRIDE_LENGTHS.has(name.length) && OVERRIDE_SET.has(name.toLowerCase().replace(/[_.]/g, '-'))) override = name;
-  };
-  if (Array.isArray(lines)) {
-    for (let i = 0; i < lines.length; i += 2) visit(lines[i]!, lines[i + 1]!);
-  } else {
-    (lines as Headers).forEach((value, name) => visit(name, value));
   }
   if (total > maxHeaderBytes) {
     return { slug: 'headers-too-large', title: 'Request headers too large', part: 'header', detail: `the request headers total ${total} bytes; at most ${maxHeaderBytes} are accepted` };
@@ -245,9 +244,10 @@ export function checkHeaders(lines: readonly string[] | Headers, maxHeaderBytes:
   return undefined;
 }
 
-/** The request target as sent: Node's raw `req.url` when available, else from the parsed URL. */
-function rawTarget(url: string, incomingUrl: string | undefined): string {
+/** The request target as sent: Node's raw `req.url` when available, else from the parsed URL (read only then). */
+function rawTarget(c: Context<GatewayEnv>, incomingUrl: string | undefined): string {
   if (incomingUrl !== undefined) return incomingUrl;
+  const url = c.req.raw.url;
   const pathStart = url.indexOf('/', url.indexOf('//') + 2);
   return pathStart < 0 ? '/' : url.slice(pathStart);
 }
@@ -258,7 +258,7 @@ export function normalise(opts: NormaliseOptions): MiddlewareHandler<GatewayEnv>
     const incoming = incomingOf(c);
     const headerRefusal = checkHeaders(incoming?.rawHeaders ?? c.req.raw.headers, maxHeaderBytes);
     if (headerRefusal) return refuseWith(c, headerRefusal);
-    const result = canonicaliseTarget(rawTarget(c.req.raw.url, incoming?.url), maxPathLength);
+    const result = canonicaliseTarget(rawTarget(c, incoming?.url), maxPathLength);
     if (!result.ok) return refuseWith(c, result.refusal);
     c.set('canonical', { method: c.req.method, ...result.value });
     await next();

@@ -4,7 +4,7 @@
 // proxied requests that is after the upstream answered).
 import { randomUUID } from 'node:crypto';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { GatewayMetrics } from './metrics.js';
 import type { GatewayEnv } from './types.js';
@@ -15,6 +15,39 @@ export interface RequestContextOptions {
   logger: Logger;
   trustedProxies: ReadonlySet<string>;
   metrics?: GatewayMetrics;
+}
+
+/**
+ * The request's metric and access line, once its response has gone out. A module-level
+ * function, not a closure made per request: the dev loader (tsx, keepNames) names every
+ * named closure with Object.defineProperty, which cost ~5 µs per request in the profile.
+ */
+function finish(c: Context<GatewayEnv>, opts: RequestContextOptions, requestId: string, startedAt: number, status: number): void {
+  const durationMs = performance.now() - startedAt;
+  // c.get, not c.var: Hono's `var` getter copies every variable into a new object.
+  const policy = c.get('policy');
+  const route = policy?.route ?? (status === 404 ? 'unmatched' : c.req.routePath);
+  opts.metrics?.requestDuration.observe({ route, method: c.req.method, status: String(status) }, durationMs / 1000);
+  // The access line is built only when it will be written (LOG_LEVEL info or lower).
+  if (!opts.logger.isLevelEnabled('info')) return;
+  const v = c.var;
+  // Never the token, never request bodies.
+  opts.logger.info(
+    {
+      requestId,
+      method: c.req.method,
+      path: v.canonical?.path ?? '(rejected before normalisation)',
+      status,
+      principal: v.principal?.subject,
+      permission: v.policy?.permission,
+      object: v.policy?.object,
+      decision: v.decision ? (v.decision.allowed ? 'allow' : 'deny') : undefined,
+      cacheLayer: v.decision?.layer,
+      decisionMs: v.decision ? Number(v.decision.durationMs.toFixed(3)) : undefined,
+      durationMs: Number(durationMs.toFixed(3)),
+    },
+    'request',
+  );
 }
 
 export function requestContext(opts: RequestContextOptions): MiddlewareHandler<GatewayEnv> {
@@ -28,41 +61,13 @@ export function requestContext(opts: RequestContextOptions): MiddlewareHandler<G
     c.set('startedAt', startedAt);
     c.set('log', opts.logger);
 
-    const finish = (status: number) => {
-      const durationMs = performance.now() - startedAt;
-      // c.get, not c.var: Hono's `var` getter copies every variable into a new object.
-      const policy = c.get('policy');
-      const route = policy?.route ?? (status === 404 ? 'unmatched' : c.req.routePath);
-      opts.metrics?.requestDuration.observe({ route, method: c.req.method, status: String(status) }, durationMs / 1000);
-      // The access line is built only when it will be written (LOG_LEVEL info or lower).
-      if (!opts.logger.isLevelEnabled('info')) return;
-      const v = c.var;
-      // Never the token, never request bodies.
-      opts.logger.info(
-        {
-          requestId,
-          method: c.req.method,
-          path: v.canonical?.path ?? '(rejected before normalisation)',
-          status,
-          principal: v.principal?.subject,
-          permission: v.policy?.permission,
-          object: v.policy?.object,
-          decision: v.decision ? (v.decision.allowed ? 'allow' : 'deny') : undefined,
-          cacheLayer: v.decision?.layer,
-          decisionMs: v.decision ? Number(v.decision.durationMs.toFixed(3)) : undefined,
-          durationMs: Number(durationMs.toFixed(3)),
-        },
-        'request',
-      );
-    };
-
     const outgoing = c.env?.outgoing;
-    if (outgoing) outgoing.once('finish', () => finish(outgoing.statusCode));
+    if (outgoing) outgoing.once('finish', () => finish(c, opts, requestId, startedAt, outgoing.statusCode));
     await next();
     // A proxied response was written by the forward stage (with the id); the sentinel
     // Hono gets back is shared by every request and must not be touched.
     const res = c.res;
     if (res !== RESPONSE_ALREADY_SENT && !res.headers.has('x-request-id')) res.headers.set('x-request-id', requestId);
-    if (!outgoing) finish(c.res.status);
+    if (!outgoing) finish(c, opts, requestId, startedAt, c.res.status);
   };
 }

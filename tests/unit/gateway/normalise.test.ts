@@ -137,6 +137,13 @@ describe('checkHeaders', () => {
   it('lets ordinary headers through', () => {
     expect(checkHeaders(['Host', 'x', 'X-Http-Method-Overrides', 'x', 'X-Method', 'GET'], MAX_HEADERS)).toBeUndefined();
   });
+
+  it('checks a Headers object (no Node request behind it) the same way', () => {
+    expect(checkHeaders(new Headers({ host: 'x', 'x-big': 'v'.repeat(100) }), 200)).toBeUndefined();
+    expect(checkHeaders(new Headers({ host: 'x', 'x-big': 'v'.repeat(200) }), 200)?.slug).toBe('headers-too-large');
+    expect(checkHeaders(new Headers({ host: 'x', 'x-original-url': '/admin' }), MAX_HEADERS)?.part).toBe('header.x-original-url');
+    expect(checkHeaders(new Headers({ host: 'x', 'x-method': 'GET' }), MAX_HEADERS)).toBeUndefined();
+  });
 });
 
 describe('normalise middleware (app.request)', () => {
