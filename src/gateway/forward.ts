@@ -94,6 +94,36 @@ interface ForwardState {
   timedOut: boolean;
   /** performance.now() when the request to the upstream was sent. */
   sentAt: number;
+  /** The request to the upstream (the latest attempt). */
+  upstreamReq?: import('node:http').ClientRequest;
+  /**
+   * The X-Forwarded-* values as the forward stage left them, for a second attempt:
+   * http-proxy appends to the request's own headers on every attempt.
+   */
+  forwarded: Array<string | string[] | undefined>;
+  retried: boolean;
+}
+
+const XFWD = ['x-forwarded-for', 'x-forwarded-port', 'x-forwarded-proto', 'x-forwarded-host'] as const;
+
+/** Methods whose request can be sent again as it was: idempotent and without a body the client streamed. */
+const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * A pooled connection the upstream closed just as a request was written to it: nothing
+ * was answered, so an idempotent bodiless request can go again on a new connection
+ * (what Node's documentation recommends for `reusedSocket`, and Go's Transport does).
+ */
+function replayable(err: Error, req: IncomingMessage, state: ForwardState | undefined): state is ForwardState {
+  const code = (err as NodeJS.ErrnoException).code;
+  return (
+    state !== undefined &&
+    !state.retried &&
+    !state.timedOut &&
+    state.upstreamReq?.reusedSocket === true &&
+    (code === 'ECONNRESET' || code === 'EPIPE') &&
+    REPLAYABLE.has(req.method ?? '')
+  );
 }
 const STATE = Symbol('tiergate.forward');
 type StatefulRequest = IncomingMessage & { [STATE]?: ForwardState };
@@ -163,7 +193,10 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
   const events: Plugin = (proxyServer) => {
     proxyServer.on('proxyReq', (proxyReq, req) => {
       const state = (req as StatefulRequest)[STATE];
-      if (state) state.sentAt = performance.now();
+      if (state) {
+        state.sentAt = performance.now();
+        state.upstreamReq = proxyReq;
+      }
       proxyReq.setTimeout(opts.timeoutMs, () => {
         if (state) state.timedOut = true;
         proxyReq.destroy(new Error('upstream timeout'));
@@ -188,8 +221,18 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     });
     proxyServer.on('error', (err, req, res) => {
       const state = (req as StatefulRequest)[STATE];
-      if (state && onUpstream) onUpstream(state.timedOut ? 'timeout' : 'error', (performance.now() - state.sentAt) / 1000);
       const out = res as ServerResponse;
+      if (typeof out.writeHead === 'function' && !out.headersSent && replayable(err, req, state)) {
+        state.retried = true;
+        XFWD.forEach((name, i) => {
+          const value = state.forwarded[i];
+          if (value === undefined) delete req.headers[name];
+          else req.headers[name] = value;
+        });
+        void proxy(req, out);
+        return;
+      }
+      if (state && onUpstream) onUpstream(state.timedOut ? 'timeout' : 'error', (performance.now() - state.sentAt) / 1000);
       if (typeof out.writeHead !== 'function') return;
       if (out.headersSent) {
         out.destroy(err);
@@ -240,7 +283,14 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     incoming.headers['x-request-id'] = requestId;
     // Forward exactly what was matched and authorized.
     incoming.url = canonical.query ? `${canonical.path}?${canonical.query}` : canonical.path;
-    (incoming as StatefulRequest)[STATE] = { requestId, timedOut: false, sentAt: performance.now() };
+    const h = incoming.headers;
+    (incoming as StatefulRequest)[STATE] = {
+      requestId,
+      timedOut: false,
+      sentAt: performance.now(),
+      forwarded: [h[XFWD[0]], h[XFWD[1]], h[XFWD[2]], h[XFWD[3]]],
+      retried: false,
+    };
     outgoing.setHeader('x-request-id', requestId);
 
     await proxy(incoming, outgoing);

@@ -1,0 +1,88 @@
+// A pooled upstream connection that the upstream closes just as a request is written to
+// it (an upstream that announces no keep-alive timeout, or closes early): an idempotent
+// bodiless request goes again once on a new connection, with the same headers; any
+// other request gets the 502 it got before, and is not sent twice.
+import { createServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, seedTenantT1, startTestStack, type TestStack } from '../support/stack.js';
+
+interface Seen {
+  connection: number;
+  requestLine: string;
+  forwardedFor: string | undefined;
+}
+
+/**
+ * A raw HTTP/1.1 upstream: it answers the first request on each connection (keep-alive,
+ * no Keep-Alive hint) and closes the connection, unanswered, on the second.
+ */
+function startClosingUpstream(): Promise<{ url: string; seen: Seen[]; connections: () => number; server: Server }> {
+  const seen: Seen[] = [];
+  let connections = 0;
+  const server = createServer((socket: Socket) => {
+    const connection = ++connections;
+    let buffered = '';
+    let requests = 0;
+    socket.on('data', (chunk) => {
+      buffered += chunk.toString('latin1');
+      let end: number;
+      while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
+        const head = buffered.slice(0, end);
+        buffered = buffered.slice(end + 4);
+        const lines = head.split('\r\n');
+        const forwardedFor = lines.find((l) => /^x-forwarded-for:/i.test(l))?.slice('x-forwarded-for:'.length).trim();
+        seen.push({ connection, requestLine: lines[0]!, forwardedFor });
+        if (++requests > 1) {
+          socket.destroy();
+          return;
+        }
+        socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n{}');
+      }
+    });
+    socket.on('error', () => {});
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      resolve({ url: `http://127.0.0.1:${port}`, seen, connections: () => connections, server });
+    });
+  });
+}
+
+let s: TestStack;
+let upstream: Awaited<ReturnType<typeof startClosingUpstream>>;
+let tom: string;
+
+beforeAll(async () => {
+  upstream = await startClosingUpstream();
+  s = await startTestStack({ platformAdmins: ['pat'], upstreamUrl: upstream.url });
+  tom = await seedTenantT1(s);
+});
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => upstream.server.close(() => resolve()));
+});
+
+describe('a pooled upstream connection closed under a request', () => {
+  it('sends a GET again on a new connection, once, with the same forwarding headers', async () => {
+    const first = await call(s.gatewayUrl, 'GET', '/api/v1/tenants/t1/agents', { auth: tom });
+    expect(first.status).toBe(200);
+    expect(upstream.connections()).toBe(1);
+
+    const second = await call(s.gatewayUrl, 'GET', '/api/v1/tenants/t1/queues', { auth: tom });
+    expect(second.status, second.text).toBe(200);
+    // Written to the pooled connection (closed unanswered), then to a new one.
+    const queues = upstream.seen.filter((r) => r.requestLine.startsWith('GET /api/v1/tenants/t1/queues '));
+    expect(queues.map((r) => r.connection)).toEqual([1, 2]);
+    // http-proxy appends X-Forwarded-For on every attempt: the second carries one address, not two.
+    expect(queues.map((r) => r.forwardedFor)).toEqual(['127.0.0.1', '127.0.0.1']);
+  });
+
+  it('answers 502 to a POST on such a connection and does not send it twice', async () => {
+    // Connection 2 has answered one request and is pooled: the next request meets the close.
+    const res = await call(s.gatewayUrl, 'POST', '/api/v1/tenants/t1/agents', { auth: tom, body: { agentNo: 'a-retry', name: 'Retry' } });
+    expect(res.status, res.text).toBe(502);
+    expect(res.body?.type).toBe('https://tiergate.dev/problems/upstream-unavailable');
+    expect(upstream.seen.filter((r) => r.requestLine.startsWith('POST ')).map((r) => r.connection)).toEqual([2]);
+  });
+});
