@@ -122,7 +122,10 @@ function replayable(err: Error, req: IncomingMessage, state: ForwardState | unde
     !state.timedOut &&
     state.upstreamReq?.reusedSocket === true &&
     (code === 'ECONNRESET' || code === 'EPIPE') &&
-    REPLAYABLE.has(req.method ?? '')
+    REPLAYABLE.has(req.method ?? '') &&
+    // A body was streamed to the first attempt and cannot be sent again.
+    (req.headers['content-length'] === undefined || req.headers['content-length'] === '0') &&
+    req.headers['transfer-encoding'] === undefined
   );
 }
 const STATE = Symbol('tiergate.forward');

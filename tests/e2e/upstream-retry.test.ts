@@ -4,7 +4,7 @@
 // other request gets the 502 it got before, and is not sent twice.
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, seedTenantT1, startTestStack, type TestStack } from '../support/stack.js';
+import { call, seedTenantT1, sendRaw, startTestStack, type TestStack } from '../support/stack.js';
 
 interface Seen {
   connection: number;
@@ -78,11 +78,21 @@ describe('a pooled upstream connection closed under a request', () => {
     expect(queues.map((r) => r.forwardedFor)).toEqual(['127.0.0.1', '127.0.0.1']);
   });
 
+  it('does not send a GET with a body again (the body went to the first attempt)', async () => {
+    // The connection pooled after the first test has answered one request: this one meets the close.
+    const port = Number(new URL(s.gatewayUrl).port);
+    const res = await sendRaw(port, 'GET /api/v1/tenants/t1/extensions', [`Authorization: ${tom}`, 'Content-Type: application/json'], { body: '{"x":1}' });
+    expect(res.status, res.body).toBe(502);
+    expect(upstream.seen.filter((r) => r.requestLine.startsWith('GET /api/v1/tenants/t1/extensions ')).length).toBe(1);
+  });
+
   it('answers 502 to a POST on such a connection and does not send it twice', async () => {
-    // Connection 2 has answered one request and is pooled: the next request meets the close.
+    // A new pooled connection (the GET above closed the last one): prime it, then the POST meets the close.
+    expect((await call(s.gatewayUrl, 'GET', '/api/v1/tenants/t1/ivrs', { auth: tom })).status).toBe(200);
     const res = await call(s.gatewayUrl, 'POST', '/api/v1/tenants/t1/agents', { auth: tom, body: { agentNo: 'a-retry', name: 'Retry' } });
     expect(res.status, res.text).toBe(502);
     expect(res.body?.type).toBe('https://tiergate.dev/problems/upstream-unavailable');
-    expect(upstream.seen.filter((r) => r.requestLine.startsWith('POST ')).map((r) => r.connection)).toEqual([2]);
+    const primed = upstream.seen.find((r) => r.requestLine.startsWith('GET /api/v1/tenants/t1/ivrs '))!.connection;
+    expect(upstream.seen.filter((r) => r.requestLine.startsWith('POST ')).map((r) => r.connection)).toEqual([primed]);
   });
 });
