@@ -98,9 +98,10 @@ interface ForwardState {
   upstreamReq?: import('node:http').ClientRequest;
   /**
    * The X-Forwarded-* values as the forward stage left them, for a second attempt:
-   * http-proxy appends to the request's own headers on every attempt.
+   * http-proxy appends to the request's own headers on every attempt. Undefined when
+   * there were none (the usual case: only a trusted proxy's are kept).
    */
-  forwarded: Array<string | string[] | undefined>;
+  forwarded: Array<string | string[] | undefined> | undefined;
   retried: boolean;
 }
 
@@ -228,7 +229,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
       if (typeof out.writeHead === 'function' && !out.headersSent && replayable(err, req, state)) {
         state.retried = true;
         XFWD.forEach((name, i) => {
-          const value = state.forwarded[i];
+          const value = state.forwarded?.[i];
           if (value === undefined) delete req.headers[name];
           else req.headers[name] = value;
         });
@@ -287,11 +288,12 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     // Forward exactly what was matched and authorized.
     incoming.url = canonical.query ? `${canonical.path}?${canonical.query}` : canonical.path;
     const h = incoming.headers;
+    const anyForwarded = h[XFWD[0]] ?? h[XFWD[1]] ?? h[XFWD[2]] ?? h[XFWD[3]];
     (incoming as StatefulRequest)[STATE] = {
       requestId,
       timedOut: false,
       sentAt: performance.now(),
-      forwarded: [h[XFWD[0]], h[XFWD[1]], h[XFWD[2]], h[XFWD[3]]],
+      forwarded: anyForwarded === undefined ? undefined : [h[XFWD[0]], h[XFWD[1]], h[XFWD[2]], h[XFWD[3]]],
       retried: false,
     };
     outgoing.setHeader('x-request-id', requestId);
