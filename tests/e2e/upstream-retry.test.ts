@@ -16,11 +16,14 @@ interface Seen {
  * A raw HTTP/1.1 upstream: it answers the first request on each connection (keep-alive,
  * no Keep-Alive hint) and closes the connection, unanswered, on the second.
  */
-function startClosingUpstream(): Promise<{ url: string; seen: Seen[]; connections: () => number; server: Server }> {
+function startClosingUpstream(): Promise<{ url: string; seen: Seen[]; connections: () => number; close: () => Promise<void> }> {
   const seen: Seen[] = [];
+  const open = new Set<Socket>();
   let connections = 0;
-  const server = createServer((socket: Socket) => {
+  const server: Server = createServer((socket: Socket) => {
     const connection = ++connections;
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
     let buffered = '';
     let requests = 0;
     socket.on('data', (chunk) => {
@@ -44,23 +47,40 @@ function startClosingUpstream(): Promise<{ url: string; seen: Seen[]; connection
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address() as { port: number };
-      resolve({ url: `http://127.0.0.1:${port}`, seen, connections: () => connections, server });
+      const close = () =>
+        new Promise<void>((done) => {
+          server.close(() => done());
+          for (const socket of open) socket.destroy();
+        });
+      resolve({ url: `http://127.0.0.1:${port}`, seen, connections: () => connections, close });
     });
   });
 }
 
+interface Setup {
+  s: TestStack;
+  upstream: Awaited<ReturnType<typeof startClosingUpstream>>;
+  tom: string;
+}
+
+async function setUp(env: Record<string, string> = {}): Promise<Setup> {
+  const upstream = await startClosingUpstream();
+  const s = await startTestStack({ platformAdmins: ['pat'], upstreamUrl: upstream.url, env });
+  return { s, upstream, tom: await seedTenantT1(s) };
+}
+
+const upstreams: Setup['upstream'][] = [];
 let s: TestStack;
-let upstream: Awaited<ReturnType<typeof startClosingUpstream>>;
+let upstream: Setup['upstream'];
 let tom: string;
 
 beforeAll(async () => {
-  upstream = await startClosingUpstream();
-  s = await startTestStack({ platformAdmins: ['pat'], upstreamUrl: upstream.url });
-  tom = await seedTenantT1(s);
+  ({ s, upstream, tom } = await setUp());
+  upstreams.push(upstream);
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => upstream.server.close(() => resolve()));
+  for (const u of upstreams) await u.close();
 });
 
 describe('a pooled upstream connection closed under a request', () => {
@@ -94,5 +114,22 @@ describe('a pooled upstream connection closed under a request', () => {
     expect(res.body?.type).toBe('https://tiergate.dev/problems/upstream-unavailable');
     const primed = upstream.seen.find((r) => r.requestLine.startsWith('GET /api/v1/tenants/t1/ivrs '))!.connection;
     expect(upstream.seen.filter((r) => r.requestLine.startsWith('POST ')).map((r) => r.connection)).toEqual([primed]);
+  });
+});
+
+describe('behind a trusted proxy', () => {
+  let t: Setup;
+  beforeAll(async () => {
+    t = await setUp({ TRUSTED_PROXIES: '127.0.0.1' });
+    upstreams.push(t.upstream);
+  });
+
+  it("sends the proxy's X-Forwarded-For again as it came, plus this hop, once", async () => {
+    const headers = { 'x-forwarded-for': '203.0.113.7' };
+    expect((await call(t.s.gatewayUrl, 'GET', '/api/v1/tenants/t1/agents', { auth: t.tom, headers })).status).toBe(200);
+    const res = await call(t.s.gatewayUrl, 'GET', '/api/v1/tenants/t1/queues', { auth: t.tom, headers });
+    expect(res.status, res.text).toBe(200);
+    const queues = t.upstream.seen.filter((r) => r.requestLine.startsWith('GET /api/v1/tenants/t1/queues '));
+    expect(queues.map((r) => r.forwardedFor)).toEqual(['203.0.113.7,127.0.0.1', '203.0.113.7,127.0.0.1']);
   });
 });
