@@ -47,10 +47,19 @@ export function readProcs(): Map<number, ProcStat> {
   return out;
 }
 
-/** Ticks of `root` and every descendant (own + reaped); 0 when root is gone. */
-export function treeTicks(procs: Map<number, ProcStat>, root: number): number {
+/** Children of every pid, built once per reading of /proc. */
+export function childrenOf(procs: Map<number, ProcStat>): Map<number, number[]> {
   const children = new Map<number, number[]>();
-  for (const [pid, s] of procs) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
+  for (const [pid, s] of procs) {
+    const list = children.get(s.ppid);
+    if (list) list.push(pid);
+    else children.set(s.ppid, [pid]);
+  }
+  return children;
+}
+
+/** Ticks of `root` and every descendant (own + reaped); 0 when root is gone. */
+export function treeTicks(procs: Map<number, ProcStat>, root: number, children = childrenOf(procs)): number {
   let sum = 0;
   const stack = procs.has(root) ? [root] : [];
   while (stack.length > 0) {
@@ -90,11 +99,12 @@ export type CpuSnapshot = Map<string, number>;
 
 export function snapshot(parts: CpuPart[]): CpuSnapshot {
   const procs = readProcs();
+  const children = childrenOf(procs);
   const out: CpuSnapshot = new Map();
   for (const p of parts) {
     const pid = p.pid();
     if (pid === undefined) continue;
-    out.set(p.name, p.reapedOnly ? (procs.get(pid)?.reaped ?? 0) : treeTicks(procs, pid));
+    out.set(p.name, p.reapedOnly ? (procs.get(pid)?.reaped ?? 0) : treeTicks(procs, pid, children));
   }
   return out;
 }

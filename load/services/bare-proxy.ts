@@ -11,7 +11,7 @@ import cluster from 'node:cluster';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
-import { proxyTarget, UpstreamAgent } from '../../src/gateway/forward.js';
+import { proxyTarget, rememberKeepAliveHint, UpstreamAgent } from '../../src/gateway/forward.js';
 
 const targetUrl = process.env.TARGET;
 if (!targetUrl) throw new Error('TARGET is required');
@@ -42,7 +42,9 @@ if (workers > 1 && cluster.isPrimary) {
 }
 
 function serve(): void {
-  const errors: Plugin = (proxyServer) => {
+  const events: Plugin = (proxyServer) => {
+    // The same upstream pool as the gateway's; headers pass on untouched.
+    proxyServer.on('proxyRes', (proxyRes) => rememberKeepAliveHint(proxyRes));
     proxyServer.on('error', (_err, _req, res) => {
       const out = res as ServerResponse;
       if (typeof out.writeHead !== 'function') return;
@@ -56,7 +58,7 @@ function serve(): void {
     xfwd: true,
     agent: new UpstreamAgent(),
     ejectPlugins: true,
-    plugins: [errors],
+    plugins: [events],
   });
 
   const server = createServer((req, res) => {

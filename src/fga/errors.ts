@@ -1,7 +1,7 @@
 // What an Authorizer rejects with when OpenFGA gives no answer, and how an OpenFGA
-// HTTP error (status + `{code, message}` body) maps to it. Shared by the SDK path
-// (./authorizer.ts) and the request-path client (./request-client.ts), so both
-// classify the same failure the same way.
+// HTTP error (status + `{code, message}` body) maps to it. The request-path client
+// (./request-client.ts) throws these; ./authorizer.ts re-exports them for the stages
+// that map them to 503/500.
 export type AuthorizerFailure =
   /** No answer in time (client timeout, or OpenFGA's deadline_exceeded). */
   | 'timeout'
@@ -45,6 +45,6 @@ export function fromFgaHttpError(status: number, code: string | undefined, messa
   if (code === TOO_COMPLEX) return new AuthorizerUnavailableError('too_complex', `OpenFGA: resolution too complex (${message})`, options);
   if (status === 504 || code === 'deadline_exceeded') return new AuthorizerUnavailableError('timeout', `OpenFGA: deadline exceeded (${status})`, options);
   if (status === 429) return new AuthorizerUnavailableError('rate_limited', 'OpenFGA: rate limited (429)', options);
-  if (status >= 400 && status < 500) return new AuthorizerRequestError('invalid_request', `OpenFGA refused the check (${status}): ${message}`, options);
+  if (status >= 400 && status < 500) return new AuthorizerRequestError('invalid_request', `OpenFGA refused the request (${status}): ${message}`, options);
   return new AuthorizerUnavailableError('server_error', `OpenFGA error (${status}): ${message}`, options);
 }

@@ -152,7 +152,8 @@ type HintedSocket = Duplex & { [KEEP_ALIVE_HINT]?: string };
  * very moment: that race ends in ECONNRESET and a 502 for the client. Node's own Agent
  * applies the hint only when it has a `timeout` of its own (and then only to shorten
  * it), and reads it from the response headers, from which the forward stage removes
- * Keep-Alive (hop-by-hop); so the stage keeps the hint on the socket, and this applies it.
+ * Keep-Alive (hop-by-hop); so the hint is kept on the socket (rememberKeepAliveHint,
+ * takeKeepAliveHint) and this applies it.
  */
 export class UpstreamAgent extends Agent {
   constructor() {
@@ -161,8 +162,8 @@ export class UpstreamAgent extends Agent {
 
   override keepSocketAlive(socket: Duplex): boolean {
     const hinted = socket as HintedSocket;
-    // Taken by the forward stage, or still in the response (a proxy that passes it on).
-    const hint = hinted[KEEP_ALIVE_HINT] ?? oneValue((socket as Socket & { _httpMessage?: { res?: IncomingMessage } })._httpMessage?.res?.headers['keep-alive']);
+    // Kept on the socket from the response by rememberKeepAliveHint.
+    const hint = hinted[KEEP_ALIVE_HINT];
     hinted[KEEP_ALIVE_HINT] = undefined;
     if ((super.keepSocketAlive(socket) as unknown) === false) return false;
     const seconds = hint === undefined ? undefined : /(?:^|[\s,])timeout=(\d+)/i.exec(hint)?.[1];
@@ -175,10 +176,15 @@ export class UpstreamAgent extends Agent {
   }
 }
 
-/** Keeps the upstream's Keep-Alive hint for UpstreamAgent, then drops the header (the client's connection is not the upstream's). */
-export function takeKeepAliveHint(proxyRes: IncomingMessage): void {
+/** Keeps the upstream's Keep-Alive hint on its socket, for UpstreamAgent (call it for every upstream response). */
+export function rememberKeepAliveHint(proxyRes: IncomingMessage): void {
   const hint = oneValue(proxyRes.headers['keep-alive']);
   if (hint !== undefined && proxyRes.socket) (proxyRes.socket as HintedSocket)[KEEP_ALIVE_HINT] = hint;
+}
+
+/** rememberKeepAliveHint, then drops the header: the client's connection is not the upstream's. */
+export function takeKeepAliveHint(proxyRes: IncomingMessage): void {
+  rememberKeepAliveHint(proxyRes);
   delete proxyRes.headers['keep-alive'];
 }
 

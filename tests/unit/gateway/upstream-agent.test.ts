@@ -4,7 +4,7 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { takeKeepAliveHint, UpstreamAgent } from '../../../src/gateway/forward.js';
+import { rememberKeepAliveHint, takeKeepAliveHint, UpstreamAgent } from '../../../src/gateway/forward.js';
 
 let server: Server | undefined;
 let agent: UpstreamAgent | undefined;
@@ -28,12 +28,12 @@ async function upstreamAnnouncing(keepAlive: string | undefined): Promise<number
 }
 
 /** One GET through the agent, handled as the forward stage does; resolves with the socket once the agent has kept or dropped it. */
-async function getThrough(port: number): Promise<{ socket: Socket; hintLeft: string | string[] | undefined }> {
+async function getThrough(port: number, keepHint = takeKeepAliveHint): Promise<{ socket: Socket; hintLeft: string | string[] | undefined }> {
   agent ??= new UpstreamAgent();
   const a = agent;
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/', agent: a }, (res) => {
-      takeKeepAliveHint(res);
+      keepHint(res);
       const hintLeft = res.headers['keep-alive'];
       const socket = res.socket as Socket;
       res.resume();
@@ -70,5 +70,12 @@ describe('UpstreamAgent', () => {
     const { socket } = await getThrough(await upstreamAnnouncing(undefined));
     expect(kept(socket)).toBe(true);
     expect(socket.timeout ?? 0).toBe(0);
+  });
+
+  it('applies the hint a proxy remembered without removing the header (the bare proxy)', async () => {
+    const { socket, hintLeft } = await getThrough(await upstreamAnnouncing('timeout=5'), rememberKeepAliveHint);
+    expect(hintLeft).toBe('timeout=5');
+    expect(kept(socket)).toBe(true);
+    expect(socket.timeout).toBe(4000);
   });
 });
