@@ -46,13 +46,14 @@ const { values: args } = parseArgs({
     'miss-rate': { type: 'string' },
     workers: { type: 'string' },
     rounds: { type: 'string' },
+    'node-flags': { type: 'string' },
     profile: { type: 'boolean', default: false },
     'profile-miss': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--profile | --profile-miss]\n');
+  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--node-flags "--flag …"] [--profile | --profile-miss]\n');
   process.exit(0);
 }
 const quick = args.quick === true;
@@ -90,6 +91,11 @@ interface Row {
   openfgaP99Ms?: Record<string, number>;
   /** Gateway-side p50/p99 (histogram estimates, ms): whole request in the gateway, and the upstream part of it. */
   inside?: { requestP50: number; requestP99: number; upstreamP50: number; upstreamP99: number };
+  /**
+   * The gateway's runtime during the row (prom-client's default metrics, over every worker):
+   * the longest event-loop delay in any worker, and garbage-collection pauses by kind.
+   */
+  runtime?: { loopDelayMaxMs: number; gc: Record<string, { count: number; ms: number }> };
   /** Redis layer lookups by result (hit, miss, stale, bypass, error = timed out or failed). */
   redisLookups?: Record<string, number>;
   errors: number;
@@ -132,7 +138,9 @@ const git = (() => {
     return 'unknown';
   }
 })();
-const stack = new BenchStack(say);
+/** Extra Node/V8 flags for every Node process of the stack (upstream, proxies, gateways), for A/B runs of runtime settings. */
+const nodeFlags = (args['node-flags'] ?? '').split(/\s+/).filter(Boolean);
+const stack = new BenchStack(say, nodeFlags);
 let interrupted = false;
 const onSignal = () => {
   interrupted = true;
@@ -404,6 +412,7 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
       upstreamP50: q('tiergate_upstream_duration_seconds', 0.5),
       upstreamP99: q('tiergate_upstream_duration_seconds', 0.99),
     };
+    row.runtime = runtimeOf(before, after);
     row.decisionP99Ms = Object.fromEntries(
       Object.keys(row.layers)
         .filter((l) => (row.layers![l] ?? 0) > 0)
@@ -430,9 +439,30 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
             .filter(([, v]) => v >= 1)
             .map(([p, v]) => `${p} ${v.toFixed(0)}`)
             .join(', ')}${row.busyShare !== undefined ? ` (busy ${(row.busyShare * 100).toFixed(0)}%)` : ''}`
-        : ''),
+        : '') +
+      (row.runtime ? `\n    ${runtimeLine(row.runtime)}` : ''),
   );
   return row;
+}
+
+/**
+ * The gateway's event-loop delay and GC pauses during a row. prom-client resets the
+ * event-loop histogram at every scrape, so the scrape after the row holds the longest
+ * delay since the one before it (the cluster primary takes the max over its workers).
+ */
+function runtimeOf(before: Scrape, after: Scrape): NonNullable<Row['runtime']> {
+  const counts = deltaBy(before, after, 'nodejs_gc_duration_seconds_count', 'kind');
+  const sums = deltaBy(before, after, 'nodejs_gc_duration_seconds_sum', 'kind');
+  const gc = Object.fromEntries([...counts].filter(([, n]) => n > 0).map(([kind, n]) => [kind, { count: n, ms: (sums.get(kind) ?? 0) * 1000 }]));
+  return { loopDelayMaxMs: (after.get('nodejs_eventloop_lag_max_seconds{}') ?? Number.NaN) * 1000, gc };
+}
+
+function gcCell(gc: NonNullable<Row['runtime']>['gc']): string {
+  return Object.entries(gc).map(([kind, g]) => `${kind} ${g.count} (${g.ms.toFixed(0)} ms)`).join(', ') || 'none';
+}
+
+function runtimeLine(r: NonNullable<Row['runtime']>): string {
+  return `gateway event loop: longest delay ${r.loopDelayMaxMs.toFixed(1)} ms; GC pauses: ${gcCell(r.gc)}`;
 }
 
 /** One scenario on its own: warm-up, the fixed rate(s), then maximum throughput. */
@@ -515,6 +545,11 @@ function medianRow(list: Row[]): Row {
       upstreamP50: k((r) => r.inside!.upstreamP50),
       upstreamP99: k((r) => r.inside!.upstreamP99),
     };
+  }
+  if (first.runtime) {
+    // The round whose longest event-loop delay is the median one, with its GC pauses.
+    const byDelay = list.filter((r) => r.runtime).sort((a, b) => a.runtime!.loopDelayMaxMs - b.runtime!.loopDelayMaxMs);
+    out.runtime = byDelay[Math.floor((byDelay.length - 1) / 2)]!.runtime!;
   }
   return out;
 }
@@ -683,6 +718,7 @@ function report(): void {
       (runSteal !== undefined ? ` CPU steal over the whole run: **${(runSteal * 100).toFixed(0)}%** of all CPU time went to other guests of the host${runSteal > 0.05 ? ' (over 5%: the latencies measure the neighbours as much as tiergate)' : ''}.` : ''),
     '',
     `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either) and CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S} (the warm-up fills every decision at once; with the default 300 s they would all expire together mid-run). ` +
+      (nodeFlags.length > 0 ? `Node flags of every Node process (\`--node-flags\`): \`${nodeFlags.join(' ')}\`. ` : '') +
       `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''}${MISS_RATE > 0 ? ` (and ${MISS_RATE} req/s for e and f)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +
       'Reads are GET /api/v1/tenants/acme-sales/agents/{id}: 32 readers × 32 agents = 1,024 distinct decisions (the miss row asks for a new agent id every time; the upstream answers 404, counted as expected). ' +
       `Rows b and c (the headline comparison) are ${ROUNDS > 1 ? `the median of ${ROUNDS} interleaved rounds (b, c, b, c, …) so that a burst of other work on the machine hits both alike` : 'one run each'}. ` +
@@ -706,11 +742,15 @@ function report(): void {
     lines.push(
       '## Inside the gateway (its own /metrics, histogram estimates)',
       '',
-      'From arrival to the last byte as the gateway measures it (`tiergate_request_duration_seconds`), and the upstream part of it (`tiergate_upstream_duration_seconds`). What k6 sees on top of this is time in the kernel\'s queues and waiting for a core.',
+      'From arrival to the last byte as the gateway measures it (`tiergate_request_duration_seconds`), and the upstream part of it (`tiergate_upstream_duration_seconds`). What k6 sees on top of this is time in the kernel\'s queues and waiting for a core. ' +
+        'Longest event-loop delay: the most any worker\'s loop ran late during the row (`nodejs_eventloop_lag_max_seconds`, 10 ms resolution); GC: the row\'s garbage-collection pauses over every worker (`nodejs_gc_duration_seconds`), count and total. For rounds, the round with the median delay.',
       '',
-      '| | scenario | load | request p50 ms | request p99 ms | upstream p50 ms | upstream p99 ms |',
-      '| --- | --- | --- | ---: | ---: | ---: | ---: |',
-      ...inside.map((r) => `| ${r.id} | ${r.scenario} | ${r.load} | ${ms(r.inside!.requestP50)} | ${ms(r.inside!.requestP99)} | ${ms(r.inside!.upstreamP50)} | ${ms(r.inside!.upstreamP99)} |`),
+      '| | scenario | load | request p50 ms | request p99 ms | upstream p50 ms | upstream p99 ms | longest event-loop delay ms | GC pauses |',
+      '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |',
+      ...inside.map(
+        (r) =>
+          `| ${r.id} | ${r.scenario} | ${r.load} | ${ms(r.inside!.requestP50)} | ${ms(r.inside!.requestP99)} | ${ms(r.inside!.upstreamP50)} | ${ms(r.inside!.upstreamP99)} | ${r.runtime ? ms(r.runtime.loopDelayMaxMs) : '–'} | ${r.runtime ? gcCell(r.runtime.gc) : '–'} |`,
+      ),
       '',
     );
   }
@@ -799,7 +839,7 @@ function report(): void {
   mkdirSync(outDir, { recursive: true });
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const json = JSON.stringify(
-    { startedAt, git, quick, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers, failures, runSteal },
+    { startedAt, git, quick, nodeFlags, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers, failures, runSteal },
     null,
     2,
   );

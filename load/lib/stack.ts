@@ -12,7 +12,7 @@ import { REPO_ROOT } from '../../src/stack/go-tools.js';
 import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { freePort } from '../../src/stack/ports.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
-import { postgresAvailable, startThrowawayPostgres, type ThrowawayPostgres } from './postgres.js';
+import { postgresAvailable, startThrowawayPostgres, type ThrowawayPostgres } from '../../src/stack/postgres-server.js';
 import type { CpuPart } from './proc-cpu.js';
 
 export const ASSERTION_AUDIENCE = 'tenant-service';
@@ -56,8 +56,8 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-async function startNodeService(name: string, script: string, env: Record<string, string>): Promise<{ url: string; child: ManagedChild }> {
-  const child = startChild(name, process.execPath, ['--import', 'tsx', join(REPO_ROOT, script)], { ...cleanEnv(), ...env });
+async function startNodeService(name: string, script: string, env: Record<string, string>, nodeFlags: readonly string[]): Promise<{ url: string; child: ManagedChild }> {
+  const child = startChild(name, process.execPath, [...nodeFlags, '--import', 'tsx', join(REPO_ROOT, script)], { ...cleanEnv(), ...env });
   let url = '';
   await waitUntilReady(
     child,
@@ -92,7 +92,11 @@ export class BenchStack {
   private noopChild: ManagedChild | undefined;
   private gateways = new Set<GatewayProcess>();
 
-  constructor(private readonly say: (line: string) => void) {}
+  /** `nodeFlags`: given to every Node process this stack starts (the services and the gateways). */
+  constructor(
+    private readonly say: (line: string) => void,
+    readonly nodeFlags: readonly string[] = [],
+  ) {}
 
   /** Gateway worker processes of the main rows; the bare proxy runs as many. */
   workers = 1;
@@ -124,7 +128,7 @@ export class BenchStack {
       ASSERTION_AUDIENCE,
       PORT: String(await freePort()),
       ...(this.db.url ? { DATABASE_URL: this.db.url } : { PGLITE_DIR: join(this.dataDir, 'pglite-tenant') }),
-    });
+    }, this.nodeFlags);
     this.children.push(tenant.child);
     this.tenantChild = tenant.child;
     this.tenantUrl = tenant.url;
@@ -133,11 +137,11 @@ export class BenchStack {
       TARGET: this.tenantUrl,
       PORT: String(await freePort()),
       WORKERS: String(this.workers),
-    });
+    }, this.nodeFlags);
     this.children.push(bare.child);
     this.bareChild = bare.child;
     this.bareUrl = bare.url;
-    const noop = await startNodeService('noop-server', 'load/services/noop-server.ts', { PORT: String(await freePort()) });
+    const noop = await startNodeService('noop-server', 'load/services/noop-server.ts', { PORT: String(await freePort()) }, this.nodeFlags);
     this.children.push(noop.child);
     this.noopChild = noop.child;
     this.noopUrl = noop.url;
@@ -215,7 +219,7 @@ export class BenchStack {
       ...(this.db.url ? { DATABASE_URL: this.db.url } : {}),
       ...o.env,
     };
-    const child = startChild(`gateway ${o.name}`, process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/gateway/main.ts')], {
+    const child = startChild(`gateway ${o.name}`, process.execPath, [...this.nodeFlags, ...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/gateway/main.ts')], {
       ...cleanEnv(),
       ...env,
     });

@@ -1,12 +1,12 @@
-// A throwaway PostgreSQL for the benchmark: initdb into a temporary folder, run on a
-// free loopback port, removed at the end. Looks for initdb/pg_ctl on PATH, then in
+// A throwaway PostgreSQL for tests and benchmarks: initdb into a temporary folder, run
+// on a free loopback port, removed at the end. Looks for initdb/pg_ctl on PATH, then in
 // Debian's /usr/lib/postgresql/<version>/bin. PostgreSQL refuses to run as root, so
 // as root the server runs as the `postgres` system user (runuser).
 import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../src/stack/ports.js';
+import { freePort } from './ports.js';
 
 export interface ThrowawayPostgres {
   url: string;
@@ -47,9 +47,9 @@ export function postgresAvailable(): boolean {
 
 export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
   const binDir = findBinDir();
-  if (!binDir) throw new Error('initdb/pg_ctl not found');
+  if (!binDir) throw new Error('PostgreSQL\'s initdb and pg_ctl were not found on PATH or in /usr/lib/postgresql/*/bin (Debian: apt-get install postgresql)');
   const as = runAsUser();
-  const dir = mkdtempSync(join(tmpdir(), 'tiergate-bench-pg-'));
+  const dir = mkdtempSync(join(tmpdir(), 'tiergate-pg-'));
   const data = join(dir, 'data');
   if (as) chownSync(dir, as.uid, as.gid);
   const run = (bin: string, args: string[]) => {
@@ -60,7 +60,7 @@ export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
   };
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'tiergate', '--no-sync', '-E', 'UTF8']);
   const port = await freePort();
-  // A benchmark database: durability off (fsync, synchronous_commit), nothing else tuned.
+  // A throwaway database: durability off (fsync, synchronous_commit), nothing else tuned.
   const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`;
   run('pg_ctl', ['-D', data, '-o', opts, '-l', join(dir, 'server.log'), '-w', '-t', '30', 'start']);
   let stopped = false;
