@@ -24,7 +24,7 @@ import { ensureTool, K6, REPO_ROOT } from '../src/stack/go-tools.js';
 import { summarizeProfile } from './lib/cpuprofile.js';
 import { runK6, type K6Result } from './lib/k6.js';
 import { measureLayers, type LayerResult } from './lib/layers.js';
-import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, scrape, type Scrape } from './lib/prom.js';
+import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, runtimeDelta, scrape, type RuntimeDelta, type Scrape } from './lib/prom.js';
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
 import { cpuMsBetween, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
@@ -91,11 +91,8 @@ interface Row {
   openfgaP99Ms?: Record<string, number>;
   /** Gateway-side p50/p99 (histogram estimates, ms): whole request in the gateway, and the upstream part of it. */
   inside?: { requestP50: number; requestP99: number; upstreamP50: number; upstreamP99: number };
-  /**
-   * The gateway's runtime during the row (prom-client's default metrics, over every worker):
-   * the longest event-loop delay in any worker, and garbage-collection pauses by kind.
-   */
-  runtime?: { loopDelayMaxMs: number; gc: Record<string, { count: number; ms: number }> };
+  /** The gateway's longest event-loop delay and GC pauses during the row (every worker). */
+  runtime?: RuntimeDelta;
   /** Redis layer lookups by result (hit, miss, stale, bypass, error = timed out or failed). */
   redisLookups?: Record<string, number>;
   errors: number;
@@ -412,7 +409,7 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
       upstreamP50: q('tiergate_upstream_duration_seconds', 0.5),
       upstreamP99: q('tiergate_upstream_duration_seconds', 0.99),
     };
-    row.runtime = runtimeOf(before, after);
+    row.runtime = runtimeDelta(before, after);
     row.decisionP99Ms = Object.fromEntries(
       Object.keys(row.layers)
         .filter((l) => (row.layers![l] ?? 0) > 0)
@@ -445,23 +442,11 @@ async function measure(sc: Scenario, mode: Mode, round = 0): Promise<Row> {
   return row;
 }
 
-/**
- * The gateway's event-loop delay and GC pauses during a row. prom-client resets the
- * event-loop histogram at every scrape, so the scrape after the row holds the longest
- * delay since the one before it (the cluster primary takes the max over its workers).
- */
-function runtimeOf(before: Scrape, after: Scrape): NonNullable<Row['runtime']> {
-  const counts = deltaBy(before, after, 'nodejs_gc_duration_seconds_count', 'kind');
-  const sums = deltaBy(before, after, 'nodejs_gc_duration_seconds_sum', 'kind');
-  const gc = Object.fromEntries([...counts].filter(([, n]) => n > 0).map(([kind, n]) => [kind, { count: n, ms: (sums.get(kind) ?? 0) * 1000 }]));
-  return { loopDelayMaxMs: (after.get('nodejs_eventloop_lag_max_seconds{}') ?? Number.NaN) * 1000, gc };
-}
-
-function gcCell(gc: NonNullable<Row['runtime']>['gc']): string {
+function gcCell(gc: RuntimeDelta['gc']): string {
   return Object.entries(gc).map(([kind, g]) => `${kind} ${g.count} (${g.ms.toFixed(0)} ms)`).join(', ') || 'none';
 }
 
-function runtimeLine(r: NonNullable<Row['runtime']>): string {
+function runtimeLine(r: RuntimeDelta): string {
   return `gateway event loop: longest delay ${r.loopDelayMaxMs.toFixed(1)} ms; GC pauses: ${gcCell(r.gc)}`;
 }
 

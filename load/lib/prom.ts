@@ -78,3 +78,23 @@ export function hitRatio(layers: Record<string, number>): number | undefined {
   if (total <= 0) return undefined;
   return ((layers.l1 ?? 0) + (layers.redis ?? 0)) / total;
 }
+
+/** A gateway's runtime between two scrapes (prom-client's default metrics, every worker). */
+export interface RuntimeDelta {
+  /** The longest event-loop delay in any worker, ms (NaN when not exported). */
+  loopDelayMaxMs: number;
+  /** Garbage-collection pauses by kind (minor, major, incremental, weakcb): how many, ms in all. */
+  gc: Record<string, { count: number; ms: number }>;
+}
+
+/**
+ * prom-client resets its event-loop delay histogram at every collection, so the later
+ * scrape holds the longest delay since the earlier one (the cluster primary takes the
+ * max over its workers); GC pauses are a histogram, diffed like the others.
+ */
+export function runtimeDelta(before: Scrape, after: Scrape): RuntimeDelta {
+  const counts = deltaBy(before, after, 'nodejs_gc_duration_seconds_count', 'kind');
+  const sums = deltaBy(before, after, 'nodejs_gc_duration_seconds_sum', 'kind');
+  const gc = Object.fromEntries([...counts].filter(([, n]) => n > 0).map(([kind, n]) => [kind, { count: n, ms: (sums.get(kind) ?? 0) * 1000 }]));
+  return { loopDelayMaxMs: (after.get('nodejs_eventloop_lag_max_seconds{}') ?? Number.NaN) * 1000, gc };
+}
