@@ -84,7 +84,11 @@ export class CachingAuthorizer implements Authorizer {
     this.counts = opts.metrics.counts;
     this.strongFills = opts.strongFills ?? true;
     this.random = opts.random ?? Math.random;
-    this.l1 = opts.l1Enabled ? new LRUCache<string, L1Entry>({ max: opts.l1MaxEntries, ttl: opts.allowTtlMs, ttlAutopurge: false }) : undefined;
+    // ttlResolution 0: lru-cache otherwise caches "now" for 1 ms with a new timer each
+    // time it reads the clock, i.e. a setTimeout on nearly every lookup under load.
+    this.l1 = opts.l1Enabled
+      ? new LRUCache<string, L1Entry>({ max: opts.l1MaxEntries, ttl: opts.allowTtlMs, ttlAutopurge: false, ttlResolution: 0 })
+      : undefined;
   }
 
   /** Entries held in process. */

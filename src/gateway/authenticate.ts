@@ -98,7 +98,8 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     }
     byIssuer.set(i.issuer, i);
   }
-  const cache = new LRUCache<string, Principal>({ max: opts.tokenCacheMax });
+  // ttlResolution 0: no timer per clock read (see the decision cache's L1).
+  const cache = new LRUCache<string, Principal>({ max: opts.tokenCacheMax, ttlResolution: 0 });
 
   async function verifyUncached(token: string): Promise<Principal> {
     let iss: unknown;

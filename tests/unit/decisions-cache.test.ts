@@ -8,6 +8,7 @@ import type { ChildLink, StructureSource } from '../../src/fga/hierarchy.js';
 import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
 import type { Authorizer, CheckRequest, Decision } from '../../src/gateway/types.js';
 import { MODEL } from '../support/decisions-fixture.js';
+import { timersStartedBy } from '../support/timers.js';
 
 /** Answers from a table; optionally holds every call until release(). */
 class TableEngine implements Authorizer {
@@ -105,6 +106,14 @@ describe('CachingAuthorizer (in-process only)', () => {
     expect(engine.calls).toHaveLength(2);
     expect(cache.metrics.counts.l1.hit).toBe(2);
     expect(cache.status()).toMatchObject({ redis: 'disabled', subscriber: 'disabled', l1: 'serving', l1Entries: 2 });
+  });
+
+  it('serves an in-process hit without starting a timer', async () => {
+    const { engine, check } = setup();
+    engine.set('user:a', 'can_view', 'tenant:tA', true);
+    await check('user:a', 'can_view', 'tenant:tA');
+    expect(await timersStartedBy(() => check('user:a', 'can_view', 'tenant:tA'), 5)).toBe(0);
+    expect(engine.calls).toHaveLength(1);
   });
 
   it('fills with strong consistency, and a strong check bypasses the cache', async () => {

@@ -19,6 +19,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authenticate, createTokenVerifier, trustIssuer, type TrustedIssuer, type VerifierOptions } from '../../../src/gateway/authenticate.js';
 import type { GatewayEnv } from '../../../src/gateway/types.js';
+import { timersStartedBy } from '../../support/timers.js';
 import { serveRaw } from './raw-http.js';
 
 const ISS = 'https://idp.example';
@@ -221,6 +222,13 @@ describe('verified-token cache', () => {
     clock = exp * 1000 + 1; // past exp: the cached entry must not pass
     await expect(verifier.verify(token)).rejects.toMatchObject({ status: 401, description: 'token expired' });
     expect(keys.calls()).toBe(2);
+  });
+
+  it('serves a cached token without starting a timer', async () => {
+    const verifier = createTokenVerifier({ issuers: [issuer()], clockToleranceS: 0, tokenCacheMax: 10 });
+    const token = await mint(es);
+    await verifier.verify(token);
+    expect(await timersStartedBy(() => verifier.verify(token), 5)).toBe(0);
   });
 
   it('caches nothing for a refused token', async () => {
