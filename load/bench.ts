@@ -3,7 +3,7 @@
 //
 //   npm run bench                       the full run (~7 minutes)
 //   npm run bench -- --quick            a smoke run: a few seconds per scenario
-//   npm run bench -- --only revocation  one part: instrument,floor,bare,warm,redis,miss,openfga,mixed,revocation,layers
+//   npm run bench -- --only revocation  one part: instrument,floor,bare,warm,framework,redis,miss,openfga,mixed,revocation,layers
 //   npm run bench -- --profile          CPU profile of one gateway process at max throughput (warm)
 //   npm run bench -- --profile-miss     the same with every decision a cache miss
 //   options: --workers N (gateway workers; default one per core) --rounds N (interleaved
@@ -31,7 +31,7 @@ import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
 
-const PARTS = ['instrument', 'floor', 'bare', 'warm', 'miss', 'openfga', 'mixed', 'redis', 'revocation', 'layers'] as const;
+const PARTS = ['instrument', 'floor', 'bare', 'warm', 'framework', 'miss', 'openfga', 'mixed', 'redis', 'revocation', 'layers'] as const;
 type Part = (typeof PARTS)[number];
 
 const { values: args } = parseArgs({
@@ -211,6 +211,10 @@ async function benchRun(): Promise<void> {
   if (want('bare') && want('warm')) await interleaved(bare, warmGateway);
   else if (want('bare')) await scenario(bare);
   else if (want('warm')) await scenario(warmGateway);
+  if (want('framework')) {
+    const items = floorItems.map((it) => ({ ...it, url: it.url.replace(stack.tenantUrl, stack.honoProxyUrl) }));
+    await scenario({ id: 'h', name: 'bare proxy inside Hono, 5 do-nothing middlewares (framework cost)', script: 'read.js', data: { expect: [200], items } });
+  }
   if (want('miss')) {
     await scenario({ id: 'e', name: 'gateway, every decision a cache miss (unique objects, upstream 404)', script: 'read.js', data: missData(gateway.url, fx), gateway });
   }
@@ -672,6 +676,7 @@ function report(): void {
   add('tenant service over the do-nothing server (the upstream and PostgreSQL)', row('a', 'rate'), row('k', 'rate'));
   add('bare proxy over the tenant service (proxy cost)', row('b', 'rate'), row('a', 'rate'));
   add(`gateway warm (L1) over the bare proxy, at ${RATE} req/s`, row('c', 'rate'), row('b', 'rate'));
+  add('bare proxy inside Hono over the bare proxy (framework cost)', row('h', 'rate'), row('b', 'rate'));
   add('gateway L1 off (Redis) over the bare proxy', row('d', 'rate'), row('b', 'rate'));
   if (MISS_RATE > 0) add(`gateway cache miss over OpenFGA direct, at ${MISS_RATE} req/s`, row('e', 'low'), row('f', 'low'));
   // The decision alone on a miss (the gateway's own histogram, so an estimate within its
@@ -688,7 +693,7 @@ function report(): void {
     }
   }
   add(`gateway cache miss over OpenFGA direct, at ${RATE} req/s`, row('e', 'rate'), row('f', 'rate'));
-  const maxRatios = ['a', 'c', 'd', 'e', 'g']
+  const maxRatios = ['a', 'h', 'c', 'd', 'e', 'g']
     .map((id) => row(id, 'max'))
     .filter((r): r is Row => r !== undefined && bMax !== undefined)
     .map((r) => `| ${r.id} ${r.scenario} | ${r.k6.rps.toFixed(0)} | ${((r.k6.rps / bMax!.k6.rps) * 100).toFixed(0)}% |`);
@@ -741,7 +746,7 @@ function report(): void {
   }
   const withCpu = rows.filter((r) => r.cpuUsPerRequest);
   if (withCpu.length > 0) {
-    const cols = ['k6', 'no-op server', 'bare proxy', 'gateway', 'upstream', 'postgres', 'openfga', 'redis', 'other'];
+    const cols = ['k6', 'no-op server', 'bare proxy', 'hono proxy', 'gateway', 'upstream', 'postgres', 'openfga', 'redis', 'other'];
     const us = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(0));
     lines.push(
       '## Where the CPU went (µs of CPU per request, by process tree)',

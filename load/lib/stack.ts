@@ -82,6 +82,8 @@ export class BenchStack {
   db!: DbChoice;
   tenantUrl = '';
   bareUrl = '';
+  /** The bare proxy inside Hono behind five do-nothing middlewares (row h). */
+  honoProxyUrl = '';
   /** A server that does nothing: k6's own floor. */
   noopUrl = '';
   /** Signs assertions for the baselines that bypass the gateway (floor, bare proxy). */
@@ -89,6 +91,7 @@ export class BenchStack {
   private children: ManagedChild[] = [];
   private tenantChild: ManagedChild | undefined;
   private bareChild: ManagedChild | undefined;
+  private honoChild: ManagedChild | undefined;
   private noopChild: ManagedChild | undefined;
   private gateways = new Set<GatewayProcess>();
 
@@ -141,6 +144,15 @@ export class BenchStack {
     this.children.push(bare.child);
     this.bareChild = bare.child;
     this.bareUrl = bare.url;
+    const hono = await startNodeService('hono-proxy', 'load/services/bare-proxy.ts', {
+      TARGET: this.tenantUrl,
+      PORT: String(await freePort()),
+      WORKERS: String(this.workers),
+      HONO_MIDDLEWARES: '5',
+    }, this.nodeFlags);
+    this.children.push(hono.child);
+    this.honoChild = hono.child;
+    this.honoProxyUrl = hono.url;
     const noop = await startNodeService('noop-server', 'load/services/noop-server.ts', { PORT: String(await freePort()) }, this.nodeFlags);
     this.children.push(noop.child);
     this.noopChild = noop.child;
@@ -161,6 +173,7 @@ export class BenchStack {
       { name: 'openfga', pid: pidOf(this.fga.child) },
       { name: 'redis', pid: pidOf(this.redis.child) },
       { name: 'bare proxy', pid: pidOf(this.bareChild) },
+      { name: 'hono proxy', pid: pidOf(this.honoChild) },
       { name: 'no-op server', pid: pidOf(this.noopChild) },
       ...[...this.gateways].map((g) => ({ name: `gateway ${g.name}`, pid: pidOf(g.child) })),
     ];

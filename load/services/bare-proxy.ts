@@ -6,10 +6,17 @@
 // WORKERS (default 1) runs it under node:cluster like the gateway, so both compete for
 // the cores with the same number of processes and the difference between them is the
 // auth work, not the process layout.
+// HONO_MIDDLEWARES=N (row h of the bench) puts the same proxy inside a Hono app on
+// @hono/node-server, under /api/v1 behind N middlewares that do nothing but set a
+// variable and call next(): the framework's share of the gateway's cost, apart from
+// what the gateway's own stages do.
 // Prints `READY <url>` on stdout; stops on SIGTERM.
 import cluster from 'node:cluster';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { proxyTarget, rememberKeepAliveHint, UpstreamAgent } from '../../src/gateway/forward.js';
 
@@ -18,6 +25,7 @@ if (!targetUrl) throw new Error('TARGET is required');
 const target: string = targetUrl;
 
 const workers = Number(process.env.WORKERS ?? 1);
+const honoMiddlewares = process.env.HONO_MIDDLEWARES === undefined ? undefined : Number(process.env.HONO_MIDDLEWARES);
 const port = Number(process.env.PORT ?? 0);
 
 if (workers > 1 && cluster.isPrimary) {
@@ -61,9 +69,7 @@ function serve(): void {
     plugins: [events],
   });
 
-  const server = createServer((req, res) => {
-    void proxy(req, res);
-  });
+  const server = createServer(honoMiddlewares === undefined ? (req, res) => void proxy(req, res) : inHono(proxy, honoMiddlewares));
   server.listen(port, '127.0.0.1', () => {
     // A cluster worker: the primary says READY once every worker listens.
     if (cluster.isWorker) return;
@@ -76,4 +82,23 @@ function serve(): void {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+type ProxyEnv = { Bindings: { incoming: IncomingMessage; outgoing: ServerResponse } };
+
+/** The proxy as the handler of a Hono app, under /api/v1 behind `n` do-nothing middlewares. */
+function inHono(proxy: (req: IncomingMessage, res: ServerResponse) => Promise<void>, n: number): RequestListener {
+  const noop: MiddlewareHandler<ProxyEnv> = async (c, next) => {
+    c.set('seen' as never, true as never);
+    await next();
+  };
+  const api = new Hono<ProxyEnv>();
+  if (n > 0) api.use('*', ...Array.from({ length: n }, () => noop));
+  api.all('*', async (c) => {
+    await proxy(c.env.incoming, c.env.outgoing);
+    return RESPONSE_ALREADY_SENT;
+  });
+  const app = new Hono<ProxyEnv>();
+  app.route('/api/v1', api);
+  return getRequestListener(app.fetch);
 }
