@@ -308,7 +308,7 @@ async function assertedItems(base: string, fx: Fixtures): Promise<{ url: string;
   for (const u of fx.readers) {
     for (const a of fx.agents) {
       const path = `/api/v1/tenants/${fx.tenant}/agents/${a}`;
-      const assertion = await stack.signer.sign(u.id, { type: 'tenant', id: fx.tenant }, [fx.tenant], 'GET', path);
+      const assertion = stack.signer.sign(u.id, { type: 'tenant', id: fx.tenant }, [fx.tenant], 'GET', path);
       out.push({ url: `${base}${path}`, headers: { 'x-tiergate-assertion': assertion } });
     }
   }

@@ -136,21 +136,21 @@ export class BenchStack {
     this.tenantChild = tenant.child;
     this.tenantUrl = tenant.url;
     this.workers = this.db.workers === 1 ? 1 : (opts.workers ?? this.db.workers);
-    const bare = await startNodeService('bare-proxy', 'load/services/bare-proxy.ts', {
-      TARGET: this.tenantUrl,
-      PORT: String(await freePort()),
-      WORKERS: String(this.workers),
-    }, this.nodeFlags);
-    this.children.push(bare.child);
+    // The same proxy twice, with as many workers as the gateway: plain, and inside Hono.
+    const proxy = async (name: string, extra: Record<string, string> = {}) => {
+      const started = await startNodeService(name, 'load/services/bare-proxy.ts', {
+        TARGET: this.tenantUrl,
+        PORT: String(await freePort()),
+        WORKERS: String(this.workers),
+        ...extra,
+      }, this.nodeFlags);
+      this.children.push(started.child);
+      return started;
+    };
+    const bare = await proxy('bare-proxy');
     this.bareChild = bare.child;
     this.bareUrl = bare.url;
-    const hono = await startNodeService('hono-proxy', 'load/services/bare-proxy.ts', {
-      TARGET: this.tenantUrl,
-      PORT: String(await freePort()),
-      WORKERS: String(this.workers),
-      HONO_MIDDLEWARES: '5',
-    }, this.nodeFlags);
-    this.children.push(hono.child);
+    const hono = await proxy('hono-proxy', { HONO_MIDDLEWARES: '5' });
     this.honoChild = hono.child;
     this.honoProxyUrl = hono.url;
     const noop = await startNodeService('noop-server', 'load/services/noop-server.ts', { PORT: String(await freePort()) }, this.nodeFlags);

@@ -24,7 +24,7 @@ export interface AssertionSigner {
    * An assertion for one authorized request: `method` is its (uppercase) method,
    * `path` its canonical path without the query (becoming `htm` and `htu`).
    */
-  sign(sub: string, scope: Scope, tenants: readonly string[], method: string, path: string): Promise<string>;
+  sign(sub: string, scope: Scope, tenants: readonly string[], method: string, path: string): string;
 }
 
 export interface AssertionSignerOptions {
@@ -71,7 +71,7 @@ export async function createAssertionSigner(opts: AssertionSignerOptions): Promi
 
   return {
     jwks: { keys: [publicJwk] },
-    async sign(sub, scope, tenants, method, path) {
+    sign(sub, scope, tenants, method, path) {
       // Ids and paths cannot contain NUL (the gateway refuses it, raw or encoded), so NUL
       // separates unambiguously; the tenants, the one variable-length part, come last.
       const key = `${sub}\0${scope.type}\0${scope.id}\0${method}\0${path}\0${tenants.join('\0')}`;

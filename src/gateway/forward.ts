@@ -285,7 +285,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
         { 'retry-after': '1' },
       );
     }
-    const assertion = await opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
+    const assertion = opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
 
     sanitizeHeaders(incoming.headers, opts.trustedProxies.has(incoming.socket.remoteAddress ?? ''));
     incoming.headers[ASSERTION_HEADER] = assertion;

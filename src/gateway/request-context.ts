@@ -62,7 +62,9 @@ export function requestContext(opts: RequestContextOptions): MiddlewareHandler<G
     c.set('log', opts.logger);
 
     const outgoing = c.env?.outgoing;
-    if (outgoing) outgoing.once('finish', () => finish(c, opts, requestId, startedAt, outgoing.statusCode));
+    // `on`, not `once`: a response finishes once, and once() would wrap the listener and
+    // remove it again on every request.
+    if (outgoing) outgoing.on('finish', () => finish(c, opts, requestId, startedAt, outgoing.statusCode));
     await next();
     // A proxied response was written by the forward stage (with the id); the sentinel
     // Hono gets back is shared by every request and must not be touched.

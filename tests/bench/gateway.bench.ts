@@ -49,7 +49,7 @@ for (const t of tokens) await verifier.verify(t); // now cached: the hot path ha
 
 const signer = await createAssertionSigner({ audience: 'tenant-service', ttlSeconds: 600 });
 const scope = { type: 'tenant' as const, id: 'acme-sales' };
-for (const p of TARGETS) await signer.sign('u1', scope, ['acme-sales'], 'GET', p);
+for (const p of TARGETS) signer.sign('u1', scope, ['acme-sales'], 'GET', p);
 
 let i = 0;
 
@@ -71,8 +71,8 @@ describe('per request, before the decision', () => {
     await verifier.verify(tokens[i++ % tokens.length]!);
   });
 
-  bench('forward: reuse a signed assertion (no signing)', async () => {
-    await signer.sign('u1', scope, ['acme-sales'], 'GET', TARGETS[i++ % TARGETS.length]!);
+  bench('forward: reuse a signed assertion (no signing)', () => {
+    signer.sign('u1', scope, ['acme-sales'], 'GET', TARGETS[i++ % TARGETS.length]!);
   });
 
   bench('all of the above, one request', async () => {
@@ -84,7 +84,7 @@ describe('per request, before the decision', () => {
     if (m.kind !== 'matched') throw new Error(m.kind);
     decisionRequest(m.rule, m.params);
     await verifier.verify(tokens[n % tokens.length]!);
-    await signer.sign('u1', scope, ['acme-sales'], 'GET', target);
+    signer.sign('u1', scope, ['acme-sales'], 'GET', target);
   });
 });
 
@@ -94,8 +94,8 @@ const { privateKey: webKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' }
 let fresh = 0;
 
 describe('per cache miss: sign a new assertion', () => {
-  bench('signer (node:crypto Ed25519)', async () => {
-    await signer.sign('u1', scope, ['acme-sales'], 'GET', `/api/v1/tenants/acme-sales/agents/new${fresh++}`);
+  bench('signer (node:crypto Ed25519)', () => {
+    signer.sign('u1', scope, ['acme-sales'], 'GET', `/api/v1/tenants/acme-sales/agents/new${fresh++}`);
   });
 
   bench('baseline: jose SignJWT (WebCrypto Ed25519)', async () => {

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../src/stack/ports.js';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../src/stack/postgres-server.js';
+import { scrape } from '../support/cache-replicas.js';
 import { call, startGatewayProcess, startTestStack, type GatewayProcess, type TestStack } from '../support/stack.js';
 
 let pgServer: ThrowawayPostgres;
@@ -54,11 +55,12 @@ async function onNewConnection(method: string, path: string, auth: string): Prom
   return { status, worker };
 }
 
-/** Requests the gateway counted, over every route and worker (route labels may hold braces). */
+/** Requests the gateway counted, over every route and worker. */
 async function requestCount(): Promise<number> {
-  const text = await (await fetch(metricsUrl)).text();
   let sum = 0;
-  for (const m of text.matchAll(/^tiergate_request_duration_seconds_count\{.*\} (\d+)$/gm)) sum += Number(m[1]);
+  for (const [series, value] of await scrape({ name: 'cluster primary', metricsUrl })) {
+    if (series.startsWith('tiergate_request_duration_seconds_count{')) sum += value;
+  }
   return sum;
 }
 

@@ -160,9 +160,10 @@ export async function startReplicaPair(opts: { platformAdmin: string; redisRelay
 
 // ---------------------------------------------------------------- metrics
 
-export async function scrape(r: Replica): Promise<Metrics> {
+/** One scrape of a gateway's /metrics (a replica, or any gateway with a metrics listener). */
+export async function scrape(r: { name: string; metricsUrl: string }): Promise<Metrics> {
   const res = await fetch(r.metricsUrl, { signal: AbortSignal.timeout(5000) });
-  if (!res.ok) throw new Error(`replica ${r.name} /metrics answered ${res.status}`);
+  if (!res.ok) throw new Error(`gateway ${r.name}: /metrics answered ${res.status}`);
   const out: Metrics = new Map();
   for (const line of (await res.text()).split('\n')) {
     if (line === '' || line.startsWith('#')) continue;
