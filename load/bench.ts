@@ -3,7 +3,7 @@
 //
 //   npm run bench                       the full run (~7 minutes)
 //   npm run bench -- --quick            a smoke run: a few seconds per scenario
-//   npm run bench -- --only revocation  one part: instrument,floor,bare,warm,framework,redis,miss,openfga,mixed,revocation,layers
+//   npm run bench -- --only revocation  one part: instrument,floor,bare,warm,framework,redis,miss,openfga,new,mixed,revocation,layers
 //   npm run bench -- --profile          CPU profile of one gateway process at max throughput (warm)
 //   npm run bench -- --profile-miss     the same with every decision a cache miss
 //   options: --workers N (gateway workers; default one per core) --rounds N (interleaved
@@ -28,10 +28,10 @@ import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, runtimeDelta, scrap
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
 import { cpuMsBetween, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
-import { grantMember, seed, TENANT, type Fixtures } from './lib/seed.js';
+import { grantMember, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
 
-const PARTS = ['instrument', 'floor', 'bare', 'warm', 'framework', 'miss', 'openfga', 'mixed', 'redis', 'revocation', 'layers'] as const;
+const PARTS = ['instrument', 'floor', 'bare', 'warm', 'framework', 'miss', 'openfga', 'new', 'mixed', 'redis', 'revocation', 'layers'] as const;
 type Part = (typeof PARTS)[number];
 
 const { values: args } = parseArgs({
@@ -70,6 +70,14 @@ const REVOCATIONS = Number(args.revocations ?? (quick ? 20 : 200));
 const LOW_RATE = Number(args['low-rate'] ?? (quick ? 0 : 500));
 /** A second fixed rate for the cache-miss and OpenFGA-direct rows, one a miss-only load can sustain here (0 = none). */
 const MISS_RATE = Number(args['miss-rate'] ?? (quick ? 0 : 200));
+/**
+ * Members the miss row cycles through, each decision kept 1 s (CACHE_ALLOW_TTL_S=1, no
+ * jitter): a member comes round again after MISS_USERS / rate seconds, so every request
+ * is a miss while that is over 1 s, up to 2,500 req/s (the row's hit ratio shows it).
+ */
+const MISS_USERS = quick ? 600 : 2500;
+/** The miss gateway keeps a decision 1 s, so a member asked again after that is a miss. */
+const MISS_GATEWAY_ENV = { CACHE_ALLOW_TTL_S: '1', CACHE_DENY_TTL_S: '1', CACHE_TTL_JITTER: '0' };
 /** Interleaved rounds of bare proxy vs warm gateway (the headline comparison). */
 const ROUNDS = Number(args.rounds ?? (quick ? 1 : 3));
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -215,12 +223,34 @@ async function benchRun(): Promise<void> {
     const items = floorItems.map((it) => ({ ...it, url: it.url.replace(stack.tenantUrl, stack.honoProxyUrl) }));
     await scenario({ id: 'h', name: 'bare proxy inside Hono, 5 do-nothing middlewares (framework cost)', script: 'read.js', data: { expect: [200], items } });
   }
-  if (want('miss')) {
-    await scenario({ id: 'e', name: 'gateway, every decision a cache miss (unique objects, upstream 404)', script: 'read.js', data: missData(gateway.url, fx), gateway });
+  if (want('miss') || want('openfga')) {
+    // A resource's permission is asked of its tenant and cached per (member, tenant), so a
+    // new object is no miss (row n): a miss is a member whose decision is not cached.
+    say(`cache-miss rows: ${MISS_USERS} more members of ${TENANT} for the time of rows e and f`);
+    const members = await missMembers(gateway.url, stack.dataDir, MISS_USERS);
+    if (want('miss')) {
+      const missGateway = await stack.startGateway({ name: 'miss', l1: true, workers: stack.workers, env: MISS_GATEWAY_ENV });
+      const items = missItems(missGateway.url, fx, members);
+      // Each member once before the rows, so their tokens are verified and cached (a
+      // token cache miss is authentication, not the decision this row measures).
+      await requestEach(items, 16);
+      await scenario({
+        id: 'e',
+        name: `gateway, every decision a cache miss (${MISS_USERS} members in turn, decisions kept 1 s)`,
+        script: 'read.js',
+        data: { expect: [200], items },
+        gateway: missGateway,
+      });
+      await missGateway.stop();
+    }
+    if (want('openfga')) {
+      const data = { url: `${stack.fga.apiUrl}/stores/${boot.storeId}/check`, modelId: boot.authorizationModelId, tenant: TENANT, users: members.map((u) => `user:${u.id}`) };
+      await scenario({ id: 'f', name: 'OpenFGA Check direct (engine only)', script: 'fga-check.js', data });
+    }
+    await missMembers(gateway.url, stack.dataDir, MISS_USERS, false);
   }
-  if (want('openfga')) {
-    const data = { url: `${stack.fga.apiUrl}/stores/${boot.storeId}/check`, modelId: boot.authorizationModelId, tenant: TENANT, users: fx.readers.map((u) => `user:${u.id}`) };
-    await scenario({ id: 'f', name: 'OpenFGA Check direct (engine only)', script: 'fga-check.js', data });
+  if (want('new')) {
+    await scenario({ id: 'n', name: "gateway, a new object every request (unique agent ids, upstream 404): the tenant's cached decision", script: 'read.js', data: newObjectData(gateway.url, fx), gateway });
   }
   if (want('redis')) {
     await gateway.stop();
@@ -292,13 +322,32 @@ async function benchRun(): Promise<void> {
   report();
 }
 
-/** GET one of 32 agents as one of 32 readers: 1,024 distinct decisions, round-robin. */
+/** GET one of 32 agents as one of 32 readers: 1,024 distinct requests (32 decisions: each reader's on the tenant), round-robin. */
 function gatewayItems(base: string, fx: Fixtures): { url: string; headers: Record<string, string> }[] {
   return fx.readers.flatMap((u) => fx.agents.map((a) => ({ url: `${base}/api/v1/tenants/${fx.tenant}/agents/${a}`, headers: { authorization: `Bearer ${u.token}` } })));
 }
 
-/** Every request a new agent id (never decided before; the upstream answers 404), as one of the 32 readers. */
-function missData(base: string, fx: Fixtures) {
+/** Sends every request once, `concurrency` at a time; each must answer 200. */
+async function requestEach(items: { url: string; headers: Record<string, string> }[], concurrency: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const { url, headers } = items[next++]!;
+      const res = await fetch(url, { headers });
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/** Request n: member n mod N reads one of the 32 agents (the upstream answers 200). */
+function missItems(base: string, fx: Fixtures, members: { id: string; token: string }[]): { url: string; headers: Record<string, string> }[] {
+  return members.map((u, i) => ({ url: `${base}/api/v1/tenants/${fx.tenant}/agents/${fx.agents[i % fx.agents.length]}`, headers: { authorization: `Bearer ${u.token}` } }));
+}
+
+/** Every request a new agent id (never seen before; the upstream answers 404), as one of the 32 readers. */
+function newObjectData(base: string, fx: Fixtures) {
   return { expect: [404], unique: { base: `${base}/api/v1/tenants/${fx.tenant}/agents/m`, headers: fx.readers.map((u) => ({ authorization: `Bearer ${u.token}` })) } };
 }
 
@@ -548,11 +597,14 @@ function medianRow(list: Row[]): Row {
 async function profileRun(miss: boolean): Promise<void> {
   const dir = join(stack.dataDir, 'cpuprofile');
   mkdirSync(dir, { recursive: true });
-  const gateway = await stack.startGateway({ name: 'profile', l1: true, workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  const gateway = await stack.startGateway({ name: 'profile', l1: true, workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`], ...(miss ? { env: MISS_GATEWAY_ENV } : {}) });
   const fx = await seed(gateway.url, stack.dataDir, { readers: 32, mixed: 0, revoked: 0, agents: 32 }, say);
-  const data = miss ? missData(gateway.url, fx) : { expect: [200], items: gatewayItems(gateway.url, fx) };
+  const data = miss
+    ? { expect: [200], items: missItems(gateway.url, fx, await missMembers(gateway.url, stack.dataDir, MISS_USERS)) }
+    : { expect: [200], items: gatewayItems(gateway.url, fx) };
   if (miss) {
-    say('[profile] every decision a cache miss (unique objects): max throughput on one gateway process with --cpu-prof');
+    say(`[profile] every decision a cache miss (${MISS_USERS} members in turn, decisions kept 1 s): each member once first (their tokens verified), then max throughput on one gateway process with --cpu-prof`);
+    await requestEach(data.items, 16);
   } else {
     say('[profile] warming every decision, then max throughput on one gateway process with --cpu-prof');
     // Until (almost) every decision is an in-process hit: the steady state is what is profiled.
@@ -688,12 +740,12 @@ function report(): void {
     const seen = em.openfgaP99Ms;
     if (d !== undefined) {
       decisionOnMiss.push(
-        `| ${rate} req/s | ${ms(d)} | ${seen ? `${ms(seen.check ?? Number.NaN)} / ${ms(seen.read ?? Number.NaN)}` : '–'} | ${ms(fm.k6.p99)} | ${d - fm.k6.p99 >= 0 ? '+' : ''}${ms(d - fm.k6.p99)} |`,
+        `| ${rate} req/s | ${ms(d)} | ${seen ? `${seen.check !== undefined ? ms(seen.check) : 'none'} / ${seen.read !== undefined ? ms(seen.read) : 'none'}` : '–'} | ${ms(fm.k6.p99)} | ${d - fm.k6.p99 >= 0 ? '+' : ''}${ms(d - fm.k6.p99)} |`,
       );
     }
   }
   add(`gateway cache miss over OpenFGA direct, at ${RATE} req/s`, row('e', 'rate'), row('f', 'rate'));
-  const maxRatios = ['a', 'h', 'c', 'd', 'e', 'g']
+  const maxRatios = ['a', 'h', 'c', 'd', 'e', 'n', 'g']
     .map((id) => row(id, 'max'))
     .filter((r): r is Row => r !== undefined && bMax !== undefined)
     .map((r) => `| ${r.id} ${r.scenario} | ${r.k6.rps.toFixed(0)} | ${((r.k6.rps / bMax!.k6.rps) * 100).toFixed(0)}% |`);
@@ -710,7 +762,8 @@ function report(): void {
     `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either) and CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S} (the warm-up fills every decision at once; with the default 300 s they would all expire together mid-run). ` +
       (nodeFlags.length > 0 ? `Node flags of every Node process (\`--node-flags\`): \`${nodeFlags.join(' ')}\`. ` : '') +
       `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''}${MISS_RATE > 0 ? ` (and ${MISS_RATE} req/s for e and f)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +
-      'Reads are GET /api/v1/tenants/acme-sales/agents/{id}: 32 readers × 32 agents = 1,024 distinct decisions (the miss row asks for a new agent id every time; the upstream answers 404, counted as expected). ' +
+      "Reads are GET /api/v1/tenants/acme-sales/agents/{id}: 32 readers × 32 agents = 1,024 distinct requests. An agent's can_read is asked of its tenant first and cached per (reader, tenant), so they are 32 decisions. " +
+      `Row e: ${MISS_USERS} more members in turn, on a gateway that keeps a decision 1 s (${Object.entries(MISS_GATEWAY_ENV).map(([k, v]) => `${k}=${v}`).join(', ')}), so each request's decision has expired before its member comes round again; row f asks OpenFGA the request's own question (can_read on a new agent, the tenant link contextual) for the same members; the members exist only for those two rows. Row n asks for a new agent id every time (the upstream answers 404, counted as expected). ` +
       `Rows b and c (the headline comparison) are ${ROUNDS > 1 ? `the median of ${ROUNDS} interleaved rounds (b, c, b, c, …) so that a burst of other work on the machine hits both alike` : 'one run each'}. ` +
       'Errors = responses with an unexpected status or transport errors (+ admin errors and stale denials in the mixed row); dropped = arrivals k6 could not start on time. CPU steal = the share of all CPU time the hypervisor gave to other guests during the row (`/proc/stat`): on a shared VM, read it before believing a latency. Cache hit ratio = (L1 + Redis) / all decisions, from the gateway\'s /metrics before and after the row.',
     '',
@@ -788,7 +841,7 @@ function report(): void {
       '| layer | samples | p50 µs | p99 µs | max µs |',
       '| --- | ---: | ---: | ---: | ---: |',
       ...(['l1', 'redis', 'openfga', 'engine'] as const).map((k) => {
-        const label = { l1: 'in-process (L1) hit', redis: 'Redis (L1 off)', openfga: 'miss → OpenFGA (Redis miss, versions, Check, fill)', engine: 'OpenFGA Check alone (request-path client, no cache)' }[k];
+        const label = { l1: 'in-process (L1) hit', redis: 'Redis (L1 off)', openfga: "miss → OpenFGA (the member's role-version changed: Redis lookup, versions, Check, fill)", engine: 'OpenFGA Check alone (request-path client, no cache)' }[k];
         return `| ${label} | ${L[k].n} | ${L[k].p50.toFixed(1)} | ${L[k].p99.toFixed(1)} | ${L[k].max.toFixed(1)} |`;
       }),
       '',

@@ -15,6 +15,7 @@ import { decisionKey } from './key.js';
 import type { SharedDecisions } from './l2.js';
 import type { DecisionMetrics } from './metrics.js';
 import { GLOBAL_KEY, plainSubject } from './nodes.js';
+import type { ParentQuestions } from './parent-questions.js';
 import type { VersionStore } from './versions.js';
 
 interface L1Entry {
@@ -50,6 +51,11 @@ export interface CachingAuthorizerOptions {
   ttlJitter: number;
   metrics: DecisionMetrics;
   /**
+   * Ask a resource's inherited permission of its contextual parent first, and cache that
+   * (./parent-questions.ts); absent = every check is asked as it is.
+   */
+  parentQuestions?: ParentQuestions;
+  /**
    * Ask the engine with HIGHER_CONSISTENCY when filling the cache (default true):
    * an entry lives for minutes, so it must not come from OpenFGA's own cache.
    */
@@ -71,6 +77,7 @@ export class CachingAuthorizer implements Authorizer {
   private readonly counts: DecisionMetrics['counts'];
   private readonly strongFills: boolean;
   private readonly random: () => number;
+  private readonly parentQuestions: ParentQuestions | undefined;
 
   constructor(opts: CachingAuthorizerOptions) {
     this.opts = opts;
@@ -84,6 +91,7 @@ export class CachingAuthorizer implements Authorizer {
     this.counts = opts.metrics.counts;
     this.strongFills = opts.strongFills ?? true;
     this.random = opts.random ?? Math.random;
+    this.parentQuestions = opts.parentQuestions;
     // ttlResolution 0: lru-cache otherwise caches "now" for 1 ms with a new timer each
     // time it reads the clock, i.e. a setTimeout on nearly every lookup under load.
     this.l1 = opts.l1Enabled
@@ -103,6 +111,21 @@ export class CachingAuthorizer implements Authorizer {
 
   async check(req: CheckRequest): Promise<Decision> {
     const started = performance.now();
+    if (this.parentQuestions !== undefined && req.consistency !== 'strong') {
+      // A parent's allow is the resource's allow; its "no" decides nothing (./parent-questions.ts).
+      for (const question of this.parentQuestions.for(req)) {
+        const d = await this.decide(question, started);
+        if (d.allowed) {
+          this.counts.parent.allowed++;
+          return d;
+        }
+        this.counts.parent.denied++;
+      }
+    }
+    return this.decide(req, started);
+  }
+
+  private async decide(req: CheckRequest, started: number): Promise<Decision> {
     if (req.consistency === 'strong') {
       // Right after a write, or a route that must not be cached: OpenFGA, HIGHER_CONSISTENCY.
       this.counts.strong++;
@@ -175,15 +198,16 @@ export class CachingAuthorizer implements Authorizer {
     // time after that: ./versions.ts).
     const depsAt = performance.now();
 
-    // Redis first: on a hit nothing else is needed (reading the dependencies alongside it
-    // would spend a closure walk, and version reads when untrusted, on every Redis hit).
+    // What the decision depends on, as far as this process knows the hierarchy. With the
+    // in-process layer on, a Redis lookup mostly misses too (this replica would hold a fresh
+    // entry itself), so these reads start alongside it: Redis gets both in one round trip.
+    // With it off, every check is a Redis lookup that mostly hits: they wait for a miss.
+    const early = this.l1 !== undefined && this.shared !== undefined ? this.knownDependencies(req).catch(() => undefined) : undefined;
     if (this.shared) {
       const fromShared = await this.lookupShared(key, generation);
       if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
     }
-
-    // What the decision depends on, as far as this process knows the hierarchy.
-    let deps: Dependencies | undefined = await this.knownDependencies(req).catch(() => undefined);
+    let deps: Dependencies | undefined = await (early ?? this.knownDependencies(req).catch(() => undefined));
     if (deps !== undefined && deps.openNodes) {
       // A hierarchy node whose parents this process never read (a first request under
       // it): resolve the whole closure before asking, the plain sequential way.

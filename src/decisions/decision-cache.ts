@@ -30,6 +30,7 @@ import { VersionInvalidator } from './invalidator.js';
 import { SharedDecisions } from './l2.js';
 import { DecisionMetrics } from './metrics.js';
 import { globalBump, VersionKeys } from './nodes.js';
+import { ParentQuestions } from './parent-questions.js';
 import { ReadChangesPoller, type PollerStatus } from './poller.js';
 import { RedisLink } from './redis.js';
 import { assertDecisionModel } from './soundness.js';
@@ -79,6 +80,11 @@ export interface DecisionCacheOptions {
   roleVersionTtlMs?: number;
   /** With Redis: versions kept in process at most (default max(200 000, 2 × l1MaxEntries)). */
   localVersionsMax?: number;
+  /**
+   * Ask a resource's inherited permission of its contextual parent first and cache it per
+   * parent (default true; ./parent-questions.ts).
+   */
+  parentQuestions?: boolean;
   /** Replace the OpenFGA structure reader (unit tests, benchmarks). */
   structureSource?: StructureSource;
   /** Optional event log hook (Redis errors, poll errors, resyncs). */
@@ -204,6 +210,7 @@ export class DecisionCache {
       denyTtlMs: opts.denyTtlS * 1000,
       ttlJitter: opts.ttlJitter,
       metrics,
+      ...((opts.parentQuestions ?? true) ? { parentQuestions: new ParentQuestions(opts.model, structure) } : {}),
     }));
     const dropLocal = () => {
       versions.drop();

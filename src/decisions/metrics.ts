@@ -16,6 +16,8 @@ export interface DecisionCounts {
   redis: Record<LookupResult, number>;
   engine: { allowed: number; denied: number; error: number };
   coalesced: number;
+  /** Resource checks asked of the contextual parent first: allowed there (answered), or not (asked as they are). */
+  parent: { allowed: number; denied: number };
   /** Checks that asked for strong consistency and skipped the cache. */
   strong: number;
   /** Engine answers not stored: their dependencies could not be read (Redis/OpenFGA trouble, unkeyable input). */
@@ -33,6 +35,7 @@ export class DecisionMetrics {
     redis: zeroLookups(),
     engine: { allowed: 0, denied: 0, error: 0 },
     coalesced: 0,
+    parent: { allowed: 0, denied: 0 },
     strong: 0,
     uncached: 0,
   };
@@ -48,7 +51,7 @@ export class DecisionMetrics {
 
   constructor(registry: Registry, prefix = 'tiergate_decision_') {
     const counts = this.counts;
-    const reported = { l1: zeroLookups(), redis: zeroLookups(), engine: { allowed: 0, denied: 0, error: 0 }, coalesced: 0, strong: 0, uncached: 0 };
+    const reported = { l1: zeroLookups(), redis: zeroLookups(), engine: { allowed: 0, denied: 0, error: 0 }, coalesced: 0, parent: { allowed: 0, denied: 0 }, strong: 0, uncached: 0 };
     new Counter({
       name: `${prefix}cache_lookups_total`,
       help: 'Decision cache lookups by layer and result (stale = found but outdated; bypass = layer not trusted or not reachable)',
@@ -64,19 +67,22 @@ export class DecisionMetrics {
         }
       },
     });
-    new Counter({
-      name: `${prefix}engine_calls_total`,
-      help: 'Checks answered by the engine (OpenFGA) on a cache miss, by outcome',
-      labelNames: ['outcome'] as const,
-      registers: [registry],
-      collect() {
-        for (const o of ['allowed', 'denied', 'error'] as const) {
-          const d = counts.engine[o] - reported.engine[o];
-          this.inc({ outcome: o }, d);
-          reported.engine[o] += d;
-        }
-      },
-    });
+    // A counter by outcome, copied from one of the plain-number records at scrape time.
+    const byOutcome = <K extends string>(name: string, help: string, live: Record<K, number>, seen: Record<K, number>) =>
+      new Counter({
+        name: `${prefix}${name}`,
+        help,
+        labelNames: ['outcome'] as const,
+        registers: [registry],
+        collect() {
+          for (const o of Object.keys(live) as K[]) {
+            const d = live[o] - seen[o];
+            this.inc({ outcome: o }, d);
+            seen[o] += d;
+          }
+        },
+      });
+    byOutcome('engine_calls_total', 'Checks answered by the engine (OpenFGA) on a cache miss, by outcome', counts.engine, reported.engine);
     new Counter({
       name: `${prefix}coalesced_total`,
       help: 'Checks that waited for an identical in-flight check instead of calling the engine',
@@ -86,6 +92,12 @@ export class DecisionMetrics {
         reported.coalesced = counts.coalesced;
       },
     });
+    byOutcome(
+      'parent_answers_total',
+      "Resource checks asked of the resource's contextual parent first, by the parent's answer (allowed = answered by it; denied = then asked of the resource)",
+      counts.parent,
+      reported.parent,
+    );
     new Counter({
       name: `${prefix}strong_total`,
       help: 'Checks that asked for strong consistency and went to the engine past the cache',

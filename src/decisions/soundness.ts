@@ -159,6 +159,22 @@
  * - Replicas sharing a Redis must all run this version scheme: a replica from before
  *   principal-scoped versions bumps only any-versions for a role change.
  * - Errors, timeouts and "resolution too complex" reject and are never stored.
+ *
+ * ## 6. Asking the parent first (./parent-questions.ts)
+ * A check of R on O with contextual tuples C may first be asked as S on P, with C' = the
+ * tuples of C whose object is of a hierarchy node type, when (O, t, P) is in C, P is plain
+ * and of a type t accepts that defines S, and `S from t` is R's rewrite or one branch of
+ * its top-level union. Lemma: if S on P with C' is allowed, so is R on O with C.
+ * Proof: a union holds when a branch does; `S from t` evaluates S on every object the
+ * (O, t, ·) tuples name, stored or contextual, so on P. Evaluating S on P consults tuples
+ * on objects of Reach(P) only (section 1, with P as the root), and every object of Reach(P)
+ * is P or the target of a structural tuple: of a node type. So the tuples of C on other
+ * objects are never consulted, and S on P with C' is S on P with C. ∎ A denial on P is
+ * not used (O may have other parents or branches): R on O is then asked as it is. Each
+ * question is cached under its own key with its own dependencies, so sections 2–5 hold
+ * for the parent's entry as for any other, and a resource answered through it records
+ * nothing about the resource: no structural tuple on O can turn the parent's allow into
+ * a denial of R on O.
  */
 import type { ModelTypes } from '../fga/hierarchy.js';
 import { tuplesetsOf } from '../fga/hierarchy.js';

@@ -31,6 +31,8 @@ const STRANGER = ['rd', 403] as const;
 const REVOKED = 'rv';
 /** Revoked while the replicas are cut off from a Redis that keeps its data. */
 const REVOKED_IN_PARTITION = 'rp';
+/** An admin of t1 who asks nothing until Redis is back: a decision neither replica has cached. */
+const LATECOMER = 'rf';
 
 beforeAll(async () => {
   p = await startReplicaPair({ platformAdmin: 'pat', redisRelay: true });
@@ -38,7 +40,7 @@ beforeAll(async () => {
   await p.adminOk('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
   await p.adminOk('olivia', 'POST', '/organizations/acme/divisions', { id: 'd1', name: 'D1' });
   await p.adminOk('olivia', 'POST', '/divisions/d1/tenants', { id: 't1', name: 'T1' });
-  for (const user of ['ra', REVOKED, REVOKED_IN_PARTITION]) await p.adminOk('olivia', 'PUT', `/tenants/t1/roles/admin/${user}`);
+  for (const user of ['ra', REVOKED, REVOKED_IN_PARTITION, LATECOMER]) await p.adminOk('olivia', 'PUT', `/tenants/t1/roles/admin/${user}`);
   const created = await call(A.url, 'POST', agents('t1'), { auth: await p.auth('ra'), body: { agentNo: 'a1', name: 'Agent one' } });
   expect(created.status, created.text).toBe(201);
 });
@@ -161,12 +163,13 @@ describe('Redis killed under two gateway replicas', () => {
       await redis.connect();
       const decisions = async () => (await redis.keys(`tg:${p.store.storeId}:d:*`)).length;
       const stored = await decisions();
-      // A decision neither replica has asked for yet (can_read on agent:t1/a1).
+      // A decision neither replica has asked for yet (the latecomer's, on tenant t1, which
+      // agent:t1/a1's can_read is asked as first).
       const agent = `${agents('t1')}/a1`;
-      expect((await p.get(A, 'ra', agent)).status).toBe(200);
+      expect((await p.get(A, LATECOMER, agent)).status).toBe(200);
       expect(await waitFor(async () => (await decisions()) > stored, 5000), 'A stored the decision in Redis').toBe(true);
       const b0 = await cacheCounts(B);
-      const fromB = await p.get(B, 'ra', agent);
+      const fromB = await p.get(B, LATECOMER, agent);
       expect([fromB.status, fromB.body.name]).toEqual([200, 'Agent one']);
       const d = delta(b0, await cacheCounts(B));
       expect({ redisHit: d.redisHit, engine: d.engine }).toEqual({ redisHit: 1, engine: 0 });

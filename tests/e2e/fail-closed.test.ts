@@ -51,9 +51,22 @@ beforeAll(async () => {
   tom = await seedTenantT1(s);
 });
 
-/** A request whose decision cannot be cached yet: an agent never asked about. */
+/** An agent never asked about (a path the upstream has not seen). */
 function freshPath(): string {
   return `/api/v1/tenants/t1/agents/a-${randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * Makes tom's cached decisions in t1 outdated, so his next request must ask OpenFGA: a
+ * new agent alone would not (its permission is asked of the tenant, whose answer is
+ * cached). A role change of his on t1, made and undone through the admin API, bumps
+ * his role-version there. A decision the outage refuses is not cached, so it stays a miss.
+ */
+async function forgetTomsDecisions(): Promise<void> {
+  for (const method of ['PUT', 'DELETE'] as const) {
+    const res = await call(s.gatewayUrl, method, '/admin/v1/tenants/t1/roles/member/tom', { auth: tom });
+    expect(res.status, res.text).toBe(200);
+  }
 }
 
 async function timed(path: string, auth = tom): Promise<{ res: JsonResponse; ms: number }> {
@@ -87,6 +100,7 @@ describe('OpenFGA unavailable: 503, never 200, nothing forwarded; then service r
   });
 
   it('OpenFGA unreachable (connection refused) → 503; reachable again → allowed, without a gateway restart', async () => {
+    await forgetTomsDecisions();
     await relay.cut();
     try {
       upstream.clear();
@@ -108,6 +122,7 @@ describe('OpenFGA unavailable: 503, never 200, nothing forwarded; then service r
   });
 
   it('OpenFGA hung (SIGSTOP) → 503 within about OPENFGA_TIMEOUT_MS; continued (SIGCONT) → allowed', async () => {
+    await forgetTomsDecisions();
     fga.child.process.kill('SIGSTOP');
     try {
       upstream.clear();
@@ -121,6 +136,7 @@ describe('OpenFGA unavailable: 503, never 200, nothing forwarded; then service r
   });
 
   it('OpenFGA answering errors (HTTP 500) → 503; healthy again → allowed', async () => {
+    await forgetTomsDecisions();
     await relay.cut(); // drop the pooled connections, so the next ones reach the failing relay
     relay.mode = 'http-500';
     await relay.restore();
@@ -140,6 +156,7 @@ describe('OpenFGA unavailable: 503, never 200, nothing forwarded; then service r
   });
 
   it('an error is never cached as an answer: the request refused during the outage is allowed afterwards', async () => {
+    await forgetTomsDecisions();
     const path = freshPath();
     await relay.cut();
     try {

@@ -160,15 +160,51 @@ describe('decision cache across two replicas', () => {
     expect(A.cache.metrics.counts.coalesced - coalescedBefore).toBe(24);
   });
 
+  it("answers a tenant's resources from one OpenFGA check of the tenant, on both replicas", async () => {
+    const user = 'user:tAuser';
+    const agents = ['fold-1', 'fold-2', 'fold-3', 'fold-4'].map((id) => resourceCheck(user, 'tA', 'agent', id));
+    const before = { a: A.engine.calls, b: B.engine.calls, parent: A.cache.metrics.counts.parent.allowed };
+    const onA = await Promise.all(agents.map(async (req) => (await A.cache.authorizer.check(req)).allowed));
+    expect(onA).toEqual([true, true, true, true]);
+    expect(A.engine.calls - before.a).toBe(1);
+    expect(A.cache.metrics.counts.parent.allowed - before.parent).toBe(4);
+    // B finds the tenant's answer in Redis: no OpenFGA call for any of the four.
+    expect((await B.cache.authorizer.check(resourceCheck(user, 'tA', 'agent', 'fold-5'))).layer).toBe('redis');
+    expect(B.engine.calls - before.b).toBe(0);
+    // A call record, whose can_read is the same tenant permission, is the same decision.
+    expect(await A.cache.authorizer.check(resourceCheck(user, 'tA', 'call_record', 'c-77'))).toMatchObject({ allowed: true, layer: 'l1' });
+  });
+
+  it('asks the resource itself when the tenant says no: a link stored in OpenFGA still lets its tenant in, and its removal is seen', async () => {
+    // tBadmin holds nothing in tA; agent tA/linked also hangs under tB by a stored tuple.
+    const link = tuple('tenant:tB', 'tenant', 'agent:tA/linked');
+    await writeThrough(store.client, A, { writes: [link] });
+    const req = resourceCheck('user:tBadmin', 'tA', 'agent', 'linked', 'can_write');
+    const before = A.engine.calls;
+    expect(await A.cache.authorizer.check(req)).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(A.engine.calls - before).toBe(2); // the tenant's "no", then the agent's own question
+    // That first answer named tB, whose versions were not read before asking: not kept. The
+    // next fill follows the stored link first, and is kept.
+    expect(await A.cache.authorizer.check(req)).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(await A.cache.authorizer.check(req)).toMatchObject({ allowed: true, layer: 'l1' });
+    expect((await A.cache.authorizer.check(resourceCheck('user:tBadmin', 'tA', 'agent', 'unlinked', 'can_write'))).allowed).toBe(false);
+    await writeThrough(store.client, A, { deletes: [link] });
+    for (const r of [B, A]) expect((await r.cache.authorizer.check(req)).allowed).toBe(false);
+  });
+
   it('stores allows and denials in Redis with their own TTLs (plus jitter)', async () => {
     const allow = resourceCheck('user:tAadmin', 'tA', 'report', 'ttl-allow', 'can_read');
     const deny = resourceCheck('user:tBadmin', 'tA', 'report', 'ttl-deny', 'can_read');
     expect((await A.cache.authorizer.check(allow)).allowed).toBe(true);
     expect((await A.cache.authorizer.check(deny)).allowed).toBe(false);
     const key = (r: typeof allow) => `tg:${store.storeId}:d:${decisionKey(store.storeId, store.authorizationModelId, r)}`;
+    // The allow came from the tenant (the report's permission is inherited from it), and is
+    // stored under the tenant's question; the denial under the tenant's and the report's.
+    const allowedAt = { user: 'user:tAadmin', relation: 'can_read_reports', object: 'tenant:tA', contextualTuples: [] };
     // The write to Redis is fire-and-forget after the answer: wait for it to land.
-    expect(await eventually(async () => (await redis.exists(key(allow), key(deny))) === 2, 2000)).toBe(true);
-    const allowTtl = await redis.pttl(key(allow));
+    expect(await eventually(async () => (await redis.exists(key(allowedAt), key(deny))) === 2, 2000)).toBe(true);
+    expect(await redis.exists(key(allow))).toBe(0);
+    const allowTtl = await redis.pttl(key(allowedAt));
     const denyTtl = await redis.pttl(key(deny));
     expect(allowTtl).toBeGreaterThan(250_000);
     expect(allowTtl).toBeLessThanOrEqual(330_000);

@@ -150,6 +150,15 @@ const CASES: WriteCase[] = [
     change: (p) => ({ writes: [tuple(`tenant:${p}tw`, 'tenant', `agent:${p}t/9`)] }),
   },
   {
+    name: 'structural unlink <resource>#tenant (the only way in; the tenant itself says no)',
+    setup: (p) => [...base(p), tuple(`division:${p}d3`, 'division', `tenant:${p}tw`), tuple(`user:${p}u`, 'admin', `tenant:${p}tw`), tuple(`tenant:${p}tw`, 'tenant', `agent:${p}t/9`)],
+    checks: (p) => [
+      { req: inTenant(`user:${p}u`, `${p}t`, 'can_write', 'agent', '9'), before: true, after: false },
+      { req: inTenant(`user:${p}u`, `${p}t`, 'can_write', 'agent', '8'), before: false, after: false },
+    ],
+    change: (p) => ({ deletes: [tuple(`tenant:${p}tw`, 'tenant', `agent:${p}t/9`)] }),
+  },
+  {
     name: 'move of a division',
     setup: (p) => [...base(p), tuple(`user:${p}a1`, 'admin', `division:${p}d1`), tuple(`user:${p}a3`, 'admin', `division:${p}d3`)],
     checks: (p) => [

@@ -46,6 +46,8 @@ class TableStructure implements StructureSource {
     ['tenant:tB', ['division:d2']],
   ]);
   reads = 0;
+  /** Every object whose parents were read, in order. */
+  parentsRead: string[] = [];
   /** Reads of this object wait until release(). */
   held: { object: string; gate: Promise<void>; release: () => void } | undefined;
   holdReadsOf(object: string): void {
@@ -55,6 +57,7 @@ class TableStructure implements StructureSource {
   }
   async parents(object: string): Promise<string[]> {
     this.reads++;
+    this.parentsRead.push(object);
     if (this.held?.object === object) await this.held.gate;
     return this.parentsOf.get(object) ?? [];
   }
@@ -64,15 +67,20 @@ class TableStructure implements StructureSource {
   }
 }
 
-function setup() {
+/**
+ * The table engine answers each object as set, not as the model would, so the parent is
+ * asked first (./parent-questions.ts) only where a test says so.
+ */
+function setup(opts: { parentQuestions?: boolean } = {}) {
   const engine = new TableEngine();
   const structure = new TableStructure();
+  const registry = new Registry();
   const cache = new DecisionCache({
     engine,
     storeId: 'store1',
     modelId: () => 'model1',
     model: MODEL,
-    registry: new Registry(),
+    registry,
     redisTimeoutMs: 5,
     l1Enabled: true,
     l1MaxEntries: 1000,
@@ -82,6 +90,7 @@ function setup() {
     pollMs: 1000,
     poller: false,
     structureSource: structure,
+    parentQuestions: opts.parentQuestions ?? false,
   });
   const check = (user: string, relation: string, object: string, extra: Partial<CheckRequest> = {}) =>
     cache.authorizer.check({ user, relation, object, contextualTuples: [], ...extra });
@@ -92,7 +101,7 @@ function setup() {
     contextualTuples: [{ user: `tenant:${tenant}`, relation: 'tenant', object: `agent:${tenant}/1` }],
     scope: { type: 'tenant', id: tenant },
   });
-  return { engine, structure, cache, check, agent };
+  return { engine, structure, cache, check, agent, registry };
 }
 
 describe('CachingAuthorizer (in-process only)', () => {
@@ -379,3 +388,52 @@ describe('a new resource object: its stored parents are read while the engine an
   });
 });
 
+
+describe("a resource's inherited permission is asked of its contextual parent first", () => {
+  it('answers every resource of the tenant from one cached allow, without reading any resource’s parents', async () => {
+    const { engine, structure, cache, agent, registry } = setup({ parentQuestions: true });
+    engine.set('user:a', 'can_read_operational', 'tenant:tA', true);
+    const other = { ...agent('tA', 'user:a'), object: 'agent:tA/2', contextualTuples: [{ user: 'tenant:tA', relation: 'tenant', object: 'agent:tA/2' }] };
+    expect(await cache.authorizer.check(agent('tA', 'user:a'))).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(await cache.authorizer.check(other)).toMatchObject({ allowed: true, layer: 'l1' });
+    expect(engine.calls).toEqual([
+      { user: 'user:a', relation: 'can_read_operational', object: 'tenant:tA', contextualTuples: [], scope: { type: 'tenant', id: 'tA' }, consistency: 'strong' },
+    ]);
+    expect(structure.parentsRead).not.toContain('agent:tA/1');
+    expect(structure.parentsRead).not.toContain('agent:tA/2');
+    expect(cache.metrics.counts.parent).toEqual({ allowed: 2, denied: 0 });
+    const exposed = await registry.metrics();
+    expect(exposed).toContain('tiergate_decision_parent_answers_total{outcome="allowed"} 2');
+    expect(exposed).toContain('tiergate_decision_engine_calls_total{outcome="allowed"} 1');
+  });
+
+  it("asks the resource itself when the parent says no, and caches both answers", async () => {
+    const { engine, cache, agent } = setup({ parentQuestions: true });
+    // b is no member of tA, but a link stored in OpenFGA hangs agent tA/1 under b's tenant too.
+    engine.set('user:b', 'can_read', 'agent:tA/1', true);
+    expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(engine.calls.map((c) => `${c.relation} ${c.object}`)).toEqual(['can_read_operational tenant:tA', 'can_read agent:tA/1']);
+    expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: true, layer: 'l1' });
+    expect(engine.calls).toHaveLength(2);
+    expect(cache.metrics.counts.parent).toEqual({ allowed: 0, denied: 2 });
+    // and a denial on both is a denial
+    expect(await cache.authorizer.check(agent('tA', 'user:c'))).toMatchObject({ allowed: false });
+  });
+
+  it("a revocation on the tenant invalidates the parent's allow for every resource under it", async () => {
+    const { engine, cache, agent } = setup({ parentQuestions: true });
+    engine.set('user:a', 'can_read_operational', 'tenant:tA', true);
+    expect(await cache.authorizer.check(agent('tA', 'user:a'))).toMatchObject({ allowed: true });
+    engine.set('user:a', 'can_read_operational', 'tenant:tA', false);
+    await cache.invalidator.tuplesChanged({ writes: [], deletes: [{ user: 'user:a', relation: 'member', object: 'tenant:tA' }] });
+    const another = { ...agent('tA', 'user:a'), object: 'agent:tA/9', contextualTuples: [{ user: 'tenant:tA', relation: 'tenant', object: 'agent:tA/9' }] };
+    expect(await cache.authorizer.check(another)).toMatchObject({ allowed: false, layer: 'openfga' });
+  });
+
+  it('a strong check asks the resource as it is, once', async () => {
+    const { engine, cache, agent } = setup({ parentQuestions: true });
+    engine.set('user:a', 'can_read', 'agent:tA/1', true);
+    expect(await cache.authorizer.check({ ...agent('tA', 'user:a'), consistency: 'strong' })).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(engine.calls.map((c) => c.object)).toEqual(['agent:tA/1']);
+  });
+});
