@@ -114,7 +114,8 @@ export class CachingAuthorizer implements Authorizer {
     if (this.parentQuestions !== undefined && req.consistency !== 'strong') {
       // A parent's allow is the resource's allow; its "no" decides nothing (./parent-questions.ts).
       for (const question of this.parentQuestions.for(req)) {
-        const d = await this.decide(question, started);
+        const answer = this.decide(question, started);
+        const d = answer instanceof Promise ? await answer : answer;
         if (d.allowed) {
           this.counts.parent.allowed++;
           return d;
@@ -125,18 +126,21 @@ export class CachingAuthorizer implements Authorizer {
     return this.decide(req, started);
   }
 
-  private async decide(req: CheckRequest, started: number): Promise<Decision> {
+  /**
+   * The answer to one question: straight from the in-process layer when it holds a valid
+   * entry (no promise of its own: a warm parent question costs no extra await), else a
+   * promise of the layers below.
+   */
+  private decide(req: CheckRequest, started: number): Decision | Promise<Decision> {
     if (req.consistency === 'strong') {
       // Right after a write, or a route that must not be cached: OpenFGA, HIGHER_CONSISTENCY.
       this.counts.strong++;
-      const d = await this.engine.check(req);
-      return { allowed: d.allowed, layer: 'openfga', durationMs: performance.now() - started };
+      return this.fromEngine(req, started);
     }
     const key = decisionKey(this.storeId, this.modelId(), req);
     if (key === undefined) {
       this.counts.uncached++;
-      const d = await this.engine.check(req);
-      return { allowed: d.allowed, layer: 'openfga', durationMs: performance.now() - started };
+      return this.fromEngine(req, started);
     }
 
     const l1 = this.l1;
@@ -155,7 +159,16 @@ export class CachingAuthorizer implements Authorizer {
         this.counts.l1.bypass++;
       }
     }
+    return this.belowL1(key, req, started);
+  }
 
+  private async fromEngine(req: CheckRequest, started: number): Promise<Decision> {
+    const d = await this.engine.check(req);
+    return { allowed: d.allowed, layer: 'openfga', durationMs: performance.now() - started };
+  }
+
+  /** Joins an identical check in flight, or resolves from Redis or the engine. */
+  private async belowL1(key: string, req: CheckRequest, started: number): Promise<Decision> {
     const seq = this.versions.seq;
     const flying = this.inflight.get(key);
     if (flying !== undefined && flying.seq === seq) {
