@@ -109,10 +109,14 @@ export interface GatewayMetrics {
 }
 
 const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
-/** Decisions from the in-process layer take microseconds: finer buckets at the low end. */
+/**
+ * Decisions from the in-process layer take microseconds: finer buckets at the low end.
+ * Misses and OpenFGA calls land at 1–10 ms: a bucket per millisecond or so there, so a
+ * p99 estimate is not rounded to 2.5 or 5 ms.
+ */
 const DECISION_BUCKETS = [
-  0.000005, 0.00001, 0.00002, 0.000035, 0.00005, 0.000075, 0.0001, 0.00015, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01,
-  0.025, 0.05, 0.1, 0.25, 1,
+  0.000005, 0.00001, 0.00002, 0.000035, 0.00005, 0.000075, 0.0001, 0.00015, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.0025, 0.003,
+  0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
 ];
 
 export function createGatewayMetrics(registry = new Registry()): GatewayMetrics {
