@@ -28,7 +28,7 @@ import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, runtimeDelta, scrap
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
 import { cpuMsBetween, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
-import { grantMember, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
+import { grantMember, inBatches, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
 
 const PARTS = ['instrument', 'floor', 'bare', 'warm', 'framework', 'miss', 'openfga', 'new', 'mixed', 'redis', 'revocation', 'layers'] as const;
@@ -322,28 +322,30 @@ async function benchRun(): Promise<void> {
   report();
 }
 
+type ReadItem = { url: string; headers: Record<string, string> };
+
+/** GET `agent` of the bench tenant as the holder of `token`. */
+function agentRead(base: string, fx: Fixtures, agent: string, token: string): ReadItem {
+  return { url: `${base}/api/v1/tenants/${fx.tenant}/agents/${agent}`, headers: { authorization: `Bearer ${token}` } };
+}
+
 /** GET one of 32 agents as one of 32 readers: 1,024 distinct requests (32 decisions: each reader's on the tenant), round-robin. */
-function gatewayItems(base: string, fx: Fixtures): { url: string; headers: Record<string, string> }[] {
-  return fx.readers.flatMap((u) => fx.agents.map((a) => ({ url: `${base}/api/v1/tenants/${fx.tenant}/agents/${a}`, headers: { authorization: `Bearer ${u.token}` } })));
+function gatewayItems(base: string, fx: Fixtures): ReadItem[] {
+  return fx.readers.flatMap((u) => fx.agents.map((a) => agentRead(base, fx, a, u.token)));
 }
 
 /** Sends every request once, `concurrency` at a time; each must answer 200. */
-async function requestEach(items: { url: string; headers: Record<string, string> }[], concurrency: number): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const { url, headers } = items[next++]!;
-      const res = await fetch(url, { headers });
-      await res.arrayBuffer();
-      if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}`);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+async function requestEach(items: ReadItem[], concurrency: number): Promise<void> {
+  await inBatches(items, concurrency, async ({ url, headers }) => {
+    const res = await fetch(url, { headers });
+    await res.arrayBuffer();
+    if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}`);
+  });
 }
 
 /** Request n: member n mod N reads one of the 32 agents (the upstream answers 200). */
-function missItems(base: string, fx: Fixtures, members: { id: string; token: string }[]): { url: string; headers: Record<string, string> }[] {
-  return members.map((u, i) => ({ url: `${base}/api/v1/tenants/${fx.tenant}/agents/${fx.agents[i % fx.agents.length]}`, headers: { authorization: `Bearer ${u.token}` } }));
+function missItems(base: string, fx: Fixtures, members: { id: string; token: string }[]): ReadItem[] {
+  return members.map((u, i) => agentRead(base, fx, fx.agents[i % fx.agents.length]!, u.token));
 }
 
 /** Every request a new agent id (never seen before; the upstream answers 404), as one of the 32 readers. */
@@ -740,7 +742,7 @@ function report(): void {
     const seen = em.openfgaP99Ms;
     if (d !== undefined) {
       decisionOnMiss.push(
-        `| ${rate} req/s | ${ms(d)} | ${seen ? `${seen.check !== undefined ? ms(seen.check) : 'none'} / ${seen.read !== undefined ? ms(seen.read) : 'none'}` : '–'} | ${ms(fm.k6.p99)} | ${d - fm.k6.p99 >= 0 ? '+' : ''}${ms(d - fm.k6.p99)} |`,
+        `| ${rate} req/s | ${ms(d)} | ${seen ? `${ms(seen.check)} / ${ms(seen.read)}` : '–'} | ${ms(fm.k6.p99)} | ${d - fm.k6.p99 >= 0 ? '+' : ''}${ms(d - fm.k6.p99)} |`,
       );
     }
   }

@@ -35,7 +35,14 @@ async function call(url: string, method: string, token: string, body?: unknown):
   return res.status;
 }
 
-async function inBatches<T>(items: readonly T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
+/** Tokens from the development issuer the gateway trusts (its key is in the bench's data dir). */
+async function minter(dataDir: string): Promise<(sub: string) => Promise<string>> {
+  const keys = await loadOrCreateDevIssuerKeys(dataDir);
+  return (sub) => mintDevToken(keys, { sub, audience: 'tiergate', ttlS: TOKEN_TTL_S });
+}
+
+/** `fn` over `items`, `size` at a time. */
+export async function inBatches<T>(items: readonly T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
 }
 
@@ -49,8 +56,7 @@ export async function seed(
   counts: { readers: number; mixed: number; revoked: number; agents: number },
   say: (line: string) => void,
 ): Promise<Fixtures> {
-  const keys = await loadOrCreateDevIssuerKeys(dataDir);
-  const mint = (sub: string) => mintDevToken(keys, { sub, audience: 'tiergate', ttlS: TOKEN_TTL_S });
+  const mint = await minter(dataDir);
   const file = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
   const spec = parseHierarchy(readFileSync(file, 'utf8'), file);
   await applyHierarchy({ spec, gateway: gatewayUrl, token: await mint('platform-ops'), orgTokens: { acme: await mint('olivia') }, out: () => undefined });
@@ -83,8 +89,7 @@ export async function seed(
  * to leave the other rows' store as it was.
  */
 export async function missMembers(gatewayUrl: string, dataDir: string, n: number, grant = true): Promise<{ id: string; token: string }[]> {
-  const keys = await loadOrCreateDevIssuerKeys(dataDir);
-  const mint = (sub: string) => mintDevToken(keys, { sub, audience: 'tiergate', ttlS: TOKEN_TTL_S });
+  const mint = await minter(dataDir);
   const operator = await mint('platform-ops');
   const ids = Array.from({ length: n }, (_, i) => `bench-x${i}`);
   const batches: { user: string; relation: string; object: string }[][] = [];

@@ -7,7 +7,7 @@ import { DecisionCache } from '../../src/decisions/index.js';
 import type { ChildLink, StructureSource } from '../../src/fga/hierarchy.js';
 import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
 import type { Authorizer, CheckRequest, Decision } from '../../src/gateway/types.js';
-import { MODEL } from '../support/decisions-fixture.js';
+import { MODEL, resourceCheck } from '../support/decisions-fixture.js';
 import { timersStartedBy } from '../support/timers.js';
 
 /** Answers from a table; optionally holds every call until release(). */
@@ -94,13 +94,7 @@ function setup(opts: { parentQuestions?: boolean } = {}) {
   });
   const check = (user: string, relation: string, object: string, extra: Partial<CheckRequest> = {}) =>
     cache.authorizer.check({ user, relation, object, contextualTuples: [], ...extra });
-  const agent = (tenant: string, user: string): CheckRequest => ({
-    user,
-    relation: 'can_read',
-    object: `agent:${tenant}/1`,
-    contextualTuples: [{ user: `tenant:${tenant}`, relation: 'tenant', object: `agent:${tenant}/1` }],
-    scope: { type: 'tenant', id: tenant },
-  });
+  const agent = (tenant: string, user: string, id = '1'): CheckRequest => resourceCheck(user, tenant, 'agent', id);
   return { engine, structure, cache, check, agent, registry };
 }
 
@@ -393,7 +387,7 @@ describe("a resource's inherited permission is asked of its contextual parent fi
   it('answers every resource of the tenant from one cached allow, without reading any resource’s parents', async () => {
     const { engine, structure, cache, agent, registry } = setup({ parentQuestions: true });
     engine.set('user:a', 'can_read_operational', 'tenant:tA', true);
-    const other = { ...agent('tA', 'user:a'), object: 'agent:tA/2', contextualTuples: [{ user: 'tenant:tA', relation: 'tenant', object: 'agent:tA/2' }] };
+    const other = agent('tA', 'user:a', '2');
     expect(await cache.authorizer.check(agent('tA', 'user:a'))).toMatchObject({ allowed: true, layer: 'openfga' });
     expect(await cache.authorizer.check(other)).toMatchObject({ allowed: true, layer: 'l1' });
     expect(engine.calls).toEqual([
@@ -426,7 +420,7 @@ describe("a resource's inherited permission is asked of its contextual parent fi
     expect(await cache.authorizer.check(agent('tA', 'user:a'))).toMatchObject({ allowed: true });
     engine.set('user:a', 'can_read_operational', 'tenant:tA', false);
     await cache.invalidator.tuplesChanged({ writes: [], deletes: [{ user: 'user:a', relation: 'member', object: 'tenant:tA' }] });
-    const another = { ...agent('tA', 'user:a'), object: 'agent:tA/9', contextualTuples: [{ user: 'tenant:tA', relation: 'tenant', object: 'agent:tA/9' }] };
+    const another = agent('tA', 'user:a', '9');
     expect(await cache.authorizer.check(another)).toMatchObject({ allowed: false, layer: 'openfga' });
   });
 
