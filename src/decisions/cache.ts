@@ -56,12 +56,26 @@ export interface CachingAuthorizerOptions {
    */
   parentQuestions?: ParentQuestions;
   /**
+   * With the in-process layer on: ask the engine alongside the Redis lookup, without
+   * waiting for it, while few lookups find an answer there (default true; see `racing`).
+   */
+  raceLookups?: boolean;
+  /**
    * Ask the engine with HIGHER_CONSISTENCY when filling the cache (default true):
    * an entry lives for minutes, so it must not come from OpenFGA's own cache.
    */
   strongFills?: boolean;
   random?: () => number;
 }
+
+/**
+ * Race the engine against Redis while fewer than this share of recent Redis lookups
+ * found an answer: each lookup that hits during a race is an engine call made for
+ * nothing, so a race costs at most about this share more engine calls.
+ */
+export const RACE_BELOW_HIT_SHARE = 0.1;
+/** Weight of the latest lookup in the running hit share (about the last 32 lookups count). */
+const HIT_SHARE_WEIGHT = 1 / 32;
 
 export class CachingAuthorizer implements Authorizer {
   private readonly engine: Authorizer;
@@ -78,6 +92,14 @@ export class CachingAuthorizer implements Authorizer {
   private readonly strongFills: boolean;
   private readonly random: () => number;
   private readonly parentQuestions: ParentQuestions | undefined;
+  private readonly raceLookups: boolean;
+  /**
+   * Share of recent Redis lookups that found a valid answer (moving average). It starts
+   * at 1: a replica races only once Redis has been seen not to hold its answers (about 70
+   * misses in a row from the start), so replicas that find each other's decisions there
+   * do not race.
+   */
+  private redisHitShare = 1;
 
   constructor(opts: CachingAuthorizerOptions) {
     this.opts = opts;
@@ -92,6 +114,7 @@ export class CachingAuthorizer implements Authorizer {
     this.strongFills = opts.strongFills ?? true;
     this.random = opts.random ?? Math.random;
     this.parentQuestions = opts.parentQuestions;
+    this.raceLookups = (opts.raceLookups ?? true) && opts.l1Enabled && opts.shared !== undefined;
     // ttlResolution 0: lru-cache otherwise caches "now" for 1 ms with a new timer each
     // time it reads the clock, i.e. a setTimeout on nearly every lookup under load.
     this.l1 = opts.l1Enabled
@@ -217,10 +240,66 @@ export class CachingAuthorizer implements Authorizer {
     // With it off, every check is a Redis lookup that mostly hits: they wait for a miss.
     const early = this.l1 !== undefined && this.shared !== undefined ? this.knownDependencies(req).catch(() => undefined) : undefined;
     if (this.shared) {
-      const fromShared = await this.lookupShared(key, generation);
+      const lookup = this.lookupShared(key, generation);
+      if (early !== undefined && this.racing()) return this.race(lookup, this.fill(key, req, generation, depsAt, early));
+      const fromShared = await lookup;
       if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
     }
-    let deps: Dependencies | undefined = await (early ?? this.knownDependencies(req).catch(() => undefined));
+    return this.fill(key, req, generation, depsAt, early ?? this.knownDependencies(req).catch(() => undefined));
+  }
+
+  /**
+   * Race the engine against the Redis lookup? While Redis rarely holds the answer (one
+   * replica, or decisions no other replica asked lately), waiting for its "no" before
+   * asking the engine only adds a round trip to every miss. The running share of lookups
+   * that hit still counts during races, so racing stops when Redis starts answering.
+   */
+  private racing(): boolean {
+    return this.raceLookups && this.redisHitShare < RACE_BELOW_HIT_SHARE;
+  }
+
+  /**
+   * The first answer of the two: Redis' when it holds a valid one, the engine's otherwise.
+   * The engine's error stands only if Redis has no answer either. Soundness is unchanged:
+   * the engine is still asked only after the fill's versions were read (`fill`).
+   */
+  private race(
+    lookup: Promise<boolean | undefined>,
+    engine: Promise<{ allowed: boolean; layer: 'openfga' }>,
+  ): Promise<{ allowed: boolean; layer: 'redis' | 'openfga' }> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let lookupMissed = false;
+      let engineFailed = false;
+      let engineError: unknown;
+      const answer = (r: { allowed: boolean; layer: 'redis' | 'openfga' }) => {
+        if (settled) return;
+        settled = true;
+        this.counts.race[r.layer]++;
+        resolve(r);
+      };
+      lookup.then((allowed) => {
+        if (allowed !== undefined) answer({ allowed, layer: 'redis' });
+        else if (engineFailed) reject(engineError);
+        else lookupMissed = true;
+      });
+      engine.then(answer, (err: unknown) => {
+        engineFailed = true;
+        engineError = err;
+        if (lookupMissed) reject(err);
+      });
+    });
+  }
+
+  /** Reads the versions (`deps`), asks the engine, and caches its answer when it can be validated later. */
+  private async fill(
+    key: string,
+    req: CheckRequest,
+    generation: number,
+    depsAt: number,
+    known: Promise<Dependencies | undefined>,
+  ): Promise<{ allowed: boolean; layer: 'openfga' }> {
+    let deps: Dependencies | undefined = await known;
     if (deps !== undefined && deps.openNodes) {
       // A hierarchy node whose parents this process never read (a first request under
       // it): resolve the whole closure before asking, the plain sequential way.
@@ -288,16 +367,19 @@ export class CachingAuthorizer implements Authorizer {
       const stored = await this.shared!.get(key);
       if (stored === undefined) {
         this.counts.redis.miss++;
+        this.redisHitShare -= this.redisHitShare * HIT_SHARE_WEIGHT;
         return undefined;
       }
       const current = await this.versions.read(stored.deps);
       for (let i = 0; i < current.length; i++) {
         if (current[i] !== stored.versions[i]) {
           this.counts.redis.stale++;
+          this.redisHitShare -= this.redisHitShare * HIT_SHARE_WEIGHT;
           return undefined;
         }
       }
       this.counts.redis.hit++;
+      this.redisHitShare += (1 - this.redisHitShare) * HIT_SHARE_WEIGHT;
       // `expiresAt` is the writer's clock: capped, so a skewed clock can't stretch an entry's life.
       const ttlMs = Math.min(stored.expiresAt - Date.now(), this.maxTtlMs(stored.allowed));
       this.remember(key, { allowed: stored.allowed, deps: stored.deps, versions: stored.versions, generation }, ttlMs);

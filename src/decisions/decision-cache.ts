@@ -85,6 +85,11 @@ export interface DecisionCacheOptions {
    * parent (default true; ./parent-questions.ts).
    */
   parentQuestions?: boolean;
+  /**
+   * With the in-process layer and Redis: ask the engine alongside the Redis lookup while few
+   * lookups find an answer there (default true; CachingAuthorizer.racing).
+   */
+  raceLookups?: boolean;
   /** Replace the OpenFGA structure reader (unit tests, benchmarks). */
   structureSource?: StructureSource;
   /** Optional event log hook (Redis errors, poll errors, resyncs). */
@@ -211,6 +216,7 @@ export class DecisionCache {
       ttlJitter: opts.ttlJitter,
       metrics,
       ...((opts.parentQuestions ?? true) ? { parentQuestions: new ParentQuestions(opts.model, structure) } : {}),
+      raceLookups: opts.raceLookups ?? true,
     }));
     const dropLocal = () => {
       versions.drop();

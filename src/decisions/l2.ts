@@ -48,13 +48,13 @@ export class SharedDecisions {
   ) {}
 
   async get(key: string): Promise<StoredDecision | undefined> {
-    const raw = await this.link.hot.get(this.prefix + key);
+    const raw = await this.link.batched().get(this.prefix + key);
     if (raw === null) return undefined;
     const d = decodeStored(raw);
     return d && d.expiresAt > Date.now() ? d : undefined;
   }
 
   set(key: string, d: StoredDecision, ttlMs: number): Promise<unknown> {
-    return this.link.hot.set(this.prefix + key, encodeStored(d), 'PX', Math.max(1, Math.round(ttlMs)));
+    return this.link.batched().set(this.prefix + key, encodeStored(d), 'PX', Math.max(1, Math.round(ttlMs)));
   }
 }

@@ -18,6 +18,8 @@ export interface DecisionCounts {
   coalesced: number;
   /** Resource checks asked of the contextual parent first: allowed there (answered), or not (asked as they are). */
   parent: { allowed: number; denied: number };
+  /** Engine asked alongside the Redis lookup (CachingAuthorizer.racing): which answered first. */
+  race: { redis: number; openfga: number };
   /** Checks that asked for strong consistency and skipped the cache. */
   strong: number;
   /** Engine answers not stored: their dependencies could not be read (Redis/OpenFGA trouble, unkeyable input). */
@@ -36,6 +38,7 @@ export class DecisionMetrics {
     engine: { allowed: 0, denied: 0, error: 0 },
     coalesced: 0,
     parent: { allowed: 0, denied: 0 },
+    race: { redis: 0, openfga: 0 },
     strong: 0,
     uncached: 0,
   };
@@ -51,7 +54,7 @@ export class DecisionMetrics {
 
   constructor(registry: Registry, prefix = 'tiergate_decision_') {
     const counts = this.counts;
-    const reported = { l1: zeroLookups(), redis: zeroLookups(), engine: { allowed: 0, denied: 0, error: 0 }, coalesced: 0, parent: { allowed: 0, denied: 0 }, strong: 0, uncached: 0 };
+    const reported = { l1: zeroLookups(), redis: zeroLookups(), engine: { allowed: 0, denied: 0, error: 0 }, coalesced: 0, parent: { allowed: 0, denied: 0 }, race: { redis: 0, openfga: 0 }, strong: 0, uncached: 0 };
     new Counter({
       name: `${prefix}cache_lookups_total`,
       help: 'Decision cache lookups by layer and result (stale = found but outdated; bypass = layer not trusted or not reachable)',
@@ -67,22 +70,22 @@ export class DecisionMetrics {
         }
       },
     });
-    // A counter by outcome, copied from one of the plain-number records at scrape time.
-    const byOutcome = <K extends string>(name: string, help: string, live: Record<K, number>, seen: Record<K, number>) =>
+    // A counter with one label, copied from one of the plain-number records at scrape time.
+    const byLabel = <K extends string>(name: string, help: string, label: string, live: Record<K, number>, seen: Record<K, number>) =>
       new Counter({
         name: `${prefix}${name}`,
         help,
-        labelNames: ['outcome'] as const,
+        labelNames: [label],
         registers: [registry],
         collect() {
           for (const o of Object.keys(live) as K[]) {
             const d = live[o] - seen[o];
-            this.inc({ outcome: o }, d);
+            this.inc({ [label]: o }, d);
             seen[o] += d;
           }
         },
       });
-    byOutcome('engine_calls_total', 'Checks answered by the engine (OpenFGA) on a cache miss, by outcome', counts.engine, reported.engine);
+    byLabel('engine_calls_total', 'Checks answered by the engine (OpenFGA) on a cache miss, by outcome', 'outcome', counts.engine, reported.engine);
     new Counter({
       name: `${prefix}coalesced_total`,
       help: 'Checks that waited for an identical in-flight check instead of calling the engine',
@@ -92,11 +95,19 @@ export class DecisionMetrics {
         reported.coalesced = counts.coalesced;
       },
     });
-    byOutcome(
+    byLabel(
       'parent_answers_total',
       "Resource checks asked of the resource's contextual parent first, by the parent's answer (allowed = answered by it; denied = then asked of the resource)",
+      'outcome',
       counts.parent,
       reported.parent,
+    );
+    byLabel(
+      'races_total',
+      'Misses on which the engine was asked alongside the Redis lookup, by the layer that answered first (redis = an engine call made for nothing)',
+      'winner',
+      counts.race,
+      reported.race,
     );
     new Counter({
       name: `${prefix}strong_total`,

@@ -222,7 +222,7 @@ export class VersionStore implements NodeVersions {
     const link = this.link!;
     let raw: (string | null)[];
     try {
-      raw = await link.hot.mget(...keys.map((k) => this.prefix + k));
+      raw = await link.batched().mget(...keys.map((k) => this.prefix + k));
     } catch (err) {
       this.onRedisError('mget', err);
       throw new VersionsUnavailableError(`versions unavailable: ${(err as Error).message}`, { cause: err });
@@ -233,7 +233,7 @@ export class VersionStore implements NodeVersions {
       // Redis lost its data (or this is the first start): the epoch is re-created
       // with a value it never had, so nothing recorded before can validate.
       try {
-        out[g] = Number(await link.hot.eval(INIT_GLOBAL_SCRIPT, 1, this.globalRedisKey, epochSeed()));
+        out[g] = Number(await link.batched().eval(INIT_GLOBAL_SCRIPT, 1, this.globalRedisKey, epochSeed()));
       } catch (err) {
         this.onRedisError('init_epoch', err);
         throw new VersionsUnavailableError(`versions unavailable: ${(err as Error).message}`, { cause: err });

@@ -189,6 +189,47 @@ describe('OpenFGA gone: errors are never cached', () => {
   });
 });
 
+describe('OpenFGA gone while a replica races it against Redis', () => {
+  let fga: OpenFgaServer;
+  let store: TestStore;
+  let R: Replica;
+
+  beforeAll(async () => {
+    fga = await startOpenFga();
+    store = await createTestStore({ apiUrl: fga.apiUrl });
+    await writeHierarchy(store.client);
+    R = await startReplica(store, { redisUrl: inject('redisUrl'), poller: false, engine: engineFor(store, 1000) });
+  });
+  afterAll(async () => {
+    await R?.cache.close();
+    await fga?.stop();
+  });
+
+  it("answers from Redis when it holds the answer, and rejects with the engine's error only when it does not", async () => {
+    // 80 lookups that miss: the replica now asks the engine alongside each lookup.
+    for (let i = 0; i < 40; i++) await R.cache.authorizer.check(resourceCheck(`user:nobody${i}`, 'tA', 'agent', '1'));
+    expect(R.cache.metrics.counts.race.openfga).toBeGreaterThan(0);
+    const cached = resourceCheck('user:tAadmin', 'tA', 'agent', '1');
+    expect((await R.cache.authorizer.check(cached)).allowed).toBe(true);
+    R.cache.authorizer.clearL1(); // in Redis only
+    await fga.stop();
+
+    const errorsBefore = R.cache.metrics.counts.engine.error;
+    const racesBefore = R.cache.metrics.counts.race.redis;
+    expect(await R.cache.authorizer.check(cached)).toMatchObject({ allowed: true, layer: 'redis' });
+    expect(R.cache.metrics.counts.race.redis).toBe(racesBefore + 1);
+    const fresh = resourceCheck('user:tBadmin', 'tB', 'agent', '1');
+    const err = await R.cache.authorizer.check(fresh).then(
+      (d) => d,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(AuthorizerUnavailableError);
+    expect((err as AuthorizerUnavailableError).failure).toBe('unreachable');
+    // Both races asked the engine (which failed); only the second had no answer from Redis.
+    expect(R.cache.metrics.counts.engine.error).toBe(errorsBefore + 2);
+  });
+});
+
 describe('subscriber reconnect', () => {
   let store: TestStore;
   let server: RedisServer;

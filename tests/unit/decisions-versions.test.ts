@@ -81,6 +81,9 @@ class ScriptedLink {
     },
     eval: async (): Promise<string> => '1000',
   };
+  batched() {
+    return this.hot;
+  }
   readonly bg = {};
   releaseReads(): void {
     for (const r of this.held.splice(0)) r();
