@@ -125,7 +125,9 @@ export class BenchStack {
     // The gateway's assertion key, made before anything starts: the gateways load it
     // from their data dir and the upstream trusts its public half.
     mkdirSync(this.dataDir, { recursive: true });
-    this.signer = await createAssertionSigner({ audience: ASSERTION_AUDIENCE, ttlSeconds: 600, keyFile: this.keyFile(this.dataDir) });
+    // The baseline rows' requests carry assertions signed once, at the start: they must
+    // stay valid for the whole run (a full run on a slow machine lasts most of an hour).
+    this.signer = await createAssertionSigner({ audience: ASSERTION_AUDIENCE, ttlSeconds: 4 * 3600, keyFile: this.keyFile(this.dataDir) });
     const tenant = await startNodeService('tenant-service', 'load/services/tenant-service.ts', {
       BENCH_ASSERTION_KEY_FILE: this.keyFile(this.dataDir),
       ASSERTION_AUDIENCE,

@@ -258,6 +258,11 @@ export class CachingAuthorizer implements Authorizer {
     return this.raceLookups && this.redisHitShare < RACE_BELOW_HIT_SHARE;
   }
 
+  /** Moves the running share of Redis lookups that found a valid answer (`racing`). */
+  private sawLookup(hit: boolean): void {
+    this.redisHitShare += ((hit ? 1 : 0) - this.redisHitShare) * HIT_SHARE_WEIGHT;
+  }
+
   /**
    * The first answer of the two: Redis' when it holds a valid one, the engine's otherwise.
    * The engine's error stands only if Redis has no answer either. Soundness is unchanged:
@@ -367,19 +372,19 @@ export class CachingAuthorizer implements Authorizer {
       const stored = await this.shared!.get(key);
       if (stored === undefined) {
         this.counts.redis.miss++;
-        this.redisHitShare -= this.redisHitShare * HIT_SHARE_WEIGHT;
+        this.sawLookup(false);
         return undefined;
       }
       const current = await this.versions.read(stored.deps);
       for (let i = 0; i < current.length; i++) {
         if (current[i] !== stored.versions[i]) {
           this.counts.redis.stale++;
-          this.redisHitShare -= this.redisHitShare * HIT_SHARE_WEIGHT;
+          this.sawLookup(false);
           return undefined;
         }
       }
       this.counts.redis.hit++;
-      this.redisHitShare += (1 - this.redisHitShare) * HIT_SHARE_WEIGHT;
+      this.sawLookup(true);
       // `expiresAt` is the writer's clock: capped, so a skewed clock can't stretch an entry's life.
       const ttlMs = Math.min(stored.expiresAt - Date.now(), this.maxTtlMs(stored.allowed));
       this.remember(key, { allowed: stored.allowed, deps: stored.deps, versions: stored.versions, generation }, ttlMs);
