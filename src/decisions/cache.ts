@@ -241,7 +241,10 @@ export class CachingAuthorizer implements Authorizer {
     const early = this.l1 !== undefined && this.shared !== undefined ? this.knownDependencies(req).catch(() => undefined) : undefined;
     if (this.shared) {
       const lookup = this.lookupShared(key, generation);
-      if (early !== undefined && this.racing()) return this.race(lookup, this.fill(key, req, generation, depsAt, early));
+      if (early !== undefined && this.racing()) {
+        const race: Race = { redisAnswered: false };
+        return this.race(race, lookup, this.fill(key, req, generation, depsAt, early, race));
+      }
       const fromShared = await lookup;
       if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
     }
@@ -269,6 +272,7 @@ export class CachingAuthorizer implements Authorizer {
    * the engine is still asked only after the fill's versions were read (`fill`).
    */
   private race(
+    race: Race,
     lookup: Promise<boolean | undefined>,
     engine: Promise<{ allowed: boolean; layer: 'openfga' }>,
   ): Promise<{ allowed: boolean; layer: 'redis' | 'openfga' }> {
@@ -284,7 +288,10 @@ export class CachingAuthorizer implements Authorizer {
         resolve(r);
       };
       lookup.then((allowed) => {
-        if (allowed !== undefined) answer({ allowed, layer: 'redis' });
+        if (allowed !== undefined) {
+          race.redisAnswered = true;
+          answer({ allowed, layer: 'redis' });
+        }
         else if (engineFailed) reject(engineError);
         else lookupMissed = true;
       });
@@ -296,13 +303,17 @@ export class CachingAuthorizer implements Authorizer {
     });
   }
 
-  /** Reads the versions (`deps`), asks the engine, and caches its answer when it can be validated later. */
+  /**
+   * Reads the versions (`deps`), asks the engine, and caches its answer when it can be
+   * validated later (in Redis too, unless Redis answered the race: it holds an answer).
+   */
   private async fill(
     key: string,
     req: CheckRequest,
     generation: number,
     depsAt: number,
     known: Promise<Dependencies | undefined>,
+    race?: Race,
   ): Promise<{ allowed: boolean; layer: 'openfga' }> {
     let deps: Dependencies | undefined = await known;
     if (deps !== undefined && deps.openNodes) {
@@ -339,7 +350,7 @@ export class CachingAuthorizer implements Authorizer {
     const ttlMs = this.ttlMs(allowed) - (performance.now() - depsAt);
     if (deps && ttlMs >= 1) {
       this.remember(key, { allowed, deps: deps.keys, versions: deps.versions, generation }, ttlMs);
-      if (this.shared && this.sharedUp()) {
+      if (this.shared && this.sharedUp() && race?.redisAnswered !== true) {
         this.shared
           .set(key, { allowed, deps: deps.keys, versions: deps.versions, expiresAt: Date.now() + ttlMs }, ttlMs)
           .catch(() => this.opts.metrics.redisError('l2_set'));
@@ -459,6 +470,12 @@ export class CachingAuthorizer implements Authorizer {
     own.forEach((k, i) => byKey.set(k, ownVersions[i]!));
     return { keys: [...byKey.keys()], versions: [...byKey.values()], nodes: new Set(objects), pending, openNodes: false };
   }
+}
+
+/** One race of the engine against a Redis lookup (CachingAuthorizer.race). */
+interface Race {
+  /** Redis held a valid answer (then the engine's need not be written there). */
+  redisAnswered: boolean;
 }
 
 /** What a fill records, and what it still has to confirm. */

@@ -87,6 +87,8 @@ describe('asking the engine alongside the Redis lookup', () => {
     expect(reader.cache.metrics.counts.race.openfga).toBeGreaterThan(0);
 
     await missesInARow(filler, 'shared', 24); // cached in Redis by another replica
+    const setsBefore = await setCalls();
+    const racesBefore = { ...reader.cache.metrics.counts.race };
     const calls: number[] = [];
     for (let i = 0; i < 24; i++) {
       const before = reader.engine.calls;
@@ -99,5 +101,21 @@ describe('asking the engine alongside the Redis lookup', () => {
     expect(RACE_BELOW_HIT_SHARE).toBe(0.1);
     expect(calls.slice(4)).toEqual(new Array(20).fill(0));
     expect(reader.cache.metrics.counts.redis.hit).toBeGreaterThanOrEqual(40);
+    // The races Redis won wrote nothing back to it (it already held the answer); only a
+    // race the engine won may have filled Redis.
+    const races = reader.cache.metrics.counts.race;
+    expect(races.redis - racesBefore.redis).toBeGreaterThan(0);
+    expect((await setCalls()) - setsBefore).toBeLessThanOrEqual(races.openfga - racesBefore.openfga);
   });
+
+  /**
+   * SET commands Redis has run so far (the fills; nothing else here writes with SET). A
+   * fill's SET leaves at the end of its tick, after the check has answered: let the last
+   * one arrive before counting.
+   */
+  async function setCalls(): Promise<number> {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const stats = await admin.info('commandstats');
+    return Number(/cmdstat_set:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+  }
 });
