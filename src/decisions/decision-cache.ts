@@ -316,15 +316,19 @@ export class DecisionCache {
   }
 
   /**
-   * Subscribe and start polling. Resolves once subscribed and the first poll tick
-   * ran, or after `waitMs` (a dead Redis or OpenFGA doesn't block the start: the
-   * cache then answers from the engine until they come back).
+   * Subscribe and start polling. Resolves once subscribed, with the request-path
+   * connections ready, and the first poll tick ran, or after `waitMs` (a dead Redis or
+   * OpenFGA doesn't block the start: the cache then answers from the engine until they
+   * come back).
    */
   async start(waitMs = 2000): Promise<void> {
     const deadline = Date.now() + waitMs;
     this.bus?.start();
     if (this.bus) {
-      while (!this.bus.isSubscribed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      // Subscribed alone is not enough: until the lookup connection is ready too, every
+      // check would skip Redis (correct, but not what a started replica should do).
+      const ready = () => this.bus!.isSubscribed && this.link!.up;
+      while (!ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     }
     if (this.poller) {
       this.poller.start();
