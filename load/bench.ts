@@ -224,8 +224,7 @@ async function benchRun(): Promise<void> {
   if (want('bare') && want('warm')) {
     const modes: Mode[] = LOW_RATE > 0 ? ['low', 'rate', 'max'] : ['rate', 'max'];
     rows.push(...(await interleaved([bare, warmGateway], modes)));
-  }
-  else if (want('bare')) rows.push(...(await scenario(bare)));
+  } else if (want('bare')) rows.push(...(await scenario(bare)));
   else if (want('warm')) rows.push(...(await scenario(warmGateway)));
   if (want('framework')) {
     const items = floorItems.map((it) => ({ ...it, url: it.url.replace(stack.tenantUrl, stack.honoProxyUrl) }));
@@ -237,11 +236,12 @@ async function benchRun(): Promise<void> {
     say(`cache-miss rows: ${MISS_USERS} more members of ${TENANT} for the time of rows e and f`);
     const members = await missMembers(gateway.url, stack.dataDir, MISS_USERS);
     const missGateway = want('miss') ? await stack.startGateway({ name: 'miss', l1: true, workers: stack.workers, env: MISS_GATEWAY_ENV }) : undefined;
+    const missReads = missGateway ? missItems(missGateway.url, fx, members) : [];
     const miss: Scenario | undefined = missGateway && {
       id: 'e',
       name: `gateway, every decision a cache miss (${MISS_USERS} members in turn, decisions kept 1 s)`,
       script: 'read.js',
-      data: { expect: [200], items: missItems(missGateway.url, fx, members) },
+      data: { expect: [200], items: missReads },
       gateway: missGateway,
     };
     const direct: Scenario | undefined = want('openfga')
@@ -254,7 +254,7 @@ async function benchRun(): Promise<void> {
       : undefined;
     // Each member once before the rows, so their tokens are verified and cached (a token
     // cache miss is authentication, not the decision this row measures).
-    if (miss) await requestEach((miss.data as { items: ReadItem[] }).items, 16);
+    await requestEach(missReads, 16);
     if (miss && direct && MISS_RATE > 0) {
       // The miss target's comparison, interleaved like b and c. With them, the bare proxy at
       // the same rate: what a miss request includes besides its decision (the proxying and
