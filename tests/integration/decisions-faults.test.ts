@@ -145,6 +145,23 @@ describe('Redis slow (paused)', () => {
   });
 });
 
+/**
+ * A replica over an OpenFGA of its own (the tests stop it), the hierarchy written, and an
+ * engine that gives up after 1 s. The server is stopped again if the rest fails.
+ */
+async function replicaOnItsOwnOpenFga(): Promise<{ fga: OpenFgaServer; store: TestStore; replica: Replica }> {
+  const fga = await startOpenFga();
+  try {
+    const store = await createTestStore({ apiUrl: fga.apiUrl });
+    await writeHierarchy(store.client);
+    const replica = await startReplica(store, { redisUrl: inject('redisUrl'), poller: false, engine: engineFor(store, 1000) });
+    return { fga, store, replica };
+  } catch (err) {
+    await fga.stop();
+    throw err;
+  }
+}
+
 describe('OpenFGA gone: errors are never cached', () => {
   let fga: OpenFgaServer;
   let store: TestStore;
@@ -152,10 +169,7 @@ describe('OpenFGA gone: errors are never cached', () => {
   let redis: Redis;
 
   beforeAll(async () => {
-    fga = await startOpenFga();
-    store = await createTestStore({ apiUrl: fga.apiUrl });
-    await writeHierarchy(store.client);
-    A = await startReplica(store, { redisUrl: inject('redisUrl'), poller: false, engine: engineFor(store, 1000) });
+    ({ fga, store, replica: A } = await replicaOnItsOwnOpenFga());
     redis = new Redis(inject('redisUrl'));
   });
   afterAll(async () => {
@@ -194,14 +208,10 @@ describe('OpenFGA gone: errors are never cached', () => {
 
 describe('OpenFGA gone while a replica races it against Redis', () => {
   let fga: OpenFgaServer;
-  let store: TestStore;
   let R: Replica;
 
   beforeAll(async () => {
-    fga = await startOpenFga();
-    store = await createTestStore({ apiUrl: fga.apiUrl });
-    await writeHierarchy(store.client);
-    R = await startReplica(store, { redisUrl: inject('redisUrl'), poller: false, engine: engineFor(store, 1000) });
+    ({ fga, replica: R } = await replicaOnItsOwnOpenFga());
   });
   afterAll(async () => {
     await R?.cache.close();
