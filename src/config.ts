@@ -129,6 +129,11 @@ export const configSchema = z.object({
   CACHE_DENY_TTL_S: positiveInt.default(30),
   /** Fraction of the TTL added at random so entries do not expire together. */
   CACHE_TTL_JITTER: z.coerce.number().min(0).max(1).default(0.1),
+  /**
+   * With Redis and the in-process layer: while Redis has stopped holding this replica's
+   * answers, ask OpenFGA alongside the Redis lookup instead of after its "no".
+   */
+  CACHE_RACE_LOOKUPS: boolFlag.default(true),
   READCHANGES_POLL_MS: positiveInt.default(1000),
 
   // --- persistence ---

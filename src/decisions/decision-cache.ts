@@ -87,7 +87,7 @@ export interface DecisionCacheOptions {
   parentQuestions?: boolean;
   /**
    * With the in-process layer and Redis: ask the engine alongside the Redis lookup while few
-   * lookups find an answer there (default true; CachingAuthorizer.racing).
+   * lookups find an answer there (CACHE_RACE_LOOKUPS, default true; CachingAuthorizer.racing).
    */
   raceLookups?: boolean;
   /** Replace the OpenFGA structure reader (unit tests, benchmarks). */
@@ -99,7 +99,7 @@ export interface DecisionCacheOptions {
 /** The subset of Config the cache reads. */
 export function decisionCacheSettings(config: Config): Pick<
   DecisionCacheOptions,
-  'redisUrl' | 'redisTimeoutMs' | 'l1Enabled' | 'l1MaxEntries' | 'allowTtlS' | 'denyTtlS' | 'ttlJitter' | 'pollMs'
+  'redisUrl' | 'redisTimeoutMs' | 'l1Enabled' | 'l1MaxEntries' | 'allowTtlS' | 'denyTtlS' | 'ttlJitter' | 'pollMs' | 'raceLookups'
 > {
   return {
     ...(config.REDIS_URL ? { redisUrl: config.REDIS_URL } : {}),
@@ -110,6 +110,7 @@ export function decisionCacheSettings(config: Config): Pick<
     denyTtlS: config.CACHE_DENY_TTL_S,
     ttlJitter: config.CACHE_TTL_JITTER,
     pollMs: config.READCHANGES_POLL_MS,
+    raceLookups: config.CACHE_RACE_LOOKUPS,
   };
 }
 

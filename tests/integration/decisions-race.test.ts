@@ -3,7 +3,9 @@
 // Real OpenFGA, and a Redis of the file's own (it is paused).
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
 import { RACE_BELOW_HIT_SHARE } from '../../src/decisions/cache.js';
+import { decisionCacheSettings } from '../../src/decisions/decision-cache.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
 import { closeReplicas, resourceCheck, startReplica, writeHierarchy, type Replica } from '../support/decisions-fixture.js';
@@ -34,8 +36,10 @@ describe('asking the engine alongside the Redis lookup', () => {
   });
 
   async function replica(raceLookups: boolean): Promise<Replica> {
+    // The setting as an operator gives it (CACHE_RACE_LOOKUPS), through the configuration.
+    const settings = decisionCacheSettings(loadConfig({ REDIS_URL: server.url, CACHE_RACE_LOOKUPS: String(raceLookups) }));
     // A Redis budget longer than the pause below: a lookup that is waited for outlasts it.
-    const r = await startReplica(store, { redisUrl: server.url, poller: false, redisTimeoutMs: 3000, raceLookups });
+    const r = await startReplica(store, { redisUrl: settings.redisUrl, raceLookups: settings.raceLookups, poller: false, redisTimeoutMs: 3000 });
     replicas.push(r);
     return r;
   }
