@@ -80,6 +80,12 @@ export const configSchema = z.object({
   TRUSTED_PROXIES: csv.default([]),
   MAX_PATH_LENGTH: positiveInt.default(2048),
   MAX_HEADER_BYTES: positiveInt.default(16384),
+  /**
+   * How long an idle client connection is kept open. Longer than the idle timeouts of the
+   * clients and load balancers in front (60 s is common): the side that closes first must be
+   * the client, or a request it sends just as the gateway closes is lost.
+   */
+  GATEWAY_KEEPALIVE_TIMEOUT_S: positiveInt.max(3600).default(75),
   /** Header carrying a short deny reason (the missing permission); empty disables it. */
   DENY_REASON_HEADER: z.string().default('X-Tiergate-Deny-Reason'),
 

@@ -191,6 +191,11 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     { maxHeaderSize: Math.max(16384, config.MAX_HEADER_BYTES * 2) },
     getRequestListener(app.fetch, { errorHandler: requestErrorResponse }),
   );
+  // Node's own default (5 s) is shorter than most clients' idle timeouts, and a client that
+  // does not honour the `Keep-Alive: timeout` hint (Go's net/http, most load balancers) then
+  // sends requests on connections the gateway is closing at that moment: a PUT or DELETE
+  // fails with a reset (only idempotent requests are retried by such clients).
+  server.keepAliveTimeout = config.GATEWAY_KEEPALIVE_TIMEOUT_S * 1000;
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end(clientErrorResponse());
     else socket.destroy();
