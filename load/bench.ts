@@ -507,7 +507,7 @@ async function measure(sc: Scenario, mode: Mode, round?: number): Promise<Row> {
     const byClass = Object.entries(k.counters).filter(([name, n]) => /^(unexpected|admin_errors)_/.test(name) && n > 0);
     row.errorDetail = byClass.map(([name, n]) => `${name} ${n}`).join(', ');
     const tail = gateway?.child.output().trim().split('\n').slice(-5).join('\n');
-    say(`  errors: ${row.errorDetail || 'no class recorded'}${tail ? `\n  gateway output (last lines):\n${tail}` : ''}`);
+    say(`  errors: ${row.errorDetail || 'no class recorded'}${k.warnings.map((w) => `\n  k6: ${w}`).join('')}${tail ? `\n  gateway output (last lines):\n${tail}` : ''}`);
   }
   rawRows.push(row);
   say(
@@ -836,6 +836,16 @@ function report(): void {
     ...targets,
     '',
   ];
+  // What each failed request was, in k6's words (load/k6/common.js `explain`, and k6's own "Request Failed").
+  const explained = rawRows.filter((r) => r.errors > 0 && r.k6.warnings.length > 0);
+  if (explained.length > 0) {
+    lines.push(
+      "## What the errors were (k6's warnings, first lines)",
+      '',
+      ...explained.map((r) => `- ${r.id}, ${r.load}: ${r.k6.warnings.map((w) => `\`${w.replaceAll('`', "'")}\``).join('; ')}`),
+      '',
+    );
+  }
   if (ratios.length > 0) {
     lines.push('## Added latency at the fixed rate (ms, same run)', '', '| comparison | p50 | p99 |', '| --- | ---: | ---: |', ...ratios, '');
   }

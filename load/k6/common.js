@@ -27,6 +27,16 @@ export const baseOptions = {
   noCookiesReset: true,
 };
 
+// A failed request says what it was, in k6's log, which load/lib/k6.ts keeps and the bench
+// prints next to the row's error count. A few per VU: a storm of failures needs no more.
+let explained = 0;
+export function explain(what, res) {
+  if (explained >= 3) return;
+  explained += 1;
+  const why = res.status === 0 ? `transport error ${res.error_code} (${res.error})` : `status ${res.status}`;
+  console.warn(`${what}: ${why} at ${new Date().toISOString()}`);
+}
+
 export function writeSummary(data, file) {
   const out = {};
   out[file] = JSON.stringify({ metrics: data.metrics, state: data.state });

@@ -16,7 +16,7 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { Counter } from 'k6/metrics';
-import { baseOptions, executorOptions, writeSummary } from './common.js';
+import { baseOptions, executorOptions, explain, writeSummary } from './common.js';
 
 const data = JSON.parse(open(__ENV.BENCH_DATA));
 const writeFraction = Number(__ENV.WRITE_FRACTION || 0.01);
@@ -64,6 +64,7 @@ function read(u, n) {
     if (res.status === 403) staleDenials.add(1);
     else if (res.status !== 200) unexpected.add(1);
   }
+  if (res.status !== 200 && res.status !== 403) explain(`GET ${res.request.url}`, res);
 }
 
 export default function () {
@@ -82,6 +83,7 @@ export default function () {
       read(u, n); // the user's next read, right after the admin API answered
     } else {
       adminError(res.status);
+      explain(`admin ${revoke ? 'DELETE' : 'PUT'} ${url}`, res);
       u.granted = undefined; // unknown until the next successful write: not checked
     }
     return;

@@ -5,7 +5,7 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { Counter } from 'k6/metrics';
-import { baseOptions, executorOptions, writeSummary } from './common.js';
+import { baseOptions, executorOptions, explain, writeSummary } from './common.js';
 
 const data = JSON.parse(open(__ENV.BENCH_DATA));
 const run = __ENV.RUN_ID || '0';
@@ -19,6 +19,7 @@ const expectedSet = new Set(data.expect);
 const unexpectedByClass = { 0: new Counter('unexpected_transport'), 4: new Counter('unexpected_4xx'), 5: new Counter('unexpected_5xx') };
 function tally(res) {
   if (expectedSet.has(res.status)) return;
+  explain(`GET ${res.request.url}`, res);
   const byClass = unexpectedByClass[Math.floor(res.status / 100)];
   if (byClass) byClass.add(1);
 }

@@ -20,11 +20,28 @@ export interface K6Result {
   /** Custom counters the script added (e.g. revoked_served). */
   counters: Record<string, number>;
   durationS: number;
+  /** The first lines the script logged with console.warn (load/k6/common.js `explain`): what failed requests were. */
+  warnings: string[];
 }
 
 interface Metric {
   type: string;
   values: Record<string, number>;
+}
+
+const LOGFMT_FIELD = /(\w+)=(?:"((?:[^"\\]|\\.)*)"|(\S+))/g;
+
+/**
+ * A warning k6 logged, as `msg (error)`, or undefined for any other line. k6 writes one
+ * per failed request ("Request Failed", with Go's error) and one per console.warn of the
+ * scripts, in logfmt: `time="…" level=warning msg="…" error="…" source=console`.
+ */
+export function k6Warning(line: string): string | undefined {
+  const fields = new Map<string, string>();
+  for (const m of line.matchAll(LOGFMT_FIELD)) fields.set(m[1]!, (m[2] ?? m[3] ?? '').replace(/\\(.)/g, '$1'));
+  if (fields.get('level') !== 'warning' || !fields.has('msg')) return undefined;
+  const error = fields.get('error');
+  return error === undefined ? fields.get('msg') : `${fields.get('msg')} (${error})`;
 }
 
 export async function runK6(
@@ -42,14 +59,26 @@ export async function runK6(
   const args = ['run', '--no-usage-report', '--quiet', '--no-color'];
   for (const [k, v] of Object.entries({ ...env, BENCH_DATA: dataFile, SUMMARY_OUT: summaryFile })) args.push('-e', `${k}=${v}`);
   args.push(join(REPO_ROOT, 'load', 'k6', script));
+  const warnings: string[] = [];
   const { code, tail } = await new Promise<{ code: number | null; tail: string }>((resolve) => {
     const child = spawn(k6, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, K6_NO_USAGE_REPORT: 'true' } });
     let out = '';
-    const keep = (b: Buffer) => {
-      out = (out + b.toString()).slice(-4000);
+    // Each stream cut into lines of its own: a chunk may end mid-line.
+    const keep = () => {
+      let partial = '';
+      return (b: Buffer) => {
+        const text = b.toString();
+        out = (out + text).slice(-4000);
+        const lines = (partial + text).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          const warning = k6Warning(line);
+          if (warning !== undefined && warnings.length < 10) warnings.push(warning);
+        }
+      };
     };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
+    child.stdout.on('data', keep());
+    child.stderr.on('data', keep());
     // Bounded: a run that overstays its duration by far is stopped.
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
     child.on('exit', (c) => {
@@ -79,5 +108,6 @@ export async function runK6(
     dropped: m.dropped_iterations?.values.count ?? 0,
     counters,
     durationS: summary.state.testRunDurationMs / 1000,
+    warnings,
   };
 }
