@@ -14,9 +14,9 @@
 //
 // Everything runs on free loopback ports and stops by itself: every k6 run is bounded
 // in time, every loop in count and time.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { bootstrap } from '../src/fga/bootstrap.js';
@@ -27,7 +27,8 @@ import { runK6, type K6Result } from './lib/k6.js';
 import { measureLayers, type LayerResult } from './lib/layers.js';
 import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, runtimeDelta, scrape, type RuntimeDelta, type Scrape } from './lib/prom.js';
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
-import { cpuMsBetween, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
+import { attribute, type Attribution } from './lib/perf-attribution.js';
+import { childrenOf, cpuMsBetween, readProcs, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, inBatches, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
@@ -51,11 +52,12 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     'profile-miss': { type: 'boolean', default: false },
     'profile-rate': { type: 'string' },
+    perf: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--node-flags "--flag …"] [--profile | --profile-miss] [--profile-rate N]\n');
+  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--node-flags "--flag …"] [--profile | --profile-miss] [--profile-rate N] [--perf]\n');
   process.exit(0);
 }
 const quick = args.quick === true;
@@ -150,7 +152,10 @@ const git = (() => {
 })();
 /** Extra Node/V8 flags for every Node process of the stack (upstream, proxies, gateways), for A/B runs of runtime settings. */
 const nodeFlags = (args['node-flags'] ?? '').split(/\s+/).filter(Boolean);
-const stack = new BenchStack(say, nodeFlags);
+// --perf: every Node process writes a perf map (/tmp/perf-<pid>.map), so `perf script` can
+// name JavaScript frames; V8's own log, which that flag turns on, goes to a temp dir.
+const perfFlags = args.perf ? ['--perf-basic-prof', `--logfile=${join(mkdtempSync(join(tmpdir(), 'tiergate-v8log-')), 'v8.log')}`] : [];
+const stack = new BenchStack(say, [...nodeFlags, ...perfFlags]);
 let interrupted = false;
 const onSignal = () => {
   interrupted = true;
@@ -189,6 +194,8 @@ try {
 
   if (args.profile || args['profile-miss']) {
     await profileRun(args['profile-miss'] === true);
+  } else if (args.perf) {
+    await perfRun();
   } else {
     await benchRun();
   }
@@ -680,6 +687,86 @@ async function profileRun(miss: boolean): Promise<void> {
   mkdirSync(outDir, { recursive: true });
   const name = `profile${miss ? '-miss' : ''}${PROFILE_RATE > 0 ? `-${PROFILE_RATE}rps` : ''}-latest.md`;
   if (!quick) writeFileSync(join(outDir, name), `${lines.join('\n')}\n`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+// ---------------------------------------------------------------- perf
+
+/** A process and all its descendants (cluster workers). */
+function processTree(root: number): number[] {
+  const children = childrenOf(readProcs());
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
+  return out;
+}
+
+function spawnDone(cmd: string, argv: string[], opts: { stdout?: string } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(Buffer.concat(out).toString(opts.stdout === 'latin1' ? 'latin1' : 'utf8')) : reject(new Error(`${cmd} ${argv[0]} exited with ${code}: ${err}`))));
+  });
+}
+
+/**
+ * The warm gateway and the same proxy inside Hono (row h), each at the fixed rate while
+ * `perf record` samples its processes; every sample charged to its nearest JavaScript
+ * frame (load/lib/perf-attribution.ts). What the gateway's stages cost in the running
+ * server, with the kernel, GC and Node's HTTP machinery in the same units.
+ */
+async function perfRun(): Promise<void> {
+  const PERF_HZ = 997;
+  try {
+    execFileSync('perf', ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('--perf needs Linux perf (Debian: apt-get install linux-perf) and permission to record other processes (root, or kernel.perf_event_paranoid ≤ 1)');
+  }
+  const gateway = await stack.startGateway({ name: 'warm', l1: true, workers: stack.workers });
+  const fx = await seed(gateway.url, stack.dataDir, { readers: 32, mixed: 0, revoked: 0, agents: 32 }, say);
+  const gatewayData = { expect: [200], items: gatewayItems(gateway.url, fx) };
+  await warm({ id: 'perf', name: 'warm-up of the recorded gateway', script: 'read.js', data: gatewayData, gateway, warmUntilHit: true });
+  const honoItems = (await assertedItems(stack.tenantUrl, fx)).map((it) => ({ ...it, url: it.url.replace(stack.tenantUrl, stack.honoProxyUrl) }));
+  const honoPid = stack.cpuParts().find((p) => p.name === 'hono proxy')!.pid()!;
+  const recorded: Array<{ name: string; rps: number; requests: number; a: Attribution }> = [];
+  for (const t of [
+    { name: 'hono proxy', pid: honoPid, data: { expect: [200], items: honoItems } },
+    { name: 'gateway', pid: gateway.child.process.pid!, data: gatewayData },
+  ]) {
+    const file = join(stack.dataDir, `perf-${t.name.replace(' ', '-')}.data`);
+    const run = runK6(k6, 'read.js', { MODE: 'rate', RATE: String(RATE), DURATION: `${DURATION_S + 8}s`, PREALLOC: '64', MAXVUS: '64', RUN_ID: `perf${t.name[0]}` }, t.data, workDir, `perf-${t.name[0]}`, DURATION_S + 80);
+    await new Promise((r) => setTimeout(r, 4000));
+    say(`[perf] ${t.name}: ${RATE} req/s, perf record of its processes for ${DURATION_S} s at ${PERF_HZ} Hz`);
+    await spawnDone('perf', ['record', '-F', String(PERF_HZ), '-e', 'cpu-clock', '-g', '-o', file, '-p', processTree(t.pid).join(','), '--', 'sleep', String(DURATION_S)]);
+    const k = await run;
+    const a = attribute(await spawnDone('perf', ['script', '-i', file, '-F', 'comm,tid,ip,sym,dso'], { stdout: 'latin1' }));
+    recorded.push({ name: t.name, rps: k.rps, requests: k.rps * DURATION_S, a });
+    say(`  ${k.rps.toFixed(0)} req/s, p99 ${k.p99.toFixed(2)} ms, errors ${k.failed}; ${a.total} samples`);
+  }
+  const usPer = (r: (typeof recorded)[number], samples: number) => (samples * 1e6) / PERF_HZ / r.requests;
+  const [hono, gw] = recorded as [(typeof recorded)[number], (typeof recorded)[number]];
+  const categories = [...new Set([...hono.a.byCategory.keys(), ...gw.a.byCategory.keys()])]
+    .map((c) => ({ c, h: usPer(hono, hono.a.byCategory.get(c) ?? 0), g: usPer(gw, gw.a.byCategory.get(c) ?? 0) }))
+    .sort((x, y) => y.g - y.h - (x.g - x.h));
+  const fmt = (v: number) => v.toFixed(1);
+  const lines = [
+    `# Where the CPU goes: the warm gateway against the same proxy inside Hono, ${RATE} req/s`,
+    '',
+    `Command: \`npm run bench -- --perf\`. Code: ${git}. Each process tree sampled by \`perf record -g\` (cpu-clock, ${PERF_HZ} Hz, ${DURATION_S} s) while k6 drove it at a fixed ${RATE} req/s: ` +
+      `hono proxy ${hono.rps.toFixed(0)} req/s, gateway ${gw.rps.toFixed(0)} req/s. Each sample is charged to the nearest JavaScript frame on its stack (so a V8 builtin, inline-cache miss or runtime call goes to the code that made it), ` +
+      'kernel samples and garbage collection apart. µs of CPU per request; sorted by what the gateway spends more.',
+    '',
+    '| | hono proxy µs/request | gateway µs/request | gateway − hono proxy |',
+    '| --- | ---: | ---: | ---: |',
+    `| **all** | ${fmt(usPer(hono, hono.a.total))} | ${fmt(usPer(gw, gw.a.total))} | ${fmt(usPer(gw, gw.a.total) - usPer(hono, hono.a.total))} |`,
+    ...categories.filter((x) => Math.max(x.h, x.g) >= 0.5).map((x) => `| ${x.c} | ${fmt(x.h)} | ${fmt(x.g)} | ${fmt(x.g - x.h)} |`),
+  ];
+  const outDir = join(REPO_ROOT, 'load', 'results');
+  mkdirSync(outDir, { recursive: true });
+  if (!quick) writeFileSync(join(outDir, 'perf-latest.md'), `${lines.join('\n')}\n`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
