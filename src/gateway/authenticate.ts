@@ -175,7 +175,9 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<Gateway
         'www-authenticate': 'Bearer error="invalid_request", error_description="more than one Authorization header"',
       });
     }
-    const header = c.req.header('authorization');
+    // Node's parsed headers when there are any (Hono's c.req.header builds a Headers view first);
+    // more than one Authorization line was refused just above.
+    const header = incoming !== undefined ? incoming.headers.authorization : c.req.header('authorization');
     if (header === undefined || !/^bearer(?: |$)/i.test(header)) {
       // No Bearer credentials at all: a bare challenge, no error code (RFC 6750 §3.1).
       return refuse(c, 401, 'unauthenticated', 'Authentication required', { detail: 'send a Bearer token in the Authorization header' }, { 'www-authenticate': 'Bearer' });

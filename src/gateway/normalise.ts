@@ -202,17 +202,20 @@ export function canonicaliseTarget(target: string, maxPathLength: number): Targe
     };
   }
   const segments: string[] = [];
+  let decodedAny = false;
   if (rawPath !== '/') {
     const raws = rawPath.slice(1).split('/');
     for (let i = 0; i < raws.length; i++) {
       const decoded = decodeSegment(raws[i]!, i + 1);
       if (typeof decoded !== 'string') return { ok: false, refusal: decoded };
+      if (decoded !== raws[i]) decodedAny = true;
       segments.push(decoded);
     }
   }
   const queryRefusal = checkQuery(query);
   if (queryRefusal) return { ok: false, refusal: queryRefusal };
-  return { ok: true, value: { path: `/${segments.join('/')}`, segments, query } };
+  // Nothing was percent-decoded: the raw path is already the canonical one.
+  return { ok: true, value: { path: decodedAny ? `/${segments.join('/')}` : rawPath, segments, query } };
 }
 
 /** Header-level refusals: total size, override headers. Reads Node's raw lines when available. */
@@ -260,7 +263,8 @@ export function normalise(opts: NormaliseOptions): MiddlewareHandler<GatewayEnv>
     if (headerRefusal) return refuseWith(c, headerRefusal);
     const result = canonicaliseTarget(rawTarget(c, incoming?.url), maxPathLength);
     if (!result.ok) return refuseWith(c, result.refusal);
-    c.set('canonical', { method: c.req.method, ...result.value });
+    const { path, segments, query } = result.value;
+    c.set('canonical', { method: c.req.method, path, segments, query });
     await next();
   };
 }

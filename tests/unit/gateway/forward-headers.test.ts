@@ -1,14 +1,16 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { sanitizeHeaders } from '../../../src/gateway/forward.js';
+import { sanitizedHeaders } from '../../../src/gateway/forward.js';
 
 function sanitized(headers: IncomingHttpHeaders, trusted = false): IncomingHttpHeaders {
-  const copy = { ...headers };
-  sanitizeHeaders(copy, trusted);
-  return copy;
+  const before = { ...headers };
+  const out = sanitizedHeaders(headers, trusted);
+  // A new object: the request's own headers are left as they were.
+  expect(headers).toEqual(before);
+  return out;
 }
 
-describe('sanitizeHeaders', () => {
+describe('sanitizedHeaders', () => {
   it('drops client identity headers in every spelling', () => {
     const out = sanitized({
       'x-user-id': 'admin',
