@@ -137,6 +137,18 @@ describe('authenticate: refused requests', () => {
     expect(JSON.stringify(r.body)).not.toContain(t);
   });
 
+  it('a cached token with anything added to it is refused: only the token itself is served from the cache', async () => {
+    const app = appWith();
+    const t = await mint(es);
+    expect((await call(app, `Bearer ${t}`)).status).toBe(200); // verified and cached
+    expect((await call(app, `Bearer   ${t}`)).status).toBe(200); // several spaces, as RFC 6750 allows
+    for (const changed of [`Bearer ${t} x`, `Bearer ${t}.x`, `Bearer x${t}`, `Bearer ${t.slice(0, -1)}`]) {
+      const r = await call(app, changed);
+      expect(r.status).toBe(401);
+      expect(r.challenge).toMatch(/^Bearer error="invalid_token"/);
+    }
+  });
+
   it('alg none is refused', async () => {
     const unsecured = new UnsecuredJWT({ iss: ISS, aud: AUD, sub: 'alice', exp: nowS() + 60 }).encode();
     // An unsecured JWT has an empty signature part; with a dummy part it reaches jose and is still refused.
