@@ -28,7 +28,7 @@ import { measureLayers, type LayerResult } from './lib/layers.js';
 import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, runtimeDelta, scrape, type RuntimeDelta, type Scrape } from './lib/prom.js';
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
 import { attribute, type Attribution } from './lib/perf-attribution.js';
-import { childrenOf, cpuMsBetween, readProcs, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
+import { cpuMsBetween, processTree, readProcs, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, inBatches, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
@@ -692,14 +692,6 @@ async function profileRun(miss: boolean): Promise<void> {
 
 // ---------------------------------------------------------------- perf
 
-/** A process and all its descendants (cluster workers). */
-function processTree(root: number): number[] {
-  const children = childrenOf(readProcs());
-  const out = [root];
-  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
-  return out;
-}
-
 function spawnDone(cmd: string, argv: string[], opts: { stdout?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -740,7 +732,7 @@ async function perfRun(): Promise<void> {
     const run = runK6(k6, 'read.js', { MODE: 'rate', RATE: String(RATE), DURATION: `${DURATION_S + 8}s`, PREALLOC: '64', MAXVUS: '64', RUN_ID: `perf${t.name[0]}` }, t.data, workDir, `perf-${t.name[0]}`, DURATION_S + 80);
     await new Promise((r) => setTimeout(r, 4000));
     say(`[perf] ${t.name}: ${RATE} req/s, perf record of its processes for ${DURATION_S} s at ${PERF_HZ} Hz`);
-    await spawnDone('perf', ['record', '-F', String(PERF_HZ), '-e', 'cpu-clock', '-g', '-o', file, '-p', processTree(t.pid).join(','), '--', 'sleep', String(DURATION_S)]);
+    await spawnDone('perf', ['record', '-F', String(PERF_HZ), '-e', 'cpu-clock', '-g', '-o', file, '-p', processTree(readProcs(), t.pid).join(','), '--', 'sleep', String(DURATION_S)]);
     const k = await run;
     const a = attribute(await spawnDone('perf', ['script', '-i', file, '-F', 'comm,tid,ip,sym,dso'], { stdout: 'latin1' }));
     recorded.push({ name: t.name, rps: k.rps, requests: k.rps * DURATION_S, a });

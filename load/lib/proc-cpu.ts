@@ -58,15 +58,19 @@ export function childrenOf(procs: Map<number, ProcStat>): Map<number, number[]> 
   return children;
 }
 
+/** `root` and every descendant of it that is running; none when root is gone. */
+export function processTree(procs: Map<number, ProcStat>, root: number, children = childrenOf(procs)): number[] {
+  const tree = procs.has(root) ? [root] : [];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
 /** Ticks of `root` and every descendant (own + reaped); 0 when root is gone. */
 export function treeTicks(procs: Map<number, ProcStat>, root: number, children = childrenOf(procs)): number {
   let sum = 0;
-  const stack = procs.has(root) ? [root] : [];
-  while (stack.length > 0) {
-    const pid = stack.pop()!;
+  for (const pid of processTree(procs, root, children)) {
     const s = procs.get(pid)!;
     sum += s.own + s.reaped;
-    stack.push(...(children.get(pid) ?? []));
   }
   return sum;
 }

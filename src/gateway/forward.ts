@@ -13,6 +13,7 @@ import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ASSERTION_HEADER } from '../shared/assertion.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemResponse } from '../shared/problem.js';
 import type { AssertionSigner } from './assertion-signer.js';
+import { headerValue } from './node-incoming.js';
 import type { GatewayEnv, Scope } from './types.js';
 
 export const SUBJECT_HEADER = 'x-tiergate-subject';
@@ -38,7 +39,12 @@ const IDENTITY_HEADERS = new Set([
   'x-principal',
   'x-request-id',
 ]);
-const IDENTITY_PREFIXES = ['x-tiergate-', 'x-auth-request-'] as const;
+const IDENTITY_PREFIXES = ['x-tiergate-', 'x-auth-request-'];
+/** A loop, not `.some(closure)`: this runs for every header of every request. */
+function hasIdentityPrefix(folded: string): boolean {
+  for (const p of IDENTITY_PREFIXES) if (folded.startsWith(p)) return true;
+  return false;
+}
 /** Believed only from TRUSTED_PROXIES; http-proxy then appends the real peer. */
 const FORWARDING_HEADERS = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip']);
 /** Hop-by-hop (RFC 9110 §7.6.1) plus the client's bearer token, which the upstream must never need. */
@@ -73,8 +79,7 @@ export function sanitizedHeaders(headers: IncomingHttpHeaders, peerTrusted: bool
       HOP_BY_HOP.has(folded) ||
       named?.includes(folded) ||
       IDENTITY_HEADERS.has(folded) ||
-      folded.startsWith(IDENTITY_PREFIXES[0]) ||
-      folded.startsWith(IDENTITY_PREFIXES[1]) ||
+      hasIdentityPrefix(folded) ||
       (!peerTrusted && FORWARDING_HEADERS.has(folded))
     ) {
       continue;
@@ -151,7 +156,6 @@ function sendProblem(res: ServerResponse, status: number, slug: string, title: s
 export const UPSTREAM_AGENT_OPTIONS = { keepAlive: true, maxSockets: 512 } as const;
 
 const KEEP_ALIVE_HINT = Symbol('tiergate.keepAliveHint');
-const oneValue = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(', ') : v);
 type HintedSocket = Duplex & { [KEEP_ALIVE_HINT]?: string };
 
 /**
@@ -187,7 +191,7 @@ export class UpstreamAgent extends Agent {
 
 /** Keeps the upstream's Keep-Alive hint on its socket, for UpstreamAgent (call it for every upstream response). */
 export function rememberKeepAliveHint(proxyRes: IncomingMessage): void {
-  const hint = oneValue(proxyRes.headers['keep-alive']);
+  const hint = headerValue(proxyRes.headers['keep-alive']);
   if (hint !== undefined && proxyRes.socket) (proxyRes.socket as HintedSocket)[KEEP_ALIVE_HINT] = hint;
 }
 

@@ -10,6 +10,11 @@ export function incomingOf(c: Context): IncomingMessage | undefined {
   return env?.incoming;
 }
 
+/** A header of Node's parsed `headers` as one value (repeated lines joined as Node joins them). */
+export function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
 /** How many header lines named `lowerName` the client sent (raw, before Node merged them). */
 export function rawHeaderCount(rawHeaders: readonly string[], lowerName: string): number {
   let count = 0;

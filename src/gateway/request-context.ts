@@ -7,10 +7,10 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { GatewayMetrics } from './metrics.js';
+import { headerValue } from './node-incoming.js';
 import type { GatewayEnv } from './types.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const oneValue = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v.join(', ') : v);
 
 export interface RequestContextOptions {
   logger: Logger;
@@ -57,7 +57,7 @@ export function requestContext(opts: RequestContextOptions): MiddlewareHandler<G
     const incoming = c.env?.incoming;
     const peer = incoming?.socket.remoteAddress ?? '';
     // Node's parsed headers when there are any (Hono's c.req.header builds a Headers view first).
-    const offered = incoming ? oneValue(incoming.headers['x-request-id']) : c.req.header('x-request-id');
+    const offered = incoming ? headerValue(incoming.headers['x-request-id']) : c.req.header('x-request-id');
     const requestId = offered && opts.trustedProxies.has(peer) && REQUEST_ID.test(offered) ? offered : randomUUID();
     c.set('requestId', requestId);
     c.set('startedAt', startedAt);

@@ -1,6 +1,6 @@
 // The benchmark's CPU accounting by process tree (load/lib/proc-cpu.ts).
 import { describe, expect, it } from 'vitest';
-import { cpuMsBetween, parseProcStat, snapshot, ticksPerSecond, treeTicks, type ProcStat } from '../../load/lib/proc-cpu.js';
+import { cpuMsBetween, parseProcStat, processTree, snapshot, ticksPerSecond, treeTicks, type ProcStat } from '../../load/lib/proc-cpu.js';
 
 // Fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime …
 const line = (name: string, ppid: number, utime: number, stime: number, cutime: number, cstime: number) =>
@@ -35,6 +35,12 @@ describe('CPU of a process tree', () => {
 
   it('counts a tree that is gone as nothing', () => {
     expect(treeTicks(procs, 99)).toBe(0);
+    expect(processTree(procs, 99)).toEqual([]);
+  });
+
+  it('lists the processes of a tree (what --perf records), and no sibling', () => {
+    expect(processTree(procs, 10).sort((a, b) => a - b)).toEqual([10, 11, 12, 13]);
+    expect(processTree(procs, 12).sort((a, b) => a - b)).toEqual([12, 13]);
   });
 
   it('turns tick differences into milliseconds per part, for parts seen twice', () => {
