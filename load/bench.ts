@@ -14,11 +14,11 @@
 //
 // Everything runs on free loopback ports and stops by itself: every k6 run is bounded
 // in time, every loop in count and time.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { bootstrap } from '../src/fga/bootstrap.js';
 import { loadModel } from '../src/fga/model.js';
 import { ensureTool, K6, REPO_ROOT } from '../src/stack/go-tools.js';
@@ -35,6 +35,8 @@ import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from '
 
 const PARTS = ['instrument', 'floor', 'bare', 'warm', 'framework', 'miss', 'openfga', 'new', 'mixed', 'redis', 'revocation', 'layers'] as const;
 type Part = (typeof PARTS)[number];
+
+const execFileAsync = promisify(execFile);
 
 const { values: args } = parseArgs({
   options: {
@@ -692,18 +694,6 @@ async function profileRun(miss: boolean): Promise<void> {
 
 // ---------------------------------------------------------------- perf
 
-function spawnDone(cmd: string, argv: string[], opts: { stdout?: string } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(Buffer.concat(out).toString(opts.stdout === 'latin1' ? 'latin1' : 'utf8')) : reject(new Error(`${cmd} ${argv[0]} exited with ${code}: ${err}`))));
-  });
-}
-
 /**
  * The warm gateway and the same proxy inside Hono (row h), each at the fixed rate while
  * `perf record` samples its processes; every sample charged to its nearest JavaScript
@@ -732,9 +722,11 @@ async function perfRun(): Promise<void> {
     const run = runK6(k6, 'read.js', { MODE: 'rate', RATE: String(RATE), DURATION: `${DURATION_S + 8}s`, PREALLOC: '64', MAXVUS: '64', RUN_ID: `perf${t.name[0]}` }, t.data, workDir, `perf-${t.name[0]}`, DURATION_S + 80);
     await new Promise((r) => setTimeout(r, 4000));
     say(`[perf] ${t.name}: ${RATE} req/s, perf record of its processes for ${DURATION_S} s at ${PERF_HZ} Hz`);
-    await spawnDone('perf', ['record', '-F', String(PERF_HZ), '-e', 'cpu-clock', '-g', '-o', file, '-p', processTree(readProcs(), t.pid).join(','), '--', 'sleep', String(DURATION_S)]);
+    await execFileAsync('perf', ['record', '-F', String(PERF_HZ), '-e', 'cpu-clock', '-g', '-o', file, '-p', processTree(readProcs(), t.pid).join(','), '--', 'sleep', String(DURATION_S)]);
     const k = await run;
-    const a = attribute(await spawnDone('perf', ['script', '-i', file, '-F', 'comm,tid,ip,sym,dso'], { stdout: 'latin1' }));
+    // A recording's call chains run to tens of megabytes of text.
+    const { stdout } = await execFileAsync('perf', ['script', '-i', file, '-F', 'comm,tid,ip,sym,dso'], { encoding: 'latin1', maxBuffer: 1 << 30 });
+    const a = attribute(stdout);
     recorded.push({ name: t.name, rps: k.rps, requests: k.rps * DURATION_S, a });
     say(`  ${k.rps.toFixed(0)} req/s, p99 ${k.p99.toFixed(2)} ms, errors ${k.failed}; ${a.total} samples`);
   }

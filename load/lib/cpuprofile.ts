@@ -30,13 +30,18 @@ function where(url: string): string {
   return url.replace(/^file:\/\//, '').replace(/^node:/, 'node:');
 }
 
+/** The npm package a module path belongs to (scoped names whole), or undefined outside node_modules. */
+export function npmPackage(path: string): string | undefined {
+  const nm = path.lastIndexOf('node_modules/');
+  if (nm < 0) return undefined;
+  const parts = path.slice(nm + 'node_modules/'.length).split('/');
+  return parts[0]!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!;
+}
+
 function packageOf(url: string): string {
   if (url === '') return '(native / V8)';
-  const nm = url.lastIndexOf('node_modules/');
-  if (nm >= 0) {
-    const rest = url.slice(nm + 'node_modules/'.length).split('/');
-    return rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]!;
-  }
+  const pkg = npmPackage(url);
+  if (pkg !== undefined) return pkg;
   if (url.startsWith('node:')) return 'node: core';
   const src = url.indexOf('/src/');
   if (src >= 0) return url.slice(src + 1).split('/').slice(0, 2).join('/');

@@ -6,6 +6,8 @@
 // syscalls, the framework, Node's HTTP machinery and our own stages.
 // JS frames are named by Node's --perf-basic-prof maps: `JS:*name file:///path:line:col`.
 
+import { npmPackage } from './cpuprofile.js';
+
 export interface Attribution {
   /** Samples read. */
   total: number;
@@ -18,11 +20,8 @@ const GC_FRAME = /Scavenge|MarkCompact|ConcurrentMarking|IncrementalMarking|Heap
 
 /** The category of a JS file path. */
 export function categoryOf(path: string): string {
-  const nm = path.lastIndexOf('/node_modules/');
-  if (nm >= 0) {
-    const parts = path.slice(nm + '/node_modules/'.length).split('/');
-    return parts[0]!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!;
-  }
+  const pkg = npmPackage(path);
+  if (pkg !== undefined) return pkg;
   const src = path.lastIndexOf('/src/');
   if (src >= 0) return path.slice(src + 1);
   const load = path.lastIndexOf('/load/');

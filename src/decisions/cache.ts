@@ -271,36 +271,26 @@ export class CachingAuthorizer implements Authorizer {
    * The engine's error stands only if Redis has no answer either. Soundness is unchanged:
    * the engine is still asked only after the fill's versions were read (`fill`).
    */
-  private race(
+  private async race(
     race: Race,
     lookup: Promise<boolean | undefined>,
     engine: Promise<{ allowed: boolean; layer: 'openfga' }>,
   ): Promise<{ allowed: boolean; layer: 'redis' | 'openfga' }> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      let lookupMissed = false;
-      let engineFailed = false;
-      let engineError: unknown;
-      const answer = (r: { allowed: boolean; layer: 'redis' | 'openfga' }) => {
-        if (settled) return;
-        settled = true;
-        this.counts.race[r.layer]++;
-        resolve(r);
-      };
-      lookup.then((allowed) => {
-        if (allowed !== undefined) {
-          race.redisAnswered = true;
-          answer({ allowed, layer: 'redis' });
-        }
-        else if (engineFailed) reject(engineError);
-        else lookupMissed = true;
-      });
-      engine.then(answer, (err: unknown) => {
-        engineFailed = true;
-        engineError = err;
-        if (lookupMissed) reject(err);
-      });
+    // Redis' "no answer" is a loss, so Promise.any settles on the first real answer.
+    const fromRedis = lookup.then((allowed) => {
+      if (allowed === undefined) throw NO_ANSWER;
+      race.redisAnswered = true;
+      return { allowed, layer: 'redis' as const };
     });
+    let first: { allowed: boolean; layer: 'redis' | 'openfga' };
+    try {
+      first = await Promise.any([fromRedis, engine]);
+    } catch (err) {
+      // Both lost: Redis had no answer, so the engine's error is the one to report.
+      throw (err as AggregateError).errors[1];
+    }
+    this.counts.race[first.layer]++;
+    return first;
   }
 
   /**
@@ -471,6 +461,9 @@ export class CachingAuthorizer implements Authorizer {
     return { keys: [...byKey.keys()], versions: [...byKey.values()], nodes: new Set(objects), pending, openNodes: false };
   }
 }
+
+/** Redis' side of a race when it holds no valid answer (never reported: see CachingAuthorizer.race). */
+const NO_ANSWER = Symbol('no answer in Redis');
 
 /** One race of the engine against a Redis lookup (CachingAuthorizer.race). */
 interface Race {
