@@ -19,6 +19,7 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { bootstrap } from '../src/fga/bootstrap.js';
 import { loadModel } from '../src/fga/model.js';
 import { ensureTool, K6, REPO_ROOT } from '../src/stack/go-tools.js';
@@ -55,11 +56,12 @@ const { values: args } = parseArgs({
     'profile-miss': { type: 'boolean', default: false },
     'profile-rate': { type: 'string' },
     perf: { type: 'boolean', default: false },
+    'perf-miss': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--node-flags "--flag …"] [--profile | --profile-miss] [--profile-rate N] [--perf]\n');
+  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--node-flags="--flag …"] [--profile | --profile-miss] [--profile-rate N] [--perf | --perf-miss]\n');
   process.exit(0);
 }
 const quick = args.quick === true;
@@ -112,6 +114,8 @@ interface Row {
   runtime?: RuntimeDelta;
   /** Redis layer lookups by result (hit, miss, stale, bypass, error = timed out or failed). */
   redisLookups?: Record<string, number>;
+  /** Signature work in the gateway during the row: bearer tokens verified (not from the cache), identity assertions signed (not reused). */
+  signatures?: { tokensVerified: number; assertionsSigned: number };
   errors: number;
   /** What the errors were (k6 counts by class), when there were any. */
   errorDetail?: string;
@@ -156,7 +160,7 @@ const git = (() => {
 const nodeFlags = (args['node-flags'] ?? '').split(/\s+/).filter(Boolean);
 // --perf: every Node process writes a perf map (/tmp/perf-<pid>.map), so `perf script` can
 // name JavaScript frames; V8's own log, which that flag turns on, goes to a temp dir.
-const perfFlags = args.perf ? ['--perf-basic-prof', `--logfile=${join(mkdtempSync(join(tmpdir(), 'tiergate-v8log-')), 'v8.log')}`] : [];
+const perfFlags = args.perf || args['perf-miss'] ? ['--perf-basic-prof', `--logfile=${join(mkdtempSync(join(tmpdir(), 'tiergate-v8log-')), 'v8.log')}`] : [];
 const stack = new BenchStack(say, [...nodeFlags, ...perfFlags]);
 let interrupted = false;
 const onSignal = () => {
@@ -196,8 +200,8 @@ try {
 
   if (args.profile || args['profile-miss']) {
     await profileRun(args['profile-miss'] === true);
-  } else if (args.perf) {
-    await perfRun();
+  } else if (args.perf || args['perf-miss']) {
+    await perfRun(args['perf-miss'] === true);
   } else {
     await benchRun();
   }
@@ -261,9 +265,9 @@ async function benchRun(): Promise<void> {
           data: { url: `${stack.fga.apiUrl}/stores/${boot.storeId}/check`, modelId: boot.authorizationModelId, tenant: TENANT, users: members.map((u) => `user:${u.id}`) },
         }
       : undefined;
-    // Each member once before the rows, so their tokens are verified and cached (a token
+    // Every member's token verified and cached in every worker before the rows (a token
     // cache miss is authentication, not the decision this row measures).
-    await requestEach(missReads, 16);
+    if (missGateway) await verifyTokensEverywhere(missGateway, missReads);
     if (miss && direct && MISS_RATE > 0) {
       // The miss target's comparison, interleaved like b and c. With them, the bare proxy at
       // the same rate: what a miss request includes besides its decision (the proxying and
@@ -366,13 +370,66 @@ function gatewayItems(base: string, fx: Fixtures): ReadItem[] {
   return fx.readers.flatMap((u) => fx.agents.map((a) => agentRead(base, fx, a, u.token)));
 }
 
-/** Sends every request once, `concurrency` at a time; each must answer 200. */
+/** Sends every request once, `concurrency` at a time, over new connections; each must answer 200. */
 async function requestEach(items: ReadItem[], concurrency: number): Promise<void> {
-  await inBatches(items, concurrency, async ({ url, headers }) => {
-    const res = await fetch(url, { headers });
-    await res.arrayBuffer();
-    if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}`);
-  });
+  const dispatcher = new Agent({ connections: concurrency });
+  try {
+    await inBatches(items, concurrency, async ({ url, headers }) => {
+      const res = await undiciFetch(url, { headers, dispatcher });
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}`);
+    });
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/** Bearer tokens verified and identity assertions signed between two scrapes of a gateway. */
+function signatureWork(before: Scrape, after: Scrape): NonNullable<Row['signatures']> {
+  return {
+    tokensVerified: deltaBy(before, after, 'tiergate_token_verifications_total', 'result').get('verified') ?? 0,
+    assertionsSigned: deltaBy(before, after, 'tiergate_assertions_total', 'source').get('signed') ?? 0,
+  };
+}
+
+function signatureNote(r: Row): string {
+  const s = r.signatures;
+  if (s === undefined || s.tokensVerified + s.assertionsSigned === 0) return '';
+  return `; tokens verified ${s.tokensVerified}, assertions signed ${s.assertionsSigned}`;
+}
+
+/**
+ * Sends every request, in passes over new connections, until a pass has (almost) no token
+ * left to verify. Each worker of a node:cluster gateway keeps its own token cache and gets
+ * a connection's requests, so one pass leaves about half the tokens unverified in each
+ * worker: a miss row would then measure first sight of tokens, not the decision.
+ */
+async function verifyTokensEverywhere(gateway: GatewayProcess, items: ReadItem[]): Promise<void> {
+  for (let pass = 1; ; pass++) {
+    const before = await scrape(gateway.metricsUrl);
+    await requestEach(items, 16);
+    const verified = signatureWork(before, await scrape(gateway.metricsUrl)).tokensVerified;
+    say(`  tokens: pass ${pass} over ${items.length} requests verified ${verified}`);
+    if (verified <= items.length * 0.005) return;
+    if (pass === 12) throw new Error(`after ${pass} passes, ${verified} of ${items.length} tokens were still verified in a pass`);
+  }
+}
+
+/**
+ * The requests a profiled or recorded gateway is driven with, brought to the state being
+ * measured: every decision an in-process hit (warm), or every miss member's token verified
+ * in every worker (`miss`: each request's decision then expires before it comes round).
+ */
+async function steadyState(gateway: GatewayProcess, fx: Fixtures, miss: boolean, id: string): Promise<{ expect: number[]; items: ReadItem[] }> {
+  if (miss) {
+    const items = missItems(gateway.url, fx, await missMembers(gateway.url, stack.dataDir, MISS_USERS));
+    await verifyTokensEverywhere(gateway, items);
+    return { expect: [200], items };
+  }
+  const data = { expect: [200], items: gatewayItems(gateway.url, fx) };
+  // Until (almost) every decision is an in-process hit.
+  await warm({ id, name: `warm-up of the ${id} gateway`, script: 'read.js', data, gateway, warmUntilHit: true });
+  return data;
 }
 
 /** Request n: member n mod N reads one of the 32 agents (the upstream answers 200). */
@@ -492,6 +549,7 @@ async function measure(sc: Scenario, mode: Mode, round?: number): Promise<Row> {
     const ratio = hitRatio(row.layers);
     if (ratio !== undefined) row.hitRatio = ratio;
     row.redisLookups = Object.fromEntries(deltaBy(before, after, 'tiergate_decision_cache_lookups_total', 'result', { layer: 'redis' }));
+    row.signatures = signatureWork(before, after);
     const q = (name: string, p: number) => deltaQuantile(before, after, name, p) * 1000;
     row.inside = {
       requestP50: q('tiergate_request_duration_seconds', 0.5),
@@ -613,6 +671,9 @@ function medianRow(list: Row[]): Row {
     for (const r of list) for (const [result, n] of Object.entries(r.redisLookups ?? {})) lookups[result] = (lookups[result] ?? 0) + n;
     out.redisLookups = lookups;
   }
+  if (first.signatures) {
+    out.signatures = { tokensVerified: sum((r) => r.signatures?.tokensVerified ?? 0), assertionsSigned: sum((r) => r.signatures?.assertionsSigned ?? 0) };
+  }
   const details = list.map((r) => r.errorDetail).filter((d): d is string => d !== undefined && d !== '');
   if (details.length > 0) out.errorDetail = details.join('; ');
   if (first.layers) {
@@ -643,17 +704,10 @@ async function profileRun(miss: boolean): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const gateway = await stack.startGateway({ name: 'profile', l1: true, workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`], ...(miss ? { env: MISS_GATEWAY_ENV } : {}) });
   const fx = await seed(gateway.url, stack.dataDir, { readers: 32, mixed: 0, revoked: 0, agents: 32 }, say);
-  const data = miss
-    ? { expect: [200], items: missItems(gateway.url, fx, await missMembers(gateway.url, stack.dataDir, MISS_USERS)) }
-    : { expect: [200], items: gatewayItems(gateway.url, fx) };
-  if (miss) {
-    say(`[profile] every decision a cache miss (${MISS_USERS} members in turn, decisions kept 1 s): each member once first (their tokens verified), then ${PROFILE_RATE > 0 ? `${PROFILE_RATE} req/s` : 'max throughput'} on one gateway process with --cpu-prof`);
-    await requestEach(data.items, 16);
-  } else {
-    say(`[profile] warming every decision, then ${PROFILE_RATE > 0 ? `${PROFILE_RATE} req/s` : 'max throughput'} on one gateway process with --cpu-prof`);
-    // Until (almost) every decision is an in-process hit: the steady state is what is profiled.
-    await warm({ id: 'profile', name: 'warm-up of the profiled gateway', script: 'read.js', data, gateway, warmUntilHit: true });
-  }
+  say(
+    `[profile] ${miss ? `every decision a cache miss (${MISS_USERS} members in turn, decisions kept 1 s): their tokens verified first` : 'warming every decision'}, then ${PROFILE_RATE > 0 ? `${PROFILE_RATE} req/s` : 'max throughput'} on one gateway process with --cpu-prof`,
+  );
+  const data = await steadyState(gateway, fx, miss, 'profile');
   const before = await scrape(gateway.metricsUrl);
   const t0 = performance.now();
   const env: Record<string, string> =
@@ -695,39 +749,43 @@ async function profileRun(miss: boolean): Promise<void> {
 // ---------------------------------------------------------------- perf
 
 /**
- * The warm gateway and the same proxy inside Hono (row h), each at the fixed rate while
- * `perf record` samples its processes; every sample charged to its nearest JavaScript
- * frame (load/lib/perf-attribution.ts). What the gateway's stages cost in the running
- * server, with the kernel, GC and Node's HTTP machinery in the same units.
+ * The warm gateway (or, with `miss`, the gateway of row e at the miss rate) and the same
+ * proxy inside Hono (row h) at the same rate, each while `perf record` samples its
+ * processes; every sample charged to its nearest JavaScript frame
+ * (load/lib/perf-attribution.ts). What the gateway's stages cost in the running server,
+ * with the kernel, GC and Node's HTTP machinery in the same units.
  */
-async function perfRun(): Promise<void> {
+async function perfRun(miss: boolean): Promise<void> {
   const PERF_HZ = 997;
+  const rate = miss ? MISS_RATE || 200 : RATE;
   try {
     execFileSync('perf', ['--version'], { stdio: 'ignore' });
   } catch {
     throw new Error('--perf needs Linux perf (Debian: apt-get install linux-perf) and permission to record other processes (root, or kernel.perf_event_paranoid ≤ 1)');
   }
-  const gateway = await stack.startGateway({ name: 'warm', l1: true, workers: stack.workers });
+  const gateway = await stack.startGateway({ name: miss ? 'miss' : 'warm', l1: true, workers: stack.workers, ...(miss ? { env: MISS_GATEWAY_ENV } : {}) });
   const fx = await seed(gateway.url, stack.dataDir, { readers: 32, mixed: 0, revoked: 0, agents: 32 }, say);
-  const gatewayData = { expect: [200], items: gatewayItems(gateway.url, fx) };
-  await warm({ id: 'perf', name: 'warm-up of the recorded gateway', script: 'read.js', data: gatewayData, gateway, warmUntilHit: true });
+  if (miss) say(`[perf] every decision a cache miss (${MISS_USERS} members in turn, decisions kept 1 s): their tokens verified in every worker first`);
+  const gatewayData = await steadyState(gateway, fx, miss, 'perf');
   const honoItems = (await assertedItems(stack.tenantUrl, fx)).map((it) => ({ ...it, url: it.url.replace(stack.tenantUrl, stack.honoProxyUrl) }));
   const honoPid = stack.cpuParts().find((p) => p.name === 'hono proxy')!.pid()!;
-  const recorded: Array<{ name: string; rps: number; requests: number; a: Attribution }> = [];
+  const recorded: Array<{ name: string; rps: number; requests: number; a: Attribution; layers?: Record<string, number> }> = [];
   for (const t of [
     { name: 'hono proxy', pid: honoPid, data: { expect: [200], items: honoItems } },
     { name: 'gateway', pid: gateway.child.process.pid!, data: gatewayData },
   ]) {
     const file = join(stack.dataDir, `perf-${t.name.replace(' ', '-')}.data`);
-    const run = runK6(k6, 'read.js', { MODE: 'rate', RATE: String(RATE), DURATION: `${DURATION_S + 8}s`, PREALLOC: '64', MAXVUS: '64', RUN_ID: `perf${t.name[0]}` }, t.data, workDir, `perf-${t.name[0]}`, DURATION_S + 80);
+    const before = t.name === 'gateway' ? await scrape(gateway.metricsUrl) : undefined;
+    const run = runK6(k6, 'read.js', { MODE: 'rate', RATE: String(rate), DURATION: `${DURATION_S + 8}s`, PREALLOC: '64', MAXVUS: '64', RUN_ID: `perf${t.name[0]}` }, t.data, workDir, `perf-${t.name[0]}`, DURATION_S + 80);
     await new Promise((r) => setTimeout(r, 4000));
-    say(`[perf] ${t.name}: ${RATE} req/s, perf record of its processes for ${DURATION_S} s at ${PERF_HZ} Hz`);
+    say(`[perf] ${t.name}: ${rate} req/s, perf record of its processes for ${DURATION_S} s at ${PERF_HZ} Hz`);
     await execFileAsync('perf', ['record', '-F', String(PERF_HZ), '-e', 'cpu-clock', '-g', '-o', file, '-p', processTree(readProcs(), t.pid).join(','), '--', 'sleep', String(DURATION_S)]);
     const k = await run;
+    const layersSeen = before ? decisionsByLayer(before, await scrape(gateway.metricsUrl)) : undefined;
     // A recording's call chains run to tens of megabytes of text.
     const { stdout } = await execFileAsync('perf', ['script', '-i', file, '-F', 'comm,tid,ip,sym,dso'], { encoding: 'latin1', maxBuffer: 1 << 30 });
     const a = attribute(stdout);
-    recorded.push({ name: t.name, rps: k.rps, requests: k.rps * DURATION_S, a });
+    recorded.push({ name: t.name, rps: k.rps, requests: k.rps * DURATION_S, a, ...(layersSeen ? { layers: layersSeen } : {}) });
     say(`  ${k.rps.toFixed(0)} req/s, p99 ${k.p99.toFixed(2)} ms, errors ${k.failed}; ${a.total} samples`);
   }
   const usPer = (r: (typeof recorded)[number], samples: number) => (samples * 1e6) / PERF_HZ / r.requests;
@@ -736,11 +794,13 @@ async function perfRun(): Promise<void> {
     .map((c) => ({ c, h: usPer(hono, hono.a.byCategory.get(c) ?? 0), g: usPer(gw, gw.a.byCategory.get(c) ?? 0) }))
     .sort((x, y) => y.g - y.h - (x.g - x.h));
   const fmt = (v: number) => v.toFixed(1);
+  const command = `npm run bench -- ${miss ? '--perf-miss' : '--perf'}${quick ? ' --quick' : ''}`;
+  const decisions = gw.layers ? `; the gateway's decisions: ${Object.entries(gw.layers).filter(([, n]) => n > 0).map(([l, n]) => `${l} ${n}`).join(', ')}` : '';
   const lines = [
-    `# Where the CPU goes: the warm gateway against the same proxy inside Hono, ${RATE} req/s`,
+    `# Where the CPU goes: the ${miss ? 'gateway with every decision a cache miss (row e)' : 'warm gateway'} against the same proxy inside Hono, ${rate} req/s`,
     '',
-    `Command: \`npm run bench -- --perf\`. Code: ${git}. Each process tree sampled by \`perf record -g\` (cpu-clock, ${PERF_HZ} Hz, ${DURATION_S} s) while k6 drove it at a fixed ${RATE} req/s: ` +
-      `hono proxy ${hono.rps.toFixed(0)} req/s, gateway ${gw.rps.toFixed(0)} req/s. Each sample is charged to the nearest JavaScript frame on its stack (so a V8 builtin, inline-cache miss or runtime call goes to the code that made it), ` +
+    `Command: \`${command}\`. Code: ${git}. Each process tree sampled by \`perf record -g\` (cpu-clock, ${PERF_HZ} Hz, ${DURATION_S} s) while k6 drove it at a fixed ${rate} req/s: ` +
+      `hono proxy ${hono.rps.toFixed(0)} req/s, gateway ${gw.rps.toFixed(0)} req/s${decisions}. Each sample is charged to the nearest JavaScript frame on its stack (so a V8 builtin, inline-cache miss or runtime call goes to the code that made it), ` +
       'kernel samples and garbage collection apart. µs of CPU per request; sorted by what the gateway spends more.',
     '',
     '| | hono proxy µs/request | gateway µs/request | gateway − hono proxy |',
@@ -750,7 +810,7 @@ async function perfRun(): Promise<void> {
   ];
   const outDir = join(REPO_ROOT, 'load', 'results');
   mkdirSync(outDir, { recursive: true });
-  if (!quick) writeFileSync(join(outDir, 'perf-latest.md'), `${lines.join('\n')}\n`);
+  if (!quick) writeFileSync(join(outDir, miss ? 'perf-miss-latest.md' : 'perf-latest.md'), `${lines.join('\n')}\n`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
@@ -772,7 +832,7 @@ function report(): void {
         ? ` (${Object.entries(r.layers)
             .filter(([, n]) => n > 0)
             .map(([l, n]) => `${l} ${n}`)
-            .join(', ')}${(r.redisLookups?.error ?? 0) > 0 ? `; Redis lookups over budget ${r.redisLookups!.error}` : ''})`
+            .join(', ')}${(r.redisLookups?.error ?? 0) > 0 ? `; Redis lookups over budget ${r.redisLookups!.error}` : ''}${signatureNote(r)})`
         : '';
       return `| ${r.id} | ${r.scenario} | ${r.load}${r.rounds ? ` (median of ${r.rounds})` : ''} | ${r.k6.rps.toFixed(0)} | ${ms(r.k6.p50)} | ${ms(r.k6.p95)} | ${ms(r.k6.p99)} | ${ms(r.k6.max)} | ${r.errors}${r.errorDetail ? ` (${r.errorDetail})` : ''} | ${r.k6.dropped} | ${r.steal === undefined ? '–' : `${(r.steal * 100).toFixed(0)}%`} | ${r.hitRatio === undefined ? '–' : `${(r.hitRatio * 100).toFixed(1)}%${split}`} |`;
     }),

@@ -6,11 +6,11 @@ import { randomUUID } from 'node:crypto';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { swaggerUI } from '@hono/swagger-ui';
 import type { MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.js';
 import type { DecisionInvalidator, GatewayEnv } from '../gateway/types.js';
+import { bodyLimitWhenBody } from '../shared/body-limit.js';
 import { problem, problemResponse } from '../shared/problem.js';
 import type { AdminRuntime } from './action.js';
 import { createEngine } from './engine.js';
@@ -94,7 +94,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
   app.use('*', deps.authenticate);
   app.use(
     '*',
-    bodyLimit({
+    bodyLimitWhenBody({
       maxSize: deps.maxBodyBytes ?? 256 * 1024,
       onError: (c) =>
         problemResponse(

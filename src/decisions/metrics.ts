@@ -3,6 +3,7 @@
 // hashes its labels every call); they are copied into the prom counters at scrape
 // time by collect(), and read directly by stats() and the tests.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { countMetric, countsMetric } from '../shared/counts-metric.js';
 import { INVALIDATION_KINDS, type InvalidationKind } from './nodes.js';
 
 export type LookupResult = 'hit' | 'miss' | 'stale' | 'bypass' | 'error';
@@ -54,7 +55,7 @@ export class DecisionMetrics {
 
   constructor(registry: Registry, prefix = 'tiergate_decision_') {
     const counts = this.counts;
-    const reported = { l1: zeroLookups(), redis: zeroLookups(), engine: { allowed: 0, denied: 0, error: 0 }, coalesced: 0, parent: { allowed: 0, denied: 0 }, race: { redis: 0, openfga: 0 }, strong: 0, uncached: 0 };
+    const reported = { l1: zeroLookups(), redis: zeroLookups() };
     new Counter({
       name: `${prefix}cache_lookups_total`,
       help: 'Decision cache lookups by layer and result (stale = found but outdated; bypass = layer not trusted or not reachable)',
@@ -70,63 +71,29 @@ export class DecisionMetrics {
         }
       },
     });
-    // A counter with one label, copied from one of the plain-number records at scrape time.
-    const byLabel = <K extends string>(name: string, help: string, label: string, live: Record<K, number>, seen: Record<K, number>) =>
-      new Counter({
-        name: `${prefix}${name}`,
-        help,
-        labelNames: [label],
-        registers: [registry],
-        collect() {
-          for (const o of Object.keys(live) as K[]) {
-            const d = live[o] - seen[o];
-            this.inc({ [label]: o }, d);
-            seen[o] += d;
-          }
-        },
-      });
-    byLabel('engine_calls_total', 'Checks answered by the engine (OpenFGA) on a cache miss, by outcome', 'outcome', counts.engine, reported.engine);
-    new Counter({
-      name: `${prefix}coalesced_total`,
-      help: 'Checks that waited for an identical in-flight check instead of calling the engine',
-      registers: [registry],
-      collect() {
-        this.inc(counts.coalesced - reported.coalesced);
-        reported.coalesced = counts.coalesced;
-      },
-    });
-    byLabel(
-      'parent_answers_total',
+    countsMetric(registry, `${prefix}engine_calls_total`, 'Checks answered by the engine (OpenFGA) on a cache miss, by outcome', 'outcome', counts.engine);
+    countMetric(registry, `${prefix}coalesced_total`, 'Checks that waited for an identical in-flight check instead of calling the engine', () => counts.coalesced);
+    countsMetric(
+      registry,
+      `${prefix}parent_answers_total`,
       "Resource checks asked of the resource's contextual parent first, by the parent's answer (allowed = answered by it; denied = then asked of the resource)",
       'outcome',
       counts.parent,
-      reported.parent,
     );
-    byLabel(
-      'races_total',
+    countsMetric(
+      registry,
+      `${prefix}races_total`,
       'Misses on which the engine was asked alongside the Redis lookup, by the layer that answered first (redis = an engine call made for nothing)',
       'winner',
       counts.race,
-      reported.race,
     );
-    new Counter({
-      name: `${prefix}strong_total`,
-      help: 'Checks that asked for strong consistency and went to the engine past the cache',
-      registers: [registry],
-      collect() {
-        this.inc(counts.strong - reported.strong);
-        reported.strong = counts.strong;
-      },
-    });
-    new Counter({
-      name: `${prefix}uncached_total`,
-      help: 'Engine answers that were not cached because their dependencies could not be read (Redis or OpenFGA trouble)',
-      registers: [registry],
-      collect() {
-        this.inc(counts.uncached - reported.uncached);
-        reported.uncached = counts.uncached;
-      },
-    });
+    countMetric(registry, `${prefix}strong_total`, 'Checks that asked for strong consistency and went to the engine past the cache', () => counts.strong);
+    countMetric(
+      registry,
+      `${prefix}uncached_total`,
+      'Engine answers that were not cached because their dependencies could not be read (Redis or OpenFGA trouble)',
+      () => counts.uncached,
+    );
     this.invalidations = new Counter({
       name: `${prefix}invalidations_total`,
       help: 'Tuple changes applied to the cache, by kind and where they were learnt from',

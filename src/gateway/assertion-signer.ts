@@ -25,6 +25,8 @@ export interface AssertionSigner {
    * `path` its canonical path without the query (becoming `htm` and `htu`).
    */
   sign(sub: string, scope: Scope, tenants: readonly string[], method: string, path: string): string;
+  /** Assertions reused from the cache, or signed now (tiergate_assertions_total). */
+  readonly counts: { reused: number; signed: number };
 }
 
 export interface AssertionSignerOptions {
@@ -69,15 +71,20 @@ export async function createAssertionSigner(opts: AssertionSignerOptions): Promi
   const header = base64url(JSON.stringify({ alg: ASSERTION_ALG, kid: publicJwk.kid, typ: 'JWT' }));
   const cache = new LRUCache<string, { token: string; reuseUntil: number }>({ max: opts.maxCached ?? 10000 });
 
+  const counts = { reused: 0, signed: 0 };
   return {
     jwks: { keys: [publicJwk] },
+    counts,
     sign(sub, scope, tenants, method, path) {
       // Ids and paths cannot contain NUL (the gateway refuses it, raw or encoded), so NUL
       // separates unambiguously; the tenants, the one variable-length part, come last.
       const key = `${sub}\0${scope.type}\0${scope.id}\0${method}\0${path}\0${tenants.join('\0')}`;
       const now = Date.now();
       const hit = cache.get(key);
-      if (hit && hit.reuseUntil > now) return hit.token;
+      if (hit && hit.reuseUntil > now) {
+        counts.reused++;
+        return hit.token;
+      }
       const iat = Math.floor(now / 1000);
       const claims: AssertionClaims = {
         iss: ASSERTION_ISSUER,
@@ -94,6 +101,7 @@ export async function createAssertionSigner(opts: AssertionSignerOptions): Promi
       // Ed25519 takes no digest name: the algorithm is the key's (RFC 8037).
       const token = `${signingInput}.${signBytes(null, Buffer.from(signingInput, 'utf8'), privateKey).toString('base64url')}`;
       cache.set(key, { token, reuseUntil: now + reuseMs });
+      counts.signed++;
       return token;
     },
   };

@@ -25,7 +25,7 @@ import type { MiddlewareHandler } from 'hono';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { SUBJECT_ID, type Config, type IssuerConfig } from '../config.js';
-import { incomingOf, rawHeaderCount } from './node-incoming.js';
+import { incomingOf, rawHeaderCount } from '../shared/node-incoming.js';
 import { refuse } from './refuse.js';
 import type { GatewayEnv, Principal } from './types.js';
 
@@ -84,6 +84,11 @@ export class AuthError extends Error {
 
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;
+  /**
+   * Tokens answered from the cache, verified (signature and claims checked now), or
+   * refused or not checkable (tiergate_token_verifications_total).
+   */
+  readonly counts: { cached: number; verified: number; failed: number };
 }
 
 const HMAC = /^HS/;
@@ -134,14 +139,26 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     return { subject: `user:${sub}`, sub, issuer: issuer.issuer, expiresAt: payload.exp! };
   }
 
+  const counts = { cached: 0, verified: 0, failed: 0 };
   return {
+    counts,
     async verify(token) {
       const key = hash('sha256', token, 'base64url');
       const nowMs = now();
       const cached = cache.get(key);
       // The LRU's TTL only evicts; this comparison is what keeps an expired token out.
-      if (cached !== undefined && cached.expiresAt * 1000 > nowMs) return cached;
-      const principal = await verifyUncached(token);
+      if (cached !== undefined && cached.expiresAt * 1000 > nowMs) {
+        counts.cached++;
+        return cached;
+      }
+      let principal: Principal;
+      try {
+        principal = await verifyUncached(token);
+      } catch (err) {
+        counts.failed++;
+        throw err;
+      }
+      counts.verified++;
       const ttl = principal.expiresAt * 1000 - nowMs;
       if (ttl > 0) cache.set(key, principal, { ttl: Math.ceil(ttl) });
       return principal;
@@ -170,8 +187,9 @@ function claimName(claim: string): string {
   return /^[a-z]{1,16}$/.test(claim) ? claim : 'a required';
 }
 
-// RFC 6750: the scheme, one or more spaces, the token.
-const BEARER_PREFIX = /^Bearer +/i;
+// RFC 6750: the scheme, one or more spaces, the token. The scheme alone (no space) is
+// Bearer credentials without a token: malformed, not absent.
+const BEARER_SCHEME = /^bearer(?: +|$)/i;
 
 export function authenticate(verifier: TokenVerifier): MiddlewareHandler<GatewayEnv> {
   return async (c, next) => {
@@ -184,15 +202,16 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<Gateway
     // Node's parsed headers when there are any (Hono's c.req.header builds a Headers view first);
     // more than one Authorization line was refused just above.
     const header = incoming !== undefined ? incoming.headers.authorization : c.req.header('authorization');
-    if (header === undefined || !/^bearer(?: |$)/i.test(header)) {
+    const scheme = header === undefined ? null : BEARER_SCHEME.exec(header);
+    if (header === undefined || scheme === null) {
       // No Bearer credentials at all: a bare challenge, no error code (RFC 6750 §3.1).
       return refuse(c, 401, 'unauthenticated', 'Authentication required', { detail: 'send a Bearer token in the Authorization header' }, { 'www-authenticate': 'Bearer' });
     }
-    const prefix = BEARER_PREFIX.exec(header);
+    const token = header.slice(scheme[0].length);
     let principal: Principal;
     try {
-      if (prefix === null) throw new AuthError(401, 'malformed token');
-      principal = await verifier.verify(header.slice(prefix[0].length));
+      if (token === '') throw new AuthError(401, 'malformed token');
+      principal = await verifier.verify(token);
     } catch (err) {
       if (!(err instanceof AuthError)) throw err;
       if (err.status === 503) {

@@ -11,9 +11,9 @@ import type { MiddlewareHandler } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ASSERTION_HEADER } from '../shared/assertion.js';
+import { headerValue } from '../shared/node-incoming.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemResponse } from '../shared/problem.js';
 import type { AssertionSigner } from './assertion-signer.js';
-import { headerValue } from './node-incoming.js';
 import type { GatewayEnv, Scope } from './types.js';
 
 export const SUBJECT_HEADER = 'x-tiergate-subject';

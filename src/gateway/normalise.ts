@@ -29,7 +29,7 @@
 // and raw control/non-ASCII bytes are checked in it.
 import type { Context, MiddlewareHandler } from 'hono';
 import { problem, problemResponse } from '../shared/problem.js';
-import { incomingOf } from './node-incoming.js';
+import { incomingOf } from '../shared/node-incoming.js';
 import { excerpt, refuse } from './refuse.js';
 import type { CanonicalRequest, GatewayEnv } from './types.js';
 

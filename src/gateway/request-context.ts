@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
+import { headerValue } from '../shared/node-incoming.js';
 import type { GatewayMetrics } from './metrics.js';
-import { headerValue } from './node-incoming.js';
 import type { GatewayEnv } from './types.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -14,6 +14,7 @@ import { DecisionCache, decisionCacheSettings } from '../decisions/index.js';
 import { OpenFgaAuthorizer } from '../fga/authorizer.js';
 import { createFgaClient } from '../fga/client.js';
 import { FgaRequestClient } from '../fga/request-client.js';
+import { countsMetric } from '../shared/counts-metric.js';
 import { PROBLEM_CONTENT_TYPE, problem } from '../shared/problem.js';
 import { createGatewayApp } from './app.js';
 import { createAssertionSigner } from './assertion-signer.js';
@@ -119,15 +120,22 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const authorizer = config.CACHE_ENABLED ? cache.authorizer : engine;
 
   const { issuers, devIssuer } = await resolveTrustedIssuers(config);
-  const authenticateStage = authenticate(
-    createTokenVerifier({ issuers, clockToleranceS: config.AUTH_CLOCK_TOLERANCE_S, tokenCacheMax: config.AUTH_TOKEN_CACHE_MAX }),
-  );
+  const verifier = createTokenVerifier({ issuers, clockToleranceS: config.AUTH_CLOCK_TOLERANCE_S, tokenCacheMax: config.AUTH_TOKEN_CACHE_MAX });
+  const authenticateStage = authenticate(verifier);
   const normaliseStage = normalise({ maxPathLength: config.MAX_PATH_LENGTH, maxHeaderBytes: config.MAX_HEADER_BYTES });
   const signer = await createAssertionSigner({
     audience: config.ASSERTION_AUDIENCE,
     ttlSeconds: config.ASSERTION_TTL_S,
     keyFile: join(config.TIERGATE_DATA_DIR, 'gateway-assertion-key.json'),
   });
+  countsMetric(
+    metrics.registry,
+    'tiergate_token_verifications_total',
+    'Bearer tokens by how they were checked: cached (verified earlier, still valid), verified (signature and claims checked now), failed (refused, or the issuer keys unavailable)',
+    'result',
+    verifier.counts,
+  );
+  countsMetric(metrics.registry, 'tiergate_assertions_total', 'Identity assertions attached to forwarded requests: reused (signed earlier for the same subject, scope, tenants, method and path) or signed now', 'source', signer.counts);
 
   await migrateAdmin(rt.db);
   const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log });

@@ -3,10 +3,10 @@
 // → tenant scope (403) → routes. Everything else answers 404/405 problem+json.
 import { randomUUID } from 'node:crypto';
 import { Hono, type MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.js';
 import type { AssertionClaims } from '../shared/assertion.js';
+import { bodyLimitWhenBody } from '../shared/body-limit.js';
 import { problem } from '../shared/problem.js';
 import { createAssertionVerifier, requireAssertion, type AssertionKey } from './assertion-auth.js';
 import { HttpProblem, renderProblem, type TenantServiceEnv } from './http.js';
@@ -81,7 +81,7 @@ export function createTenantServiceApp(deps: TenantServiceAppDeps): Hono<TenantS
 
   app.use(
     '/api/v1/*',
-    bodyLimit({
+    bodyLimitWhenBody({
       maxSize: deps.maxBodyBytes ?? 64 * 1024,
       onError: (c) => renderProblem(c, problem(413, 'payload-too-large', 'Content Too Large', { detail: 'request body too large' })),
     }),

@@ -55,14 +55,17 @@ async function onNewConnection(method: string, path: string, auth: string): Prom
   return { status, worker };
 }
 
-/** Requests the gateway counted, over every route and worker. */
-async function requestCount(): Promise<number> {
+/** The sum of every series of the primary's /metrics whose name starts with `prefix` (over every label set and worker). */
+async function summed(prefix: string): Promise<number> {
   let sum = 0;
   for (const [series, value] of await scrape({ name: 'cluster primary', metricsUrl })) {
-    if (series.startsWith('tiergate_request_duration_seconds_count{')) sum += value;
+    if (series.startsWith(prefix)) sum += value;
   }
   return sum;
 }
+
+/** Requests the gateway counted, over every route and worker. */
+const requestCount = () => summed('tiergate_request_duration_seconds_count{');
 
 async function admin(sub: string, method: string, path: string, body?: unknown): Promise<void> {
   const res = await call(gw.url, method, `/admin/v1${path}`, { auth: await s.authHeader(sub), ...(body ? { body } : {}) });
@@ -126,10 +129,15 @@ describe('the gateway under node:cluster (GATEWAY_WORKERS=2, PostgreSQL)', () =>
   it('serves /metrics from the primary, summed over the workers', async () => {
     const tom = await s.authHeader('tom');
     const before = await requestCount();
+    const tokens = await summed('tiergate_token_verifications_total{');
+    const assertions = await summed('tiergate_assertions_total{');
     const served = [];
     for (let i = 0; i < 6; i++) served.push(await onNewConnection('GET', '/api/v1/tenants/t1/agents', tom));
     expect(new Set(served.map((r) => r.worker)).size).toBe(2);
     expect((await requestCount()) - before).toBe(6);
+    // Each of the six had its token checked and carried an assertion, in whichever worker served it.
+    expect((await summed('tiergate_token_verifications_total{')) - tokens).toBe(6);
+    expect((await summed('tiergate_assertions_total{')) - assertions).toBe(6);
   });
 
   it('replaces a worker that dies', async () => {

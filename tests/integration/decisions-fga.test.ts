@@ -112,6 +112,7 @@ describe('FgaRequestClient', () => {
     const otherStore = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: '01ARZ3NDEKTSV4RRFFQ69G5FAV', timeoutMs: 5000 });
     const closed = new FgaRequestClient({ apiUrl: `http://127.0.0.1:${await freePort()}`, storeId: store.storeId, timeoutMs: 5000 });
     const frozen = new FgaRequestClient({ apiUrl: `http://127.0.0.1:${(silent.address() as { port: number }).port}`, storeId: store.storeId, timeoutMs: 200 });
+    const single = new FgaRequestClient({ apiUrl: `http://127.0.0.1:${(silent.address() as { port: number }).port}`, storeId: store.storeId, timeoutMs: 200, connections: 1 });
     try {
       await expect(api.check({ ...question, relation: 'no_such_relation' }, store.authorizationModelId, 'strong')).rejects.toMatchObject({
         name: 'AuthorizerRequestError',
@@ -129,8 +130,17 @@ describe('FgaRequestClient', () => {
       });
       // The budget covers the whole call: it ends near 200 ms, not at some library default.
       expect(performance.now() - started).toBeLessThan(3000);
+      // With one connection the second call waits in the pool's queue, and its budget counts from the call too.
+      const queuedAt = performance.now();
+      const both = await Promise.allSettled([0, 1].map(() => single.check(question, store.authorizationModelId, 'strong')));
+      expect(both.map((r) => (r.status === 'rejected' ? (r.reason as { failure?: string }).failure : 'answered'))).toEqual(['timeout', 'timeout']);
+      expect(performance.now() - queuedAt).toBeLessThan(3000);
+      // A closed client refuses at once, and leaves no timer to reject later.
+      const gone = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs: 200 });
+      await gone.close();
+      await expect(gone.check(question, store.authorizationModelId, 'strong')).rejects.toMatchObject({ failure: 'unreachable' });
     } finally {
-      await Promise.all([api.close(), otherStore.close(), closed.close(), frozen.close()]);
+      await Promise.all([api.close(), otherStore.close(), closed.close(), frozen.close(), single.close()]);
     }
   });
 });

@@ -123,10 +123,12 @@ describe('assertion signer', () => {
 
     vi.setSystemTime(start + (TTL / 2) * 1000 - 1);
     expect(await signWith(s, BASE)).toBe(first);
+    expect(s.counts).toEqual({ reused: 1, signed: 1 });
 
     vi.setSystemTime(start + (TTL / 2) * 1000);
     const second = await signWith(s, BASE);
     expect(second).not.toBe(first);
+    expect(s.counts).toEqual({ reused: 1, signed: 2 });
     expect(decodeJwt(second).iat).toBe(start / 1000 + TTL / 2);
     expect(decodeJwt(first).iat).toBe(start / 1000);
     // A fresh token is valid for a full lifetime from now.

@@ -230,10 +230,12 @@ describe('verified-token cache', () => {
     expect((await verifier.verify(token)).sub).toBe('alice');
     expect((await verifier.verify(token)).sub).toBe('alice');
     expect(keys.calls()).toBe(1);
+    expect(verifier.counts).toEqual({ cached: 1, verified: 1, failed: 0 });
 
     clock = exp * 1000 + 1; // past exp: the cached entry must not pass
     await expect(verifier.verify(token)).rejects.toMatchObject({ status: 401, description: 'token expired' });
     expect(keys.calls()).toBe(2);
+    expect(verifier.counts).toEqual({ cached: 1, verified: 1, failed: 1 });
   });
 
   it('serves a cached token without starting a timer', async () => {
@@ -250,6 +252,7 @@ describe('verified-token cache', () => {
     await expect(verifier.verify(forged)).rejects.toMatchObject({ description: 'signature invalid' });
     await expect(verifier.verify(forged)).rejects.toMatchObject({ description: 'signature invalid' });
     expect(keys.calls()).toBe(2);
+    expect(verifier.counts).toEqual({ cached: 0, verified: 0, failed: 2 });
   });
 
   it('refuses HMAC or none in an issuer allow-list at construction', () => {
