@@ -20,6 +20,7 @@ import {
   startTcpRelay,
   startTestOpenFga,
   startTestStack,
+  suspend,
   waitFor,
   type JsonResponse,
   type RecordingUpstream,
@@ -123,7 +124,7 @@ describe('OpenFGA unavailable: 503, never 200, nothing forwarded; then service r
 
   it('OpenFGA hung (SIGSTOP) → 503 within about OPENFGA_TIMEOUT_MS; continued (SIGCONT) → allowed', async () => {
     await forgetTomsDecisions();
-    fga.child.process.kill('SIGSTOP');
+    await suspend(fga.child.process);
     try {
       upstream.clear();
       const outcomes = [await timed(freshPath()), await timed(freshPath())];

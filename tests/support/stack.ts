@@ -19,7 +19,7 @@
 // child process also exits by itself when the test process dies (its stdin closes).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -523,6 +523,28 @@ export async function startTestOpenFga(): Promise<OpenFgaServer> {
     await fga.stop();
   });
   return fga;
+}
+
+/**
+ * SIGSTOP, resolved once every thread of the process is stopped. The signal alone is not
+ * enough: the kernel wakes one thread to begin the group stop, and until that thread gets
+ * a core (on a busy machine, milliseconds) the others, woken by a request, still answer it.
+ * Linux only: reads each thread's state from /proc.
+ */
+export async function suspend(proc: ChildProcess): Promise<void> {
+  const pid = proc.pid;
+  if (pid === undefined || !proc.kill('SIGSTOP')) throw new Error('suspend: the process is not running');
+  const stopped = await waitFor(() => threadStates(pid).every((state) => state === 'T' || state === 't'), 5000, 5);
+  if (!stopped) throw new Error(`suspend: pid ${pid} still has running threads 5 s after SIGSTOP (${threadStates(pid).join('')})`);
+}
+
+/** The scheduler state letter of each thread of `pid` (/proc/<pid>/task/<tid>/stat, the field after the name). */
+function threadStates(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    // The name is in parentheses and may itself hold spaces or parentheses: read after the last one.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  });
 }
 
 // ---------------------------------------------------------------- TCP relay (a cable to cut)
