@@ -114,11 +114,11 @@ describe('assertion signer', () => {
     for (const [name, args] of variants) expect(await signWith(s, args), name).toBe(issued.get(name));
   });
 
-  it('reuses a token until half its lifetime has passed, then signs a fresh one', async () => {
+  it('reuses a token until half its lifetime has passed at the earliest, then signs a fresh one', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const start = new Date('2030-01-01T00:00:00.000Z').getTime();
     vi.setSystemTime(start);
-    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL });
+    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, random: () => 0 });
     const first = await signWith(s, BASE);
 
     vi.setSystemTime(start + (TTL / 2) * 1000 - 1);
@@ -134,6 +134,50 @@ describe('assertion signer', () => {
     // A fresh token is valid for a full lifetime from now.
     const { payload } = await jwtVerify(second, createLocalJWKSet(s.jwks), { algorithms: ['EdDSA'], audience: AUDIENCE });
     expect(payload.exp).toBe(start / 1000 + TTL / 2 + TTL);
+  });
+
+  it('reuses a token at most until three quarters of its validity, counted to its exp', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    // 0.8 s into a second: iat is rounded down, so the token is valid for TTL - 0.8 s.
+    const start = new Date('2030-01-01T00:00:00.800Z').getTime();
+    vi.setSystemTime(start);
+    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, random: () => 1 });
+    const first = await signWith(s, BASE);
+    const exp = decodeJwt(first).exp! * 1000;
+    expect(exp - start).toBe(TTL * 1000 - 800);
+    const lastReuse = start + (exp - start) * 0.75;
+
+    vi.setSystemTime(lastReuse - 1);
+    expect(await signWith(s, BASE)).toBe(first);
+    vi.setSystemTime(lastReuse);
+    expect(await signWith(s, BASE)).not.toBe(first);
+    // What it handed out last still had a quarter of its validity left.
+    expect(exp - (lastReuse - 1)).toBeGreaterThan((TTL * 1000 - 800) / 4);
+  });
+
+  it('spreads the re-signing of tokens signed together over a quarter of their lifetime', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const start = new Date('2030-01-01T00:00:00.000Z').getTime();
+    vi.setSystemTime(start);
+    const draws = Array.from({ length: 100 }, (_, i) => (i + 0.5) / 100);
+    let next = 0;
+    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, random: () => draws[next++ % draws.length]! });
+    const paths = draws.map((_, i) => ({ ...BASE, path: `/api/v1/tenants/t1/agents/${i}` }));
+    for (const a of paths) signWith(s, a);
+    expect(s.counts.signed).toBe(100);
+
+    // Asked for all of them again at 50%, 60%, 70% and 80% of their lifetime: each time
+    // only those whose reuse has ended since are signed again, never all at once.
+    const signedAt: number[] = [];
+    for (const share of [0.5, 0.6, 0.7, 0.8]) {
+      vi.setSystemTime(start + TTL * 1000 * share);
+      const before = s.counts.signed;
+      for (const a of paths) signWith(s, a);
+      signedAt.push(s.counts.signed - before);
+    }
+    // Draw (i + 0.5)/100 ends the reuse at 50% + 25% × (i + 0.5)/100: none by 50%, 40 by
+    // 60%, 80 by 70%, all by 75%. A token signed again is reused itself: not counted twice.
+    expect(signedAt).toEqual([0, 40, 40, 20]);
   });
 
   it('keeps its key in the key file: a restarted gateway signs with the same key and kid', async () => {
