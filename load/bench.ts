@@ -7,6 +7,9 @@
 //   npm run bench -- --profile          CPU profile of one gateway process at max throughput (warm)
 //   npm run bench -- --profile-miss     the same with every decision a cache miss
 //   npm run bench -- --profile-miss --profile-rate 200   either profile at a fixed arrival rate instead
+//   npm run bench -- --only bare,warm --gateway-env="ASSERTION_TTL_S=600"   an A/B run of a gateway setting
+//   npm run bench -- --only bare,warm --bare-burn-us 110   a control: the bare proxy spins 110 µs per request
+//            (varied runs, like partial and quick ones, never overwrite the committed result files)
 //   options: --workers N (gateway workers; default one per core) --rounds N (interleaved
 //            rounds of bare proxy vs warm gateway, default 3; medians reported) --rate N (fixed arrival rate, default 1000/s) --low-rate N (a second rate for the
 //            bare proxy and warm gateway rows, default 500/s, 0 = none) --miss-rate N (a second rate for the
@@ -32,7 +35,7 @@ import { attribute, type Attribution } from './lib/perf-attribution.js';
 import { cpuMsBetween, processTree, readProcs, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, inBatches, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
-import { BENCH_ALLOW_TTL_S, BenchStack, STORE_NAME, type GatewayProcess } from './lib/stack.js';
+import { BENCH_ALLOW_TTL_S, BenchStack, parseGatewayEnv, STORE_NAME, type BenchVariation, type GatewayProcess } from './lib/stack.js';
 
 const PARTS = ['instrument', 'floor', 'bare', 'warm', 'framework', 'miss', 'openfga', 'new', 'mixed', 'redis', 'revocation', 'layers'] as const;
 type Part = (typeof PARTS)[number];
@@ -52,6 +55,8 @@ const { values: args } = parseArgs({
     workers: { type: 'string' },
     rounds: { type: 'string' },
     'node-flags': { type: 'string' },
+    'gateway-env': { type: 'string' },
+    'bare-burn-us': { type: 'string' },
     profile: { type: 'boolean', default: false },
     'profile-miss': { type: 'boolean', default: false },
     'profile-rate': { type: 'string' },
@@ -61,7 +66,7 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--node-flags="--flag …"] [--profile | --profile-miss] [--profile-rate N] [--perf | --perf-miss]\n');
+  process.stdout.write('usage: npm run bench -- [--quick] [--only a,b,…] [--workers N] [--rounds N] [--rate N] [--low-rate N] [--miss-rate N] [--duration S] [--max-vus N] [--revocations N] [--node-flags="--flag …"] [--gateway-env="KEY=VALUE …"] [--bare-burn-us N] [--profile | --profile-miss] [--profile-rate N] [--perf | --perf-miss]\n');
   process.exit(0);
 }
 const quick = args.quick === true;
@@ -161,7 +166,11 @@ const nodeFlags = (args['node-flags'] ?? '').split(/\s+/).filter(Boolean);
 // --perf: every Node process writes a perf map (/tmp/perf-<pid>.map), so `perf script` can
 // name JavaScript frames; V8's own log, which that flag turns on, goes to a temp dir.
 const perfFlags = args.perf || args['perf-miss'] ? ['--perf-basic-prof', `--logfile=${join(mkdtempSync(join(tmpdir(), 'tiergate-v8log-')), 'v8.log')}`] : [];
-const stack = new BenchStack(say, [...nodeFlags, ...perfFlags]);
+/** A/B runs: settings of every gateway, and CPU the bare proxy burns per request (a control). */
+const variation: BenchVariation = { gatewayEnv: parseGatewayEnv(args['gateway-env'] ?? ''), bareBurnUs: Number(args['bare-burn-us'] ?? 0) };
+if (!(variation.bareBurnUs! >= 0)) throw new Error('--bare-burn-us: microseconds of CPU per request (0 = none)');
+const varied = Object.keys(variation.gatewayEnv!).length > 0 || variation.bareBurnUs! > 0;
+const stack = new BenchStack(say, [...nodeFlags, ...perfFlags], variation);
 let interrupted = false;
 const onSignal = () => {
   interrupted = true;
@@ -742,7 +751,7 @@ async function profileRun(miss: boolean): Promise<void> {
   const outDir = join(REPO_ROOT, 'load', 'results');
   mkdirSync(outDir, { recursive: true });
   const name = `profile${miss ? '-miss' : ''}${PROFILE_RATE > 0 ? `-${PROFILE_RATE}rps` : ''}-latest.md`;
-  if (!quick) writeFileSync(join(outDir, name), `${lines.join('\n')}\n`);
+  if (!quick && !varied) writeFileSync(join(outDir, name), `${lines.join('\n')}\n`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
@@ -810,7 +819,7 @@ async function perfRun(miss: boolean): Promise<void> {
   ];
   const outDir = join(REPO_ROOT, 'load', 'results');
   mkdirSync(outDir, { recursive: true });
-  if (!quick) writeFileSync(join(outDir, miss ? 'perf-miss-latest.md' : 'perf-latest.md'), `${lines.join('\n')}\n`);
+  if (!quick && !varied) writeFileSync(join(outDir, miss ? 'perf-miss-latest.md' : 'perf-latest.md'), `${lines.join('\n')}\n`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
@@ -949,6 +958,12 @@ function report(): void {
     '',
     `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either) and CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S} (the warm-up fills every decision at once; with the default 300 s they would all expire together mid-run). ` +
       (nodeFlags.length > 0 ? `Node flags of every Node process (\`--node-flags\`): \`${nodeFlags.join(' ')}\`. ` : '') +
+      (Object.keys(variation.gatewayEnv!).length > 0
+        ? `**Every gateway also has ${Object.entries(variation.gatewayEnv!).map(([k, v]) => `${k}=${v}`).join(', ')}** (\`--gateway-env\`). `
+        : '') +
+      (variation.bareBurnUs! > 0
+        ? `**The bare proxy spins ${variation.bareBurnUs} µs of CPU per request before proxying** (\`--bare-burn-us\`): rows b and p are a control, not the baseline, and the targets' verdicts do not apply. `
+        : '') +
       `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''}${MISS_RATE > 0 ? ` (and ${MISS_RATE} req/s for e and f)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +
       "Reads are GET /api/v1/tenants/acme-sales/agents/{id}: 32 readers × 32 agents = 1,024 distinct requests. An agent's can_read is asked of its tenant first and cached per (reader, tenant), so they are 32 decisions. " +
       `Row e: ${MISS_USERS} more members in turn, on a gateway that keeps a decision 1 s (${Object.entries(MISS_GATEWAY_ENV).map(([k, v]) => `${k}=${v}`).join(', ')}), so each request's decision has expired before its member comes round again; row f asks OpenFGA the request's own question (can_read on a new agent, the tenant link contextual) for the same members; the members exist only for those two rows. Row n asks for a new agent id every time (the upstream answers 404, counted as expected). ` +
@@ -1082,16 +1097,16 @@ function report(): void {
   mkdirSync(outDir, { recursive: true });
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const json = JSON.stringify(
-    { startedAt, git, quick, nodeFlags, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers, failures, runSteal },
+    { startedAt, git, quick, nodeFlags, variation, rate: RATE, lowRate: LOW_RATE, missRate: MISS_RATE, rounds: ROUNDS, durationS: DURATION_S, maxVus: MAX_VUS, db: stack.db, k6Version, loadBefore, loadAfter, rows, rawRows, revocation, layers, failures, runSteal },
     null,
     2,
   );
   writeFileSync(join(outDir, `bench-${stamp}.json`), json);
   writeFileSync(join(outDir, 'latest.json'), json);
-  // A partial or quick run never overwrites the committed table.
-  const full = !quick && PARTS.every((p) => want(p)) && failures.length === 0;
+  // A partial, quick or varied (A/B) run never overwrites the committed table.
+  const full = !quick && !varied && PARTS.every((p) => want(p)) && failures.length === 0;
   if (full) writeFileSync(join(outDir, 'latest.md'), md);
   process.stdout.write(md);
-  say(`results: load/results/bench-${stamp}.json${full ? ', load/results/latest.md' : ' (partial, failed or quick run: latest.md left as it was)'}`);
+  say(`results: load/results/bench-${stamp}.json${full ? ', load/results/latest.md' : ' (partial, failed, quick or varied run: latest.md left as it was)'}`);
   if (failures.length > 0) process.exitCode = 1;
 }

@@ -48,6 +48,39 @@ export interface GatewayOptions {
   env?: Record<string, string>;
 }
 
+/** Settings the stack itself wires (ports, URLs, the row's cache layer): not for `--gateway-env`. */
+const WIRED_SETTINGS = new Set([
+  'GATEWAY_HOST', 'GATEWAY_PORT', 'GATEWAY_WORKERS', 'METRICS_HOST', 'METRICS_PORT', 'OPENFGA_API_URL', 'OPENFGA_STORE_ID',
+  'OPENFGA_STORE_NAME', 'TENANT_SERVICE_URL', 'REDIS_URL', 'DATABASE_URL', 'TIERGATE_DATA_DIR', 'ASSERTION_AUDIENCE',
+  'PLATFORM_ADMINS', 'CACHE_L1_ENABLED',
+]);
+
+/**
+ * `--gateway-env "K=V K2=V2"`: tiergate settings for every gateway of the run, to measure
+ * what one changes (e.g. ASSERTION_TTL_S=600). Only settings tiergate knows, so a typo is
+ * refused instead of silently measuring nothing, and none the stack wires itself.
+ */
+export function parseGatewayEnv(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of text.split(/\s+/).filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    const key = eq > 0 ? pair.slice(0, eq) : '';
+    if (!key) throw new Error(`--gateway-env: "${pair}" is not KEY=VALUE`);
+    if (!(key in configSchema.shape)) throw new Error(`--gateway-env: ${key} is not a tiergate setting`);
+    if (WIRED_SETTINGS.has(key)) throw new Error(`--gateway-env: ${key} is set by the bench itself`);
+    env[key] = pair.slice(eq + 1);
+  }
+  return env;
+}
+
+/** What a run changes on purpose, for A/B runs: named in the report's Setup line. */
+export interface BenchVariation {
+  /** Settings of every gateway (`--gateway-env`); a row's own settings (the miss gateway's TTLs) still win. */
+  gatewayEnv?: Record<string, string>;
+  /** CPU the bare proxy burns per request before proxying (`--bare-burn-us`): a control, not a baseline. */
+  bareBurnUs?: number;
+}
+
 /** The environment without any tiergate setting the caller may have exported. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
@@ -99,6 +132,7 @@ export class BenchStack {
   constructor(
     private readonly say: (line: string) => void,
     readonly nodeFlags: readonly string[] = [],
+    readonly variation: BenchVariation = {},
   ) {}
 
   /** Gateway worker processes of the main rows; the bare proxy runs as many. */
@@ -149,7 +183,7 @@ export class BenchStack {
       this.children.push(started.child);
       return started;
     };
-    const bare = await proxy('bare-proxy');
+    const bare = await proxy('bare-proxy', this.variation.bareBurnUs ? { BURN_US: String(this.variation.bareBurnUs) } : {});
     this.bareChild = bare.child;
     this.bareUrl = bare.url;
     const hono = await proxy('hono-proxy', { HONO_MIDDLEWARES: '5' });
@@ -232,6 +266,7 @@ export class BenchStack {
       PLATFORM_ADMINS: 'platform-ops',
       ASSERTION_AUDIENCE,
       ...(this.db.url ? { DATABASE_URL: this.db.url } : {}),
+      ...this.variation.gatewayEnv,
       ...o.env,
     };
     const child = startChild(`gateway ${o.name}`, process.execPath, [...this.nodeFlags, ...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/gateway/main.ts')], {

@@ -10,6 +10,9 @@
 // @hono/node-server, under /api/v1 behind N middlewares that do nothing but set a
 // variable and call next(): the framework's share of the gateway's cost, apart from
 // what the gateway's own stages do.
+// BURN_US=N (`npm run bench -- --bare-burn-us N`) makes the plain proxy spin N µs of CPU
+// per request before proxying: a control that asks whether the gateway's extra CPU alone
+// explains its latency, never a baseline.
 // Prints `READY <url>` on stdout; stops on SIGTERM.
 import cluster from 'node:cluster';
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
@@ -27,6 +30,7 @@ const target: string = targetUrl;
 const workers = Number(process.env.WORKERS ?? 1);
 const honoMiddlewares = process.env.HONO_MIDDLEWARES === undefined ? undefined : Number(process.env.HONO_MIDDLEWARES);
 const port = Number(process.env.PORT ?? 0);
+const burnUs = Number(process.env.BURN_US ?? 0);
 
 if (workers > 1 && cluster.isPrimary) {
   if (port === 0) throw new Error('PORT is required with WORKERS > 1');
@@ -69,7 +73,14 @@ function serve(): void {
     plugins: [events],
   });
 
-  const server = createServer(honoMiddlewares === undefined ? (req, res) => void proxy(req, res) : inHono(proxy, honoMiddlewares));
+  const plain: RequestListener =
+    burnUs > 0
+      ? (req, res) => {
+          burn();
+          void proxy(req, res);
+        }
+      : (req, res) => void proxy(req, res);
+  const server = createServer(honoMiddlewares === undefined ? plain : inHono(proxy, honoMiddlewares));
   server.listen(port, '127.0.0.1', () => {
     // A cluster worker: the primary says READY once every worker listens.
     if (cluster.isWorker) return;
@@ -101,4 +112,10 @@ function inHono(proxy: (req: IncomingMessage, res: ServerResponse) => Promise<vo
   const app = new Hono<ProxyEnv>();
   app.route('/api/v1', api);
   return getRequestListener(app.fetch);
+}
+
+/** Spins for BURN_US of CPU time (a busy loop, no allocation): the control's extra work. */
+function burn(): void {
+  const until = performance.now() + burnUs / 1000;
+  while (performance.now() < until);
 }
