@@ -168,8 +168,9 @@ const nodeFlags = (args['node-flags'] ?? '').split(/\s+/).filter(Boolean);
 const perfFlags = args.perf || args['perf-miss'] ? ['--perf-basic-prof', `--logfile=${join(mkdtempSync(join(tmpdir(), 'tiergate-v8log-')), 'v8.log')}`] : [];
 /** A/B runs: settings of every gateway, and CPU the bare proxy burns per request (a control). */
 const variation: BenchVariation = { gatewayEnv: parseGatewayEnv(args['gateway-env'] ?? ''), bareBurnUs: Number(args['bare-burn-us'] ?? 0) };
-if (!(variation.bareBurnUs! >= 0)) throw new Error('--bare-burn-us: microseconds of CPU per request (0 = none)');
-const varied = Object.keys(variation.gatewayEnv!).length > 0 || variation.bareBurnUs! > 0;
+if (!(variation.bareBurnUs >= 0)) throw new Error('--bare-burn-us: microseconds of CPU per request (0 = none)');
+const gatewayEnvText = Object.entries(variation.gatewayEnv).map(([k, v]) => `${k}=${v}`).join(', ');
+const varied = gatewayEnvText !== '' || variation.bareBurnUs > 0;
 const stack = new BenchStack(say, [...nodeFlags, ...perfFlags], variation);
 let interrupted = false;
 const onSignal = () => {
@@ -958,10 +959,8 @@ function report(): void {
     '',
     `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either) and CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S} (the warm-up fills every decision at once; with the default 300 s they would all expire together mid-run). ` +
       (nodeFlags.length > 0 ? `Node flags of every Node process (\`--node-flags\`): \`${nodeFlags.join(' ')}\`. ` : '') +
-      (Object.keys(variation.gatewayEnv!).length > 0
-        ? `**Every gateway also has ${Object.entries(variation.gatewayEnv!).map(([k, v]) => `${k}=${v}`).join(', ')}** (\`--gateway-env\`). `
-        : '') +
-      (variation.bareBurnUs! > 0
+      (gatewayEnvText !== '' ? `**Every gateway also has ${gatewayEnvText}** (\`--gateway-env\`). ` : '') +
+      (variation.bareBurnUs > 0
         ? `**The bare proxy spins ${variation.bareBurnUs} µs of CPU per request before proxying** (\`--bare-burn-us\`): rows b and p are a control, not the baseline, and the targets' verdicts do not apply. `
         : '') +
       `Fixed-rate rows: k6 constant-arrival-rate, ${RATE} req/s${LOW_RATE > 0 ? ` (and ${LOW_RATE} req/s for b and c)` : ''}${MISS_RATE > 0 ? ` (and ${MISS_RATE} req/s for e and f)` : ''} for ${DURATION_S} s each, after a ${WARMUP_S} s warm-up at half the rate (for the warm rows at most 250 req/s, repeated until ≥ 99.5% of decisions are cache hits). Max rows: ${MAX_VUS} closed-loop VUs for ${MAX_S} s. ` +

@@ -76,9 +76,9 @@ export function parseGatewayEnv(text: string): Record<string, string> {
 /** What a run changes on purpose, for A/B runs: named in the report's Setup line. */
 export interface BenchVariation {
   /** Settings of every gateway (`--gateway-env`); a row's own settings (the miss gateway's TTLs) still win. */
-  gatewayEnv?: Record<string, string>;
-  /** CPU the bare proxy burns per request before proxying (`--bare-burn-us`): a control, not a baseline. */
-  bareBurnUs?: number;
+  gatewayEnv: Record<string, string>;
+  /** µs of CPU the bare proxy burns per request before proxying (`--bare-burn-us`; 0 = none): a control, not a baseline. */
+  bareBurnUs: number;
 }
 
 /** The environment without any tiergate setting the caller may have exported. */
@@ -132,7 +132,7 @@ export class BenchStack {
   constructor(
     private readonly say: (line: string) => void,
     readonly nodeFlags: readonly string[] = [],
-    readonly variation: BenchVariation = {},
+    readonly variation: BenchVariation = { gatewayEnv: {}, bareBurnUs: 0 },
   ) {}
 
   /** Gateway worker processes of the main rows; the bare proxy runs as many. */
@@ -183,7 +183,7 @@ export class BenchStack {
       this.children.push(started.child);
       return started;
     };
-    const bare = await proxy('bare-proxy', this.variation.bareBurnUs ? { BURN_US: String(this.variation.bareBurnUs) } : {});
+    const bare = await proxy('bare-proxy', this.variation.bareBurnUs > 0 ? { BURN_US: String(this.variation.bareBurnUs) } : {});
     this.bareChild = bare.child;
     this.bareUrl = bare.url;
     const hono = await proxy('hono-proxy', { HONO_MIDDLEWARES: '5' });

@@ -30,6 +30,14 @@ const BASE: Args = {
 
 const signWith = (signer: AssertionSigner, a: Args) => signer.sign(a.sub, a.scope, a.tenants, a.method, a.path);
 
+/** A signer on a fake clock set to `iso`, drawing where each token's reuse ends from `random`. */
+async function signerAt(iso: string, random: () => number): Promise<{ s: AssertionSigner; start: number }> {
+  vi.useFakeTimers({ toFake: ['Date'] });
+  const start = new Date(iso).getTime();
+  vi.setSystemTime(start);
+  return { s: await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, random }), start };
+}
+
 let signer: AssertionSigner;
 
 beforeAll(async () => {
@@ -115,10 +123,7 @@ describe('assertion signer', () => {
   });
 
   it('reuses a token until half its lifetime has passed at the earliest, then signs a fresh one', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    const start = new Date('2030-01-01T00:00:00.000Z').getTime();
-    vi.setSystemTime(start);
-    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, random: () => 0 });
+    const { s, start } = await signerAt('2030-01-01T00:00:00.000Z', () => 0);
     const first = await signWith(s, BASE);
 
     vi.setSystemTime(start + (TTL / 2) * 1000 - 1);
@@ -137,11 +142,8 @@ describe('assertion signer', () => {
   });
 
   it('reuses a token at most until three quarters of its validity, counted to its exp', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
     // 0.8 s into a second: iat is rounded down, so the token is valid for TTL - 0.8 s.
-    const start = new Date('2030-01-01T00:00:00.800Z').getTime();
-    vi.setSystemTime(start);
-    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, random: () => 1 });
+    const { s, start } = await signerAt('2030-01-01T00:00:00.800Z', () => 1);
     const first = await signWith(s, BASE);
     const exp = decodeJwt(first).exp! * 1000;
     expect(exp - start).toBe(TTL * 1000 - 800);
@@ -156,12 +158,9 @@ describe('assertion signer', () => {
   });
 
   it('spreads the re-signing of tokens signed together over a quarter of their lifetime', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    const start = new Date('2030-01-01T00:00:00.000Z').getTime();
-    vi.setSystemTime(start);
     const draws = Array.from({ length: 100 }, (_, i) => (i + 0.5) / 100);
     let next = 0;
-    const s = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, random: () => draws[next++ % draws.length]! });
+    const { s, start } = await signerAt('2030-01-01T00:00:00.000Z', () => draws[next++ % draws.length]!);
     const paths = draws.map((_, i) => ({ ...BASE, path: `/api/v1/tenants/t1/agents/${i}` }));
     for (const a of paths) signWith(s, a);
     expect(s.counts.signed).toBe(100);
