@@ -32,6 +32,7 @@ import { measureLayers, type LayerResult } from './lib/layers.js';
 import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, runtimeDelta, scrape, type RuntimeDelta, type Scrape } from './lib/prom.js';
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
 import { attribute, type Attribution } from './lib/perf-attribution.js';
+import { cleanPerfMaps } from './lib/perf-map.js';
 import { cpuMsBetween, processTree, readProcs, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
 import { grantMember, inBatches, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
@@ -789,8 +790,11 @@ async function perfRun(miss: boolean): Promise<void> {
     const run = runK6(k6, 'read.js', { MODE: 'rate', RATE: String(rate), DURATION: `${DURATION_S + 8}s`, PREALLOC: '64', MAXVUS: '64', RUN_ID: `perf${t.name[0]}` }, t.data, workDir, `perf-${t.name[0]}`, DURATION_S + 80);
     await new Promise((r) => setTimeout(r, 4000));
     say(`[perf] ${t.name}: ${rate} req/s, perf record of its processes for ${DURATION_S} s at ${PERF_HZ} Hz`);
-    await execFileAsync('perf', ['record', '-F', String(PERF_HZ), '-e', 'cpu-clock', '-g', '-o', file, '-p', processTree(readProcs(), t.pid).join(','), '--', 'sleep', String(DURATION_S)]);
+    const pids = processTree(readProcs(), t.pid);
+    await execFileAsync('perf', ['record', '-F', String(PERF_HZ), '-e', 'cpu-clock', '-g', '-o', file, '-p', pids.join(','), '--', 'sleep', String(DURATION_S)]);
     const k = await run;
+    // Names for reused code space: each address keeps its latest function (./lib/perf-map.ts).
+    cleanPerfMaps(pids);
     const layersSeen = before ? decisionsByLayer(before, await scrape(gateway.metricsUrl)) : undefined;
     // A recording's call chains run to tens of megabytes of text.
     const { stdout } = await execFileAsync('perf', ['script', '-i', file, '-F', 'comm,tid,ip,sym,dso'], { encoding: 'latin1', maxBuffer: 1 << 30 });
