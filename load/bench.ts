@@ -1,7 +1,7 @@
 // `npm run bench`: tiergate's added latency, measured side by side with its own
 // baselines in one run on this machine (see load/README.md for what each row means).
 //
-//   npm run bench                       the full run (~7 minutes)
+//   npm run bench                       the full run (15–25 minutes on a 2-core VM)
 //   npm run bench -- --quick            a smoke run: a few seconds per scenario
 //   npm run bench -- --only revocation  one part: instrument,floor,bare,warm,framework,redis,miss,openfga,new,mixed,revocation,layers
 //   npm run bench -- --profile          CPU profile of one gateway process at max throughput (warm)

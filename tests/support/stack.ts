@@ -282,8 +282,6 @@ export interface GatewayProcess {
   process: ChildProcess;
   /** What the process wrote (stdout JSON log lines and stderr), the last ~256 KiB. */
   output(): string;
-  /** Sends a signal to the process (e.g. SIGSTOP to simulate a hung replica). */
-  signal(sig: NodeJS.Signals): void;
   /** SIGTERM (after SIGCONT, in case it was stopped), SIGKILL after 5 s; resolves when it has exited. */
   stop(): Promise<void>;
 }
@@ -390,9 +388,6 @@ export async function startGatewayProcess(env: Record<string, string>, opts: { r
     pid: proc.pid!,
     process: proc,
     output: out,
-    signal: (sig) => {
-      if (isRunning()) proc.kill(sig);
-    },
     stop,
   };
 }
