@@ -203,11 +203,11 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<Gateway
     // more than one Authorization line was refused just above.
     const header = incoming !== undefined ? incoming.headers.authorization : c.req.header('authorization');
     const scheme = header === undefined ? null : BEARER_SCHEME.exec(header);
-    if (header === undefined || scheme === null) {
+    if (scheme === null) {
       // No Bearer credentials at all: a bare challenge, no error code (RFC 6750 §3.1).
       return refuse(c, 401, 'unauthenticated', 'Authentication required', { detail: 'send a Bearer token in the Authorization header' }, { 'www-authenticate': 'Bearer' });
     }
-    const token = header.slice(scheme[0].length);
+    const token = scheme.input.slice(scheme[0].length);
     let principal: Principal;
     try {
       if (token === '') throw new AuthError(401, 'malformed token');

@@ -12,10 +12,8 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { incomingOf } from './node-incoming.js';
 
-export interface BodyLimitOptions {
-  maxSize: number;
-  onError: (c: Context) => Response | Promise<Response>;
-}
+/** hono's own options (its type is not exported). */
+type BodyLimitOptions = Parameters<typeof bodyLimit>[0];
 
 /**
  * Might the request carry a body? On @hono/node-server, from Node's parsed headers; with no

@@ -538,7 +538,8 @@ function threadStates(pid: number): string[] {
   return readdirSync(`/proc/${pid}/task`).map((tid) => {
     const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
     // The name is in parentheses and may itself hold spaces or parentheses: read after the last one.
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    const afterName = stat.lastIndexOf(')') + 2;
+    return stat.slice(afterName, afterName + 1);
   });
 }
 
