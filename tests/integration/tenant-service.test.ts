@@ -1,7 +1,7 @@
 // The tenant-resource service against a real (in-memory) PGlite database, called
 // with real Ed25519-signed gateway assertions. No mocks: the only stand-in is the
 // gateway itself, whose job of signing assertions the helpers below do.
-import { randomUUID } from 'node:crypto';
+import { KeyObject, randomUUID, sign as signBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   SignJWT,
@@ -231,6 +231,66 @@ describe('gateway assertion', () => {
     const res = await isolated.request(path, { headers: { [ASSERTION_HEADER]: await sign(bound) } });
     expect(res.status).toBe(503);
     expect(res.headers.get('content-type')).toBe(PROBLEM_CONTENT_TYPE);
+  });
+
+  it('answers 503 when the key set holds a shared secret instead of the gateway public key', async () => {
+    const secret: JWTVerifyGetKey = () => Promise.resolve(new TextEncoder().encode('a-shared-secret-that-is-long-enough!!'));
+    const misconfigured = createTenantServiceApp({ db, verifyKey: secret, audience: AUDIENCE });
+    const res = await misconfigured.request(path, { headers: { [ASSERTION_HEADER]: await sign(bound) } });
+    expect(res.status).toBe(503);
+  });
+
+  /** A compact JWS with exactly this header and these claims, signed by the gateway key (or not at all). */
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const signRaw = (header: Record<string, unknown>, claims: Record<string, unknown>): string => {
+    const input = `${b64(header)}.${b64(claims)}`;
+    return `${input}.${signBytes(null, Buffer.from(input), KeyObject.from(gatewayKey)).toString('base64url')}`;
+  };
+  const validClaims = () => {
+    const now = Math.floor(Date.now() / 1000);
+    return { iss: 'tiergate', aud: AUDIENCE, sub: `raw-${randomUUID()}`, iat: now, exp: now + 60, scope, tenants: ['t-auth'], htm: 'GET', htu: path };
+  };
+
+  it('accepts what the gateway signs (node:crypto, no jose), and an audience list that names this service', async () => {
+    expect((await call('GET', path, { token: signRaw({ alg: 'EdDSA', kid: KID, typ: 'JWT' }, validClaims()) })).status).toBe(200);
+    const listed = { ...validClaims(), aud: ['another-service', AUDIENCE] };
+    expect((await call('GET', path, { token: signRaw({ alg: 'EdDSA', kid: KID }, listed) })).status).toBe(200);
+  });
+
+  it('refuses altered tokens, critical extensions, malformed parts and missing or early time claims', async () => {
+    const header = { alg: 'EdDSA', kid: KID };
+    const good = signRaw(header, validClaims());
+    const [h, , s] = good.split('.') as [string, string, string];
+    const now = Math.floor(Date.now() / 1000);
+    const { exp: _exp, ...noExp } = validClaims();
+    const { iat: _iat, ...noIat } = validClaims();
+    const { sub: _sub, ...noSub } = validClaims();
+    // Ed25519 signatures are 64 bytes: the last base64url character carries 4 spare bits.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const spareBitsSet = s.slice(0, -1) + alphabet[alphabet.indexOf(s.at(-1)!) + 1];
+    const cases: [string, string, string][] = [
+      ['claims swapped under the signature', `${h}.${b64({ ...validClaims(), tenants: ['t-other'] })}.${s}`, 'assertion signature not from the gateway'],
+      ['the same signature bytes, spelt another way', `${good.slice(0, good.lastIndexOf('.'))}.${spareBitsSet}`, 'assertion malformed'],
+      ['a critical extension', signRaw({ ...header, crit: ['exp'] }, validClaims()), 'assertion malformed'],
+      ['b64 false', signRaw({ ...header, b64: false }, validClaims()), 'assertion malformed'],
+      ['a header that is not JSON', `${Buffer.from('{alg').toString('base64url')}.${good.split('.')[1]}.${s}`, 'assertion malformed'],
+      ['claims that are a list', signRaw(header, [validClaims()] as unknown as Record<string, unknown>), 'assertion malformed'],
+      ['alg Ed25519 by another name', signRaw({ ...header, alg: 'Ed25519' }, validClaims()), 'assertion algorithm not allowed'],
+      ['no exp', signRaw(header, noExp), 'assertion claim "exp" rejected'],
+      ['no iat', signRaw(header, noIat), 'assertion claim "iat" rejected'],
+      ['no sub', signRaw(header, noSub), 'assertion claim "sub" rejected'],
+      ['exp as text', signRaw(header, { ...validClaims(), exp: String(now + 60) }), 'assertion claim "exp" rejected'],
+      ['not before two minutes from now', signRaw(header, { ...validClaims(), nbf: now + 120 }), 'assertion claim "nbf" rejected'],
+      ['expired beyond the tolerance', signRaw(header, { ...validClaims(), iat: now - 90, exp: now - 30 }), 'assertion expired'],
+      ['an audience list without this service', signRaw(header, { ...validClaims(), aud: ['another-service'] }), 'assertion claim "aud" rejected'],
+    ];
+    for (const [name, token, detail] of cases) {
+      const p = await expectProblem(await call('GET', path, { token }), 401);
+      expect(p.detail, name).toBe(detail);
+    }
+    // Within the tolerance (5 s by default) on either side, still accepted.
+    const edges = { ...validClaims(), nbf: now + 3, exp: now - 3, iat: now - 60 };
+    expect((await call('GET', path, { token: signRaw(header, edges) })).status).toBe(200);
   });
 });
 
