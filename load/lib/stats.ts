@@ -43,3 +43,26 @@ export function histogramQuantile(buckets: ReadonlyArray<{ le: number; count: nu
   }
   return prevLe;
 }
+
+/**
+ * What the interleaved rounds of one run say about a p99 comparison: the measured row's
+ * p99 minus its baseline's, round by round (each pair ran back to back), and how far the
+ * baseline's own p99 moved between its rounds. A difference smaller than that movement is
+ * within what the same server did from one round to the next on this machine.
+ */
+export interface RoundComparison {
+  /** measured − baseline, per round, in round order. */
+  paired: number[];
+  baselineMin: number;
+  baselineMax: number;
+  /** baselineMax − baselineMin. */
+  baselineSpread: number;
+}
+
+/** Undefined unless both rows ran the same number of rounds, at least two. */
+export function compareRounds(baseline: readonly number[], measured: readonly number[]): RoundComparison | undefined {
+  if (baseline.length < 2 || baseline.length !== measured.length) return undefined;
+  const baselineMin = Math.min(...baseline);
+  const baselineMax = Math.max(...baseline);
+  return { paired: measured.map((m, i) => m - baseline[i]!), baselineMin, baselineMax, baselineSpread: baselineMax - baselineMin };
+}

@@ -1,0 +1,21 @@
+// The benchmark's round-by-round reading of a p99 comparison (load/lib/stats.ts
+// compareRounds): paired differences in round order, and the baseline's own movement.
+import { describe, expect, it } from 'vitest';
+import { compareRounds } from '../../load/lib/stats.js';
+
+describe('compareRounds', () => {
+  it('pairs each round of the measured row with the same round of its baseline', () => {
+    // This session's rounds of the bare proxy (b) and the warm gateway (c) at 1,000 req/s.
+    const cmp = compareRounds([25.76, 16.62, 9.03], [25.71, 27.19, 24.16]);
+    expect(cmp?.paired.map((d) => Number(d.toFixed(2)))).toEqual([-0.05, 10.57, 15.13]);
+    expect(cmp?.baselineMin).toBe(9.03);
+    expect(cmp?.baselineMax).toBe(25.76);
+    expect(cmp?.baselineSpread).toBeCloseTo(16.73, 10);
+  });
+
+  it('says nothing of a single round, or of rows with different numbers of rounds', () => {
+    expect(compareRounds([5], [6])).toBeUndefined();
+    expect(compareRounds([5, 6, 7], [6, 7])).toBeUndefined();
+    expect(compareRounds([], [])).toBeUndefined();
+  });
+});
