@@ -11,5 +11,6 @@ COPY policy ./policy
 COPY demo ./demo
 USER node
 EXPOSE 8080 8090 9464
-# The command is chosen per service in docker-compose.yml.
-CMD ["node", "--import", "tsx", "src/gateway/main.ts"]
+# The command is chosen per service in docker-compose.yml; both run with the heap flag
+# of src/shared/node-flags.ts (why is written there).
+CMD ["node", "--initial-old-space-size=128", "--import", "tsx", "src/gateway/main.ts"]

@@ -9,6 +9,8 @@
 //   npm run bench -- --profile-miss --profile-rate 200   either profile at a fixed arrival rate instead
 //   npm run bench -- --only bare,warm --gateway-env="ASSERTION_TTL_S=600"   an A/B run of a gateway setting
 //   npm run bench -- --only bare,warm --bare-burn-us 110   a control: the bare proxy spins 110 µs per request
+//   npm run bench -- --only bare,warm --node-flags=--initial-old-space-size=0   every Node process on V8's own heap sizing
+//            instead of tiergate's heap flag (src/shared/node-flags.ts), which every process gets otherwise, baselines too
 //            (varied runs, like partial and quick ones, never overwrite the committed result files)
 //   options: --workers N (gateway workers; default one per core) --rounds N (interleaved
 //            rounds of bare proxy vs warm gateway, default 3; medians reported) --rate N (fixed arrival rate, default 1000/s) --low-rate N (a second rate for the
@@ -29,6 +31,7 @@ import { ensureTool, K6, REPO_ROOT } from '../src/stack/go-tools.js';
 import { summarizeProfile } from './lib/cpuprofile.js';
 import { runK6, type K6Result } from './lib/k6.js';
 import { compareRounds } from './lib/stats.js';
+import { withHeapFlags } from '../src/shared/node-flags.js';
 import { measureLayers, type LayerResult } from './lib/layers.js';
 import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, runtimeDelta, scrape, type RuntimeDelta, type Scrape } from './lib/prom.js';
 import { measureRevocation, type RevocationResult } from './lib/revocation.js';
@@ -167,6 +170,8 @@ const git = (() => {
 })();
 /** Extra Node/V8 flags for every Node process of the stack (upstream, proxies, gateways), for A/B runs of runtime settings. */
 const nodeFlags = (args['node-flags'] ?? '').split(/\s+/).filter(Boolean);
+/** What every Node process runs with: tiergate's heap flag (src/shared/node-flags.ts), baselines too, unless --node-flags gives its own. */
+const runtimeFlags = withHeapFlags(nodeFlags);
 // --perf: every Node process writes a perf map (/tmp/perf-<pid>.map), so `perf script` can
 // name JavaScript frames; V8's own log, which that flag turns on, goes to a temp dir.
 const perfFlags = args.perf || args['perf-miss'] ? ['--perf-basic-prof', `--logfile=${join(mkdtempSync(join(tmpdir(), 'tiergate-v8log-')), 'v8.log')}`] : [];
@@ -174,8 +179,8 @@ const perfFlags = args.perf || args['perf-miss'] ? ['--perf-basic-prof', `--logf
 const variation: BenchVariation = { gatewayEnv: parseGatewayEnv(args['gateway-env'] ?? ''), bareBurnUs: Number(args['bare-burn-us'] ?? 0) };
 if (!(variation.bareBurnUs >= 0)) throw new Error('--bare-burn-us: microseconds of CPU per request (0 = none)');
 const gatewayEnvText = Object.entries(variation.gatewayEnv).map(([k, v]) => `${k}=${v}`).join(', ');
-const varied = gatewayEnvText !== '' || variation.bareBurnUs > 0;
-const stack = new BenchStack(say, [...nodeFlags, ...perfFlags], variation);
+const varied = gatewayEnvText !== '' || variation.bareBurnUs > 0 || nodeFlags.length > 0;
+const stack = new BenchStack(say, [...runtimeFlags, ...perfFlags], variation);
 let interrupted = false;
 const onSignal = () => {
   interrupted = true;
@@ -975,7 +980,7 @@ function report(): void {
       (runSteal !== undefined ? ` CPU steal over the whole run: **${(runSteal * 100).toFixed(0)}%** of all CPU time went to other guests of the host${runSteal > 0.05 ? ' (over 5%: the latencies measure the neighbours as much as tiergate)' : ''}.` : ''),
     '',
     `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either) and CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S} (the warm-up fills every decision at once; with the default 300 s they would all expire together mid-run). ` +
-      (nodeFlags.length > 0 ? `Node flags of every Node process (\`--node-flags\`): \`${nodeFlags.join(' ')}\`. ` : '') +
+      `Node flags of every Node process, the upstream and the baselines as well as the gateway: \`${runtimeFlags.join(' ')}\`${nodeFlags.length > 0 ? ' (`--node-flags`: **a varied run**)' : " (tiergate's heap flag, `src/shared/node-flags.ts`)"}. ` +
       (gatewayEnvText !== '' ? `**Every gateway also has ${gatewayEnvText}** (\`--gateway-env\`). ` : '') +
       (variation.bareBurnUs > 0
         ? `**The bare proxy spins ${variation.bareBurnUs} µs of CPU per request before proxying** (\`--bare-burn-us\`): rows b and p are a control, not the baseline, and the targets' verdicts do not apply. `

@@ -28,6 +28,7 @@ import { ConfigError, loadConfig, type Config } from '../config.js';
 import { openDb } from '../db/index.js';
 import { bootstrap } from '../fga/bootstrap.js';
 import { loadModel } from '../fga/model.js';
+import { withHeapFlags } from '../shared/node-flags.js';
 import { createAssertionSigner } from './assertion-signer.js';
 import { resolveTrustedIssuers } from './dev-issuer.js';
 import { startGateway } from './server.js';
@@ -156,6 +157,8 @@ async function runPrimary(config: Config, logger: Logger, workers: number): Prom
   }
 
   const env = { [CLUSTER_ENV]: JSON.stringify(boot) };
+  // Workers run with tiergate's heap flag even when this process was started without it.
+  cluster.setupPrimary({ execArgv: withHeapFlags(process.execArgv) });
   let stopping = false;
   const restarts: number[] = [];
   const fork = (): Promise<string> =>

@@ -7,6 +7,7 @@ import { request } from 'node:http';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { NODE_HEAP_FLAGS } from '../../src/shared/node-flags.js';
 import { freePort } from '../../src/stack/ports.js';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../src/stack/postgres-server.js';
 import { scrape } from '../support/cache-replicas.js';
@@ -94,8 +95,12 @@ afterAll(async () => {
 });
 
 describe('the gateway under node:cluster (GATEWAY_WORKERS=2, PostgreSQL)', () => {
-  it('runs two worker processes under one primary', () => {
-    expect(workerPids()).toHaveLength(2);
+  it('runs two worker processes under one primary, each with the heap flag though the primary was started without it', () => {
+    const args = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const pids = workerPids();
+    expect(pids).toHaveLength(2);
+    expect(args(gw.pid)).not.toContain(NODE_HEAP_FLAGS[0]);
+    for (const pid of pids) expect(args(pid)).toContain(NODE_HEAP_FLAGS[0]);
   });
 
   it('keeps the admin API\'s records and audit in PostgreSQL', async () => {

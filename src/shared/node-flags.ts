@@ -1,0 +1,27 @@
+// The V8 flag every tiergate Node process runs with: npm start, the Docker image's
+// gateway and tenant service, the gateway's cluster workers (added by the primary if
+// it was started without it), and every Node process of the benchmark, baselines too.
+//
+// Why: both services keep caches whose entries are replaced all the time (verified
+// tokens and signed assertions in the gateway, verified assertions in the tenant
+// service), so a steady trickle of objects outlives the young generation. With V8's
+// own sizing the old generation's limit stays just above what is live (~42 MB in a
+// gateway worker, ~20 MB in the tenant service), and under load that trickle set off a
+// full mark-compact every 5–10 s in each process, each stopping it for 3–33 ms. With
+// this flag the limit starts at 128 MB and stays there: at 1,000 req/s a gateway worker
+// and the tenant service each grew to 110–140 MB and were collected back to 42 and
+// 20 MB once every 90–110 s, with pauses of 4–21 ms (`--trace-gc` over a six-minute
+// benchmark row; load/HISTORY.md). The cost is memory: each process holds up to about
+// 100 MB more garbage between full collections.
+export const OLD_SPACE_INITIAL_MB = 128;
+
+const FLAG = '--initial-old-space-size';
+
+/** The flags, as a process's command line takes them. */
+export const NODE_HEAP_FLAGS: readonly string[] = [`${FLAG}=${OLD_SPACE_INITIAL_MB}`];
+
+/** `execArgv` with the heap flag added, unless the process was given one already (an operator's own value wins). */
+export function withHeapFlags(execArgv: readonly string[]): string[] {
+  const given = execArgv.some((arg) => arg === FLAG || arg.startsWith(`${FLAG}=`) || arg.startsWith('--initial_old_space_size'));
+  return given ? [...execArgv] : [...execArgv, ...NODE_HEAP_FLAGS];
+}
