@@ -276,6 +276,7 @@ describe('gateway assertion', () => {
       ['a header that is not JSON', `${Buffer.from('{alg').toString('base64url')}.${good.split('.')[1]}.${s}`, 'assertion malformed'],
       ['claims that are a list', signRaw(header, [validClaims()] as unknown as Record<string, unknown>), 'assertion malformed'],
       ['alg Ed25519 by another name', signRaw({ ...header, alg: 'Ed25519' }, validClaims()), 'assertion algorithm not allowed'],
+      ['a kid the gateway never had', signRaw({ ...header, kid: 'gw-unknown' }, validClaims()), 'assertion signature not from the gateway'],
       ['no exp', signRaw(header, noExp), 'assertion claim "exp" rejected'],
       ['no iat', signRaw(header, noIat), 'assertion claim "iat" rejected'],
       ['no sub', signRaw(header, noSub), 'assertion claim "sub" rejected'],
