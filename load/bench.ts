@@ -30,7 +30,7 @@ import { loadModel } from '../src/fga/model.js';
 import { ensureTool, K6, REPO_ROOT } from '../src/stack/go-tools.js';
 import { summarizeProfile } from './lib/cpuprofile.js';
 import { runK6, type K6Result } from './lib/k6.js';
-import { compareRounds } from './lib/stats.js';
+import { compareRounds, roundSpread } from './lib/stats.js';
 import { withHeapFlags } from '../src/shared/node-flags.js';
 import { measureLayers, type LayerResult } from './lib/layers.js';
 import { decisionsByLayer, deltaBy, deltaQuantile, hitRatio, runtimeDelta, scrape, type RuntimeDelta, type Scrape } from './lib/prom.js';
@@ -1024,7 +1024,7 @@ function report(): void {
       '| --- | --- | --- | --- | ---: |',
       ...withRounds.map((r) => {
         const p = r.roundP99s!;
-        return `| ${r.id} | ${r.scenario} | ${r.load} | ${p.map(ms).join(', ')} | ${ms(Math.max(...p) - Math.min(...p))} |`;
+        return `| ${r.id} | ${r.scenario} | ${r.load} | ${p.map(ms).join(', ')} | ${ms(roundSpread(p).spread)} |`;
       }),
       '',
     );

@@ -59,10 +59,16 @@ export interface RoundComparison {
   baselineSpread: number;
 }
 
+/** The lowest and highest of one server's round figures, and how far apart they are. */
+export function roundSpread(values: readonly number[]): { min: number; max: number; spread: number } {
+  const min = Math.min(...values);
+  const max = Math.max(...values);
+  return { min, max, spread: max - min };
+}
+
 /** Undefined unless both rows ran the same number of rounds, at least two. */
 export function compareRounds(baseline: readonly number[], measured: readonly number[]): RoundComparison | undefined {
   if (baseline.length < 2 || baseline.length !== measured.length) return undefined;
-  const baselineMin = Math.min(...baseline);
-  const baselineMax = Math.max(...baseline);
-  return { paired: measured.map((m, i) => m - baseline[i]!), baselineMin, baselineMax, baselineSpread: baselineMax - baselineMin };
+  const { min, max, spread } = roundSpread(baseline);
+  return { paired: measured.map((m, i) => m - baseline[i]!), baselineMin: min, baselineMax: max, baselineSpread: spread };
 }

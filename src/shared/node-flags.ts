@@ -22,6 +22,7 @@ export const NODE_HEAP_FLAGS: readonly string[] = [`${FLAG}=${OLD_SPACE_INITIAL_
 
 /** `execArgv` with the heap flag added, unless the process was given one already (an operator's own value wins). */
 export function withHeapFlags(execArgv: readonly string[]): string[] {
-  const given = execArgv.some((arg) => arg === FLAG || arg.startsWith(`${FLAG}=`) || arg.startsWith('--initial_old_space_size'));
+  // V8 reads `_` and `-` in a flag's name alike.
+  const given = execArgv.some((arg) => arg.split('=')[0]!.replaceAll('_', '-') === FLAG);
   return given ? [...execArgv] : [...execArgv, ...NODE_HEAP_FLAGS];
 }

@@ -1,7 +1,7 @@
 // The benchmark's round-by-round reading of a p99 comparison (load/lib/stats.ts
 // compareRounds): paired differences in round order, and the baseline's own movement.
 import { describe, expect, it } from 'vitest';
-import { compareRounds } from '../../load/lib/stats.js';
+import { compareRounds, roundSpread } from '../../load/lib/stats.js';
 
 describe('compareRounds', () => {
   it('pairs each round of the measured row with the same round of its baseline', () => {
@@ -17,5 +17,11 @@ describe('compareRounds', () => {
     expect(compareRounds([5], [6])).toBeUndefined();
     expect(compareRounds([5, 6, 7], [6, 7])).toBeUndefined();
     expect(compareRounds([], [])).toBeUndefined();
+  });
+});
+
+describe('roundSpread', () => {
+  it('gives the lowest and highest round and the distance between them, in any order', () => {
+    expect(roundSpread([7.96, 4.9, 9.75])).toEqual({ min: 4.9, max: 9.75, spread: 9.75 - 4.9 });
   });
 });
