@@ -7,9 +7,9 @@ import type { Logger } from 'pino';
 import type { Db, Queryable } from '../db/index.js';
 import type { DecisionInvalidator, GatewayEnv, TupleChange } from '../gateway/types.js';
 import { recordAudit } from './audit.js';
-import { AdminError, forbidden } from './errors.js';
+import { AdminError, forbidden, fromDbError } from './errors.js';
 import { isEmptyChange, reverseChange, type Engine } from './engine.js';
-import { ancestorPath } from './store.js';
+import { ancestorPath, lockNodes } from './store.js';
 
 export interface AdminRuntime {
   db: Db;
@@ -55,6 +55,13 @@ export interface WriteThroughResult<T> {
   extra?: { action: string; target: string; scope: string[]; before?: unknown; after?: unknown }[];
 }
 
+export interface LockedWrite<T> extends WriteThroughResult<T> {
+  /** The OpenFGA change, decided under the locks (one atomic Write). */
+  change?: TupleChange;
+  /** Nothing to change (already so): no write and no audit entry. */
+  unchanged?: boolean;
+}
+
 export class AdminAction {
   readonly actor: string;
   readonly requestId: string;
@@ -97,12 +104,27 @@ export class AdminAction {
    * transaction commits only after OpenFGA accepted. If the commit then fails,
    * the OpenFGA change is reversed. Caches are told before the caller is answered.
    */
-  async writeThrough<T>(change: TupleChange, apply: (tx: Queryable) => Promise<WriteThroughResult<T>>): Promise<T> {
+  writeThrough<T>(change: TupleChange, apply: (tx: Queryable) => Promise<WriteThroughResult<T>>): Promise<T> {
+    return this.writeLocked([], async (tx) => ({ ...(await apply(tx)), change }));
+  }
+
+  /**
+   * writeThrough under per-node locks: `locks` (object refs) are taken first in the
+   * transaction, then `apply` reads what decides the write (the node exists, the
+   * tuple is there, the last admin) and returns the OpenFGA change. Writers of the
+   * same node run one after another, so what `apply` read is still true when the
+   * change commits. `unchanged` means nothing to do: no write, no audit entry.
+   */
+  async writeLocked<T>(locks: string[], apply: (tx: Queryable) => Promise<LockedWrite<T>>): Promise<T> {
     let written = false;
+    let change: TupleChange = { writes: [], deletes: [] };
     let out: T;
     try {
       out = await this.rt.db.transaction(async (tx) => {
+        await lockNodes(tx, locks);
         const r = await apply(tx);
+        if (r.unchanged) return r.result;
+        change = r.change ?? change;
         await recordAudit(tx, {
           actor: this.actor,
           action: this.opts.action,
@@ -125,7 +147,7 @@ export class AdminAction {
       });
     } catch (err) {
       if (written) await this.compensate(change, err);
-      throw err;
+      throw fromDbError(err) ?? err;
     }
     if (!isEmptyChange(change)) {
       try {
@@ -186,7 +208,8 @@ export async function mutation<R>(
   const a = new AdminAction(rt, c, opts);
   try {
     return await fn(a);
-  } catch (err) {
+  } catch (thrown) {
+    const err = fromDbError(thrown) ?? thrown;
     const refusal = err instanceof AdminError && err.status < 500;
     if (!refusal && !(err instanceof InvalidationFailedError)) await a.recordFailure(err);
     throw err;

@@ -26,6 +26,29 @@ export const unprocessable = (detail: string, invalidParams?: InvalidParam[]) =>
 export const forbidden = (permission: string, object: string) =>
   new AdminError(403, 'forbidden', 'Forbidden', `the caller lacks ${permission} on ${object}`);
 
+/** A create whose id a deleted node had: ids are never reused. */
+export const idRetired = (kind: string, id: string) =>
+  new AdminError(
+    409,
+    'id-retired',
+    'Id retired',
+    `${kind} id ${id} belonged to a deleted ${kind}; ids are never reused, so nothing of it (grants, data, audit, cached decisions) can reach a new node`,
+  );
+
+/**
+ * PostgreSQL's integrity refusals (foreign key 23503, unique 23505) as the 409 they
+ * are: a concurrent change got there first. Anything else is not translated.
+ */
+export function fromDbError(err: unknown): AdminError | undefined {
+  const e = err as { code?: unknown; constraint?: unknown } | null;
+  const constraint = typeof e?.constraint === 'string' ? ` (${e.constraint})` : '';
+  if (e?.code === '23503') {
+    return conflict(`a node this change refers to was deleted, or another node still refers to it${constraint}; nothing was changed`);
+  }
+  if (e?.code === '23505') return conflict(`a concurrent change already wrote this${constraint}; nothing was changed`);
+  return undefined;
+}
+
 /** OpenFGA did not answer (down, timeout, 5xx, rate limit): fail closed, nothing changed. */
 export class EngineUnavailableError extends Error {
   constructor(override readonly cause: unknown) {
@@ -82,6 +105,7 @@ export function validationProblem(c: Context, invalidParams: InvalidParam[]): Re
 /** Renders whatever a handler threw; unknown errors are logged and never leak details. */
 export function renderError(err: unknown, c: Context, log?: { error: (obj: object, msg: string) => void }): Response {
   const requestId = requestIdOf(c);
+  err = fromDbError(err) ?? err;
   if (err instanceof AdminError) {
     return problemResponse(
       problem(err.status, err.slug, err.title, {

@@ -64,6 +64,54 @@ export const ADMIN_MIGRATIONS: Migration[] = [
         for each statement execute function admin_audit_append_only();
     `,
   },
+  {
+    version: 2,
+    name: 'node id registry',
+    sql: `
+      -- Every id a node ever had, per kind. A deleted node's id stays here, retired,
+      -- so no later node can take it and inherit its grants, data, audit or cached
+      -- decisions. Rows are never deleted and a retired id never comes back.
+      create table admin_node_ids (
+        kind text not null check (kind in ('organization', 'division', 'tenant')),
+        id text not null,
+        organization_id text,
+        created_at timestamptz not null default now(),
+        retired_at timestamptz,
+        primary key (kind, id)
+      );
+      create function admin_node_ids_keep() returns trigger language plpgsql as $$
+        begin
+          if tg_op = 'UPDATE' then
+            if old.retired_at is null and new.kind = old.kind and new.id = old.id then return new; end if;
+          end if;
+          raise exception 'admin_node_ids keeps every id and never revives a retired one: % refused', tg_op;
+        end
+      $$;
+      create trigger admin_node_ids_keep before update or delete on admin_node_ids
+        for each row execute function admin_node_ids_keep();
+      create trigger admin_node_ids_no_truncate before truncate on admin_node_ids
+        for each statement execute function admin_node_ids_keep();
+
+      insert into admin_node_ids (kind, id, organization_id, created_at)
+        select 'organization', id, id, created_at from admin_organizations;
+      insert into admin_node_ids (kind, id, organization_id, created_at)
+        select 'division', id, organization_id, created_at from admin_divisions;
+      insert into admin_node_ids (kind, id, organization_id, created_at)
+        select 'tenant', t.id, d.organization_id, t.created_at from admin_tenants t join admin_divisions d on d.id = t.division_id;
+
+      -- Ids deleted before this registry existed are retired too (the audit trail
+      -- remembers them). An id deleted and later taken again is live above.
+      insert into admin_node_ids (kind, id, organization_id, created_at, retired_at)
+        select split_part(target, ':', 1), substr(target, strpos(target, ':') + 1),
+               max((select substr(s, length('organization:') + 1) from unnest(scope) s where s like 'organization:%' limit 1)),
+               min(at), max(at)
+        from admin_audit
+        where outcome = 'success' and action in ('organization.delete', 'division.delete', 'tenant.delete')
+          and split_part(action, '.', 1) = split_part(target, ':', 1)
+        group by target
+      on conflict (kind, id) do nothing;
+    `,
+  },
 ];
 
 /** Creates or upgrades the admin tables (idempotent). */
@@ -154,6 +202,46 @@ export async function setDivisionParent(q: Queryable, id: string, parentDivision
 
 export async function setTenantDivision(q: Queryable, id: string, divisionId: string): Promise<void> {
   await q.query('update admin_tenants set division_id = $2, updated_at = now() where id = $1', [id, divisionId]);
+}
+
+/** The platform's lock ref: creating an organization and platform grants take it. */
+export const PLATFORM_LOCK = 'platform:root';
+
+/**
+ * Serialises admin writes per node: takes a transaction-scoped advisory lock for
+ * each ref (`organization:acme`, `platform:root`, …), one at a time in one global
+ * order so two writers never wait on each other in a cycle. Held until the
+ * transaction ends; whatever decides the write must be read after this returns.
+ */
+export async function lockNodes(tx: Queryable, refs: Iterable<string>): Promise<void> {
+  const sorted = [...new Set(refs)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const ref of sorted) await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [ref]);
+}
+
+export type IdClaim = 'claimed' | 'taken' | 'retired';
+
+/** Records a new node's id in the registry: `taken` while another node has it, `retired` once one had it. */
+export async function claimNodeId(q: Queryable, kind: NodeKind, id: string, organizationId: string): Promise<IdClaim> {
+  const r = await q.query<{ retired_at: unknown }>(
+    `with ins as (
+       insert into admin_node_ids (kind, id, organization_id) values ($1, $2, $3)
+       on conflict (kind, id) do nothing returning 1
+     ) select (select count(*) from ins) as claimed,
+              (select retired_at from admin_node_ids where kind = $1 and id = $2) as retired_at`,
+    [kind, id, organizationId],
+  );
+  const row = r.rows[0] as { claimed: string | number; retired_at: unknown } | undefined;
+  if (Number(row?.claimed ?? 0) > 0) return 'claimed';
+  return row?.retired_at ? 'retired' : 'taken';
+}
+
+/** Marks a deleted node's id retired, for good. */
+export async function retireNodeId(q: Queryable, kind: NodeKind, id: string, organizationId: string): Promise<void> {
+  await q.query(
+    `insert into admin_node_ids (kind, id, organization_id, retired_at) values ($1, $2, $3, now())
+     on conflict (kind, id) do update set retired_at = now() where admin_node_ids.retired_at is null`,
+    [kind, id, organizationId],
+  );
 }
 
 export async function idTaken(q: Queryable, type: NodeKind, id: string): Promise<boolean> {

@@ -64,4 +64,4 @@ export const ERROR_RESPONSES = {
   503: { description: 'OpenFGA unavailable: nothing was changed', content: problemContent },
 } as const;
 export const NOT_FOUND = { 404: { description: 'No such node', content: problemContent } } as const;
-export const CONFLICT = { 409: { description: 'Conflict (id taken, node has children, …)', content: problemContent } } as const;
+export const CONFLICT = { 409: { description: 'Conflict (id taken or retired, node has children, last admin, a concurrent change got there first, …)', content: problemContent } } as const;

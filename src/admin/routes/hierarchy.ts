@@ -6,7 +6,7 @@ import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { Queryable } from '../../db/index.js';
 import type { GatewayEnv, TupleKey } from '../../gateway/types.js';
 import { mutation, reader, type AdminAction, type AdminRuntime } from '../action.js';
-import { conflict, notFound, unprocessable } from '../errors.js';
+import { AdminError, conflict, idRetired, notFound, unprocessable } from '../errors.js';
 import {
   CreateNodeBody,
   CreateOrganizationBody,
@@ -25,14 +25,16 @@ import {
 import {
   ancestorPath,
   childCounts,
+  claimNodeId,
   deleteNode,
   divisionChain,
   getNode,
-  idTaken,
   insertDivision,
   insertOrganization,
   insertTenant,
+  PLATFORM_LOCK,
   renameNode,
+  retireNodeId,
   setDivisionParent,
   setTenantDivision,
   splitRef,
@@ -46,18 +48,15 @@ const PATH: Record<NodeKind, string> = { organization: 'organizations', division
 const PARAM: Record<NodeKind, string> = { organization: 'organizationId', division: 'divisionId', tenant: 'tenantId' };
 const TAG = 'Hierarchy';
 
-/** Postgres unique violation (a concurrent create of the same id). */
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: unknown } | null)?.code === '23505';
-}
-
-async function insertOnce(kind: NodeKind, id: string, insert: () => Promise<void>): Promise<void> {
-  try {
-    await insert();
-  } catch (err) {
-    if (isUniqueViolation(err)) throw conflict(`${kind} id ${id} is taken (ids are unique per kind across all organizations)`);
-    throw err;
-  }
+/**
+ * Takes a new node's id in the registry, under the create's locks. An id is
+ * taken while its node lives and retired for good once it was deleted, so a new
+ * node never inherits an old one's grants, data, audit or cached decisions.
+ */
+async function claimId(tx: Queryable, kind: NodeKind, id: string, organizationId: string): Promise<void> {
+  const claim = await claimNodeId(tx, kind, id, organizationId);
+  if (claim === 'taken') throw conflict(`${kind} id ${id} is taken (ids are unique per kind across all organizations)`);
+  if (claim === 'retired') throw idRetired(kind, id);
 }
 
 async function mustGet(q: Queryable, kind: NodeKind, id: string, forUpdate = false): Promise<NodeView> {
@@ -83,15 +82,15 @@ export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
       const ref = `organization:${body.id}`;
       return mutation(rt, c, { action: 'organization.create', target: ref, scope: async () => [PLATFORM_OBJECT, ref] }, async (a) => {
         await a.authorize('can_create_organization', PLATFORM_OBJECT);
-        if (await idTaken(rt.db, 'organization', body.id)) throw conflict(`organization id ${body.id} is taken`);
         const admins = [...new Set(body.admins ?? [])];
         const writes: TupleKey[] = [
           { user: PLATFORM_OBJECT, relation: 'platform', object: ref },
           ...admins.map((user) => ({ user, relation: 'admin', object: ref })),
         ];
-        const node = await a.writeThrough({ writes, deletes: [] }, async (tx) => {
-          await insertOnce('organization', body.id, () => insertOrganization(tx, body.id, body.name));
-          return { result: await mustGet(tx, 'organization', body.id), after: { name: body.name, admins } };
+        const node = await a.writeLocked([PLATFORM_LOCK, ref], async (tx) => {
+          await claimId(tx, 'organization', body.id, body.id);
+          await insertOrganization(tx, body.id, body.name);
+          return { change: { writes, deletes: [] }, result: await mustGet(tx, 'organization', body.id), after: { name: body.name, admins } };
         });
         return c.json(node, 201);
       });
@@ -116,12 +115,12 @@ export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
       const ref = `division:${body.id}`;
       return mutation(rt, c, { action: 'division.create', target: ref, scope: async () => [parentRef, ref] }, async (a) => {
         await a.authorize('can_create_division', parentRef);
-        await mustGet(rt.db, 'organization', organizationId);
-        if (await idTaken(rt.db, 'division', body.id)) throw conflict(`division id ${body.id} is taken`);
         const writes = [{ user: parentRef, relation: 'organization', object: ref }];
-        const node = await a.writeThrough({ writes, deletes: [] }, async (tx) => {
-          await insertOnce('division', body.id, () => insertDivision(tx, body.id, body.name, organizationId, null));
-          return { result: await mustGet(tx, 'division', body.id), after: { name: body.name, parent: parentRef } };
+        const node = await a.writeLocked([parentRef, ref], async (tx) => {
+          await mustGet(tx, 'organization', organizationId);
+          await claimId(tx, 'division', body.id, organizationId);
+          await insertDivision(tx, body.id, body.name, organizationId, null);
+          return { change: { writes, deletes: [] }, result: await mustGet(tx, 'division', body.id), after: { name: body.name, parent: parentRef } };
         });
         return c.json(node, 201);
       });
@@ -147,16 +146,16 @@ export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
       const scope = async (q: Queryable) => [...(await ancestorPath(q, parentRef)), ref];
       return mutation(rt, c, { action: 'division.create', target: ref, scope }, async (a) => {
         await a.authorize('can_create_division', parentRef);
-        const parent = await mustGet(rt.db, 'division', divisionId);
-        if (await idTaken(rt.db, 'division', body.id)) throw conflict(`division id ${body.id} is taken`);
-        // Every division carries its organization link as well as its parent link (see model.fga).
-        const writes = [
-          { user: `organization:${parent.organizationId}`, relation: 'organization', object: ref },
-          { user: parentRef, relation: 'parent', object: ref },
-        ];
-        const node = await a.writeThrough({ writes, deletes: [] }, async (tx) => {
-          await insertOnce('division', body.id, () => insertDivision(tx, body.id, body.name, parent.organizationId, divisionId));
-          return { result: await mustGet(tx, 'division', body.id), after: { name: body.name, parent: parentRef } };
+        const node = await a.writeLocked([parentRef, ref], async (tx) => {
+          const parent = await mustGet(tx, 'division', divisionId);
+          await claimId(tx, 'division', body.id, parent.organizationId);
+          await insertDivision(tx, body.id, body.name, parent.organizationId, divisionId);
+          // Every division carries its organization link as well as its parent link (see model.fga).
+          const writes = [
+            { user: `organization:${parent.organizationId}`, relation: 'organization', object: ref },
+            { user: parentRef, relation: 'parent', object: ref },
+          ];
+          return { change: { writes, deletes: [] }, result: await mustGet(tx, 'division', body.id), after: { name: body.name, parent: parentRef } };
         });
         return c.json(node, 201);
       });
@@ -182,12 +181,12 @@ export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
       const scope = async (q: Queryable) => [...(await ancestorPath(q, parentRef)), ref];
       return mutation(rt, c, { action: 'tenant.create', target: ref, scope }, async (a) => {
         await a.authorize('can_create_tenant', parentRef);
-        await mustGet(rt.db, 'division', divisionId);
-        if (await idTaken(rt.db, 'tenant', body.id)) throw conflict(`tenant id ${body.id} is taken`);
         const writes = [{ user: parentRef, relation: 'division', object: ref }];
-        const node = await a.writeThrough({ writes, deletes: [] }, async (tx) => {
-          await insertOnce('tenant', body.id, () => insertTenant(tx, body.id, body.name, divisionId));
-          return { result: await mustGet(tx, 'tenant', body.id), after: { name: body.name, parent: parentRef } };
+        const node = await a.writeLocked([parentRef, ref], async (tx) => {
+          const parent = await mustGet(tx, 'division', divisionId);
+          await claimId(tx, 'tenant', body.id, parent.organizationId);
+          await insertTenant(tx, body.id, body.name, divisionId);
+          return { change: { writes, deletes: [] }, result: await mustGet(tx, 'tenant', body.id), after: { name: body.name, parent: parentRef } };
         });
         return c.json(node, 201);
       });
@@ -243,14 +242,13 @@ function registerNodeRoutes(app: AdminApp, rt: AdminRuntime, kind: NodeKind): vo
       const ref = `${kind}:${id}`;
       return mutation(rt, c, { action: `${kind}.rename`, target: ref }, async (a) => {
         await a.authorize('can_rename', ref);
-        const current = await mustGet(rt.db, kind, id);
-        if (current.name === name) return c.json({ changed: false, node: current }, 200);
-        const node = await a.writeThrough({ writes: [], deletes: [] }, async (tx) => {
-          const before = await mustGet(tx, kind, id, true);
+        const out = await a.writeLocked([ref], async (tx) => {
+          const before = await mustGet(tx, kind, id);
+          if (before.name === name) return { unchanged: true, result: { changed: false, node: before } };
           await renameNode(tx, kind, id, name);
-          return { result: await mustGet(tx, kind, id), before: { name: before.name }, after: { name } };
+          return { result: { changed: true, node: await mustGet(tx, kind, id) }, before: { name: before.name }, after: { name } };
         });
-        return c.json({ changed: true, node }, 200);
+        return c.json(out, 200);
       });
     },
     allFieldsHook(rename),
@@ -283,30 +281,46 @@ function registerNodeRoutes(app: AdminApp, rt: AdminRuntime, kind: NodeKind): vo
 
 async function deleteWithTuples(rt: AdminRuntime, a: AdminAction, kind: NodeKind, id: string): Promise<void> {
   const ref = `${kind}:${id}`;
-  const node = await mustGet(rt.db, kind, id);
-  const children = await childCounts(rt.db, kind, id);
-  if (children.divisions + children.tenants > 0) {
-    throw conflict(`${ref} still has ${children.divisions} division(s) and ${children.tenants} tenant(s); delete or move them first`);
-  }
-  // Every tuple on the node goes with it (structural links and role grants), so a
-  // node later created with the same id starts without inherited grants.
-  const tuples = await rt.engine.readAll({ object: ref });
-  const structural = tuples.filter((t) => t.relation !== 'admin' && t.relation !== 'member');
-  let grants = tuples.filter((t) => t.relation === 'admin' || t.relation === 'member');
-  // More grants than one atomic write holds: revoke the surplus first. Revoking
-  // is fail-safe — if a later step fails the node stays, with fewer grants.
-  while (structural.length + grants.length > MAX_TUPLES_PER_WRITE) {
-    const chunk = grants.slice(0, MAX_TUPLES_PER_WRITE);
-    grants = grants.slice(MAX_TUPLES_PER_WRITE);
-    await rt.engine.write({ writes: [], deletes: chunk });
-    await rt.invalidator.tuplesChanged({ writes: [], deletes: chunk });
-  }
-  const change = { writes: [], deletes: [...structural, ...grants] };
-  await a.writeThrough(change, async (tx) => {
+  // The parent is locked too; what it is was seen before the lock, and everything
+  // that decides the delete is read again under it.
+  const seen = await mustGet(rt.db, kind, id);
+  await a.writeLocked([ref, ...(seen.parent ? [seen.parent] : [])], async (tx) => {
+    const node = await mustGet(tx, kind, id);
+    const children = await childCounts(tx, kind, id);
+    if (children.divisions + children.tenants > 0) {
+      throw conflict(`${ref} still has ${children.divisions} division(s) and ${children.tenants} tenant(s); delete or move them first`);
+    }
+    // Every tuple on the node goes with it (structural links and role grants),
+    // read under the lock, so no grant can land between this read and the delete.
+    const tuples = await rt.engine.readAll({ object: ref });
+    const structural = tuples.filter((t) => t.relation !== 'admin' && t.relation !== 'member');
+    let grants = tuples.filter((t) => t.relation === 'admin' || t.relation === 'member');
+    // More grants than one atomic write holds: revoke the surplus first. Revoking
+    // is fail-safe — if a later step fails the node stays, with fewer grants.
+    while (structural.length + grants.length > MAX_TUPLES_PER_WRITE) {
+      const chunk = grants.slice(0, MAX_TUPLES_PER_WRITE);
+      grants = grants.slice(MAX_TUPLES_PER_WRITE);
+      await rt.engine.write({ writes: [], deletes: chunk });
+      await rt.invalidator.tuplesChanged({ writes: [], deletes: chunk });
+    }
     const scope = kind === 'organization' ? [PLATFORM_OBJECT, ref] : await ancestorPath(tx, ref);
     await deleteNode(tx, kind, id);
-    return { result: undefined, scope, before: { name: node.name, parent: node.parent, grants: tuples.filter((t) => !structural.includes(t)) } };
+    // The id is retired for good: no later node can take it and inherit anything of this one.
+    await retireNodeId(tx, kind, id, node.organizationId);
+    return {
+      change: { writes: [], deletes: [...structural, ...grants] },
+      result: undefined,
+      scope,
+      before: { name: node.name, parent: node.parent, grants: tuples.filter((t) => !structural.includes(t)) },
+    };
   });
+}
+
+/** A move saw the node under one parent and found it under another once locked. */
+class MovedMeanwhile extends AdminError {
+  constructor(ref: string) {
+    super(409, 'conflict', 'Conflict', `${ref} was moved by a concurrent request; retry`);
+  }
 }
 
 function registerMoveRoute(app: AdminApp, rt: AdminRuntime, kind: 'division' | 'tenant'): void {
@@ -320,6 +334,7 @@ function registerMoveRoute(app: AdminApp, rt: AdminRuntime, kind: 'division' | '
       200: { description: 'Moved (or already there)', content: json(MutationResult) },
       ...ERROR_RESPONSES,
       ...NOT_FOUND,
+      ...CONFLICT,
     },
   });
   app.openapi(
@@ -336,32 +351,50 @@ function registerMoveRoute(app: AdminApp, rt: AdminRuntime, kind: 'division' | '
         // Admin of the old parent (can_move = manager) and of the new one.
         await a.authorize('can_move', ref);
         await a.authorize(kind === 'division' ? 'can_create_division' : 'can_create_tenant', parent);
-        const node = await mustGet(rt.db, kind, id);
-        if (node.parent === parent) return c.json({ changed: false, node }, 200);
-        const target = await mustGet(rt.db, parentType as NodeKind, parentId);
-        if (target.organizationId !== node.organizationId) {
-          throw unprocessable(`moves stay within organization:${node.organizationId}; ${parent} belongs to organization:${target.organizationId}`, [
-            { name: 'body.parent', reason: 'is in another organization' },
-          ]);
-        }
-        if (kind === 'division' && parentType === 'division') {
-          const chain = await divisionChain(rt.db, parentId);
-          if (chain.includes(id)) {
-            throw unprocessable(`${parent} is ${ref} itself or lies beneath it; a division cannot move under its own subtree`, [
-              { name: 'body.parent', reason: 'would create a cycle' },
-            ]);
+        // Locks: the node, its old and new parent, and its organization, so two
+        // moves in one organization never build a cycle together. The old parent
+        // is seen before the lock; a move in between is retried with the new one.
+        for (let attempt = 1; ; attempt += 1) {
+          const seen = await mustGet(rt.db, kind, id);
+          const locks = [ref, seen.parent!, parent, `organization:${seen.organizationId}`];
+          try {
+            const out = await a.writeLocked(locks, async (tx) => {
+              const node = await mustGet(tx, kind, id);
+              if (node.parent !== seen.parent) throw new MovedMeanwhile(ref);
+              if (node.parent === parent) return { unchanged: true, result: { changed: false, node } };
+              const target = await mustGet(tx, parentType as NodeKind, parentId);
+              if (target.organizationId !== node.organizationId) {
+                throw unprocessable(`moves stay within organization:${node.organizationId}; ${parent} belongs to organization:${target.organizationId}`, [
+                  { name: 'body.parent', reason: 'is in another organization' },
+                ]);
+              }
+              if (kind === 'division' && parentType === 'division') {
+                const chain = await divisionChain(tx, parentId);
+                if (chain.includes(id)) {
+                  throw unprocessable(`${parent} is ${ref} itself or lies beneath it; a division cannot move under its own subtree`, [
+                    { name: 'body.parent', reason: 'would create a cycle' },
+                  ]);
+                }
+              }
+              const oldScope = await ancestorPath(tx, ref);
+              if (kind === 'division') await setDivisionParent(tx, id, parentType === 'division' ? parentId : null);
+              else await setTenantDivision(tx, id, parentId);
+              const newScope = await ancestorPath(tx, ref);
+              // Admins of both the old and the new place see the move.
+              return {
+                change: moveChange(kind, ref, node.parent!, parent),
+                result: { changed: true, node: await mustGet(tx, kind, id) },
+                scope: [...oldScope, ...newScope],
+                before: { parent: node.parent },
+                after: { parent },
+              };
+            });
+            return c.json(out, 200);
+          } catch (err) {
+            if (err instanceof MovedMeanwhile && attempt < 3) continue;
+            throw err;
           }
         }
-        const change = moveChange(kind, ref, node.parent!, parent);
-        const moved = await a.writeThrough(change, async (tx) => {
-          const oldScope = await ancestorPath(tx, ref);
-          if (kind === 'division') await setDivisionParent(tx, id, parentType === 'division' ? parentId : null);
-          else await setTenantDivision(tx, id, parentId);
-          const newScope = await ancestorPath(tx, ref);
-          // Admins of both the old and the new place see the move.
-          return { result: await mustGet(tx, kind, id), scope: [...oldScope, ...newScope], before: { parent: node.parent }, after: { parent } };
-        });
-        return c.json({ changed: true, node: moved }, 200);
       });
     },
     allFieldsHook(route),

@@ -3,6 +3,7 @@
 // before the write. Only role relations pass here, never structural links.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
+import type { Queryable } from '../../db/index.js';
 import type { GatewayEnv } from '../../gateway/types.js';
 import { mutation, reader, type AdminRuntime } from '../action.js';
 import { conflict, notFound, unprocessable } from '../errors.js';
@@ -50,9 +51,9 @@ function registerLevel(app: AdminApp, rt: AdminRuntime, l: (typeof LEVELS)[numbe
     }
     return objectOf(p);
   }
-  async function mustExist(object: string): Promise<void> {
+  async function mustExist(q: Queryable, object: string): Promise<void> {
     if (l.level === 'platform') return;
-    if (!(await getNode(rt.db, l.level, object.slice(l.level.length + 1)))) throw notFound(object);
+    if (!(await getNode(q, l.level, object.slice(l.level.length + 1)))) throw notFound(object);
   }
 
   for (const method of ['put', 'delete'] as const) {
@@ -80,22 +81,27 @@ function registerLevel(app: AdminApp, rt: AdminRuntime, l: (typeof LEVELS)[numbe
         const scope = l.level === 'platform' ? { scope: async () => [PLATFORM_OBJECT] } : {};
         return mutation(rt, c, { action: grant ? 'role.grant' : 'role.revoke', target: object, ...scope }, async (a) => {
           await a.authorize(`can_assign_${p.role}`, object);
-          await mustExist(object);
-          const exists = (await rt.engine.readPage(tuple, 1)).tuples.length > 0;
-          if (exists === grant) return c.json({ ...tuple, role: p.role, changed: false }, 200);
-          if (!grant && p.role === 'admin' && l.level === 'organization') {
-            // Only organization admins grant organization admin: removing the last
-            // one would leave the organization without anyone to manage it.
-            const admins = await rt.engine.readAll({ object, relation: 'admin' });
-            if (admins.length <= 1) throw conflict(`${user} is the last admin of ${object}; grant another admin first`);
-          }
-          const change = grant ? { writes: [tuple], deletes: [] } : { writes: [], deletes: [tuple] };
-          await a.writeThrough(change, async () => ({
-            result: undefined,
-            before: grant ? null : { role: p.role, user },
-            after: grant ? { role: p.role, user } : null,
-          }));
-          return c.json({ ...tuple, role: p.role, changed: true }, 200);
+          // Under the node's lock: it still exists (a delete cannot slip in and
+          // leave this grant behind), and the tuple's presence read here is what
+          // `changed` and the audit report.
+          const changed = await a.writeLocked([object], async (tx) => {
+            await mustExist(tx, object);
+            const exists = (await rt.engine.readPage(tuple, 1)).tuples.length > 0;
+            if (exists === grant) return { unchanged: true, result: false };
+            if (!grant && p.role === 'admin' && l.level === 'organization') {
+              // Only organization admins grant organization admin: removing the last
+              // one would leave the organization without anyone to manage it.
+              const admins = await rt.engine.readAll({ object, relation: 'admin' });
+              if (admins.length <= 1) throw conflict(`${user} is the last admin of ${object}; grant another admin first`);
+            }
+            return {
+              change: grant ? { writes: [tuple], deletes: [] } : { writes: [], deletes: [tuple] },
+              result: true,
+              before: grant ? null : { role: p.role, user },
+              after: grant ? { role: p.role, user } : null,
+            };
+          });
+          return c.json({ ...tuple, role: p.role, changed }, 200);
         });
       },
       allFieldsHook(route),
@@ -117,7 +123,7 @@ function registerLevel(app: AdminApp, rt: AdminRuntime, l: (typeof LEVELS)[numbe
       const { limit, cursor } = c.req.valid('query');
       // Seeing who holds roles on a node is for those who administer it.
       await reader(rt, c, { action: 'role.list', target: object }).authorize('can_assign_admin', object);
-      await mustExist(object);
+      await mustExist(rt.db, object);
       const page = await rt.engine.readPage({ object }, limit, cursor);
       const items = page.tuples
         .filter((t): t is typeof t & { relation: RoleName } => (ROLE_NAMES as readonly string[]).includes(t.relation))
