@@ -131,6 +131,8 @@ export interface TestStackOptions {
   env?: Record<string, string>;
   /** Keep the gateway's (and tenant service's) JSON log lines in `logs`. */
   captureLogs?: boolean;
+  /** The database of the admin API and the tenant service (e.g. openDb({url}) on a PostgreSQL); the caller closes it. Default an in-memory PGlite. */
+  db?: Db;
 }
 
 export interface TestStack {
@@ -146,7 +148,7 @@ export interface TestStack {
   /** The environment the configuration was parsed from. */
   env: Record<string, string>;
   store: TestStore;
-  /** The in-memory PGlite shared by the admin API and the tenant service. */
+  /** The database shared by the admin API and the tenant service (an in-memory PGlite unless given). */
   db: Db;
   dataDir: string;
   issuer: TestIssuer;
@@ -179,10 +181,10 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
   const fgaApiUrl = opts.store?.apiUrl ?? opts.fgaApiUrl ?? inject('openfgaUrl');
   const [store, db, issuer] = await Promise.all([
     opts.store ?? createTestStore({ apiUrl: fgaApiUrl, platformAdmins: opts.platformAdmins ?? [] }),
-    openDb({}),
+    opts.db ?? openDb({}),
     createTestIssuer(dataDir),
   ]);
-  const stopDb = owned(() => db.close());
+  const stopDb = opts.db ? async () => undefined : owned(() => db.close());
 
   const env: Record<string, string> = {
     NODE_ENV: 'test',
