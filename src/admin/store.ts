@@ -244,11 +244,6 @@ export async function retireNodeId(q: Queryable, kind: NodeKind, id: string, org
   );
 }
 
-export async function idTaken(q: Queryable, type: NodeKind, id: string): Promise<boolean> {
-  const r = await q.query(`select 1 from ${TABLE[type]} where id = $1`, [id]);
-  return r.rows.length > 0;
-}
-
 /** Children counts, for "delete with children is 409". */
 export async function childCounts(q: Queryable, type: NodeKind, id: string): Promise<{ divisions: number; tenants: number }> {
   if (type === 'tenant') return { divisions: 0, tenants: 0 };

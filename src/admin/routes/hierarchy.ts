@@ -59,8 +59,8 @@ async function claimId(tx: Queryable, kind: NodeKind, id: string, organizationId
   if (claim === 'retired') throw idRetired(kind, id);
 }
 
-async function mustGet(q: Queryable, kind: NodeKind, id: string, forUpdate = false): Promise<NodeView> {
-  const node = await getNode(q, kind, id, forUpdate);
+async function mustGet(q: Queryable, kind: NodeKind, id: string): Promise<NodeView> {
+  const node = await getNode(q, kind, id);
   if (!node) throw notFound(`${kind}:${id}`);
   return node;
 }
