@@ -83,21 +83,21 @@ export async function seed(
 /**
  * Makes `n` more users (bench-x0 …) members of the bench tenant, or takes them back
  * (`grant` false), 100 tuples per call of the admin API's tuple batch endpoint, as the
- * platform operator (it needs can_manage_tuples on the platform). Returns their ids, and
+ * tenant's admin tom (each tuple needs can_assign_member on the tenant). Returns their ids, and
  * tokens when granting. They exist only for the cache-miss rows: OpenFGA's memory
  * datastore scans every tuple of the store on each read, so they are taken back afterwards
  * to leave the other rows' store as it was.
  */
 export async function missMembers(gatewayUrl: string, dataDir: string, n: number, grant = true): Promise<{ id: string; token: string }[]> {
   const mint = await minter(dataDir);
-  const operator = await mint('platform-ops');
+  const tenantAdmin = await mint('tom');
   const ids = Array.from({ length: n }, (_, i) => `bench-x${i}`);
   const batches: { user: string; relation: string; object: string }[][] = [];
   for (let i = 0; i < ids.length; i += 100) {
     batches.push(ids.slice(i, i + 100).map((id) => ({ user: `user:${id}`, relation: 'member', object: `tenant:${TENANT}` })));
   }
   await inBatches(batches, 2, async (tuples) => {
-    const status = await call(`${gatewayUrl}/admin/v1/tuples`, 'POST', operator, grant ? { writes: tuples } : { deletes: tuples });
+    const status = await call(`${gatewayUrl}/admin/v1/tuples`, 'POST', tenantAdmin, grant ? { writes: tuples } : { deletes: tuples });
     if (status !== 200) throw new Error(`${grant ? 'writing' : 'deleting'} ${tuples.length} member tuples answered ${status}`);
   });
   return Promise.all(ids.map(async (id) => ({ id, token: grant ? await mint(id) : '' })));

@@ -16,6 +16,7 @@ import type { AdminRuntime } from './action.js';
 import { createEngine } from './engine.js';
 import { issuesToInvalidParams, renderError, TARGET_LOCATION, validationProblem } from './errors.js';
 import { registerAuditRoutes } from './routes/audit.js';
+import { registerBreakGlassRoutes } from './routes/break-glass.js';
 import { registerCheckRoutes } from './routes/check.js';
 import { registerHierarchyRoutes } from './routes/hierarchy.js';
 import { registerMeRoutes } from './routes/me.js';
@@ -108,6 +109,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
 
   registerHierarchyRoutes(app, rt);
   registerRoleRoutes(app, rt);
+  registerBreakGlassRoutes(app, rt);
   registerTupleRoutes(app, rt);
   registerMeRoutes(app, rt);
   registerCheckRoutes(app, rt);

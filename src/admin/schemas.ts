@@ -64,8 +64,8 @@ export const CreateOrganizationBody = z
   .strictObject({
     id: NodeId,
     name: NodeName,
-    /** The first organization admins, named by the platform admin that creates it. */
-    admins: z.array(UserRef).max(20, 'at most 20 first admins').optional(),
+    /** The first organization admins, named by the platform admin that creates it: an organization never starts without one. */
+    admins: z.array(UserRef).min(1, 'name at least one first admin').max(20, 'at most 20 first admins'),
   })
   .openapi('CreateOrganization');
 
@@ -105,6 +105,26 @@ export const RoleGrantSchema = z
 export const RoleChangeResult = RoleGrantSchema.extend({ changed: z.boolean() }).openapi('RoleChange');
 export const RoleListQuery = z.strictObject({ limit: limitParam(100, 100), cursor: cursorParam });
 export const RoleList = z.object({ items: z.array(RoleGrantSchema), nextCursor: z.string().nullable() }).openapi('RoleList');
+
+// ---------------------------------------------------------------- break-glass
+
+export const BreakGlassBody = z
+  .strictObject({
+    /** Who becomes the organization's admin: never the caller. */
+    user: UserRef,
+    /** Why, kept in the audit trail that the organization and the platform read. */
+    reason: z
+      .string()
+      .trim()
+      .min(1, 'must not be empty')
+      .max(1000, 'at most 1000 characters')
+      .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'control characters are not allowed')
+      .openapi({ example: 'all admins left the company; ticket OPS-1234' }),
+  })
+  .openapi('BreakGlass');
+export const BreakGlassResult = z
+  .object({ object: z.string(), role: z.literal('admin'), user: z.string(), reason: z.string() })
+  .openapi('BreakGlassGrant');
 
 // ---------------------------------------------------------------- tuples
 
@@ -212,10 +232,15 @@ export const CheckBody = z
 export const ReasonSchema = z
   .object({
     role: z.string(),
-    on: z.string(),
-    via: z.string(),
-    /** From the node holding the grant down to the object. */
-    path: z.array(z.string()),
+    on: z
+      .string()
+      .nullable()
+      .openapi({ description: 'The node holding the grant; null when the caller does not administer it (lacks can_assign_admin there)', example: 'division:emea' }),
+    via: z.string().openapi({
+      description: '`direct grant`, `inherited by <object>`, or `inherited from a node you do not administer` (then `on` is null)',
+      example: 'inherited by tenant:acme-sales',
+    }),
+    path: z.array(z.string()).openapi({ description: 'From the node holding the grant down to the object, only the nodes the caller administers' }),
   })
   .openapi('Reason');
 export const CheckResult = z

@@ -71,7 +71,7 @@ describe('recording', () => {
     expectStatus(await fx.call('sam', 'POST', '/divisions/emea-south/tenants', { id: 'south-x', name: 'Denied' }), 403);
     expectStatus(await fx.call('tara', 'PUT', '/tenants/emea-sales/roles/member/ivy'), 200);
     expectStatus(await fx.call('olivia', 'PUT', '/tenants/apac-sales/roles/admin/alex'), 200);
-    expectStatus(await fx.call('pat', 'POST', '/tuples', { writes: [{ user: 'user:nora', relation: 'member', object: 'tenant:gx-sales' }] }), 200);
+    expectStatus(await fx.call('pat', 'POST', '/tuples', { writes: [{ user: 'user:pia', relation: 'admin', object: 'platform:root' }] }), 200);
     await recordGatewayDenial(fx.db, {
       actor: 'user:uma',
       requestId: 'req-gw-1',
@@ -106,7 +106,9 @@ describe('scoped reads', () => {
     const entries = await readAll('pat');
     expect(entries.every((e) => e.scope.includes('platform:root'))).toBe(true);
     const actions = new Set(entries.map((e) => `${e.action} ${e.target}`));
-    expect(actions).toEqual(new Set(['organization.create organization:acme', 'organization.create organization:globex', 'tuples.write platform:root']));
+    expect(actions).toEqual(
+      new Set(['organization.create organization:acme', 'organization.create organization:globex', 'tuples.write platform:root', 'tuple.write platform:root']),
+    );
   });
 
   it('organization admin: everything in its organization, nothing of another', async () => {

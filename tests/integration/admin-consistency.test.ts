@@ -114,7 +114,7 @@ describe('OpenFGA stops between the database write and the OpenFGA write', () =>
     const port = await freePort(); // nothing listens here
     const fx = await createAdminFixture({ fga: createFgaClient({ apiUrl: `http://127.0.0.1:${port}`, storeId: '01ARZ3NDEKTSV4RRFFQ69G5FAV', timeoutMs: 1000 }) });
     fixtures.push(fx);
-    const res = await fx.call('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme' });
+    const res = await fx.call('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
     expectStatus(res, 503);
     expect(await rows(fx.db, 'select id from admin_organizations')).toEqual([]);
     expect(await auditRows(fx.db)).toEqual([expect.objectContaining({ action: 'organization.create', outcome: 'failed' })]);

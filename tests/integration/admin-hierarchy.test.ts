@@ -47,7 +47,7 @@ describe('create', () => {
   });
 
   it('refuses organization creation to anyone but a platform admin, and records the denial', async () => {
-    const res = await fx.call('olivia', 'POST', '/organizations', { id: 'rogue', name: 'Rogue' });
+    const res = await fx.call('olivia', 'POST', '/organizations', { id: 'rogue', name: 'Rogue', admins: ['olivia'] });
     expectStatus(res, 403);
     expect(res.contentType).toBe('application/problem+json');
     expect(res.body).toMatchObject({ status: 403, type: 'https://tiergate.dev/problems/forbidden', detail: 'the caller lacks can_create_organization on platform:root' });
@@ -260,6 +260,7 @@ describe('documentation', () => {
         '/divisions/{divisionId}/move',
         '/tenants/{tenantId}/roles/{role}/{userId}',
         '/platform/roles/{role}/{userId}',
+        '/organizations/{organizationId}/break-glass',
         '/tuples',
         '/me/tenants',
         '/check',

@@ -1,6 +1,7 @@
 // POST /check: allowed or not, and why. Only for callers who administer the
-// object's node (its audit readers, `can_read_audit`): explaining access reveals
-// who holds which role there, which is exactly what those admins already see.
+// object's node (its audit readers, `can_read_audit`). The reasons name a grant's
+// node only where the caller could list its roles (`can_assign_admin`); grants
+// above the caller's reach are reported without the node (see explain.ts).
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { GatewayEnv } from '../../gateway/types.js';
 import { reader, type AdminRuntime } from '../action.js';
@@ -18,7 +19,8 @@ export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime): void {
     method: 'post',
     path: '/check',
     tags: ['Check'],
-    summary: "Check a user's permission on an object and explain it (callers with can_read_audit on the object's node)",
+    summary:
+      "Check a user's permission on an object and explain it (callers with can_read_audit on the object's node; grants on nodes where the caller lacks can_assign_admin are reported without the node)",
     request: { body: { content: json(CheckBody), required: true } },
     responses: { 200: { description: 'The decision and the role grants that produce it', content: json(CheckResult) }, ...ERROR_RESPONSES },
   });
@@ -38,7 +40,7 @@ export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime): void {
         'can_read_audit',
         node,
       );
-      const result = await explain(rt.engine, rt.db, user, permission, object);
+      const result = await explain(rt.engine, rt.db, c.get('principal').subject, user, permission, object);
       return c.json({ user, permission, object, ...result }, 200);
     },
     allFieldsHook(route),
