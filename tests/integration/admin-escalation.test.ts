@@ -65,6 +65,14 @@ describe('the tuple API grants what the roles API would, and nothing to the call
     expect(denied.body.items.map((e: { actor: string }) => e.actor)).toContain('user:pat');
   });
 
+  it('a platform admin creating an organization cannot name itself among its first admins', async () => {
+    const res = await as('pat', 'POST', '/organizations', { id: 'selfie', name: 'Selfie', admins: ['olivia', 'pat'] });
+    expectStatus(res, 403);
+    expect(res.body['invalid-params']).toEqual([{ name: 'body.admins[1]', reason: 'must not be the caller' }]);
+    expectStatus(await as('pat', 'GET', '/organizations/selfie'), 403);
+    expect(await tuples({ object: 'organization:selfie' })).toEqual([]);
+  });
+
   it('two platform admins cannot grant each other a role inside an organization', async () => {
     const patForPam = await as('pat', 'POST', '/tuples', { writes: [t('user:pam', 'admin', 'organization:acme')] });
     expectStatus(patForPam, 403);

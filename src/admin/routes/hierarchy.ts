@@ -83,6 +83,14 @@ export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
       return mutation(rt, c, { action: 'organization.create', target: ref, scope: async () => [PLATFORM_OBJECT, ref] }, async (a) => {
         await a.authorize('can_create_organization', PLATFORM_OBJECT);
         const admins = [...new Set(body.admins ?? [])];
+        // The platform names an organization's first admins; it never takes a role
+        // inside one itself, so the creator may not be among them.
+        const self = (body.admins ?? []).indexOf(a.actor);
+        if (self >= 0) {
+          throw new AdminError(403, 'forbidden', 'Forbidden', 'an organization is created for others: the caller may not name itself as its admin', [
+            { name: `body.admins[${self}]`, reason: 'must not be the caller' },
+          ]);
+        }
         const writes: TupleKey[] = [
           { user: PLATFORM_OBJECT, relation: 'platform', object: ref },
           ...admins.map((user) => ({ user, relation: 'admin', object: ref })),
