@@ -6,7 +6,9 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClientWriteRequestOnDuplicateWrites } from '@openfga/sdk';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { GLOBAL_KEY } from '../../src/decisions/index.js';
 import { createFgaClient } from '../../src/fga/client.js';
 import { startOpenFga } from '../../src/stack/openfga-server.js';
 import { npmRun, npmStartEnv, startMain, type NpmStart } from '../support/npm-start.js';
@@ -148,10 +150,21 @@ describe('when OpenFGA and the database disagree', () => {
     expect(again.stdout).toContain('differ in 2 tuple(s)');
   });
 
-  it('`--apply` repairs, with an audit entry, and the next start succeeds with the same answers', async () => {
-    const applied = await npmRun('reconcile', ['--apply'], await npmStartEnv(dataDir));
-    expect(applied.code, applied.stderr).toBe(0);
-    expect(applied.stdout).toContain('applied: wrote 1 and deleted 1 tuple(s) in 1 batch(es)');
+  it('`--apply` repairs, with an audit entry, bumps the decision cache epoch in Redis, and the next start succeeds with the same answers', async () => {
+    // Replicas sharing this Redis would hold decisions cached before the repair.
+    const redis = new Redis(inject('redisUrl'), { lazyConnect: true });
+    await redis.connect();
+    const epochKey = `tg:${first.store}:v:${GLOBAL_KEY}`;
+    await redis.set(epochKey, '1000');
+    try {
+      const applied = await npmRun('reconcile', ['--apply'], await npmStartEnv(dataDir, { REDIS_URL: inject('redisUrl') }));
+      expect(applied.code, applied.stderr).toBe(0);
+      expect(applied.stdout).toContain('applied: wrote 1 and deleted 1 tuple(s) in 1 batch(es)');
+      expect(applied.stdout).toContain('the decision cache epoch was bumped in Redis');
+      expect(Number(await redis.get(epochKey))).toBeGreaterThan(1000);
+    } finally {
+      await redis.quit();
+    }
     stack = await start();
     await expectDemoAnswers();
     const audit = await call(stack.gatewayUrl, 'GET', '/admin/v1/audit?action=reconcile.apply', { auth: as('olivia') });
