@@ -65,7 +65,7 @@ export const configSchema = z.object({
   // --- process ---
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Where `npm start` keeps its state (dev signing keys, PGlite data). */
+  /** Where `npm start` keeps its state (dev signing keys, PGlite data, the embedded OpenFGA's SQLite file). */
   TIERGATE_DATA_DIR: z.string().default('.data'),
 
   // --- gateway ---

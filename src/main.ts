@@ -113,6 +113,8 @@ async function main(): Promise<void> {
         client: createFgaClient({ apiUrl: fgaApiUrl, storeId: boot.storeId, timeoutMs: Math.max(config.OPENFGA_TIMEOUT_MS, 5000), maxRetry: 3, apiToken: fgaApiToken }),
         storeName: config.OPENFGA_STORE_ID ?? config.OPENFGA_STORE_NAME,
         createdStore: boot.createdStore,
+      }).catch((err: unknown) => {
+        throw new StartError(`could not compare the database with OpenFGA at ${fgaApiUrl}: ${err instanceof Error ? err.message : String(err)}`);
       });
       if (sentence !== undefined) {
         if (config.TIERGATE_START_CHECK === 'refuse') throw new StartError(`${sentence}.`);
