@@ -26,7 +26,7 @@ import { ToolBuildError, REPO_ROOT } from './stack/go-tools.js';
 import { portInUse } from './stack/ports.js';
 import { startTenantService } from './tenant-service/server.js';
 import { createLocalJWKSet } from 'jose';
-import { ApplyError } from './cli/apply.js';
+import { ApplyError, applyDemo } from './cli/apply.js';
 
 const DEMO_FILE = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
 /** The demo file's platform operator; made a platform admin when --demo is given. */
@@ -160,7 +160,6 @@ async function main(): Promise<void> {
     setUpstreamKeys?.(gateway.assertionJwks);
 
     if (demo) {
-      const { applyDemo } = await import('./cli/apply.js');
       await applyDemo({ gatewayUrl: gateway.url, file: DEMO_FILE, platformAdmin: DEMO_PLATFORM_ADMIN, config, log: say }).catch((err: unknown) => {
         throw err instanceof ApplyError ? new StartError(`the demo could not be loaded: ${err.message}`) : err;
       });
@@ -179,6 +178,10 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof ConfigError || err instanceof StartError || err instanceof ToolBuildError || err instanceof PolicyError) {
       say(`tiergate: ${err.message}`);
+    } else if ((err as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') {
+      // Free when checked, taken by another process before the listen.
+      const { address, port } = err as NodeJS.ErrnoException & { address?: string; port?: number };
+      say(`tiergate: ${address ?? 'an address'}:${port ?? '?'} was taken by another process while tiergate started: start it again, or choose other ports.`);
     } else {
       say(`tiergate: could not start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
