@@ -194,6 +194,7 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
     AUTH_ISSUERS: issuer.authIssuers,
     DEV_ISSUER: 'false',
     OPENFGA_API_URL: fgaApiUrl,
+    OPENFGA_API_TOKEN: store.apiToken,
     OPENFGA_STORE_ID: store.storeId,
     PLATFORM_ADMINS: (opts.platformAdmins ?? []).join(','),
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
