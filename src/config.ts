@@ -65,7 +65,7 @@ export const configSchema = z.object({
   // --- process ---
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Where `npm start` keeps its state (dev signing keys, PGlite data). */
+  /** Where `npm start` keeps its state (dev signing keys, PGlite data, the embedded OpenFGA's SQLite file). */
   TIERGATE_DATA_DIR: z.string().default('.data'),
 
   // --- gateway ---
@@ -114,13 +114,28 @@ export const configSchema = z.object({
   // --- OpenFGA ---
   /** A running OpenFGA server; when unset, `npm start` builds and runs one. */
   OPENFGA_API_URL: optionalUrl,
-  /** Datastore for the embedded OpenFGA: a postgres:// URI, or memory when unset. */
-  OPENFGA_DATASTORE_URI: optionalString,
+  /**
+   * Datastore for the embedded OpenFGA: a postgres:// URI, or `memory` (nothing kept);
+   * unset = SQLite at <TIERGATE_DATA_DIR>/openfga/openfga.db.
+   */
+  OPENFGA_DATASTORE_URI: optionalString.pipe(
+    z
+      .string()
+      .refine((v) => v === 'memory' || /^postgres(ql)?:\/\//.test(v), { message: 'must be a postgres:// URI or memory' })
+      .optional(),
+  ),
+  /** Preshared key of an external OpenFGA (OPENFGA_API_URL) run with `--authn-method preshared`. */
+  OPENFGA_API_TOKEN: optionalString,
   OPENFGA_HTTP_PORT: port.default(8180),
   OPENFGA_GRPC_PORT: port.default(8181),
   OPENFGA_STORE_NAME: z.string().min(1).default('tiergate'),
   OPENFGA_STORE_ID: optionalString,
   OPENFGA_TIMEOUT_MS: positiveInt.default(1000),
+  /**
+   * At start, compare the database's hierarchy with OpenFGA's structural links and grants:
+   * `refuse` to start when they disagree, `warn` and start, or `off`.
+   */
+  TIERGATE_START_CHECK: z.enum(['refuse', 'warn', 'off']).default('refuse'),
   /** Comma-separated subjects made platform admins at bootstrap (`user:alice` or `alice`). */
   PLATFORM_ADMINS: csv.default([]),
 

@@ -1,23 +1,32 @@
 // `npm start`: the whole stack on one machine with embedded defaults.
-//   OpenFGA   built from tools/openfga and run with its memory datastore (PostgreSQL with
+//   OpenFGA   built from tools/openfga and run on SQLite under TIERGATE_DATA_DIR, with a
+//             preshared key only this process knows (PostgreSQL or memory with
 //             OPENFGA_DATASTORE_URI; none at all with OPENFGA_API_URL)
 //   database  PGlite under TIERGATE_DATA_DIR (PostgreSQL with DATABASE_URL)
 //   cache     in-process (plus Redis with REDIS_URL)
 //   tenant-resource service and gateway in this process
+// Before anything listens, the database and OpenFGA must agree on the hierarchy
+// (src/fga/agreement.ts); `npm run reconcile` repairs them when they do not.
 // `npm start -- --demo` also loads demo/hierarchy.yaml through the admin API.
 import { join } from 'node:path';
 import pino from 'pino';
+import { migrateAdmin } from './admin/app.js';
 import { ConfigError, loadConfig, toUserSubject, type Config } from './config.js';
 import { openDb } from './db/index.js';
+import { startCheck } from './fga/agreement.js';
 import { bootstrap } from './fga/bootstrap.js';
+import { createFgaClient } from './fga/client.js';
 import { loadModel } from './fga/model.js';
 import { startGateway } from './gateway/server.js';
 import { PolicyError } from './gateway/policy.js';
-import { startOpenFga, type OpenFgaServer } from './stack/openfga-server.js';
+import { ensurePrivateDir } from './shared/private-dir.js';
+import { DataDirLockedError, lockDataDir } from './stack/data-lock.js';
+import { describeDatastore, embeddedDatastore, startOpenFga, type OpenFgaServer } from './stack/openfga-server.js';
 import { ToolBuildError, REPO_ROOT } from './stack/go-tools.js';
 import { portInUse } from './stack/ports.js';
 import { startTenantService } from './tenant-service/server.js';
 import { createLocalJWKSet } from 'jose';
+import { ApplyError, applyDemo } from './cli/apply.js';
 
 const DEMO_FILE = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
 /** The demo file's platform operator; made a platform admin when --demo is given. */
@@ -48,23 +57,36 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void stop(0));
 
   try {
+    ensurePrivateDir(config.TIERGATE_DATA_DIR, say);
+    let releaseLock: () => void;
+    try {
+      releaseLock = lockDataDir(config.TIERGATE_DATA_DIR);
+    } catch (err) {
+      if (err instanceof DataDirLockedError) throw new StartError(`${err.message}: stop it first, or give this one another TIERGATE_DATA_DIR.`);
+      throw err;
+    }
+    cleanups.push(async () => releaseLock());
     await requireFreePort(config.GATEWAY_PORT, config.GATEWAY_HOST, 'GATEWAY_PORT');
     if (!config.TENANT_SERVICE_URL) await requireFreePort(config.TENANT_SERVICE_PORT, config.TENANT_SERVICE_HOST, 'TENANT_SERVICE_PORT');
     if (config.METRICS_PORT !== 0) await requireFreePort(config.METRICS_PORT, config.METRICS_HOST, 'METRICS_PORT');
 
     let openfga: OpenFgaServer | undefined;
     let fgaApiUrl = config.OPENFGA_API_URL;
+    let fgaApiToken = config.OPENFGA_API_TOKEN;
     if (!fgaApiUrl) {
       await requireFreePort(config.OPENFGA_HTTP_PORT, '127.0.0.1', 'OPENFGA_HTTP_PORT');
       await requireFreePort(config.OPENFGA_GRPC_PORT, '127.0.0.1', 'OPENFGA_GRPC_PORT');
       openfga = await startOpenFga({
         httpPort: config.OPENFGA_HTTP_PORT,
         grpcPort: config.OPENFGA_GRPC_PORT,
-        ...(config.OPENFGA_DATASTORE_URI ? { datastoreUri: config.OPENFGA_DATASTORE_URI } : {}),
+        datastore: embeddedDatastore(config),
+        // Only this process talks to it: a fresh key each start.
+        presharedKey: 'random',
         log: say,
       });
       cleanups.push(() => openfga!.stop());
       fgaApiUrl = openfga.apiUrl;
+      fgaApiToken = openfga.apiToken;
     }
 
     const model = loadModel();
@@ -76,12 +98,29 @@ async function main(): Promise<void> {
       platformAdmins,
       timeoutMs: config.OPENFGA_TIMEOUT_MS,
       model,
+      apiToken: fgaApiToken,
     }).catch((err: unknown) => {
       throw new StartError(`OpenFGA at ${fgaApiUrl} did not accept the bootstrap: ${err instanceof Error ? err.message : String(err)}`);
     });
 
     const db = await openDb(config.DATABASE_URL ? { url: config.DATABASE_URL } : { pgliteDir: join(config.TIERGATE_DATA_DIR, 'pglite') });
     cleanups.push(() => db.close());
+    await migrateAdmin(db);
+
+    if (config.TIERGATE_START_CHECK !== 'off') {
+      const sentence = await startCheck({
+        db,
+        client: createFgaClient({ apiUrl: fgaApiUrl, storeId: boot.storeId, timeoutMs: Math.max(config.OPENFGA_TIMEOUT_MS, 5000), maxRetry: 3, apiToken: fgaApiToken }),
+        storeName: config.OPENFGA_STORE_ID ?? config.OPENFGA_STORE_NAME,
+        createdStore: boot.createdStore,
+      }).catch((err: unknown) => {
+        throw new StartError(`could not compare the database with OpenFGA at ${fgaApiUrl}: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      if (sentence !== undefined) {
+        if (config.TIERGATE_START_CHECK === 'refuse') throw new StartError(`${sentence}.`);
+        say(`tiergate: warning: ${sentence} (TIERGATE_START_CHECK=warn: starting anyway).`);
+      }
+    }
 
     // The tenant service runs in this process unless an external one is configured;
     // it trusts the gateway's assertion key, read from the gateway's JWKS below.
@@ -109,6 +148,7 @@ async function main(): Promise<void> {
 
     const gateway = await startGateway(config, {
       fgaApiUrl,
+      fgaApiToken,
       storeId: boot.storeId,
       authorizationModelId: boot.authorizationModelId,
       model: model.request,
@@ -120,15 +160,16 @@ async function main(): Promise<void> {
     setUpstreamKeys?.(gateway.assertionJwks);
 
     if (demo) {
-      const { applyDemo } = await import('./cli/apply.js');
-      await applyDemo({ gatewayUrl: gateway.url, file: DEMO_FILE, platformAdmin: DEMO_PLATFORM_ADMIN, config, log: say });
+      await applyDemo({ gatewayUrl: gateway.url, file: DEMO_FILE, platformAdmin: DEMO_PLATFORM_ADMIN, config, log: say }).catch((err: unknown) => {
+        throw err instanceof ApplyError ? new StartError(`the demo could not be loaded: ${err.message}`) : err;
+      });
     }
 
     say(
       [
         `tiergate ready: gateway ${gateway.url} (API ${gateway.url}/api/v1, admin docs ${gateway.url}/admin/v1/docs)`,
         `tenant service ${upstreamUrl}`,
-        `OpenFGA ${fgaApiUrl} (${openfga ? (config.OPENFGA_DATASTORE_URI ? 'postgres' : 'memory') : 'external'}, store ${boot.storeId}, model ${boot.authorizationModelId})`,
+        `OpenFGA ${fgaApiUrl} (${openfga ? describeDatastore(openfga.datastore) : 'external'}, store ${boot.storeId}, model ${boot.authorizationModelId})`,
         `cache ${config.REDIS_URL ? 'in-process + Redis' : 'in-process'}`,
         `db ${config.DATABASE_URL ? 'PostgreSQL' : `PGlite ${join(config.TIERGATE_DATA_DIR, 'pglite')}`}`,
         ...(gateway.metricsUrl ? [`metrics ${gateway.metricsUrl}`] : []),
@@ -137,6 +178,10 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof ConfigError || err instanceof StartError || err instanceof ToolBuildError || err instanceof PolicyError) {
       say(`tiergate: ${err.message}`);
+    } else if ((err as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') {
+      // Free when checked, taken by another process before the listen.
+      const { address, port } = err as NodeJS.ErrnoException & { address?: string; port?: number };
+      say(`tiergate: ${address ?? 'an address'}:${port ?? '?'} was taken by another process while tiergate started: start it again, or choose other ports.`);
     } else {
       say(`tiergate: could not start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }

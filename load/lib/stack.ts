@@ -256,6 +256,8 @@ export class BenchStack {
       METRICS_PORT: String(metricsPort),
       OPENFGA_API_URL: this.fga.apiUrl,
       OPENFGA_STORE_NAME: STORE_NAME,
+      // Replicas on PGlite each have a database of their own, not the store's admin plane.
+      TIERGATE_START_CHECK: 'off',
       TENANT_SERVICE_URL: this.tenantUrl,
       REDIS_URL: this.redis.url,
       CACHE_L1_ENABLED: String(o.l1),

@@ -322,3 +322,21 @@ export async function allOrganizationIds(q: Queryable): Promise<string[]> {
   const r = await q.query<{ id: string }>('select id from admin_organizations order by id collate "C"');
   return r.rows.map((row) => row.id);
 }
+
+/** Every node with its parent columns: what OpenFGA's structural links must say (../fga/reconcile.ts). */
+export async function hierarchyRows(q: Queryable): Promise<{
+  organizations: Array<{ id: string }>;
+  divisions: Array<{ id: string; organizationId: string; parentDivisionId: string | null }>;
+  tenants: Array<{ id: string; divisionId: string }>;
+}> {
+  const o = await q.query<{ id: string }>('select id from admin_organizations');
+  const d = await q.query<{ id: string; organization_id: string; parent_division_id: string | null }>(
+    'select id, organization_id, parent_division_id from admin_divisions',
+  );
+  const t = await q.query<{ id: string; division_id: string }>('select id, division_id from admin_tenants');
+  return {
+    organizations: o.rows.map((r) => ({ id: r.id })),
+    divisions: d.rows.map((r) => ({ id: r.id, organizationId: r.organization_id, parentDivisionId: r.parent_division_id })),
+    tenants: t.rows.map((r) => ({ id: r.id, divisionId: r.division_id })),
+  };
+}

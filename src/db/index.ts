@@ -1,6 +1,6 @@
 // PostgreSQL behind one narrow interface: node-postgres when DATABASE_URL is set,
 // PGlite (embedded, on disk under the data dir, or in memory) otherwise.
-import { mkdirSync } from 'node:fs';
+import { ensurePrivateDir } from '../shared/private-dir.js';
 
 export interface QueryResult<T> {
   rows: T[];
@@ -68,7 +68,7 @@ export async function openDb(opts: OpenDbOptions): Promise<Db> {
     };
   }
   const { PGlite } = await import('@electric-sql/pglite');
-  if (opts.pgliteDir) mkdirSync(opts.pgliteDir, { recursive: true });
+  if (opts.pgliteDir) ensurePrivateDir(opts.pgliteDir);
   const lite = opts.pgliteDir ? new PGlite(opts.pgliteDir) : new PGlite();
   await lite.waitReady;
   return {

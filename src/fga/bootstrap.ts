@@ -17,6 +17,8 @@ export interface BootstrapOptions {
   platformAdmins: string[];
   timeoutMs: number;
   model?: LoadedModel;
+  /** OpenFGA's preshared key, when it requires one. */
+  apiToken?: string | undefined;
 }
 
 export interface BootstrapResult {
@@ -40,7 +42,7 @@ async function findStore(client: OpenFgaClient, name: string): Promise<string | 
 
 export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult> {
   const model = opts.model ?? loadModel();
-  const admin = createFgaClient({ apiUrl: opts.apiUrl, timeoutMs: Math.max(opts.timeoutMs, 5000), maxRetry: 3 });
+  const admin = createFgaClient({ apiUrl: opts.apiUrl, timeoutMs: Math.max(opts.timeoutMs, 5000), maxRetry: 3, apiToken: opts.apiToken });
 
   let storeId = opts.storeId ?? (await findStore(admin, opts.storeName));
   let createdStore = false;
@@ -50,7 +52,7 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
   } else {
     await admin.getStore({ storeId }); // a configured id that does not exist fails here, clearly
   }
-  const client = createFgaClient({ apiUrl: opts.apiUrl, storeId, timeoutMs: Math.max(opts.timeoutMs, 5000), maxRetry: 3 });
+  const client = createFgaClient({ apiUrl: opts.apiUrl, storeId, timeoutMs: Math.max(opts.timeoutMs, 5000), maxRetry: 3, apiToken: opts.apiToken });
 
   // An empty store answers with no model (not an error); any error here is real
   // and must stop the bootstrap rather than write a duplicate model.

@@ -3,7 +3,7 @@
 // of waiting through retries).
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { OpenFgaClient } from '@openfga/sdk';
+import { CredentialsMethod, OpenFgaClient } from '@openfga/sdk';
 
 export interface FgaClientOptions {
   apiUrl: string;
@@ -12,6 +12,8 @@ export interface FgaClientOptions {
   timeoutMs: number;
   /** SDK retries on 429/5xx; 0 on the request path. */
   maxRetry?: number;
+  /** OpenFGA's preshared key (sent as `Authorization: Bearer …`); unset for an OpenFGA without authentication. */
+  apiToken?: string | undefined;
 }
 
 const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 256 });
@@ -24,5 +26,6 @@ export function createFgaClient(opts: FgaClientOptions): OpenFgaClient {
     authorizationModelId: opts.authorizationModelId,
     retryParams: { maxRetry: opts.maxRetry ?? 0, minWaitInMs: 50 },
     baseOptions: { timeout: opts.timeoutMs, httpAgent, httpsAgent },
+    ...(opts.apiToken ? { credentials: { method: CredentialsMethod.ApiToken, config: { token: opts.apiToken } } } : {}),
   });
 }

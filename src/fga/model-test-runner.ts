@@ -68,6 +68,8 @@ export interface ModelTestSession {
 
 export interface ModelTestRunnerOptions {
   timeoutMs?: number;
+  /** OpenFGA's preshared key, when it requires one. */
+  apiToken?: string | undefined;
 }
 
 // OpenFGA's defaults: 100 tuples per write, 50 checks per batch check.
@@ -194,9 +196,9 @@ async function runListObjects(client: OpenFgaClient, modelId: string, test: Mode
 export async function openModelTestSession(file: ModelTestFile, apiUrl: string, opts: ModelTestRunnerOptions = {}): Promise<ModelTestSession> {
   const model = loadFileModel(file);
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const admin = createFgaClient({ apiUrl, timeoutMs, maxRetry: 2 });
+  const admin = createFgaClient({ apiUrl, timeoutMs, maxRetry: 2, apiToken: opts.apiToken });
   const storeId = (await admin.createStore({ name: `model-test-${randomUUID()}` })).id;
-  const client = createFgaClient({ apiUrl, storeId, timeoutMs, maxRetry: 2 });
+  const client = createFgaClient({ apiUrl, storeId, timeoutMs, maxRetry: 2, apiToken: opts.apiToken });
   let modelId: string;
   try {
     modelId = (await client.writeAuthorizationModel(model.request)).authorization_model_id;

@@ -48,6 +48,8 @@ export interface FgaRequestClientOptions {
   timeoutMs: number;
   /** Connections kept to OpenFGA at most (default 128). */
   connections?: number;
+  /** OpenFGA's preshared key (sent as `Authorization: Bearer …`); unset for an OpenFGA without authentication. */
+  apiToken?: string | undefined;
   /** Told about every call: which, whether it got an answer, and its seconds (metrics). */
   onCall?: (call: 'check' | 'read', outcome: 'ok' | 'error', seconds: number) => void;
 }
@@ -65,6 +67,7 @@ export class FgaRequestClient {
   private readonly checkPath: string;
   private readonly readPath: string;
   private readonly onCall: FgaRequestClientOptions['onCall'];
+  private readonly headers: Record<string, string>;
 
   constructor(opts: FgaRequestClientOptions) {
     const url = new URL(opts.apiUrl);
@@ -75,6 +78,7 @@ export class FgaRequestClient {
     this.readPath = `${store}/read`;
     this.timeoutMs = opts.timeoutMs;
     this.onCall = opts.onCall;
+    this.headers = opts.apiToken ? { ...JSON_HEADERS, authorization: `Bearer ${opts.apiToken}` } : JSON_HEADERS;
     this.pool = new Pool(url.origin, { connections: opts.connections ?? 128, connectTimeout: opts.timeoutMs });
   }
 
@@ -128,7 +132,7 @@ export class FgaRequestClient {
     try {
       const answer = exchange.answer(this.timeoutMs);
       try {
-        this.pool.dispatch({ path, method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body) }, exchange);
+        this.pool.dispatch({ path, method: 'POST', headers: this.headers, body: JSON.stringify(body) }, exchange);
       } catch (err) {
         exchange.fail(err);
       }

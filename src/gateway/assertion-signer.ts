@@ -14,7 +14,8 @@
 // profile of cache misses (every miss is a new path, so a new assertion). The token is
 // a plain compact JWS (RFC 7515 §7.1); the upstream still verifies it with jose.
 import { createHash, createPrivateKey, generateKeyPairSync, sign as signBytes, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { ensurePrivateDir, PRIVATE_FILE_MODE } from '../shared/private-dir.js';
 import { dirname } from 'node:path';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
@@ -49,6 +50,8 @@ const REUSE_SPREAD = 0.25;
 
 function loadOrCreateKey(keyFile: string | undefined): { privateKey: KeyObject; publicJwk: JWK } {
   if (keyFile && existsSync(keyFile)) {
+    // A private key others could read is narrowed to this user, not trusted as it was.
+    if (process.platform !== 'win32' && (statSync(keyFile).mode & 0o077) !== 0) chmodSync(keyFile, PRIVATE_FILE_MODE);
     const jwk = JSON.parse(readFileSync(keyFile, 'utf8')) as JWK;
     if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.d !== 'string' || typeof jwk.x !== 'string') {
       throw new Error(`${keyFile} does not hold a private Ed25519 JWK`);
@@ -64,9 +67,9 @@ function loadOrCreateKey(keyFile: string | undefined): { privateKey: KeyObject; 
   publicJwk.alg = ASSERTION_ALG;
   publicJwk.use = 'sig';
   if (keyFile) {
-    mkdirSync(dirname(keyFile), { recursive: true });
+    ensurePrivateDir(dirname(keyFile));
     writeFileSync(keyFile, JSON.stringify({ ...privateKey.export({ format: 'jwk' }), kid: publicJwk.kid, alg: ASSERTION_ALG, use: 'sig' }), {
-      mode: 0o600,
+      mode: PRIVATE_FILE_MODE,
     });
   }
   return { privateKey, publicJwk };

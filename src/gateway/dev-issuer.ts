@@ -6,11 +6,12 @@
 // The folder holds its own `.gitignore` (`*`), so it stays out of git wherever
 // TIERGATE_DATA_DIR points.
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Handler } from 'hono';
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { SUBJECT_ID, type Config } from '../config.js';
+import { ensurePrivateDir } from '../shared/private-dir.js';
 import { configuredIssuers, type TrustedIssuer } from './authenticate.js';
 
 export const DEV_ISSUER = 'tiergate-dev';
@@ -44,7 +45,7 @@ export function devIssuerDir(dataDir: string): string {
 export async function loadOrCreateDevIssuerKeys(dataDir: string): Promise<DevIssuerKeys> {
   const dir = devIssuerDir(dataDir);
   const privateFile = join(dir, 'private.jwk.json');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensurePrivateDir(dir);
   if (!existsSync(join(dir, '.gitignore'))) writeFileSync(join(dir, '.gitignore'), '*\n');
   if (!existsSync(privateFile)) {
     const { privateKey } = await generateKeyPair(DEV_ISSUER_ALG, { crv: 'Ed25519', extractable: true });

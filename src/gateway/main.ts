@@ -25,8 +25,10 @@ import pino, { type Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { migrateAdmin } from '../admin/app.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
-import { openDb } from '../db/index.js';
+import { openDb, type Db } from '../db/index.js';
+import { startCheck } from '../fga/agreement.js';
 import { bootstrap } from '../fga/bootstrap.js';
+import { createFgaClient } from '../fga/client.js';
 import { loadModel } from '../fga/model.js';
 import { withHeapFlags } from '../shared/node-flags.js';
 import { createAssertionSigner } from './assertion-signer.js';
@@ -38,6 +40,7 @@ const CLUSTER_ENV = 'TIERGATE_CLUSTER_BOOT';
 interface ClusterBoot {
   storeId: string;
   authorizationModelId: string;
+  createdStore?: boolean;
 }
 type WorkerMessage = { type: 'tiergate:ready'; url: string } | { type: 'tiergate:failed'; error: string };
 
@@ -60,9 +63,31 @@ async function bootstrapOnce(config: Config, fgaApiUrl: string, model: ReturnTyp
     platformAdmins: config.PLATFORM_ADMINS,
     timeoutMs: config.OPENFGA_TIMEOUT_MS,
     model,
+    apiToken: config.OPENFGA_API_TOKEN,
   });
-  return { storeId: boot.storeId, authorizationModelId: boot.authorizationModelId };
+  return { storeId: boot.storeId, authorizationModelId: boot.authorizationModelId, createdStore: boot.createdStore };
 }
+
+/**
+ * The database and OpenFGA must agree on the hierarchy (TIERGATE_START_CHECK); the
+ * admin tables are migrated first, so a fresh database reads as empty.
+ */
+async function checkAgreement(config: Config, fgaApiUrl: string, boot: ClusterBoot, db: Db, logger: Logger): Promise<void> {
+  if (config.TIERGATE_START_CHECK === 'off') return;
+  await migrateAdmin(db);
+  const sentence = await startCheck({
+    db,
+    client: createFgaClient({ apiUrl: fgaApiUrl, storeId: boot.storeId, timeoutMs: Math.max(config.OPENFGA_TIMEOUT_MS, 5000), maxRetry: 3, apiToken: config.OPENFGA_API_TOKEN }),
+    storeName: config.OPENFGA_STORE_ID ?? config.OPENFGA_STORE_NAME,
+    createdStore: boot.createdStore === true,
+  });
+  if (sentence === undefined) return;
+  if (config.TIERGATE_START_CHECK === 'refuse') throw new StartRefused(`${sentence}.`);
+  logger.warn({ disagreement: sentence }, 'the database and OpenFGA disagree (TIERGATE_START_CHECK=warn: starting anyway)');
+}
+
+/** A start refused for a reason stated in one sentence (no stack trace). */
+class StartRefused extends Error {}
 
 /** One gateway in this process: the single-process mode, and each cluster worker. */
 async function runGateway(config: Config, logger: Logger, boot: ClusterBoot | undefined, worker: boolean): Promise<void> {
@@ -70,6 +95,15 @@ async function runGateway(config: Config, logger: Logger, boot: ClusterBoot | un
   const model = loadModel();
   const pinned = boot ?? (await bootstrapOnce(config, fgaApiUrl, model));
   const db = await openDb(config.DATABASE_URL ? { url: config.DATABASE_URL } : { pgliteDir: join(config.TIERGATE_DATA_DIR, 'pglite') });
+  // A cluster's primary checked before forking.
+  if (!worker) {
+    try {
+      await checkAgreement(config, fgaApiUrl, pinned, db, logger);
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      throw err;
+    }
+  }
   const gateway = await startGateway(config, {
     fgaApiUrl,
     storeId: pinned.storeId,
@@ -120,6 +154,7 @@ async function runPrimary(config: Config, logger: Logger, workers: number): Prom
   const db = await openDb({ url: config.DATABASE_URL });
   try {
     await migrateAdmin(db);
+    await checkAgreement(config, fgaApiUrl, boot, db, logger);
   } finally {
     await db.close();
   }

@@ -28,6 +28,8 @@ import { join } from 'node:path';
 
 export interface GatewayRuntime {
   fgaApiUrl: string;
+  /** OpenFGA's preshared key; default OPENFGA_API_TOKEN (`npm start` passes its embedded OpenFGA's). */
+  fgaApiToken?: string | undefined;
   storeId: string;
   authorizationModelId: string;
   model: Pick<AuthorizationModel, 'type_definitions'>;
@@ -90,18 +92,21 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const metrics = createGatewayMetrics(registry);
   const trustedProxies = new Set(config.TRUSTED_PROXIES);
   const log = rt.logger;
+  const apiToken = rt.fgaApiToken ?? config.OPENFGA_API_TOKEN;
 
   const fga = createFgaClient({
     apiUrl: rt.fgaApiUrl,
     storeId: rt.storeId,
     authorizationModelId: rt.authorizationModelId,
     timeoutMs: config.OPENFGA_TIMEOUT_MS,
+    apiToken,
   });
   // Check and the structural reads: the request path's own client (see ../fga/request-client.ts).
   const api = new FgaRequestClient({
     apiUrl: rt.fgaApiUrl,
     storeId: rt.storeId,
     timeoutMs: config.OPENFGA_TIMEOUT_MS,
+    apiToken,
     onCall: (call, outcome, seconds) => metrics.openfgaDuration.labels(call, outcome).observe(seconds),
   });
   const engine = new OpenFgaAuthorizer({ api, authorizationModelId: rt.authorizationModelId });

@@ -65,6 +65,13 @@ describe('a gateway replica in its own process', () => {
     );
   });
 
+  it('refuses to start when its database lacks the nodes OpenFGA links (TIERGATE_START_CHECK=refuse), in one sentence', async () => {
+    // Its own fresh PGlite has none of acme, d1, t1, t2: the store's links are of nodes it does not have.
+    await expect(startGatewayProcess(s.replicaEnv({ TIERGATE_START_CHECK: 'refuse' }))).rejects.toThrow(
+      /tiergate gateway: OpenFGA store \S+ holds 4 structural links of nodes the database does not have \(first: division:d1#organization@organization:acme\) and holds 2 grants on nodes the database does not have \(first: organization:acme#admin@user:olivia\): run `npm run reconcile`/,
+    );
+  });
+
   it('stop() ends the process and frees its port', async () => {
     expect(await listening(replica.port)).toBe(true);
     await replica.stop();

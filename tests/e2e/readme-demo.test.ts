@@ -137,7 +137,7 @@ describe('the README demo', () => {
   it('prints one ready line with the URLs, on the ports it was given', () => {
     expect(readyLine).toContain(`tiergate ready: gateway http://127.0.0.1:${ports.gateway} (API http://127.0.0.1:${ports.gateway}/api/v1`);
     expect(readyLine).toContain(`tenant service http://127.0.0.1:${ports.tenantService}`);
-    expect(readyLine).toContain(`OpenFGA http://127.0.0.1:${ports.openfgaHttp} (memory`);
+    expect(readyLine).toContain(`OpenFGA http://127.0.0.1:${ports.openfgaHttp} (sqlite ${env.TIERGATE_DATA_DIR}/openfga/openfga.db`);
     expect(readyLine).toContain(`metrics http://127.0.0.1:${ports.metrics}/metrics`);
     expect(openfgaPid, 'the stack runs OpenFGA as its child').toBeDefined();
   });

@@ -12,12 +12,13 @@ import { readFileSync } from 'node:fs';
 const apiUrl = () => inject('openfgaUrl');
 const options = (extra: Partial<BootstrapOptions> = {}): BootstrapOptions => ({
   apiUrl: apiUrl(),
+  apiToken: inject('openfgaToken'),
   storeName: `bootstrap-${randomUUID()}`,
   platformAdmins: [],
   timeoutMs: 5000,
   ...extra,
 });
-const storeClient = (storeId: string): OpenFgaClient => createFgaClient({ apiUrl: apiUrl(), storeId, timeoutMs: 5000 });
+const storeClient = (storeId: string): OpenFgaClient => createFgaClient({ apiUrl: apiUrl(), apiToken: inject('openfgaToken'), storeId, timeoutMs: 5000 });
 
 async function platformAdmins(client: OpenFgaClient): Promise<string[]> {
   const res = await client.read({ relation: 'admin', object: PLATFORM_OBJECT });
@@ -56,6 +57,10 @@ describe('bootstrap', () => {
       { authorizationModelId: result.authorizationModelId },
     );
     expect(check.allowed).toBe(true);
+  });
+
+  it('is refused (401) by the shared OpenFGA without its preshared key: every test client sends it', async () => {
+    await expect(bootstrap(options({ apiToken: undefined }))).rejects.toMatchObject({ statusCode: 401 });
   });
 
   it('second run with the same model writes nothing', async () => {

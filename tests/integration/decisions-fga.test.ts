@@ -65,6 +65,7 @@ describe('FgaRequestClient', () => {
     const calls: Array<[string, string]> = [];
     const api = new FgaRequestClient({
       apiUrl: store.apiUrl,
+      apiToken: store.apiToken,
       storeId: store.storeId,
       timeoutMs: 5000,
       onCall: (call, outcome, seconds) => {
@@ -93,7 +94,7 @@ describe('FgaRequestClient', () => {
   });
 
   it('reads stored tuples page by page, with a continuation token until the last page', async () => {
-    const api = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs: 5000 });
+    const api = new FgaRequestClient({ apiUrl: store.apiUrl, apiToken: store.apiToken, storeId: store.storeId, timeoutMs: 5000 });
     try {
       const first = await api.read({ user: 'division:d2', relation: 'division', object: 'tenant:' }, { pageSize: 1, consistency: 'strong' });
       expect(first.tuples).toHaveLength(1);
@@ -108,8 +109,8 @@ describe('FgaRequestClient', () => {
   });
 
   it('rejects typed: refused question, unknown store, closed port, silent server', async () => {
-    const api = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs: 5000 });
-    const otherStore = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: '01ARZ3NDEKTSV4RRFFQ69G5FAV', timeoutMs: 5000 });
+    const api = new FgaRequestClient({ apiUrl: store.apiUrl, apiToken: store.apiToken, storeId: store.storeId, timeoutMs: 5000 });
+    const otherStore = new FgaRequestClient({ apiUrl: store.apiUrl, apiToken: store.apiToken, storeId: '01ARZ3NDEKTSV4RRFFQ69G5FAV', timeoutMs: 5000 });
     const closed = new FgaRequestClient({ apiUrl: `http://127.0.0.1:${await freePort()}`, storeId: store.storeId, timeoutMs: 5000 });
     const frozen = new FgaRequestClient({ apiUrl: `http://127.0.0.1:${(silent.address() as { port: number }).port}`, storeId: store.storeId, timeoutMs: 200 });
     const single = new FgaRequestClient({ apiUrl: `http://127.0.0.1:${(silent.address() as { port: number }).port}`, storeId: store.storeId, timeoutMs: 200, connections: 1 });
@@ -136,7 +137,7 @@ describe('FgaRequestClient', () => {
       expect(both.map((r) => (r.status === 'rejected' ? (r.reason as { failure?: string }).failure : 'answered'))).toEqual(['timeout', 'timeout']);
       expect(performance.now() - queuedAt).toBeLessThan(3000);
       // A closed client refuses at once, and leaves no timer to reject later.
-      const gone = new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs: 200 });
+      const gone = new FgaRequestClient({ apiUrl: store.apiUrl, apiToken: store.apiToken, storeId: store.storeId, timeoutMs: 200 });
       await gone.close();
       await expect(gone.check(question, store.authorizationModelId, 'strong')).rejects.toMatchObject({ failure: 'unreachable' });
     } finally {

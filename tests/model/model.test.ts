@@ -13,7 +13,7 @@ const files: ModelTestFile[] = discoverModelTestFiles().map(loadModelTestFile);
 describe.each(files.map((f) => [basename(f.path), f] as const))('%s', (_name, file) => {
   let session: ModelTestSession | undefined;
   beforeAll(async () => {
-    session = await openModelTestSession(file, inject('openfgaUrl'));
+    session = await openModelTestSession(file, inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
   });
   afterAll(async () => {
     await session?.close();

@@ -27,7 +27,7 @@ function inlineFile(body: string) {
 
 describe('a deliberately wrong expectation', () => {
   it('is reported exactly: test, user, relation, object, expected and got', async () => {
-    const result = await runModelTestFile(loadModelTestFile(WRONG_FIXTURE), inject('openfgaUrl'));
+    const result = await runModelTestFile(loadModelTestFile(WRONG_FIXTURE), inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
 
     expect(result.failures).toEqual([
       { kind: 'check', test: WRONG_TEST, user: 'user:uma', relation: 'can_write', object: 'agent:t-a/2000', expected: true, got: false },
@@ -62,7 +62,7 @@ tests:
         object: doc:1
         assertions: { viewr: false, viewer: false }
 `);
-    const result = await runModelTestFile(file, inject('openfgaUrl'));
+    const result = await runModelTestFile(file, inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
     expect(result.failures).toHaveLength(1);
     expect(result.failures[0]).toMatchObject({ kind: 'check', relation: 'viewr', expected: false, got: 'error' });
     expect(result.failures[0]?.error).toMatch(/viewr/);
@@ -80,7 +80,7 @@ tests:
         type: doc
         assertions: { viewer: [doc:3, doc:1] }
 `);
-    const result = await runModelTestFile(file, inject('openfgaUrl'));
+    const result = await runModelTestFile(file, inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
     expect(result.failures).toEqual([
       {
         kind: 'list_objects',
@@ -112,7 +112,7 @@ tests:
       - { user: user:anne, object: doc:1, assertions: { viewer: true } }
       - { user: user:bob, object: doc:1, assertions: { viewer: false } }
 `);
-    const session = await openModelTestSession(file, inject('openfgaUrl'));
+    const session = await openModelTestSession(file, inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
     try {
       const first = await session.runTest(file.tests[0]!);
       const second = await session.runTest(file.tests[1]!);

@@ -92,6 +92,7 @@ export async function startReplicaPair(opts: { platformAdmin: string; redisRelay
 
   const base: Record<string, string> = {
     OPENFGA_API_URL: fgaApiUrl,
+    OPENFGA_API_TOKEN: store.apiToken,
     OPENFGA_STORE_ID: store.storeId,
     TENANT_SERVICE_URL: tenantService.url,
     REDIS_URL: relay ? `redis://127.0.0.1:${relay.port}` : redis.url,

@@ -21,9 +21,9 @@ export class CountingAuthorizer implements Authorizer {
   }
 }
 
-export function engineFor(store: Pick<TestStore, 'apiUrl' | 'storeId' | 'authorizationModelId'>, timeoutMs = 5000): OpenFgaAuthorizer {
+export function engineFor(store: Pick<TestStore, 'apiUrl' | 'apiToken' | 'storeId' | 'authorizationModelId'>, timeoutMs = 5000): OpenFgaAuthorizer {
   return new OpenFgaAuthorizer({
-    api: new FgaRequestClient({ apiUrl: store.apiUrl, storeId: store.storeId, timeoutMs }),
+    api: new FgaRequestClient({ apiUrl: store.apiUrl, apiToken: store.apiToken, storeId: store.storeId, timeoutMs }),
     authorizationModelId: store.authorizationModelId,
   });
 }
@@ -36,7 +36,7 @@ export interface Replica {
 }
 
 export async function startReplica(
-  store: Pick<TestStore, 'apiUrl' | 'storeId' | 'authorizationModelId' | 'client' | 'api'>,
+  store: Pick<TestStore, 'apiUrl' | 'apiToken' | 'storeId' | 'authorizationModelId' | 'client' | 'api'>,
   opts: Partial<DecisionCacheOptions> & { engine?: Authorizer } = {},
 ): Promise<Replica> {
   const engine = new CountingAuthorizer(opts.engine ?? engineFor(store));

@@ -9,15 +9,19 @@ import { FgaRequestClient } from '../../src/fga/request-client.js';
 
 export interface TestStore extends BootstrapResult {
   apiUrl: string;
+  /** OpenFGA's preshared key (the shared server's by default); servers without authentication ignore it. */
+  apiToken: string;
   client: OpenFgaClient;
   /** The request-path client (Check, Read) on the same store. */
   api: FgaRequestClient;
 }
 
-export async function createTestStore(opts: { apiUrl?: string; platformAdmins?: string[] } = {}): Promise<TestStore> {
+export async function createTestStore(opts: { apiUrl?: string; apiToken?: string; platformAdmins?: string[] } = {}): Promise<TestStore> {
   const apiUrl = opts.apiUrl ?? inject('openfgaUrl');
+  const apiToken = opts.apiToken ?? inject('openfgaToken');
   const result = await bootstrap({
     apiUrl,
+    apiToken,
     storeName: `test-${randomUUID()}`,
     platformAdmins: opts.platformAdmins ?? [],
     timeoutMs: 5000,
@@ -27,7 +31,8 @@ export async function createTestStore(opts: { apiUrl?: string; platformAdmins?: 
     storeId: result.storeId,
     authorizationModelId: result.authorizationModelId,
     timeoutMs: 5000,
+    apiToken,
   });
-  const api = new FgaRequestClient({ apiUrl, storeId: result.storeId, timeoutMs: 5000 });
-  return { ...result, apiUrl, client, api };
+  const api = new FgaRequestClient({ apiUrl, storeId: result.storeId, timeoutMs: 5000, apiToken });
+  return { ...result, apiUrl, apiToken, client, api };
 }

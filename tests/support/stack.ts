@@ -196,6 +196,7 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
     AUTH_ISSUERS: issuer.authIssuers,
     DEV_ISSUER: 'false',
     OPENFGA_API_URL: fgaApiUrl,
+    OPENFGA_API_TOKEN: store.apiToken,
     OPENFGA_STORE_ID: store.storeId,
     PLATFORM_ADMINS: (opts.platformAdmins ?? []).join(','),
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
@@ -294,7 +295,7 @@ export interface GatewayProcess {
  * and TENANT_SERVICE_URL, and normally OPENFGA_STORE_ID (else it bootstraps a store
  * named OPENFGA_STORE_NAME); `stack.replicaEnv()` gives all of them. Defaults: a
  * fresh TIERGATE_DATA_DIR, GATEWAY_PORT=0 (the port is read from the ready line),
- * METRICS_PORT=0, DEV_ISSUER=false, LOG_LEVEL=info. Resolves once /healthz answers.
+ * METRICS_PORT=0, DEV_ISSUER=false, LOG_LEVEL=info, TIERGATE_START_CHECK=off. Resolves once /healthz answers.
  */
 export async function startGatewayProcess(env: Record<string, string>, opts: { readyTimeoutMs?: number } = {}): Promise<GatewayProcess> {
   for (const required of ['OPENFGA_API_URL', 'TENANT_SERVICE_URL']) {
@@ -309,6 +310,9 @@ export async function startGatewayProcess(env: Record<string, string>, opts: { r
     DEV_ISSUER: 'false',
     LOG_LEVEL: 'info',
     OPENFGA_STORE_NAME: `e2e-${randomUUID()}`,
+    // These gateways serve a store whose hierarchy another process's database holds
+    // (their own database is not its admin plane): nothing to compare at start.
+    TIERGATE_START_CHECK: 'off',
     ...env,
   };
   if (!childEnv.TIERGATE_DATA_DIR && !childEnv.DATABASE_URL) childEnv.TIERGATE_DATA_DIR = tempDir('tiergate-gw-');

@@ -1,0 +1,105 @@
+// `npm start` (src/main.ts) and the npm scripts beside it as child processes on a
+// data folder of the test's own, on free loopback ports: what a user runs, run as
+// they run it. A stack still running at the end of the file gets Ctrl-C (SIGINT),
+// then SIGKILL after 10 s.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll } from 'vitest';
+import { REPO_ROOT } from '../../src/stack/go-tools.js';
+import { freePort } from '../../src/stack/ports.js';
+import { cleanEnv, PARENT_WATCHDOG, waitFor } from './stack.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface NpmStart {
+  process: ChildProcess;
+  /** The `tiergate ready:` line; undefined when the process exited before it. */
+  readyLine: string | undefined;
+  gatewayUrl: string;
+  /** What the process wrote on stderr (its one-line messages). */
+  output(): string;
+  exitCode(): number | null;
+  /** Ctrl-C; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+const running = new Set<NpmStart>();
+
+afterAll(async () => {
+  await Promise.all([...running].map((s) => s.stop()));
+});
+
+/** The environment `npm start` gets: a clean one, this data folder, free ports. */
+export async function npmStartEnv(dataDir: string, extra: Record<string, string> = {}): Promise<NodeJS.ProcessEnv> {
+  return {
+    ...cleanEnv(),
+    TIERGATE_DATA_DIR: dataDir,
+    GATEWAY_PORT: String(await freePort()),
+    TENANT_SERVICE_PORT: String(await freePort()),
+    OPENFGA_HTTP_PORT: String(await freePort()),
+    OPENFGA_GRPC_PORT: String(await freePort()),
+    METRICS_PORT: String(await freePort()),
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
+/**
+ * `npm start [-- args]` (`tsx src/main.ts`; node --import tsx is the same without npm in
+ * between). Resolves once it printed its ready line or exited, whichever comes first.
+ */
+export async function startMain(env: NodeJS.ProcessEnv, args: string[] = [], readyTimeoutMs = 120_000): Promise<NpmStart> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/main.ts', ...args], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  proc.stdout!.resume();
+  proc.stderr!.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString('utf8')).slice(-50_000);
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const gone = () => proc.exitCode !== null || proc.signalCode !== null;
+  const started: NpmStart = {
+    process: proc,
+    readyLine: undefined,
+    gatewayUrl: `http://127.0.0.1:${env.GATEWAY_PORT}`,
+    output: () => stderr,
+    exitCode: () => proc.exitCode,
+    async stop() {
+      running.delete(started);
+      if (!gone()) {
+        proc.kill('SIGINT');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      proc.stdin?.destroy();
+      return proc.exitCode;
+    },
+  };
+  running.add(started);
+  await waitFor(() => stderr.includes('tiergate ready:') || gone(), readyTimeoutMs, 100);
+  if (gone()) await exited;
+  started.readyLine = stderr.split('\n').find((l) => l.startsWith('tiergate ready:'));
+  return started;
+}
+
+export interface ScriptResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `npm run -s <script> -- args` with `env`, as the README runs it. */
+export async function npmRun(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<ScriptResult> {
+  try {
+    const { stdout, stderr } = await execFileAsync('npm', ['run', '-s', script, '--', ...args], { cwd: REPO_ROOT, env, timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
