@@ -155,6 +155,26 @@ const CASES: Case[] = [
     slug: 'override-header',
   })),
 
+  // ---- singleton headers sent twice (sendRaw writes a Host line of its own first)
+  {
+    name: 'two Host headers',
+    line: `GET ${GOOD}`,
+    headers: ['Host: evil.example'],
+    status: 400,
+    slug: 'duplicate-header',
+    check: (res) => expect(res.json['invalid-params']).toEqual([{ name: 'header.host', reason: 'Header sent more than once' }]),
+  },
+  { name: 'two Host headers, the same value', line: `GET ${GOOD}`, headers: ['host: 127.0.0.1'], status: 400, slug: 'duplicate-header' },
+  { name: 'two Host headers on the admin API', line: 'GET /admin/v1/me/tenants', headers: ['Host: evil.example'], status: 400, slug: 'duplicate-header' },
+  {
+    name: 'two Content-Type headers',
+    line: `PUT ${GOOD}`,
+    headers: ['Content-Type: application/json', 'Content-Type: text/plain'],
+    status: 400,
+    slug: 'duplicate-header',
+    check: (res) => expect(res.json.detail).toBe('the content-type header was sent 2 times; send it exactly once'),
+  },
+
   // ---- tokens: Authorization header only, exactly one
   {
     name: 'token in the query string (no Authorization header)',
