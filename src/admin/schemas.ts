@@ -261,6 +261,11 @@ export const AuditEntrySchema = z
     after: z.unknown().nullable(),
     detail: z.unknown().nullable(),
     scope: z.array(z.string()),
+    count: z.number().int().min(1).openapi({
+      description:
+        'How many events the entry stands for. A gateway.deny entry is the first of one principal\'s denials for one policy rule and scope node in one minute (detail.rule, detail.node, detail.minute), and count is how many there were in that minute, over every gateway; 1 for every other entry.',
+      example: 1,
+    }),
   })
   .openapi('AuditEntry');
 export const AuditPage = z.object({ items: z.array(AuditEntrySchema), nextCursor: z.string().nullable() }).openapi('AuditPage');

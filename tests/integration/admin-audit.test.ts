@@ -3,6 +3,7 @@
 // filters and paging, and no way to edit it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordGatewayDenial } from '../../src/admin/app.js';
+import { createDenialAudit, type GatewayDenial } from '../../src/admin/audit.js';
 import { auditRows, createAdminFixture, expectStatus, seedTree, type AdminFixture } from '../support/admin-fixture.js';
 
 let fx: AdminFixture;
@@ -16,6 +17,7 @@ interface Entry {
   scope: string[];
   requestId: string | null;
   detail: unknown;
+  count: number;
 }
 
 /** Every entry `sub` may read, following nextCursor to the end. */
@@ -148,12 +150,18 @@ describe('scoped reads', () => {
     const kinds = entries.map((e) => `${e.action} ${e.actor}`);
     expect(kinds).toContain('gateway.deny user:uma');
     expect(kinds).toContain('role.grant user:tara');
-    expect(entries.find((e) => e.action === 'gateway.deny')!.detail).toEqual({
+    const deny = entries.find((e) => e.action === 'gateway.deny')!;
+    expect(deny.detail).toEqual({
       method: 'PUT',
       path: '/api/v1/tenants/emea-sales/agents/2000',
       status: 403,
       permission: 'can_write',
+      rule: '-',
+      node: 'tenant:emea-sales',
+      minute: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:00\.000Z$/),
     });
+    expect(deny.count).toBe(1);
+    expect(entries.filter((e) => e.action !== 'gateway.deny').every((e) => e.count === 1)).toBe(true);
   });
 
   it('tenant user: no audit rights at all → 403, itself recorded', async () => {
@@ -196,6 +204,96 @@ describe('filters and paging', () => {
     const res = await fx.call('olivia', 'GET', '/audit?outcome=maybe&since=yesterday&cursor=abc&limit=0');
     expectStatus(res, 422);
     expect(res.body['invalid-params'].map((p: { name: string }) => p.name).sort()).toEqual(['query.cursor', 'query.limit', 'query.outcome', 'query.since']);
+  });
+});
+
+describe('gateway denials: one entry per principal, rule, node and minute, with its count', () => {
+  const MINUTE = Date.UTC(2030, 0, 1, 12, 0);
+  const denial = (over: Partial<GatewayDenial> = {}): GatewayDenial => ({
+    actor: 'user:eve',
+    requestId: 'req-eve-1',
+    method: 'GET',
+    path: '/api/v1/tenants/emea-sales/agents/2000',
+    rule: 'agents.read',
+    permission: 'can_read',
+    object: 'agent:emea-sales/2000',
+    scope: { type: 'tenant', id: 'emea-sales' },
+    ...over,
+  });
+  const eveEntries = async () =>
+    (await readAll('olivia', 'actor=eve&action=gateway.deny')).map((e) => ({
+      count: e.count,
+      rule: (e.detail as { rule: string }).rule,
+      node: (e.detail as { node: string }).node,
+      minute: (e.detail as { minute: string }).minute,
+      target: e.target,
+      requestId: e.requestId,
+    }));
+
+  it('two gateways counting the same key in the same minute write one entry carrying the sum of their counts', async () => {
+    let clock = MINUTE + 5_000;
+    const replicas = [0, 1].map(() => createDenialAudit({ db: fx.db, flushMs: 60_000, now: () => clock }));
+    // The first denial each replica saw differs (object, request id); any one of them is the entry.
+    for (let i = 0; i < 300; i++) {
+      clock += 10;
+      replicas[i % 2]!.record(denial({ requestId: `req-eve-${i}`, object: `agent:emea-sales/${2000 + (i % 7)}` }));
+    }
+    // Written concurrently, and one of them twice over (two flushes): still one entry.
+    await Promise.all(replicas.map((r) => r.flush()));
+    replicas[0]!.record(denial({ requestId: 'req-eve-late' }));
+    await replicas[0]!.close();
+    await replicas[1]!.close();
+    const entries = await eveEntries();
+    expect(entries).toEqual([
+      {
+        count: 301,
+        rule: 'agents.read',
+        node: 'tenant:emea-sales',
+        minute: new Date(MINUTE).toISOString(),
+        target: expect.stringMatching(/^agent:emea-sales\/200[0-6]$/),
+        requestId: expect.stringMatching(/^req-eve-[01]$/),
+      },
+    ]);
+  });
+
+  it('another minute, another rule or another node is another entry; direct calls add to the same count', async () => {
+    await recordGatewayDenial(fx.db, denial(), 4, MINUTE + 59_999);
+    await recordGatewayDenial(fx.db, denial(), 2, MINUTE + 60_000);
+    await recordGatewayDenial(fx.db, denial({ rule: 'agents.write', permission: 'can_write' }), 1, MINUTE + 1_000);
+    await recordGatewayDenial(fx.db, denial({ scope: { type: 'tenant', id: 'emea-support' }, object: 'agent:emea-support/1' }), 3, MINUTE + 1_000);
+    const entries = (await eveEntries()).map((e) => `${e.minute} ${e.rule} ${e.node} ${e.count}`).sort();
+    const m0 = new Date(MINUTE).toISOString();
+    const m1 = new Date(MINUTE + 60_000).toISOString();
+    expect(entries).toEqual([
+      `${m0} agents.read tenant:emea-sales 305`,
+      `${m0} agents.read tenant:emea-support 3`,
+      `${m0} agents.write tenant:emea-sales 1`,
+      `${m1} agents.read tenant:emea-sales 2`,
+    ]);
+    // The emea-sales tenant admin sees the denials in her tenant, not those in emea-support.
+    const taras = (await readAll('tara', 'actor=eve')).map((e) => (e.detail as { node: string }).node);
+    expect(new Set(taras)).toEqual(new Set(['tenant:emea-sales']));
+  });
+
+  it('a gateway holds at most maxKeys keys between writes and reports what it dropped', async () => {
+    const lost: number[] = [];
+    const audit = createDenialAudit({ db: fx.db, flushMs: 60_000, maxKeys: 2, now: () => MINUTE + 2 * 60_000, onError: (_e, n) => lost.push(n) });
+    for (const id of ['n1', 'n2', 'n3', 'n4', 'n1']) audit.record(denial({ scope: { type: 'tenant', id } }));
+    await audit.close();
+    expect(lost).toEqual([2]);
+    const nodes = (await fx.db.query<{ node: string; count: string }>(
+      "select node, count from gateway_denial_counts where actor = 'user:eve' and minute = $1::timestamptz order by node",
+      [new Date(MINUTE + 2 * 60_000).toISOString()],
+    )).rows.map((r) => `${r.node} ${r.count}`);
+    expect(nodes).toEqual(['tenant:n1 2', 'tenant:n2 1']);
+  });
+
+  it('counts only grow: the table refuses lowering, re-keying, deleting and truncating', async () => {
+    await expect(fx.db.query("update gateway_denial_counts set count = 1 where actor = 'user:eve'")).rejects.toThrow(/only grows/);
+    await expect(fx.db.query("update gateway_denial_counts set actor = 'user:mallory' where actor = 'user:eve'")).rejects.toThrow(/only grows/);
+    await expect(fx.db.query('delete from gateway_denial_counts')).rejects.toThrow(/only grows/);
+    await expect(fx.db.exec('truncate gateway_denial_counts')).rejects.toThrow(/only grows/);
+    await expect(fx.db.query("update admin_audit set detail = '{}' where action = 'gateway.deny'")).rejects.toThrow(/append-only/);
   });
 });
 
