@@ -6,7 +6,7 @@
 import type { Db, Queryable } from '../db/index.js';
 import type { Scope } from '../gateway/types.js';
 import type { AuditOutcome } from './schemas.js';
-import { ancestorPath } from './store.js';
+import { ancestorPath, idTaken } from './store.js';
 
 /** The platform object as it appears in audit scopes (same value as PLATFORM_OBJECT). */
 export const PLATFORM_SCOPE = 'platform:root';
@@ -67,13 +67,12 @@ const NO_RULE = '-';
  *     from this gateway or any other sharing the database, find it there and add nothing
  *     (a unique index and on conflict do nothing). GET /audit shows the entry with the
  *     minute's count.
- * It is visible to admins of the scope node and of its ancestors.
+ * It is visible to admins of the scope node and of its ancestors (see denialNode).
  */
 export async function recordGatewayDenial(db: Db, d: GatewayDenial, count = 1, atMs = Date.now()): Promise<void> {
-  const node = d.scope ? `${d.scope.type}:${d.scope.id}` : PLATFORM_SCOPE;
+  const { node, scope } = await denialNode(db, d.scope);
   const rule = d.rule ?? NO_RULE;
   const minute = new Date(Math.floor(atMs / MINUTE_MS) * MINUTE_MS).toISOString();
-  const scope = d.scope ? await ancestorPath(db, node) : [PLATFORM_SCOPE];
   await db.transaction(async (tx) => {
     // Counter first, entry second, in every gateway: the same lock order, so no deadlock.
     await tx.query(
@@ -102,6 +101,22 @@ export async function recordGatewayDenial(db: Db, d: GatewayDenial, count = 1, a
       ],
     );
   });
+}
+
+/**
+ * The node a denial is audited under and its ancestor path. A node that does not exist
+ * (any well-formed id can be asked for) is audited at the platform, so made-up ids
+ * neither add an entry each nor go unseen: platform admins read them, one entry per
+ * principal, rule and minute.
+ */
+async function denialNode(db: Queryable, s: Scope | undefined): Promise<{ node: string; scope: string[] }> {
+  const platform = { node: PLATFORM_SCOPE, scope: [PLATFORM_SCOPE] };
+  if (s === undefined) return platform;
+  const ref = `${s.type}:${s.id}`;
+  if (s.type === 'organization') return (await idTaken(db, 'organization', s.id)) ? { node: ref, scope: [ref] } : platform;
+  // An existing division or tenant has its organization above it; an unknown one is [ref] alone.
+  const path = await ancestorPath(db, ref);
+  return path.length > 1 ? { node: ref, scope: path } : platform;
 }
 
 export interface DenialAuditOptions {
@@ -139,10 +154,21 @@ export function createDenialAudit(opts: DenialAuditOptions): DenialAudit {
   let pending = new Map<string, Pending>();
   let dropped = 0;
   let timer: NodeJS.Timeout | undefined;
-  let writing: Promise<void> = Promise.resolve();
+  // The write in progress: one at a time, and none is queued behind it. While it runs,
+  // denials go on being counted (in at most maxKeys keys) and are written after it.
+  let writing: Promise<void> | undefined;
+
+  function schedule(): void {
+    if (timer !== undefined || writing !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void flush();
+    }, flushMs);
+    timer.unref();
+  }
 
   async function write(batch: Map<string, Pending>, lost: number): Promise<void> {
-    if (lost > 0) onError(new Error(`${lost} gateway denials not audited: more than ${maxKeys} distinct keys within ${flushMs} ms`), lost);
+    if (lost > 0) onError(new Error(`${lost} gateway denials not audited: more than ${maxKeys} distinct keys between two writes`), lost);
     for (const p of batch.values()) {
       try {
         await recordGatewayDenial(opts.db, p.denial, p.count, p.atMs);
@@ -152,16 +178,20 @@ export function createDenialAudit(opts: DenialAuditOptions): DenialAudit {
     }
   }
 
-  function flush(): Promise<void> {
+  async function flush(): Promise<void> {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
+    while (writing !== undefined) await writing;
+    if (pending.size === 0 && dropped === 0) return;
     const batch = pending;
     const lost = dropped;
     pending = new Map();
     dropped = 0;
-    // One write at a time, in order: a later batch's entry never precedes an earlier one.
-    writing = writing.then(() => write(batch, lost));
-    return writing;
+    writing = write(batch, lost).finally(() => {
+      writing = undefined;
+      if (pending.size > 0 || dropped > 0) schedule();
+    });
+    await writing;
   }
 
   return {
@@ -180,10 +210,7 @@ export function createDenialAudit(opts: DenialAuditOptions): DenialAudit {
         return;
       }
       pending.set(key, { denial: d, atMs, count: 1 });
-      if (timer === undefined) {
-        timer = setTimeout(() => void flush(), flushMs);
-        timer.unref();
-      }
+      schedule();
     },
     flush,
     async close() {

@@ -275,17 +275,31 @@ describe('gateway denials: one entry per principal, rule, node and minute, with 
     expect(new Set(taras)).toEqual(new Set(['tenant:emea-sales']));
   });
 
+  it('denials on nodes that do not exist are audited at the platform: one entry per rule and minute, whatever the ids', async () => {
+    const at = MINUTE + 3 * 60_000;
+    const audit = createDenialAudit({ db: fx.db, flushMs: 60_000, now: () => at });
+    for (let i = 0; i < 50; i++) audit.record(denial({ actor: 'user:probe', scope: { type: 'tenant', id: `ghost-${i}` }, path: `/api/v1/tenants/ghost-${i}/agents/1` }));
+    audit.record(denial({ actor: 'user:probe', scope: { type: 'division', id: 'ghost-d' } }));
+    audit.record(denial({ actor: 'user:probe', scope: { type: 'organization', id: 'ghost-o' } }));
+    audit.record(denial({ actor: 'user:probe', rule: 'divisions.report', scope: { type: 'organization', id: 'acme' } }));
+    await audit.close();
+    const seen = (entries: Entry[]) => entries.map((e) => `${(e.detail as { rule: string }).rule} ${(e.detail as { node: string }).node} ${e.count} ${e.scope.join(',')}`).sort();
+    expect(seen(await readAll('pat', 'actor=probe'))).toEqual(['agents.read platform:root 52 platform:root']);
+    // The organization that exists keeps its own entry, for its admins.
+    expect(seen(await readAll('olivia', 'actor=probe'))).toEqual(['divisions.report organization:acme 1 organization:acme']);
+  });
+
   it('a gateway holds at most maxKeys keys between writes and reports what it dropped', async () => {
     const lost: number[] = [];
     const audit = createDenialAudit({ db: fx.db, flushMs: 60_000, maxKeys: 2, now: () => MINUTE + 2 * 60_000, onError: (_e, n) => lost.push(n) });
-    for (const id of ['n1', 'n2', 'n3', 'n4', 'n1']) audit.record(denial({ scope: { type: 'tenant', id } }));
+    for (const id of ['emea-sales', 'emea-support', 'north-sales', 'apac-sales', 'emea-sales']) audit.record(denial({ scope: { type: 'tenant', id } }));
     await audit.close();
     expect(lost).toEqual([2]);
     const nodes = (await fx.db.query<{ node: string; count: string }>(
       "select node, count from gateway_denial_counts where actor = 'user:eve' and minute = $1::timestamptz order by node",
       [new Date(MINUTE + 2 * 60_000).toISOString()],
     )).rows.map((r) => `${r.node} ${r.count}`);
-    expect(nodes).toEqual(['tenant:n1 2', 'tenant:n2 1']);
+    expect(nodes).toEqual(['tenant:emea-sales 2', 'tenant:emea-support 1']);
   });
 
   it('counts only grow: the table refuses lowering, re-keying, deleting and truncating', async () => {
