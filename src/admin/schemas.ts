@@ -238,7 +238,8 @@ export const AuditQuery = z
   .strictObject({
     actor: UserRef.optional(),
     action: z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'must be an action name such as division.create').optional(),
-    target: z.string().min(3).max(200).optional(),
+    // Compared as text in PostgreSQL, which refuses NUL (a 500): control characters are refused here.
+    target: z.string().min(3).max(200).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters').optional(),
     /** Only entries about this node or anything beneath it. */
     under: z.string().regex(/^(platform|organization|division|tenant):[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/).optional(),
     outcome: z.enum(AUDIT_OUTCOMES).optional(),

@@ -201,9 +201,9 @@ describe('filters and paging', () => {
   });
 
   it('rejects bad filters field by field', async () => {
-    const res = await fx.call('olivia', 'GET', '/audit?outcome=maybe&since=yesterday&cursor=abc&limit=0');
+    const res = await fx.call('olivia', 'GET', '/audit?outcome=maybe&since=yesterday&cursor=abc&limit=0&target=a%00bc');
     expectStatus(res, 422);
-    expect(res.body['invalid-params'].map((p: { name: string }) => p.name).sort()).toEqual(['query.cursor', 'query.limit', 'query.outcome', 'query.since']);
+    expect(res.body['invalid-params'].map((p: { name: string }) => p.name).sort()).toEqual(['query.cursor', 'query.limit', 'query.outcome', 'query.since', 'query.target']);
   });
 });
 
