@@ -4,9 +4,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordGatewayDenial } from '../../src/admin/app.js';
 import { createDenialAudit, type GatewayDenial } from '../../src/admin/audit.js';
+import type { Db } from '../../src/db/index.js';
 import { auditRows, createAdminFixture, expectStatus, seedTree, type AdminFixture } from '../support/admin-fixture.js';
 
 let fx: AdminFixture;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Entry {
   seq: string;
@@ -300,6 +302,48 @@ describe('gateway denials: one entry per principal, rule, node and minute, with 
       [new Date(MINUTE + 2 * 60_000).toISOString()],
     )).rows.map((r) => `${r.node} ${r.count}`);
     expect(nodes).toEqual(['tenant:emea-sales 2', 'tenant:emea-support 1']);
+  });
+
+  it('writes one batch at a time: denials counted during a slow write wait for it, none is written twice or queued per flush', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let transactions = 0;
+    let inFlight = 0;
+    let maxInFlight = 0;
+    // The real database, with its transactions held at a gate (a slow database).
+    const slow: Db = {
+      ...fx.db,
+      query: (sql, params) => fx.db.query(sql, params),
+      exec: (sql) => fx.db.exec(sql),
+      transaction: async (fn) => {
+        transactions++;
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        try {
+          await gate;
+          return await fx.db.transaction(fn);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const at = MINUTE + 4 * 60_000;
+    const audit = createDenialAudit({ db: slow, flushMs: 5, now: () => at });
+    audit.record(denial({ actor: 'user:slowpoke' }));
+    await sleep(50); // the timer fired: the first write waits at the gate
+    expect(transactions).toBe(1);
+    // Two groups, many timer periods apart: with a write queued per period they would be two more writes.
+    for (let i = 0; i < 250; i++) audit.record(denial({ actor: 'user:slowpoke' }));
+    await sleep(50);
+    for (let i = 0; i < 250; i++) audit.record(denial({ actor: 'user:slowpoke' }));
+    await sleep(50);
+    expect(transactions).toBe(1);
+    release();
+    await audit.close();
+    expect(maxInFlight).toBe(1);
+    expect(transactions).toBe(2);
+    const rows = await fx.db.query<{ count: string }>("select count from gateway_denial_counts where actor = 'user:slowpoke'");
+    expect(rows.rows.map((r) => Number(r.count))).toEqual([501]);
   });
 
   it('counts only grow: the table refuses lowering, re-keying, deleting and truncating', async () => {
