@@ -11,10 +11,11 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/index.js';
 import type { DecisionInvalidator, GatewayEnv } from '../gateway/types.js';
 import { bodyLimitWhenBody } from '../shared/body-limit.js';
+import { parseJsonBody } from '../shared/json-body.js';
 import { problem, problemResponse } from '../shared/problem.js';
 import type { AdminRuntime } from './action.js';
 import { createEngine } from './engine.js';
-import { issuesToInvalidParams, renderError, TARGET_LOCATION, validationProblem } from './errors.js';
+import { issuesToInvalidParams, locationOf, renderError, TARGET_LOCATION, validationProblem } from './errors.js';
 import { registerAuditRoutes } from './routes/audit.js';
 import { registerBreakGlassRoutes } from './routes/break-glass.js';
 import { registerCheckRoutes } from './routes/check.js';
@@ -47,6 +48,33 @@ export interface AdminDeps {
   /** Largest accepted request body (default 256 KiB). */
   maxBodyBytes?: number;
 }
+
+// The media types zod-openapi's body validator parses as JSON (hono's validator test).
+const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
+
+/**
+ * Reads a JSON body once, strictly (src/shared/json-body.ts), before any route sees it:
+ * invalid UTF-8, invalid JSON or a lone surrogate anywhere is a 400 and no handler runs.
+ * The validators then parse the same, checked bytes: hono keeps the body read here.
+ */
+const strictJsonBody: MiddlewareHandler<GatewayEnv> = async (c, next) => {
+  const contentType = c.req.header('content-type');
+  if (contentType === undefined || !JSON_MEDIA_TYPE.test(contentType.split(';')[0]!.trim())) return next();
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  // No body: the route's validator says whether one was required.
+  if (bytes.length === 0) return next();
+  const parsed = parseJsonBody(bytes);
+  if (!parsed.ok) {
+    return problemResponse(
+      problem(400, 'invalid-json', 'Invalid JSON body', {
+        detail: `${parsed.detail}; nothing was changed`,
+        requestId: c.get('requestId'),
+        ...(parsed.at ? { 'invalid-params': [{ name: locationOf('body', parsed.at.path), reason: parsed.at.reason }] } : {}),
+      }),
+    );
+  }
+  return next();
+};
 
 export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
   const basePath = deps.basePath ?? ADMIN_BASE_PATH;
@@ -106,6 +134,8 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
         ),
     }),
   );
+
+  app.use('*', strictJsonBody);
 
   registerHierarchyRoutes(app, rt);
   registerRoleRoutes(app, rt);

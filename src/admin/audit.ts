@@ -1,11 +1,12 @@
 // The append-only audit trail: every admin change, every denied or failed admin
-// attempt, and (through recordGatewayDenial) every denied gateway request.
+// attempt, and (through recordGatewayDenial) the gateway's denials, one entry per
+// principal, rule, scope node and minute with the minute's count.
 // Each entry stores the target's ancestor path (`scope`), so "what may this
 // reader see" is an array-overlap query, not a graph walk.
-import type { Queryable } from '../db/index.js';
+import type { Db, Queryable } from '../db/index.js';
 import type { Scope } from '../gateway/types.js';
 import type { AuditOutcome } from './schemas.js';
-import { ancestorPath } from './store.js';
+import { ancestorPath, idTaken } from './store.js';
 
 /** The platform object as it appears in audit scopes (same value as PLATFORM_OBJECT). */
 export const PLATFORM_SCOPE = 'platform:root';
@@ -39,6 +40,8 @@ export interface GatewayDenial {
   method: string;
   /** The canonical path that was refused. */
   path: string;
+  /** The id of the policy rule that matched (policy/routes.yaml), when one did. */
+  rule?: string;
   /** The permission the policy required (e.g. `can_write`), when a rule matched. */
   permission?: string;
   /** The OpenFGA object checked (e.g. `agent:acme-sales/2000`). */
@@ -49,27 +52,171 @@ export interface GatewayDenial {
   status?: number;
 }
 
+const MINUTE_MS = 60_000;
+
+/** The rule recorded for a denial that matched none (and so named no permission). */
+const NO_RULE = '-';
+
 /**
- * Appends one `gateway.deny` entry. The lead's gateway calls this for every denied
- * request; it is visible to admins of the scope node and of its ancestors.
+ * Records `count` denials of one principal for one rule and scope node in the minute of
+ * `atMs` (the gateway's clock when they were denied). Denials are audited per minute,
+ * not per request, so a caller cannot grow the trail without bound:
+ *   - gateway_denial_counts (minute, actor, rule, node) gets `count` added;
+ *   - the first call for that key and minute appends the one `gateway.deny` entry
+ *     (request id, method, path and object of the first denial seen); later calls,
+ *     from this gateway or any other sharing the database, find it there and add nothing
+ *     (a unique index and on conflict do nothing). GET /audit shows the entry with the
+ *     minute's count.
+ * It is visible to admins of the scope node and of its ancestors (see denialNode).
  */
-export async function recordGatewayDenial(db: Queryable, d: GatewayDenial): Promise<void> {
-  const scopeRef = d.scope ? `${d.scope.type}:${d.scope.id}` : undefined;
-  const scope = scopeRef ? await ancestorPath(db, scopeRef) : [PLATFORM_SCOPE];
-  await recordAudit(db, {
-    actor: d.actor,
-    action: 'gateway.deny',
-    target: d.object ?? d.path,
-    scope,
-    outcome: 'denied',
-    requestId: d.requestId,
-    detail: {
-      method: d.method,
-      path: d.path,
-      status: d.status ?? 403,
-      ...(d.permission ? { permission: d.permission } : {}),
-    },
+export async function recordGatewayDenial(db: Db, d: GatewayDenial, count = 1, atMs = Date.now()): Promise<void> {
+  const { node, scope } = await denialNode(db, d.scope);
+  const rule = d.rule ?? NO_RULE;
+  const minute = new Date(Math.floor(atMs / MINUTE_MS) * MINUTE_MS).toISOString();
+  await db.transaction(async (tx) => {
+    // Counter first, entry second, in every gateway: the same lock order, so no deadlock.
+    await tx.query(
+      `insert into gateway_denial_counts (minute, actor, rule, node, count) values ($1::timestamptz, $2, $3, $4, $5)
+       on conflict (minute, actor, rule, node) do update set count = gateway_denial_counts.count + excluded.count`,
+      [minute, d.actor, rule, node, count],
+    );
+    await tx.query(
+      `insert into admin_audit (actor, action, target, scope, outcome, request_id, detail)
+       values ($1, 'gateway.deny', $2, $3::text[], 'denied', $4, $5::jsonb)
+       on conflict do nothing`,
+      [
+        d.actor,
+        d.object ?? d.path,
+        [...new Set(scope)],
+        d.requestId ?? null,
+        JSON.stringify({
+          method: d.method,
+          path: d.path,
+          status: d.status ?? 403,
+          ...(d.permission ? { permission: d.permission } : {}),
+          rule,
+          node,
+          minute,
+        }),
+      ],
+    );
   });
+}
+
+/**
+ * The node a denial is audited under and its ancestor path. A node that does not exist
+ * (any well-formed id can be asked for) is audited at the platform, so made-up ids
+ * neither add an entry each nor go unseen: platform admins read them, one entry per
+ * principal, rule and minute.
+ */
+async function denialNode(db: Queryable, s: Scope | undefined): Promise<{ node: string; scope: string[] }> {
+  const platform = { node: PLATFORM_SCOPE, scope: [PLATFORM_SCOPE] };
+  if (s === undefined) return platform;
+  const ref = `${s.type}:${s.id}`;
+  if (s.type === 'organization') return (await idTaken(db, 'organization', s.id)) ? { node: ref, scope: [ref] } : platform;
+  // An existing division or tenant has its organization above it; an unknown one is [ref] alone.
+  const path = await ancestorPath(db, ref);
+  return path.length > 1 ? { node: ref, scope: path } : platform;
+}
+
+export interface DenialAuditOptions {
+  db: Db;
+  /** How long denials are counted in memory before they are written (ms). */
+  flushMs?: number;
+  /** Distinct (minute, principal, rule, node) keys held between writes; denials of further keys are dropped and reported. */
+  maxKeys?: number;
+  /** Clock in ms since the epoch; tests move it. */
+  now?: () => number;
+  /** A write that failed (its denials are lost), or denials dropped because maxKeys was reached. */
+  onError?: (err: unknown, lost: number) => void;
+}
+
+export interface DenialAudit {
+  /** Counts one denial; never waits and never throws (the refusal is not delayed). */
+  record(d: GatewayDenial): void;
+  /** Writes what has been counted so far. */
+  flush(): Promise<void>;
+  /** Stops the timer and writes what is left. */
+  close(): Promise<void>;
+}
+
+/**
+ * The gateway's side of recordGatewayDenial: denials are counted in memory per key and
+ * minute and written once per `flushMs`, so a flood of refused requests costs a map
+ * lookup each and one small transaction per key and second, not a database write each.
+ */
+export function createDenialAudit(opts: DenialAuditOptions): DenialAudit {
+  const flushMs = opts.flushMs ?? 1000;
+  const maxKeys = opts.maxKeys ?? 10_000;
+  const now = opts.now ?? Date.now;
+  const onError = opts.onError ?? (() => undefined);
+  type Pending = { denial: GatewayDenial; atMs: number; count: number };
+  let pending = new Map<string, Pending>();
+  let dropped = 0;
+  let timer: NodeJS.Timeout | undefined;
+  // The write in progress: one at a time, and none is queued behind it. While it runs,
+  // denials go on being counted (in at most maxKeys keys) and are written after it.
+  let writing: Promise<void> | undefined;
+
+  function schedule(): void {
+    if (timer !== undefined || writing !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void flush();
+    }, flushMs);
+    timer.unref();
+  }
+
+  async function write(batch: Map<string, Pending>, lost: number): Promise<void> {
+    if (lost > 0) onError(new Error(`${lost} gateway denials not audited: more than ${maxKeys} distinct keys between two writes`), lost);
+    for (const p of batch.values()) {
+      try {
+        await recordGatewayDenial(opts.db, p.denial, p.count, p.atMs);
+      } catch (err) {
+        onError(err, p.count);
+      }
+    }
+  }
+
+  async function flush(): Promise<void> {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    while (writing !== undefined) await writing;
+    if (pending.size === 0 && dropped === 0) return;
+    const batch = pending;
+    const lost = dropped;
+    pending = new Map();
+    dropped = 0;
+    writing = write(batch, lost).finally(() => {
+      writing = undefined;
+      if (pending.size > 0 || dropped > 0) schedule();
+    });
+    await writing;
+  }
+
+  return {
+    record(d) {
+      const atMs = now();
+      const minute = Math.floor(atMs / MINUTE_MS);
+      // Ids, rule ids and subjects hold no NUL, so NUL separates unambiguously.
+      const key = `${minute}\0${d.actor}\0${d.rule ?? NO_RULE}\0${d.scope?.type ?? ''}\0${d.scope?.id ?? ''}`;
+      const hit = pending.get(key);
+      if (hit !== undefined) {
+        hit.count++;
+        return;
+      }
+      if (pending.size >= maxKeys) {
+        dropped++;
+        return;
+      }
+      pending.set(key, { denial: d, atMs, count: 1 });
+      schedule();
+    },
+    flush,
+    async close() {
+      await flush();
+    },
+  };
 }
 
 export interface AuditFilter {
@@ -99,6 +246,8 @@ export interface AuditRow {
   after: unknown;
   detail: unknown;
   scope: string[];
+  /** Denials a gateway.deny entry stands for (its key's count in its minute); 1 for every other entry. */
+  count: number;
 }
 
 /** Newest first, `limit` per page; `nextCursor` is the last seq when more may follow. */
@@ -130,8 +279,14 @@ export async function queryAudit(q: Queryable, f: AuditFilter): Promise<{ items:
     after: unknown;
     detail: unknown;
     scope: string[];
+    denials: string | number | null;
   }>(
-    `select seq, at, actor, action, target, outcome, request_id, before, after, detail, scope
+    `select seq, at, actor, action, target, outcome, request_id, before, after, detail, scope,
+            case when action = 'gateway.deny' then
+              (select g.count from gateway_denial_counts g
+               where g.minute = (admin_audit.detail->>'minute')::timestamptz and g.actor = admin_audit.actor
+                 and g.rule = admin_audit.detail->>'rule' and g.node = admin_audit.detail->>'node')
+            end as denials
      from admin_audit where ${where.join(' and ')} order by seq desc limit $${params.length}`,
     params,
   );
@@ -147,6 +302,8 @@ export async function queryAudit(q: Queryable, f: AuditFilter): Promise<{ items:
     after: parseJson(row.after),
     detail: parseJson(row.detail),
     scope: row.scope,
+    // Entries without a count row (other actions, denials recorded one by one before counting) stand for one.
+    count: row.denials === null || row.denials === undefined ? 1 : Number(row.denials),
   }));
   const more = r.rows.length > f.limit;
   return { items: rows, nextCursor: more && rows.length > 0 ? rows[rows.length - 1]!.seq : null };

@@ -71,12 +71,18 @@ function isNetworkError(err: unknown): boolean {
   return typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|ECONNABORTED|ERR_SOCKET|UND_ERR)/.test(code);
 }
 
+/** A location and a path in it → `body.writes[3].relation`. */
+export function locationOf(location: string, path: readonly PropertyKey[]): string {
+  let name = location;
+  for (const seg of path) name += typeof seg === 'number' ? `[${seg}]` : `.${String(seg)}`;
+  return name;
+}
+
 /** Zod issue path → `body.writes[3].relation`, `path.tenantId`, `query.limit`. */
 export function issuesToInvalidParams(location: string, error: ZodError): InvalidParam[] {
   const out: InvalidParam[] = [];
   for (const issue of error.issues) {
-    let name = location;
-    for (const seg of issue.path) name += typeof seg === 'number' ? `[${seg}]` : `.${String(seg)}`;
+    const name = locationOf(location, issue.path);
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) out.push({ name: `${name}.${key}`, reason: 'unknown field' });
     } else {

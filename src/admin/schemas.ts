@@ -263,7 +263,8 @@ export const AuditQuery = z
   .strictObject({
     actor: UserRef.optional(),
     action: z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'must be an action name such as division.create').optional(),
-    target: z.string().min(3).max(200).optional(),
+    // Compared as text in PostgreSQL, which refuses NUL (a 500): control characters are refused here.
+    target: z.string().min(3).max(200).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters').optional(),
     /** Only entries about this node or anything beneath it. */
     under: z.string().regex(/^(platform|organization|division|tenant):[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/).optional(),
     outcome: z.enum(AUDIT_OUTCOMES).optional(),
@@ -286,6 +287,11 @@ export const AuditEntrySchema = z
     after: z.unknown().nullable(),
     detail: z.unknown().nullable(),
     scope: z.array(z.string()),
+    count: z.number().int().min(1).openapi({
+      description:
+        'How many events the entry stands for. A gateway.deny entry is the first of one principal\'s denials for one policy rule and scope node in one minute (detail.rule, detail.node, detail.minute), and count is how many there were in that minute, over every gateway; 1 for every other entry.',
+      example: 1,
+    }),
   })
   .openapi('AuditEntry');
 export const AuditPage = z.object({ items: z.array(AuditEntrySchema), nextCursor: z.string().nullable() }).openapi('AuditPage');

@@ -112,6 +112,43 @@ export const ADMIN_MIGRATIONS: Migration[] = [
       on conflict (kind, id) do nothing;
     `,
   },
+  {
+    version: 3,
+    name: 'gateway denials counted per minute',
+    sql: `
+      -- Denied gateway requests per (minute, principal, policy rule, scope node). Every
+      -- gateway adds what it counted (insert ... on conflict do update), so the sum is
+      -- right however many replicas share the database. A count only grows.
+      create table gateway_denial_counts (
+        minute timestamptz not null,
+        actor text not null,
+        rule text not null,
+        node text not null,
+        count bigint not null check (count > 0),
+        primary key (minute, actor, rule, node)
+      );
+      create function gateway_denial_counts_grow_only() returns trigger language plpgsql as $$
+        begin
+          if tg_op = 'UPDATE' then
+            if (new.minute, new.actor, new.rule, new.node) = (old.minute, old.actor, old.rule, old.node) and new.count >= old.count then
+              return new;
+            end if;
+          end if;
+          raise exception 'gateway_denial_counts only grows: % refused', tg_op;
+        end
+      $$;
+      create trigger gateway_denial_counts_grow_only before update or delete on gateway_denial_counts
+        for each row execute function gateway_denial_counts_grow_only();
+      create trigger gateway_denial_counts_no_truncate before truncate on gateway_denial_counts
+        for each statement execute function gateway_denial_counts_grow_only();
+      -- At most one gateway.deny audit entry per key and minute: replicas insert it with
+      -- on conflict do nothing. The key is kept in the entry's detail (->> is immutable,
+      -- so it can be indexed; date_trunc on a timestamptz is not). Entries written before
+      -- this migration have no key there and never conflict.
+      create unique index admin_audit_gateway_deny_once on admin_audit
+        ((detail->>'minute'), actor, (detail->>'rule'), (detail->>'node')) where action = 'gateway.deny';
+    `,
+  },
 ];
 
 /** Creates or upgrades the admin tables (idempotent). */

@@ -11,7 +11,10 @@
 //   (asymmetric only; the config schema has no `none`/HS*), and key sets refuse
 //   secret keys. `jku`, `x5u` and an embedded `jwk` header are never read: keys
 //   come only from the issuer's configured JWKS.
-// - `exp` is required; `iss`, `aud`, `exp`, `nbf` are checked with the clock tolerance.
+// - `exp` is required; `iss`, `aud`, `exp`, `nbf` are checked with the clock tolerance;
+//   `exp`, `nbf` and `iat` must be finite numbers. `sub` is required and must be a
+//   non-empty string matching SUBJECT_ID. A refused token is never cached, so no
+//   principal (and no assertion) is ever made from it.
 // - Remote JWKS: jose's createRemoteJWKSet caches the set (cacheMaxAge), refetches
 //   on an unknown `kid` at most once per cooldown, and shares one in-flight fetch
 //   between concurrent callers (single-flight; see its `reload`), so nothing is
@@ -22,7 +25,7 @@
 import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { MiddlewareHandler } from 'hono';
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { SUBJECT_ID, type Config, type IssuerConfig } from '../config.js';
 import { incomingOf, rawHeaderCount } from '../shared/node-incoming.js';
@@ -134,9 +137,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     } catch (err) {
       throw toAuthError(err);
     }
-    const sub = payload.sub!;
-    if (!SUBJECT_ID.test(sub)) throw new AuthError(401, 'subject not acceptable');
-    return { subject: `user:${sub}`, sub, issuer: issuer.issuer, expiresAt: payload.exp! };
+    return principalOf(payload, issuer.issuer);
   }
 
   const counts = { cached: 0, verified: 0, failed: 0 };
@@ -166,11 +167,33 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
   };
 }
 
+/** The time claims jose checks the type of (a number) but not its finiteness. */
+const TIME_CLAIMS = ['exp', 'nbf', 'iat'] as const;
+
+/**
+ * What jose leaves to the caller: it checks `sub` is present but not that it is a
+ * string (`["tom"]` would pass SUBJECT_ID as "tom"), and the time claims are numbers
+ * but not that they are finite (`1e309` parses as Infinity, a token that never expires).
+ */
+function principalOf(payload: JWTPayload, issuer: string): Principal {
+  for (const claim of TIME_CLAIMS) {
+    const value = payload[claim];
+    if (value !== undefined && !Number.isFinite(value)) throw new AuthError(401, `${claim} claim must be a finite number`);
+  }
+  const sub: unknown = payload.sub;
+  if (typeof sub !== 'string') throw new AuthError(401, 'sub claim must be a string');
+  if (sub === '') throw new AuthError(401, 'sub claim is empty');
+  if (!SUBJECT_ID.test(sub)) throw new AuthError(401, 'subject not acceptable');
+  return { subject: `user:${sub}`, sub, issuer, expiresAt: payload.exp! };
+}
+
 /** jose's error → what the client is told. Only token faults are 401. */
 function toAuthError(err: unknown): AuthError {
   if (err instanceof errors.JWTExpired) return new AuthError(401, 'token expired');
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.reason === 'missing') return new AuthError(401, `token has no ${claimName(err.claim)} claim`);
+    // jose's only `invalid` reason: a time claim (exp, nbf, iat) that is not a number.
+    if (err.reason === 'invalid') return new AuthError(401, `${claimName(err.claim)} claim must be a number`);
     if (err.claim === 'nbf') return new AuthError(401, 'token not yet valid');
     if (err.claim === 'aud') return new AuthError(401, 'audience not accepted');
     return new AuthError(401, `${claimName(err.claim)} claim not accepted`);

@@ -9,6 +9,8 @@ import type { Authorizer, Decision, GatewayEnv, Scope } from './types.js';
 export interface DeniedRequest {
   requestId: string;
   subject: string;
+  /** The id of the policy rule that matched. */
+  rule: string;
   permission: string;
   object: string;
   scope: Scope;
@@ -59,6 +61,7 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
       opts.onDenied?.({
         requestId: c.get('requestId'),
         subject: principal.subject,
+        rule: policy.ruleId,
         permission: policy.permission,
         object: policy.object,
         scope: policy.scope,

@@ -11,6 +11,7 @@
 //     trailing `/`), a fragment, malformed `%` escapes, any character outside the
 //     safe segment set below, a path longer than MAX_PATH_LENGTH, headers larger
 //     than MAX_HEADER_BYTES in total;
+//   - a Host or Content-Type header sent more than once (checkHeaders);
 //   - method- and URL-override headers (X-HTTP-Method-Override, X-HTTP-Method,
 //     X-Method-Override, X-Original-URL, X-Rewrite-URL, in any case and with `_`
 //     or `.` for `-`): refused, never obeyed;
@@ -218,23 +219,48 @@ export function canonicaliseTarget(target: string, maxPathLength: number): Targe
   return { ok: true, value: { path: decodedAny ? `/${segments.join('/')}` : rawPath, segments, query } };
 }
 
-/** Header-level refusals: total size, override headers. Reads Node's raw lines when available. */
+/**
+ * Whether a header name is `lower` (given in lower case), in any case, without making a
+ * lower-case copy: `| 0x20` folds ASCII letters and leaves `-` as it is, and a header
+ * name (an HTTP token) holds nothing else that folds onto a letter or `-`.
+ */
+function isName(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < name.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * Header-level refusals: total size, override headers, and a singleton header sent more
+ * than once. Reads Node's raw lines when available: Node keeps only the first Host or
+ * Content-Type in `headers`, so the gateway and the upstream agree, but a proxy in front
+ * of the gateway may have acted on the last one. (Two Authorization lines are refused by
+ * the authenticate stage, with its Bearer challenge; Node itself refuses two Content-Length
+ * or Transfer-Encoding lines.)
+ */
 export function checkHeaders(lines: readonly string[] | Headers, maxHeaderBytes: number): Refusal | undefined {
   // Node's raw [name, value, name, value, …]; a Headers (no Node request behind it) is
-  // flattened first. A plain loop, no per-request closure: this runs on every request.
+  // flattened first, and holds each name once. A plain loop, no per-request closure or
+  // copy of a name: this runs on every request.
   const pairs: readonly string[] = Array.isArray(lines) ? (lines as readonly string[]) : [...(lines as Headers)].flat();
   let total = 0;
   let override: string | undefined;
+  let hosts = 0;
+  let contentTypes = 0;
   for (let i = 0; i < pairs.length; i += 2) {
     const name = pairs[i]!;
     total += name.length + pairs[i + 1]!.length + 4; // "name: value\r\n"
+    if (isName(name, 'host')) hosts++;
+    else if (isName(name, 'content-type')) contentTypes++;
     // `_` and `.` spellings too: CGI/WSGI-style servers read X_HTTP_Method_Override as
     // X-HTTP-Method-Override (both become HTTP_X_HTTP_METHOD_OVERRIDE).
-    if (override === undefined && OVERRIDE_LENGTHS.has(name.length) && OVERRIDE_SET.has(name.toLowerCase().replace(/[_.]/g, '-'))) override = name;
+    else if (override === undefined && OVERRIDE_LENGTHS.has(name.length) && OVERRIDE_SET.has(name.toLowerCase().replace(/[_.]/g, '-'))) override = name;
   }
   if (total > maxHeaderBytes) {
     return { slug: 'headers-too-large', title: 'Request headers too large', part: 'header', detail: `the request headers total ${total} bytes; at most ${maxHeaderBytes} are accepted` };
   }
+  if (hosts > 1) return duplicate('host', hosts);
+  if (contentTypes > 1) return duplicate('content-type', contentTypes);
   if (override !== undefined) {
     const lower = override.toLowerCase();
     return {
@@ -245,6 +271,15 @@ export function checkHeaders(lines: readonly string[] | Headers, maxHeaderBytes:
     };
   }
   return undefined;
+}
+
+function duplicate(name: string, count: number): Refusal {
+  return {
+    slug: 'duplicate-header',
+    title: 'Header sent more than once',
+    part: `header.${name}`,
+    detail: `the ${name} header was sent ${count} times; send it exactly once`,
+  };
 }
 
 /** The request target as sent: Node's raw `req.url` when available, else from the parsed URL (read only then). */

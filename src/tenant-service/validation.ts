@@ -2,6 +2,7 @@
 // (unknown fields refused) and every failure is a 400 listing each bad field.
 import { z } from 'zod';
 import { ID_PATTERN, type ResourceKind } from '../shared/resource-kinds.js';
+import { dottedPath, parseJsonBody } from '../shared/json-body.js';
 import type { InvalidParam } from '../shared/problem.js';
 import { httpProblem, type TsContext } from './http.js';
 
@@ -168,7 +169,10 @@ export function parseOr400<T>(schema: z.ZodType<T>, value: unknown, where: strin
   return parsed.data;
 }
 
-/** JSON bodies only (application/json, or a +json type such as merge-patch+json). */
+/**
+ * JSON bodies only (application/json, or a +json type such as merge-patch+json), read
+ * strictly (src/shared/json-body.ts): invalid UTF-8, invalid JSON or a lone surrogate is a 400.
+ */
 export async function readJsonBody(c: TsContext): Promise<unknown> {
   const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(type)) {
@@ -176,12 +180,14 @@ export async function readJsonBody(c: TsContext): Promise<unknown> {
       detail: 'send the body as application/json',
     });
   }
-  const raw = await c.req.text();
-  try {
-    return JSON.parse(raw) as unknown;
-  } catch {
-    throw httpProblem(400, 'invalid-json', 'Bad Request', { detail: 'the body is not valid JSON' });
+  const parsed = parseJsonBody(new Uint8Array(await c.req.arrayBuffer()));
+  if (!parsed.ok) {
+    throw httpProblem(400, 'invalid-json', 'Bad Request', {
+      detail: parsed.detail,
+      ...(parsed.at ? { 'invalid-params': [{ name: dottedPath('body', parsed.at.path), reason: parsed.at.reason }] } : {}),
+    });
   }
+  return parsed.value;
 }
 
 /** A path id (tenant, resource) outside the id grammar is refused, never looked up. */

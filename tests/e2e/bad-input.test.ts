@@ -6,7 +6,7 @@
 // recording upstream is checked to have received nothing.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
-import { adminOk, call, sendRaw, startRecordingUpstream, startTestStack, type RawResponse, type RecordingUpstream, type TestStack } from '../support/stack.js';
+import { adminOk, call, seedTenantT1, sendRaw, startRecordingUpstream, startTestStack, type RawResponse, type RecordingUpstream, type TestStack } from '../support/stack.js';
 
 let s: TestStack;
 let upstream: RecordingUpstream;
@@ -154,6 +154,26 @@ const CASES: Case[] = [
     status: 400,
     slug: 'override-header',
   })),
+
+  // ---- singleton headers sent twice (sendRaw writes a Host line of its own first)
+  {
+    name: 'two Host headers',
+    line: `GET ${GOOD}`,
+    headers: ['Host: evil.example'],
+    status: 400,
+    slug: 'duplicate-header',
+    check: (res) => expect(res.json['invalid-params']).toEqual([{ name: 'header.host', reason: 'Header sent more than once' }]),
+  },
+  { name: 'two Host headers, the same value', line: `GET ${GOOD}`, headers: ['host: 127.0.0.1'], status: 400, slug: 'duplicate-header' },
+  { name: 'two Host headers on the admin API', line: 'GET /admin/v1/me/tenants', headers: ['Host: evil.example'], status: 400, slug: 'duplicate-header' },
+  {
+    name: 'two Content-Type headers',
+    line: `PUT ${GOOD}`,
+    headers: ['Content-Type: application/json', 'Content-Type: text/plain'],
+    status: 400,
+    slug: 'duplicate-header',
+    check: (res) => expect(res.json.detail).toBe('the content-type header was sent 2 times; send it exactly once'),
+  },
 
   // ---- tokens: Authorization header only, exactly one
   {
@@ -327,5 +347,115 @@ describe('bad input is refused before policy, and never reaches the upstream', (
     const other = await sendRaw(s.gatewayPort, 'GET /api/v1/tenants/t%32/agents/a1', [auth]);
     expect(other.status).toBe(403);
     expect(upstream.received).toEqual([]);
+  });
+});
+
+// ---- JSON bodies: the tenant service (through the gateway) and the admin API read a
+// body the same strict way: UTF-8, JSON, and no lone surrogate in any string or field
+// name. Each bad body is a 400 problem+json and nothing is written.
+describe('JSON bodies that are not valid are refused with 400, and nothing is written', () => {
+  let real: TestStack;
+  let tomAuth: string;
+  const agents = '/api/v1/tenants/t1/agents';
+
+  beforeAll(async () => {
+    real = await startTestStack({ platformAdmins: ['pat'] });
+    tomAuth = await seedTenantT1(real);
+  });
+
+  /** Sends `body` (text, or bytes as they are) as application/json. */
+  async function send(method: string, path: string, body: string | Buffer, auth: string) {
+    const res = await fetch(`${real.gatewayUrl}${path}`, {
+      method,
+      headers: { authorization: auth, 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : Uint8Array.from(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await res.text();
+    return { status: res.status, contentType: res.headers.get('content-type'), text, json: text ? JSON.parse(text) : undefined };
+  }
+
+  // The JSON text is ASCII: `\ud800` is the six characters of a JSON escape.
+  const latin1 = (text: string) => Buffer.from(text, 'latin1');
+  const BODIES: Array<{ name: string; body: string | Buffer; detail: RegExp; param?: string }> = [
+    { name: 'a lone high surrogate in a value', body: '{"agentNo":"2000","name":"\\ud800"}', detail: /not well-formed Unicode/, param: 'name' },
+    { name: 'a lone low surrogate in a value', body: '{"agentNo":"2000","name":"Ada\\udfff"}', detail: /not well-formed Unicode/, param: 'name' },
+    { name: 'a reversed surrogate pair', body: '{"agentNo":"2000","name":"\\ude00\\ud83d"}', detail: /not well-formed Unicode/, param: 'name' },
+    { name: 'a lone surrogate in an array item', body: '{"agentNo":"2000","name":"Ada","skills":["ok","\\udbff"]}', detail: /not well-formed Unicode/, param: 'skills.1' },
+    { name: 'a lone surrogate in a field name', body: '{"agentNo":"2000","name":"Ada","\\ud800":1}', detail: /not well-formed Unicode/, param: '' },
+    { name: 'an invalid UTF-8 byte', body: latin1('{"agentNo":"2000","name":"Ad\u00ff"}'), detail: /^the body is not valid UTF-8/ },
+    { name: 'a surrogate encoded in UTF-8 (ED A0 80)', body: Buffer.concat([latin1('{"agentNo":"2000","name":"'), Buffer.from([0xed, 0xa0, 0x80]), latin1('"}')]), detail: /^the body is not valid UTF-8/ },
+    { name: 'a truncated UTF-8 sequence', body: Buffer.concat([latin1('{"agentNo":"2000","name":"A'), Buffer.from([0xc3]), latin1('"}')]), detail: /^the body is not valid UTF-8/ },
+    { name: 'malformed JSON', body: '{"agentNo":"2000",', detail: /^the body is not valid JSON/ },
+  ];
+
+  it.each(BODIES)('data path: $name → 400 invalid-json', async (c) => {
+    const res = await send('POST', agents, c.body, tomAuth);
+    expect(res.status, res.text).toBe(400);
+    expect(res.contentType).toBe(PROBLEM_CONTENT_TYPE);
+    expect(res.json).toMatchObject({ type: 'https://tiergate.dev/problems/invalid-json', status: 400 });
+    expect(res.json.detail).toMatch(c.detail);
+    if (c.param !== undefined) expect(res.json['invalid-params']).toEqual([{ name: c.param ? `body.${c.param}` : 'body', reason: expect.stringMatching(/lone UTF-16 surrogate/) }]);
+  });
+
+  it('data path: PUT, PATCH and the agent status route read bodies the same way', async () => {
+    expect((await send('POST', agents, '{"agentNo":"2001","name":"Bo"}', tomAuth)).status).toBe(201);
+    for (const [method, path, body] of [
+      ['PUT', `${agents}/2001`, '{"name":"\\ud800"}'],
+      ['PATCH', `${agents}/2001`, '{"name":"B\\udc00"}'],
+      ['PUT', `${agents}/2001/status`, '{"status":"\\ud800"}'],
+    ] as const) {
+      const res = await send(method, path, body, tomAuth);
+      expect(res.status, `${method} ${path}: ${res.text}`).toBe(400);
+      expect(res.json.type).toBe('https://tiergate.dev/problems/invalid-json');
+    }
+    const after = await call(real.gatewayUrl, 'GET', `${agents}/2001`, { auth: tomAuth });
+    expect(after.body).toMatchObject({ agentNo: '2001', name: 'Bo', status: 'offline' });
+  });
+
+  it('data path: a well-formed surrogate pair (an emoji) is accepted, and none of the refused bodies was written', async () => {
+    const ok = await send('POST', agents, '{"agentNo":"2002","name":"Ada \\ud83d\\ude00"}', tomAuth);
+    expect(ok.status, ok.text).toBe(201);
+    expect(ok.json.name).toBe('Ada \u{1F600}');
+    const list = await call(real.gatewayUrl, 'GET', agents, { auth: tomAuth });
+    expect(list.body.items.map((a: { agentNo: string }) => a.agentNo)).toEqual(['2001', '2002']);
+  });
+
+  it.each(BODIES)('admin API: $name → 400 invalid-json, nothing created', async (c) => {
+    // The same bodies with the admin API's field names (tenant id and name).
+    const body = typeof c.body === 'string' ? c.body.replace('"agentNo":"2000"', '"id":"t9"').replace('"skills"', '"tags"') : Buffer.from(c.body.toString('latin1').replace('"agentNo":"2000"', '"id":"t9"'), 'latin1');
+    const olivia = await real.authHeader('olivia');
+    const res = await send('POST', '/admin/v1/divisions/d1/tenants', body, olivia);
+    expect(res.status, res.text).toBe(400);
+    expect(res.contentType).toBe(PROBLEM_CONTENT_TYPE);
+    expect(res.json).toMatchObject({ type: 'https://tiergate.dev/problems/invalid-json', status: 400 });
+    expect(res.json.detail).toMatch(c.detail);
+    if (c.param !== undefined) {
+      const name = c.param === '' ? 'body' : `body.${c.param === 'skills.1' ? 'tags[1]' : c.param}`;
+      expect(res.json['invalid-params']).toEqual([{ name, reason: expect.stringMatching(/lone UTF-16 surrogate/) }]);
+    }
+    expect((await real.db.query("select id from admin_tenants where id = 't9'")).rows).toEqual([]);
+  });
+
+  it('admin API: a body over the size limit is still 413, read no further than the limit', async () => {
+    // On its own connection: the answer comes before the body is read, and the connection is then closed.
+    const res = await sendRaw(real.gatewayPort, 'POST /admin/v1/divisions/d1/tenants', [`Authorization: ${await real.authHeader('olivia')}`, 'Content-Type: application/json'], {
+      body: JSON.stringify({ id: 't9', name: 'x'.repeat(300_000) }),
+    });
+    expect(res.status, res.body.slice(0, 300)).toBe(413);
+    expect(res.json.type).toBe('https://tiergate.dev/problems/payload-too-large');
+  });
+
+  it('admin API: a rename or a tuple batch with a lone surrogate changes nothing', async () => {
+    const olivia = await real.authHeader('olivia');
+    const rename = await send('PATCH', '/admin/v1/tenants/t1', '{"name":"T\\ud800"}', olivia);
+    expect(rename.status, rename.text).toBe(400);
+    expect(rename.json['invalid-params']).toEqual([{ name: 'body.name', reason: expect.any(String) }]);
+    const tuples = await send('POST', '/admin/v1/tuples', '{"writes":[{"user":"user:\\udc00","relation":"member","object":"tenant:t1"}]}', await real.authHeader('pat'));
+    expect(tuples.status, tuples.text).toBe(400);
+    expect(tuples.json['invalid-params']).toEqual([{ name: 'body.writes[0].user', reason: expect.any(String) }]);
+    expect((await call(real.gatewayUrl, 'GET', '/admin/v1/tenants/t1', { auth: olivia })).body.name).toBe('T1');
+    const audit = await real.db.query<{ n: number }>("select count(*)::int as n from admin_audit where action in ('tenant.rename', 'tuples.write', 'tenant.create') and target <> 'tenant:t1' and target <> 'tenant:t2'");
+    expect(audit.rows[0]!.n).toBe(0);
   });
 });

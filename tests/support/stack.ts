@@ -25,7 +25,7 @@ import { connect, createServer as createNetServer, type AddressInfo, type Server
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { CompactSign, createLocalJWKSet, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import pino from 'pino';
 import { afterAll, expect, inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -81,6 +81,8 @@ export interface TestIssuer {
   authIssuers: string;
   /** A token for `sub`, valid 15 minutes; `claims` and `ttlS` override the defaults. */
   token(sub: string, opts?: { ttlS?: number; claims?: Record<string, unknown> }): Promise<string>;
+  /** A token whose claims are `claimsJson` byte for byte (e.g. `"sub":["tom"]` or `"exp":1e309`, which SignJWT refuses). */
+  tokenFromJson(claimsJson: string): Promise<string>;
 }
 
 /** An Ed25519 issuer whose public key set is written to `dir` for AUTH_ISSUERS. */
@@ -111,6 +113,8 @@ export async function createTestIssuer(dir: string): Promise<TestIssuer> {
     jwksFile,
     authIssuers,
     token: (sub, opts = {}) => sign(sub, opts.ttlS ?? 900, opts.claims ?? {}, privateKey),
+    tokenFromJson: (claimsJson) =>
+      new CompactSign(new TextEncoder().encode(claimsJson)).setProtectedHeader({ alg: 'EdDSA', kid, typ: 'JWT' }).sign(privateKey),
   };
 }
 

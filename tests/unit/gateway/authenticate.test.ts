@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hono } from 'hono';
 import {
+  CompactSign,
   createLocalJWKSet,
   exportJWK,
   exportSPKI,
@@ -49,6 +50,20 @@ function mint(key: KeyPair, claims: JWTPayload = {}, header: Record<string, unkn
   return new SignJWT({ iss: ISS, aud: AUD, sub: 'alice', exp: nowS() + 600, ...claims })
     .setProtectedHeader({ alg, kid: key.publicJwk.kid, ...header })
     .sign(key.privateKey);
+}
+
+/**
+ * A token whose claims are `json` exactly as written: what SignJWT cannot produce
+ * (a `sub` that is not a string is refused by it, `1e309` cannot be a JS number).
+ */
+function mintJson(key: KeyPair, json: string): Promise<string> {
+  return new CompactSign(new TextEncoder().encode(json)).setProtectedHeader({ alg: key.publicJwk.alg!, kid: key.publicJwk.kid }).sign(key.privateKey);
+}
+
+/** Claims JSON of a good token (iss, aud, sub alice, exp in 10 minutes) with `members` replaced or added. */
+function claimsJson(members: Record<string, string>): string {
+  const all: Record<string, string> = { iss: JSON.stringify(ISS), aud: JSON.stringify(AUD), sub: '"alice"', exp: String(nowS() + 600), ...members };
+  return `{${Object.entries(all).map(([k, v]) => `"${k}":${v}`).join(',')}}`;
 }
 
 function issuer(overrides: Partial<TrustedIssuer> = {}): TrustedIssuer {
@@ -135,6 +150,63 @@ describe('authenticate: refused requests', () => {
     expect(r.status).toBe(401);
     expect(r.challenge).toBe(`Bearer error="invalid_token", error_description="${description}"`);
     expect(JSON.stringify(r.body)).not.toContain(t);
+  });
+
+  // jose checks that sub is present and that exp/nbf/iat are numbers; the rest is ours.
+  const claimCases: Array<[string, Record<string, string>, string]> = [
+    ['sub as an array', { sub: '["alice"]' }, 'sub claim must be a string'],
+    ['sub as a number', { sub: '7' }, 'sub claim must be a string'],
+    ['sub as an object', { sub: '{"id":"alice"}' }, 'sub claim must be a string'],
+    ['sub null', { sub: 'null' }, 'sub claim must be a string'],
+    ['sub as an empty string', { sub: '""' }, 'sub claim is empty'],
+    ['exp 1e309 (Infinity)', { exp: '1e309' }, 'exp claim must be a finite number'],
+    ['iat 1e309 (Infinity)', { iat: '1e309' }, 'iat claim must be a finite number'],
+    ['nbf -1e309 (-Infinity)', { nbf: '-1e309' }, 'nbf claim must be a finite number'],
+    ['nbf 1e309 (never valid)', { nbf: '1e309' }, 'token not yet valid'],
+    ['exp -1e309', { exp: '-1e309' }, 'token expired'],
+    ['nbf huge (1e300)', { nbf: '1e300' }, 'token not yet valid'],
+    ['exp as a string', { exp: `"${nowS() + 600}"` }, 'exp claim must be a number'],
+    ['nbf as a string', { nbf: '"0"' }, 'nbf claim must be a number'],
+    ['iat as a string', { iat: '"0"' }, 'iat claim must be a number'],
+    ['exp null', { exp: 'null' }, 'exp claim must be a number'],
+  ];
+  it.each(claimCases)('a token with %s → 401, nothing cached', async (_name, members, description) => {
+    let keyLookups = 0;
+    const local = createLocalJWKSet({ keys: [es.publicJwk] });
+    const app = appWith({
+      issuers: [
+        issuer({
+          keys: (h, t) => {
+            keyLookups++;
+            return local(h, t);
+          },
+        }),
+      ],
+    });
+    const t = await mintJson(es, claimsJson(members));
+    for (let i = 1; i <= 2; i++) {
+      const r = await call(app, `Bearer ${t}`);
+      expect(r.status).toBe(401);
+      expect(r.challenge).toBe(`Bearer error="invalid_token", error_description="${description}"`);
+      expect(r.body).toMatchObject({ type: 'https://tiergate.dev/problems/invalid-token', detail: description });
+      // Verified again each time: a refused token never reaches the cache.
+      expect(keyLookups).toBe(i);
+    }
+  });
+
+  it('a huge but finite exp and iat are numbers jose and the cache accept: the token is the issuer\'s word', async () => {
+    const r = await call(appWith(), `Bearer ${await mintJson(es, claimsJson({ exp: '1e300', iat: '1e15' }))}`);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ subject: 'user:alice', expiresAt: 1e300 });
+  });
+
+  it('a token with an array sub naming a cached subject neither authenticates as it nor replaces its cache entry', async () => {
+    const verifier = createTokenVerifier({ issuers: [issuer()], clockToleranceS: 0, tokenCacheMax: 10 });
+    const good = await mint(es);
+    expect(await verifier.verify(good)).toMatchObject({ subject: 'user:alice', sub: 'alice' });
+    await expect(verifier.verify(await mintJson(es, claimsJson({ sub: '["alice"]' })))).rejects.toMatchObject({ status: 401 });
+    expect(await verifier.verify(good)).toMatchObject({ subject: 'user:alice', sub: 'alice' });
+    expect(verifier.counts).toEqual({ cached: 1, verified: 1, failed: 1 });
   });
 
   it('a cached token with anything added to it is refused: only the token itself is served from the cache', async () => {

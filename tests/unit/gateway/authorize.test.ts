@@ -59,7 +59,7 @@ describe('authorize stage', () => {
     expect(body).toMatchObject({ status: 403, permission: 'can_read_operational', requestId: 'rid-1' });
     expect(JSON.stringify(body)).not.toContain('tenant:t1');
     expect(denied).toEqual([
-      { requestId: 'rid-1', subject: 'user:ann', permission: 'can_read_operational', object: 'tenant:t1', scope: { type: 'tenant', id: 't1' }, method: 'GET', path: '/api/v1/tenants/t1/agents' },
+      { requestId: 'rid-1', subject: 'user:ann', rule: 'agents.list', permission: 'can_read_operational', object: 'tenant:t1', scope: { type: 'tenant', id: 't1' }, method: 'GET', path: '/api/v1/tenants/t1/agents' },
     ]);
   });
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Hono } from 'hono';
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { CompactSign, decodeJwt, decodeProtectedHeader } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseTokenArgs, runTokenCli } from '../../../src/cli/token.js';
 import { authenticate, createTokenVerifier } from '../../../src/gateway/authenticate.js';
@@ -72,6 +72,21 @@ describe('dev issuer keys', () => {
     const token = await mintDevToken(keys, { sub: 'alice', audience: 'elsewhere', ttlS: 600 });
     const res = await gateway(keys).request('/api/v1/x', { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(401);
+  });
+
+  it('a token signed with the dev key whose sub is not a string, or whose exp is not finite, is refused', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const app = gateway(keys);
+    for (const [claims, description] of [
+      [`{"iss":"${DEV_ISSUER}","aud":"tiergate","sub":["alice"],"exp":${exp}}`, 'sub claim must be a string'],
+      [`{"iss":"${DEV_ISSUER}","aud":"tiergate","sub":42,"exp":${exp}}`, 'sub claim must be a string'],
+      [`{"iss":"${DEV_ISSUER}","aud":"tiergate","sub":"alice","exp":1e309}`, 'exp claim must be a finite number'],
+    ] as const) {
+      const token = await new CompactSign(new TextEncoder().encode(claims)).setProtectedHeader({ alg: 'EdDSA', kid: keys.kid }).sign(keys.privateKey);
+      const res = await app.request('/api/v1/x', { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe(`Bearer error="invalid_token", error_description="${description}"`);
+    }
   });
 
   it('refuses to mint for an unsafe subject or ttl', async () => {

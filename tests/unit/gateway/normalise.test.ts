@@ -134,6 +134,19 @@ describe('checkHeaders', () => {
     expect(r?.part).toBe(`header.${name.toLowerCase()}`);
   });
 
+  it.each([
+    [['Host', 'a', 'Host', 'b'], 'header.host', 'the host header was sent 2 times; send it exactly once'],
+    [['host', 'a', 'X-A', '1', 'HOST', 'a'], 'header.host', 'the host header was sent 2 times; send it exactly once'],
+    [['Host', 'a', 'Host', 'a', 'hOsT', 'a'], 'header.host', 'the host header was sent 3 times; send it exactly once'],
+    [['Host', 'a', 'Content-Type', 'application/json', 'content-type', 'text/plain'], 'header.content-type', 'the content-type header was sent 2 times; send it exactly once'],
+  ])('refuses a singleton header sent more than once: %j', (lines, part, detail) => {
+    expect(checkHeaders(lines, MAX_HEADERS)).toEqual({ slug: 'duplicate-header', title: 'Header sent more than once', part, detail });
+  });
+
+  it('does not take a name of the same length for a singleton header', () => {
+    expect(checkHeaders(['Host', 'a', 'Hosu', 'b', 'Content-Typf', 'x', 'Content-Type', 'y', 'Content_Type', 'z'], MAX_HEADERS)).toBeUndefined();
+  });
+
   it('lets ordinary headers through', () => {
     expect(checkHeaders(['Host', 'x', 'X-Http-Method-Overrides', 'x', 'X-Method', 'GET'], MAX_HEADERS)).toBeUndefined();
   });
