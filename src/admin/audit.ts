@@ -6,7 +6,7 @@
 import type { Db, Queryable } from '../db/index.js';
 import type { Scope } from '../gateway/types.js';
 import type { AuditOutcome } from './schemas.js';
-import { ancestorPath, idTaken } from './store.js';
+import { ancestorPath, getNode } from './store.js';
 
 /** The platform object as it appears in audit scopes (same value as PLATFORM_OBJECT). */
 export const PLATFORM_SCOPE = 'platform:root';
@@ -113,7 +113,7 @@ async function denialNode(db: Queryable, s: Scope | undefined): Promise<{ node: 
   const platform = { node: PLATFORM_SCOPE, scope: [PLATFORM_SCOPE] };
   if (s === undefined) return platform;
   const ref = `${s.type}:${s.id}`;
-  if (s.type === 'organization') return (await idTaken(db, 'organization', s.id)) ? { node: ref, scope: [ref] } : platform;
+  if (s.type === 'organization') return (await getNode(db, 'organization', s.id)) ? { node: ref, scope: [ref] } : platform;
   // An existing division or tenant has its organization above it; an unknown one is [ref] alone.
   const path = await ancestorPath(db, ref);
   return path.length > 1 ? { node: ref, scope: path } : platform;
