@@ -86,6 +86,11 @@ export class AdminAction {
   async authorize(permission: string, object: string): Promise<void> {
     const allowed = await this.rt.engine.check(this.actor, permission, object);
     if (allowed) return;
+    await this.refuse(forbidden(permission, object), { missing: permission, on: object });
+  }
+
+  /** Records a refused attempt (`denied`, with `detail`) in the audit trail, then throws `err`. */
+  async refuse(err: AdminError, detail: unknown): Promise<never> {
     await recordAudit(this.rt.db, {
       actor: this.actor,
       action: this.opts.action,
@@ -93,9 +98,9 @@ export class AdminAction {
       scope: await this.scope(this.rt.db),
       outcome: 'denied',
       requestId: this.requestId,
-      detail: { missing: permission, on: object },
+      detail,
     });
-    throw forbidden(permission, object);
+    throw err;
   }
 
   /**

@@ -7,8 +7,7 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { GatewayEnv } from '../../gateway/types.js';
-import { mutation, type AdminAction, type AdminRuntime } from '../action.js';
-import { recordAudit } from '../audit.js';
+import { mutation, type AdminRuntime } from '../action.js';
 import { AdminError, conflict, notFound } from '../errors.js';
 import { BreakGlassBody, BreakGlassResult, OrganizationParams } from '../schemas.js';
 import { getNode } from '../store.js';
@@ -16,20 +15,6 @@ import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validati
 
 type AdminApp = OpenAPIHono<GatewayEnv>;
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
-
-/** Records a refused break-glass (with its reason) where the organization reads it, then throws. */
-async function refuse(rt: AdminRuntime, a: AdminAction, err: AdminError, detail: object): Promise<never> {
-  await recordAudit(rt.db, {
-    actor: a.actor,
-    action: a.opts.action,
-    target: a.opts.target,
-    scope: await a.scope(rt.db),
-    outcome: 'denied',
-    requestId: a.requestId,
-    detail: { ...detail, refused: err.detail },
-  });
-  throw err;
-}
 
 export function registerBreakGlassRoutes(app: AdminApp, rt: AdminRuntime): void {
   const route = createRoute({
@@ -58,7 +43,7 @@ export function registerBreakGlassRoutes(app: AdminApp, rt: AdminRuntime): void 
           const err = new AdminError(403, 'forbidden', 'Forbidden', 'break-glass grants admin to another user, never to the caller', [
             { name: 'body.user', reason: 'must not be the caller' },
           ]);
-          await refuse(rt, a, err, { user, reason });
+          await a.refuse(err, { user, reason, refused: err.detail });
         }
         const tuple = { user, relation: 'admin', object: ref };
         try {
@@ -72,7 +57,7 @@ export function registerBreakGlassRoutes(app: AdminApp, rt: AdminRuntime): void 
             return { result: undefined, change: { writes: [tuple], deletes: [] }, after: { role: 'admin', user }, detail: { reason } };
           });
         } catch (err) {
-          if (err instanceof AdminError && err.status === 409) await refuse(rt, a, err, { user, reason });
+          if (err instanceof AdminError && err.status === 409) await a.refuse(err, { user, reason, refused: err.detail });
           throw err;
         }
         return c.json({ object: ref, role: 'admin' as const, user, reason }, 200);

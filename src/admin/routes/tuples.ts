@@ -9,8 +9,7 @@ import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { Queryable } from '../../db/index.js';
 import type { GatewayEnv, TupleKey } from '../../gateway/types.js';
-import { mutation, reader, type AdminAction, type AdminRuntime } from '../action.js';
-import { recordAudit } from '../audit.js';
+import { mutation, reader, type AdminRuntime } from '../action.js';
 import { AdminError, conflict, unprocessable } from '../errors.js';
 import { TupleBatchBody, TupleBatchResult, TupleReadQuery, TupleReadResult, type NodeKind, type TupleInput } from '../schemas.js';
 import { ancestorPath, getNodes, splitRef } from '../store.js';
@@ -90,17 +89,8 @@ function batchPlace(paths: string[][]): { target: string; scope: string[] } {
 }
 
 /** A refused batch: one `denied` entry naming every refused tuple, then 403 by field. */
-async function deny(rt: AdminRuntime, a: AdminAction, refused: InvalidParam[]): Promise<never> {
-  await recordAudit(rt.db, {
-    actor: a.actor,
-    action: a.opts.action,
-    target: a.opts.target,
-    scope: await a.scope(rt.db),
-    outcome: 'denied',
-    requestId: a.requestId,
-    detail: { refused },
-  });
-  throw new AdminError(
+function refusedBatch(refused: InvalidParam[]): AdminError {
+  return new AdminError(
     403,
     'forbidden',
     'Forbidden',
@@ -132,7 +122,7 @@ export function registerTupleRoutes(app: AdminApp, rt: AdminRuntime): void {
       const { target, scope } = batchPlace(await Promise.all(objects.map((o) => ancestorPath(rt.db, o))));
       return mutation(rt, c, { action: 'tuples.write', target, scope: async () => scope }, async (a) => {
         const refused = await refusals(rt, a.actor, batch);
-        if (refused.length > 0) await deny(rt, a, refused);
+        if (refused.length > 0) await a.refuse(refusedBatch(refused), { refused });
         // The batch's own entry counts the changes; one entry per tuple, scoped to its
         // node, says what changed there, so each node's admins see only their part.
         // Under the objects' node locks, no delete or revocation interleaves between
