@@ -1,5 +1,5 @@
 // `npm run bench`: tiergate's added latency, measured side by side with its own
-// baselines in one run on this machine (see load/README.md for what each row means).
+// baselines in one run on this machine (docs/benchmarks.md says what each row means).
 //
 //   npm run bench                       the full run (15–25 minutes on a 2-core VM)
 //   npm run bench -- --quick            a smoke run: a few seconds per scenario
