@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
 import type { Db, Queryable } from '../db/index.js';
-import type { DecisionInvalidator, GatewayEnv, TupleChange } from '../gateway/types.js';
+import type { DecisionInvalidator, RequestEnv, TupleChange } from '../authz/types.js';
 import { recordAudit } from './audit.js';
 import { AdminError, forbidden, fromDbError } from './errors.js';
 import { isEmptyChange, reverseChange, type Engine } from './engine.js';
@@ -68,7 +68,7 @@ export class AdminAction {
 
   constructor(
     private readonly rt: AdminRuntime,
-    c: Context<GatewayEnv>,
+    c: Context<RequestEnv>,
     readonly opts: ActionOptions,
   ) {
     this.actor = c.get('principal').subject;
@@ -201,7 +201,7 @@ export class AdminAction {
  */
 export async function mutation<R>(
   rt: AdminRuntime,
-  c: Context<GatewayEnv>,
+  c: Context<RequestEnv>,
   opts: ActionOptions,
   fn: (a: AdminAction) => Promise<R>,
 ): Promise<R> {
@@ -217,6 +217,6 @@ export async function mutation<R>(
 }
 
 /** A read-only request: authorize (denials audited) then answer. */
-export function reader(rt: AdminRuntime, c: Context<GatewayEnv>, opts: ActionOptions): AdminAction {
+export function reader(rt: AdminRuntime, c: Context<RequestEnv>, opts: ActionOptions): AdminAction {
   return new AdminAction(rt, c, opts);
 }

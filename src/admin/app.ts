@@ -9,7 +9,7 @@ import type { MiddlewareHandler } from 'hono';
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.js';
-import type { DecisionInvalidator, GatewayEnv } from '../gateway/types.js';
+import type { DecisionInvalidator, RequestEnv } from '../authz/types.js';
 import { bodyLimitWhenBody } from '../shared/body-limit.js';
 import { parseJsonBody } from '../shared/json-body.js';
 import { problem, problemResponse } from '../shared/problem.js';
@@ -37,7 +37,7 @@ export interface AdminDeps {
   /** Told about every OpenFGA write before the response is sent. */
   invalidator: DecisionInvalidator;
   /** The gateway's authenticate stage: sets c.var.principal or answers 401. */
-  authenticate: MiddlewareHandler<GatewayEnv>;
+  authenticate: MiddlewareHandler<RequestEnv>;
   log?: Logger;
   /** Where the app is mounted (for the docs page and the document's server URL). */
   basePath?: string;
@@ -57,7 +57,7 @@ const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
  * invalid UTF-8, invalid JSON or a lone surrogate anywhere is a 400 and no handler runs.
  * The validators then parse the same, checked bytes: hono keeps the body read here.
  */
-const strictJsonBody: MiddlewareHandler<GatewayEnv> = async (c, next) => {
+const strictJsonBody: MiddlewareHandler<RequestEnv> = async (c, next) => {
   const contentType = c.req.header('content-type');
   if (contentType === undefined || !JSON_MEDIA_TYPE.test(contentType.split(';')[0]!.trim())) return next();
   const bytes = new Uint8Array(await c.req.arrayBuffer());
@@ -76,7 +76,7 @@ const strictJsonBody: MiddlewareHandler<GatewayEnv> = async (c, next) => {
   return next();
 };
 
-export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
+export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   const basePath = deps.basePath ?? ADMIN_BASE_PATH;
   const rt: AdminRuntime = {
     db: deps.db,
@@ -87,7 +87,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
     listObjectsDeadlineMs: deps.listObjectsDeadlineMs ?? 3000,
   };
 
-  const app = new OpenAPIHono<GatewayEnv>({
+  const app = new OpenAPIHono<RequestEnv>({
     // Routes pass allFieldsHook (every invalid field at once); this covers any route that does not.
     defaultHook: (result, c) => {
       if (!result.success) return validationProblem(c, issuesToInvalidParams(TARGET_LOCATION[result.target] ?? result.target, result.error));

@@ -9,7 +9,7 @@
 // global epoch and, for every node its answer can depend on, the node's structure-version
 // and the principal's own role-version there. Its life (TTL) counts from that read.
 import { LRUCache } from 'lru-cache';
-import type { Authorizer, CheckRequest, Decision } from '../gateway/types.js';
+import type { Authorizer, CheckRequest, Decision } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyResolver } from '../fga/hierarchy.js';
 import { decisionKey } from './key.js';
 import type { SharedDecisions } from './l2.js';

@@ -21,7 +21,7 @@
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
-import type { Authorizer } from '../gateway/types.js';
+import type { Authorizer } from '../authz/types.js';
 import type { FgaRequestClient } from '../fga/request-client.js';
 import { FgaStructureSource, HierarchyResolver, structureOf, type ModelTypes, type StructureSource } from '../fga/hierarchy.js';
 import { InvalidationBus, newInstanceId } from './bus.js';

@@ -3,7 +3,7 @@
 // the node, a structural change the node's structure-version), in Redis and in process,
 // and tells every replica — all before tuplesChanged resolves (the admin API awaits it
 // before answering).
-import type { DecisionInvalidator, TupleChange } from '../gateway/types.js';
+import type { DecisionInvalidator, TupleChange } from '../authz/types.js';
 import type { InvalidationBus, InvalidationMessage } from './bus.js';
 import type { DecisionMetrics } from './metrics.js';
 import { bumpsFor, globalBump, type Bumps, type VersionKeys } from './nodes.js';

@@ -30,7 +30,7 @@
 // None of these is a valid OpenFGA object name other than a node's own slot (types
 // contain no `#`), and the prefixes `#b|`, `#s|`, `#r|`, `#c|`, `#g` differ, so keys of
 // different kinds never collide.
-import type { TupleChange, TupleKey } from '../gateway/types.js';
+import type { TupleChange, TupleKey } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyStructure } from '../fga/hierarchy.js';
 
 export const GLOBAL_KEY = '#g';

@@ -13,7 +13,7 @@
 // never replaying history, and bump the global epoch once so entries from before the
 // cursor existed can't validate.
 import type { OpenFgaClient } from '@openfga/sdk';
-import type { TupleKey } from '../gateway/types.js';
+import type { TupleKey } from '../authz/types.js';
 import type { VersionInvalidator } from './invalidator.js';
 import type { DecisionMetrics } from './metrics.js';
 import { bumpsFor, globalBump, type VersionKeys } from './nodes.js';

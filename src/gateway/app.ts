@@ -10,7 +10,9 @@ import { authorize, type DeniedRequest } from './authorize.js';
 import { forward, type ForwardOptions } from './forward.js';
 import type { GatewayMetrics } from './metrics.js';
 import { requestContext } from './request-context.js';
-import type { Authorizer, Decision, GatewayEnv } from './types.js';
+import type { Authorizer, Decision } from '../authz/types.js';
+import type { GatewayEnv } from './types.js';
+import type { RequestEnv } from '../authz/types.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -25,7 +27,7 @@ export interface GatewayAppDeps {
   metrics: GatewayMetrics;
   trustedProxies: ReadonlySet<string>;
   normalise: MiddlewareHandler<GatewayEnv>;
-  authenticate: MiddlewareHandler<GatewayEnv>;
+  authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
   authorizer: Authorizer;
   forward: ForwardOptions;
@@ -34,7 +36,7 @@ export interface GatewayAppDeps {
   /** Every decision (metrics: latency by the cache layer that answered). */
   onDecision?: (decision: Decision) => void;
   /** The admin API (an app of its own), mounted at /admin/v1. */
-  admin?: Hono<GatewayEnv>;
+  admin?: Hono<RequestEnv>;
   readiness: ReadinessCheck[];
   /** Public keys of the assertions the gateway signs, for the upstream. */
   assertionJwks: { keys: JWK[] };

@@ -20,7 +20,7 @@ import { dirname } from 'node:path';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { ASSERTION_ALG, ASSERTION_ISSUER, type AssertionClaims } from '../shared/assertion.js';
-import type { Scope } from './types.js';
+import type { Scope } from '../authz/types.js';
 
 export interface AssertionSigner {
   /** Public keys, for `/.well-known/tiergate/jwks.json`. */

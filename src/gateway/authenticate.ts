@@ -30,7 +30,8 @@ import { LRUCache } from 'lru-cache';
 import { SUBJECT_ID, type Config, type IssuerConfig } from '../config.js';
 import { incomingOf, rawHeaderCount } from '../shared/node-incoming.js';
 import { refuse } from './refuse.js';
-import type { GatewayEnv, Principal } from './types.js';
+import type { Principal } from '../authz/types.js';
+import type { RequestEnv } from '../authz/types.js';
 
 /** An issuer the gateway trusts, with its key set ready to use. */
 export interface TrustedIssuer {
@@ -214,7 +215,7 @@ function claimName(claim: string): string {
 // Bearer credentials without a token: malformed, not absent.
 const BEARER_SCHEME = /^bearer(?: +|$)/i;
 
-export function authenticate(verifier: TokenVerifier): MiddlewareHandler<GatewayEnv> {
+export function authenticate(verifier: TokenVerifier): MiddlewareHandler<RequestEnv> {
   return async (c, next) => {
     const incoming = incomingOf(c);
     if (incoming !== undefined && rawHeaderCount(incoming.rawHeaders, 'authorization') > 1) {

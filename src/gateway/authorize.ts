@@ -4,7 +4,8 @@
 // timeout or unreachable engine is 503 and the request is not forwarded.
 import type { MiddlewareHandler } from 'hono';
 import { problem, problemResponse } from '../shared/problem.js';
-import type { Authorizer, Decision, GatewayEnv, Scope } from './types.js';
+import type { Authorizer, Decision, Scope } from '../authz/types.js';
+import type { GatewayEnv } from './types.js';
 
 export interface DeniedRequest {
   requestId: string;

@@ -14,7 +14,8 @@ import { ASSERTION_HEADER } from '../shared/assertion.js';
 import { headerValue } from '../shared/node-incoming.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemResponse } from '../shared/problem.js';
 import type { AssertionSigner } from './assertion-signer.js';
-import type { GatewayEnv, Scope } from './types.js';
+import type { Scope } from '../authz/types.js';
+import type { GatewayEnv } from './types.js';
 
 export const SUBJECT_HEADER = 'x-tiergate-subject';
 

@@ -16,7 +16,8 @@ import { z } from 'zod';
 import { loadModel, type LoadedModel } from '../fga/model.js';
 import { ID_PATTERN } from '../shared/resource-kinds.js';
 import { excerpt, refuse } from './refuse.js';
-import type { GatewayEnv, PolicyDecisionRequest, Scope, TupleKey } from './types.js';
+import type { Scope, TupleKey } from '../authz/types.js';
+import type { GatewayEnv, PolicyDecisionRequest } from './types.js';
 
 // ---------------------------------------------------------------- file schema
 

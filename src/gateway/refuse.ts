@@ -1,11 +1,9 @@
 // One way for a pipeline stage to stop a request: an RFC 9457 problem carrying
 // the request id (when the request-id stage set one), so a user can quote it.
-import type { Context } from 'hono';
 import { problem, problemResponse, type Problem } from '../shared/problem.js';
-import type { GatewayEnv } from './types.js';
 
 export function refuse(
-  c: Context<GatewayEnv>,
+  c: { get(key: 'requestId'): string | undefined },
   status: number,
   slug: string,
   title: string,

@@ -6,7 +6,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { DecisionCache } from '../../src/decisions/index.js';
 import type { ChildLink, StructureSource } from '../../src/fga/hierarchy.js';
 import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
-import type { Authorizer, CheckRequest, Decision } from '../../src/gateway/types.js';
+import type { Authorizer, CheckRequest, Decision } from '../../src/authz/types.js';
 import { MODEL, resourceCheck } from '../support/decisions-fixture.js';
 import { timersStartedBy } from '../support/timers.js';
 

@@ -6,7 +6,7 @@
 // got there.
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
-import type { GatewayEnv } from '../../gateway/types.js';
+import type { RequestEnv } from '../../authz/types.js';
 import { mutation, type AdminAction, type AdminRuntime } from '../action.js';
 import { recordAudit } from '../audit.js';
 import { AdminError, conflict, notFound } from '../errors.js';
@@ -14,7 +14,7 @@ import { BreakGlassBody, BreakGlassResult, OrganizationParams } from '../schemas
 import { getNode } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validation.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 
 /** Records a refused break-glass (with its reason) where the organization reads it, then throws. */

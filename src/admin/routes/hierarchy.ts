@@ -4,7 +4,7 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { Queryable } from '../../db/index.js';
-import type { GatewayEnv, TupleKey } from '../../gateway/types.js';
+import type { RequestEnv, TupleKey } from '../../authz/types.js';
 import { mutation, reader, type AdminAction, type AdminRuntime } from '../action.js';
 import { AdminError, conflict, idRetired, notFound, unprocessable } from '../errors.js';
 import {
@@ -41,7 +41,7 @@ import {
 } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validation.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 const PATH: Record<NodeKind, string> = { organization: 'organizations', division: 'divisions', tenant: 'tenants' };

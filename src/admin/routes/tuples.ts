@@ -8,7 +8,7 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { Queryable } from '../../db/index.js';
-import type { GatewayEnv, TupleKey } from '../../gateway/types.js';
+import type { RequestEnv, TupleKey } from '../../authz/types.js';
 import { mutation, reader, type AdminAction, type AdminRuntime } from '../action.js';
 import { recordAudit } from '../audit.js';
 import { AdminError, conflict, unprocessable } from '../errors.js';
@@ -17,7 +17,7 @@ import { ancestorPath, getNodes, splitRef } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES } from '../validation.js';
 import type { InvalidParam } from '../../shared/problem.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 type Batch = { writes: TupleInput[]; deletes: TupleInput[] };
 const TAG = 'Tuples';
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
