@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import type { Db, Queryable } from '../db/index.js';
 import type { DecisionInvalidator, RequestEnv, TupleChange } from '../authz/types.js';
 import { recordAudit } from './audit.js';
-import { AdminError, forbidden, fromDbError } from './errors.js';
+import { Problem } from '../shared/problem.js';
+import { forbidden, fromDbError } from './errors.js';
 import { isEmptyChange, reverseChange, type Engine } from './engine.js';
 import { ancestorPath, lockNodes } from './store.js';
 
@@ -21,14 +22,12 @@ export interface AdminRuntime {
 }
 
 /** Raised when the change is committed everywhere but the decision caches were not told. */
-export class InvalidationFailedError extends AdminError {
+export class InvalidationFailedError extends Problem {
   constructor(override readonly cause: unknown) {
-    super(
-      500,
-      'invalidation-failed',
-      'Change applied, cache invalidation failed',
-      'the change is committed in PostgreSQL and OpenFGA, but decision caches could not be invalidated; cached decisions may be stale until they expire',
-    );
+    super(500, 'invalidation-failed', 'Change applied, cache invalidation failed', {
+      detail:
+        'the change is committed in PostgreSQL and OpenFGA, but decision caches could not be invalidated; cached decisions may be stale until they expire',
+    });
   }
 }
 
@@ -210,7 +209,7 @@ export async function mutation<R>(
     return await fn(a);
   } catch (thrown) {
     const err = fromDbError(thrown) ?? thrown;
-    const refusal = err instanceof AdminError && err.status < 500;
+    const refusal = err instanceof Problem && err.status < 500;
     if (!refusal && !(err instanceof InvalidationFailedError)) await a.recordFailure(err);
     throw err;
   }

@@ -12,7 +12,7 @@ import type { Db } from '../db/index.js';
 import type { DecisionInvalidator, RequestEnv } from '../authz/types.js';
 import { bodyLimitWhenBody } from '../shared/body-limit.js';
 import { parseJsonBody } from '../shared/json-body.js';
-import { problem, problemResponse } from '../shared/problem.js';
+import { Problem } from '../shared/problem.js';
 import type { AdminRuntime } from './action.js';
 import { createEngine } from './engine.js';
 import { issuesToInvalidParams, locationOf, renderError, TARGET_LOCATION, validationProblem } from './errors.js';
@@ -65,13 +65,10 @@ const strictJsonBody: MiddlewareHandler<RequestEnv> = async (c, next) => {
   if (bytes.length === 0) return next();
   const parsed = parseJsonBody(bytes);
   if (!parsed.ok) {
-    return problemResponse(
-      problem(400, 'invalid-json', 'Invalid JSON body', {
-        detail: `${parsed.detail}; nothing was changed`,
-        requestId: c.get('requestId'),
-        ...(parsed.at ? { 'invalid-params': [{ name: locationOf('body', parsed.at.path), reason: parsed.at.reason }] } : {}),
-      }),
-    );
+    throw new Problem(400, 'invalid-json', 'Invalid JSON body', {
+      detail: `${parsed.detail}; nothing was changed`,
+      ...(parsed.at ? { 'invalid-params': [{ name: locationOf('body', parsed.at.path), reason: parsed.at.reason }] } : {}),
+    });
   }
   return next();
 };
@@ -99,7 +96,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
 
   app.onError((err, c) => renderError(err, c, deps.log));
   app.notFound((c) =>
-    problemResponse(problem(404, 'not-found', 'Not found', { detail: `no admin route ${c.req.method} ${c.req.path}`, requestId: c.get('requestId') })),
+    new Problem(404, 'not-found', 'Not found', { detail: `no admin route ${c.req.method} ${c.req.path}` }).response({ requestId: c.get('requestId') }),
   );
 
   // Public, registered before authentication: the description of the API, not its data.
@@ -125,13 +122,11 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
     '*',
     bodyLimitWhenBody({
       maxSize: deps.maxBodyBytes ?? 256 * 1024,
-      onError: (c) =>
-        problemResponse(
-          problem(413, 'payload-too-large', 'Payload too large', {
-            detail: `request bodies are limited to ${deps.maxBodyBytes ?? 256 * 1024} bytes`,
-            requestId: c.get('requestId'),
-          }),
-        ),
+      onError: () => {
+        throw new Problem(413, 'payload-too-large', 'Payload too large', {
+          detail: `request bodies are limited to ${deps.maxBodyBytes ?? 256 * 1024} bytes`,
+        });
+      },
     }),
   );
 

@@ -29,7 +29,7 @@ import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, ty
 import { LRUCache } from 'lru-cache';
 import { SUBJECT_ID, type Config, type IssuerConfig } from '../config.js';
 import { incomingOf, rawHeaderCount } from '../shared/node-incoming.js';
-import { refuse } from './refuse.js';
+import { Problem } from '../shared/problem.js';
 import type { Principal } from '../authz/types.js';
 import type { RequestEnv } from '../authz/types.js';
 
@@ -219,8 +219,9 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<Request
   return async (c, next) => {
     const incoming = incomingOf(c);
     if (incoming !== undefined && rawHeaderCount(incoming.rawHeaders, 'authorization') > 1) {
-      return refuse(c, 400, 'invalid-request', 'More than one Authorization header', { detail: 'send exactly one Authorization header' }, {
-        'www-authenticate': 'Bearer error="invalid_request", error_description="more than one Authorization header"',
+      throw new Problem(400, 'invalid-request', 'More than one Authorization header', {
+        detail: 'send exactly one Authorization header',
+        headers: { 'www-authenticate': 'Bearer error="invalid_request", error_description="more than one Authorization header"' },
       });
     }
     // Node's parsed headers when there are any (Hono's c.req.header builds a Headers view first);
@@ -229,7 +230,10 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<Request
     const scheme = header === undefined ? null : BEARER_SCHEME.exec(header);
     if (scheme === null) {
       // No Bearer credentials at all: a bare challenge, no error code (RFC 6750 §3.1).
-      return refuse(c, 401, 'unauthenticated', 'Authentication required', { detail: 'send a Bearer token in the Authorization header' }, { 'www-authenticate': 'Bearer' });
+      throw new Problem(401, 'unauthenticated', 'Authentication required', {
+        detail: 'send a Bearer token in the Authorization header',
+        headers: { 'www-authenticate': 'Bearer' },
+      });
     }
     const token = scheme.input.slice(scheme[0].length);
     let principal: Principal;
@@ -240,11 +244,14 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<Request
       if (!(err instanceof AuthError)) throw err;
       if (err.status === 503) {
         c.get('log')?.warn({ reason: err.description, cause: String(err.cause) }, 'token issuer keys unavailable');
-        return refuse(c, 503, 'issuer-unavailable', 'Token issuer keys unavailable', { detail: 'the token could not be checked: the issuer key set is unreachable; retry later' });
+        throw new Problem(503, 'issuer-unavailable', 'Token issuer keys unavailable', {
+          detail: 'the token could not be checked: the issuer key set is unreachable; retry later',
+        });
       }
       c.get('log')?.debug({ reason: err.description }, 'token refused');
-      return refuse(c, 401, 'invalid-token', 'Invalid token', { detail: err.description }, {
-        'www-authenticate': `Bearer error="invalid_token", error_description="${err.description}"`,
+      throw new Problem(401, 'invalid-token', 'Invalid token', {
+        detail: err.description,
+        headers: { 'www-authenticate': `Bearer error="invalid_token", error_description="${err.description}"` },
       });
     }
     c.set('principal', principal);

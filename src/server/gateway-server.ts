@@ -15,7 +15,7 @@ import { OpenFgaAuthorizer } from '../fga/authorizer.js';
 import { createFgaClient } from '../fga/client.js';
 import { FgaRequestClient } from '../fga/request-client.js';
 import { countsMetric } from '../shared/counts-metric.js';
-import { PROBLEM_CONTENT_TYPE, problem } from '../shared/problem.js';
+import { PROBLEM_CONTENT_TYPE, Problem } from '../shared/problem.js';
 import { createGatewayApp } from '../gateway/app.js';
 import { createAssertionSigner } from '../gateway/assertion-signer.js';
 import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
@@ -75,7 +75,7 @@ function closeServer(server: Server): Promise<void> {
 
 /** A bare problem+json 400 for requests Node's HTTP parser refuses before the app sees them. */
 function clientErrorResponse(): string {
-  const body = JSON.stringify(problem(400, 'bad-request', 'Bad Request', { detail: 'The request could not be parsed as HTTP.' }));
+  const body = JSON.stringify(new Problem(400, 'bad-request', 'Bad Request', { detail: 'The request could not be parsed as HTTP.' }).details());
   return `HTTP/1.1 400 Bad Request\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 

@@ -9,7 +9,8 @@ import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { RequestEnv } from '../../authz/types.js';
 import { mutation, type AdminAction, type AdminRuntime } from '../action.js';
 import { recordAudit } from '../audit.js';
-import { AdminError, conflict, notFound } from '../errors.js';
+import { Problem } from '../../shared/problem.js';
+import { conflict, notFound } from '../errors.js';
 import { BreakGlassBody, BreakGlassResult, OrganizationParams } from '../schemas.js';
 import { getNode } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validation.js';
@@ -18,7 +19,7 @@ type AdminApp = OpenAPIHono<RequestEnv>;
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 
 /** Records a refused break-glass (with its reason) where the organization reads it, then throws. */
-async function refuse(rt: AdminRuntime, a: AdminAction, err: AdminError, detail: object): Promise<never> {
+async function refuse(rt: AdminRuntime, a: AdminAction, err: Problem, detail: object): Promise<never> {
   await recordAudit(rt.db, {
     actor: a.actor,
     action: a.opts.action,
@@ -55,9 +56,10 @@ export function registerBreakGlassRoutes(app: AdminApp, rt: AdminRuntime): void 
       return mutation(rt, c, { action: 'organization.break-glass', target: ref, scope }, async (a) => {
         await a.authorize('can_break_glass', PLATFORM_OBJECT);
         if (user === a.actor) {
-          const err = new AdminError(403, 'forbidden', 'Forbidden', 'break-glass grants admin to another user, never to the caller', [
-            { name: 'body.user', reason: 'must not be the caller' },
-          ]);
+          const err = new Problem(403, 'forbidden', 'Forbidden', {
+            detail: 'break-glass grants admin to another user, never to the caller',
+            'invalid-params': [{ name: 'body.user', reason: 'must not be the caller' }],
+          });
           await refuse(rt, a, err, { user, reason });
         }
         const tuple = { user, relation: 'admin', object: ref };
@@ -72,7 +74,7 @@ export function registerBreakGlassRoutes(app: AdminApp, rt: AdminRuntime): void 
             return { result: undefined, change: { writes: [tuple], deletes: [] }, after: { role: 'admin', user }, detail: { reason } };
           });
         } catch (err) {
-          if (err instanceof AdminError && err.status === 409) await refuse(rt, a, err, { user, reason });
+          if (err instanceof Problem && err.status === 409) await refuse(rt, a, err, { user, reason });
           throw err;
         }
         return c.json({ object: ref, role: 'admin' as const, user, reason }, 200);

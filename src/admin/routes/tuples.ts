@@ -11,7 +11,8 @@ import type { Queryable } from '../../db/index.js';
 import type { RequestEnv, TupleKey } from '../../authz/types.js';
 import { mutation, reader, type AdminAction, type AdminRuntime } from '../action.js';
 import { recordAudit } from '../audit.js';
-import { AdminError, conflict, unprocessable } from '../errors.js';
+import { Problem } from '../../shared/problem.js';
+import { conflict, unprocessable } from '../errors.js';
 import { TupleBatchBody, TupleBatchResult, TupleReadQuery, TupleReadResult, type NodeKind, type TupleInput } from '../schemas.js';
 import { ancestorPath, getNodes, splitRef } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES } from '../validation.js';
@@ -100,13 +101,10 @@ async function deny(rt: AdminRuntime, a: AdminAction, refused: InvalidParam[]): 
     requestId: a.requestId,
     detail: { refused },
   });
-  throw new AdminError(
-    403,
-    'forbidden',
-    'Forbidden',
-    `${refused.length} tuple${refused.length === 1 ? '' : 's'} refused: each needs can_assign_<relation> on its object, and no write may name the caller; nothing was changed`,
-    refused,
-  );
+  throw new Problem(403, 'forbidden', 'Forbidden', {
+    detail: `${refused.length} tuple${refused.length === 1 ? '' : 's'} refused: each needs can_assign_<relation> on its object, and no write may name the caller; nothing was changed`,
+    'invalid-params': refused,
+  });
 }
 
 export function registerTupleRoutes(app: AdminApp, rt: AdminRuntime): void {
