@@ -204,7 +204,7 @@ export function takeKeepAliveHint(proxyRes: IncomingMessage): void {
 
 /**
  * The upstream URL parsed once, for http-proxy-middleware's `target`: given a string,
- * http-proxy runs url.parse on it for every request (it showed in the CPU profile).
+ * http-proxy runs url.parse on it for every request.
  * The same parse, done at start (load/bare-proxy.ts uses it too).
  */
 export function proxyTarget(url: string): UrlWithStringQuery {

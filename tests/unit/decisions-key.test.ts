@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalDecisionInput, decisionKey } from '../../src/decisions/key.js';
+import { canonicalDecisionInput, decisionKey } from '../../src/decisions/decision-key.js';
 import type { CheckRequest, TupleKey } from '../../src/authz/types.js';
 
 const S = '01HSTORE0000000000000000000';
