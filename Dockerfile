@@ -13,4 +13,4 @@ USER node
 EXPOSE 8080 8090 9464
 # The command is chosen per service in docker-compose.yml; both run with the heap flag
 # of src/shared/node-flags.ts (why is written there).
-CMD ["node", "--initial-old-space-size=128", "--import", "tsx", "src/gateway/main.ts"]
+CMD ["node", "--initial-old-space-size=128", "--import", "tsx", "src/server/gateway-main.ts"]

@@ -27,7 +27,8 @@ import { parseArgs, promisify } from 'node:util';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { bootstrap } from '../src/fga/bootstrap.js';
 import { loadModel } from '../src/fga/model.js';
-import { ensureTool, K6, REPO_ROOT } from '../src/stack/go-tools.js';
+import { ensureTool, K6 } from '../src/stack/go-tools.js';
+import { REPO_ROOT } from '../src/shared/repo-root.js';
 import { summarizeProfile } from './lib/cpuprofile.js';
 import { runK6, type K6Result } from './lib/k6.js';
 import { compareRounds, roundSpread } from './lib/stats.js';
@@ -979,7 +980,7 @@ function report(): void {
       `Load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}${loadBefore[0]! > 1 ? ' (other work was running: figures are noisy)' : ''}.` +
       (runSteal !== undefined ? ` CPU steal over the whole run: **${(runSteal * 100).toFixed(0)}%** of all CPU time went to other guests of the host${runSteal > 0.05 ? ' (over 5%: the latencies measure the neighbours as much as tiergate)' : ''}.` : ''),
     '',
-    `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/gateway/main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either) and CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S} (the warm-up fills every decision at once; with the default 300 s they would all expire together mid-run). ` +
+    `Setup: OpenFGA (memory datastore), redis-server, ${stack.db.note}; ${stack.workers} gateway worker(s) (node:cluster) and the bare proxy with as many; the gateway is \`src/server/gateway-main.ts\` with LOG_LEVEL=warn (no per-request access log; neither the upstream nor the bare proxy logs either) and CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S} (the warm-up fills every decision at once; with the default 300 s they would all expire together mid-run). ` +
       `Node flags of every Node process, the upstream and the baselines as well as the gateway: \`${runtimeFlags.join(' ')}\`${nodeFlags.length > 0 ? ' (`--node-flags`: **a varied run**)' : " (tiergate's heap flag, `src/shared/node-flags.ts`)"}. ` +
       (gatewayEnvText !== '' ? `**Every gateway also has ${gatewayEnvText}** (\`--gateway-env\`). ` : '') +
       (variation.bareBurnUs > 0

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../src/stack/go-tools.js';
+import { REPO_ROOT } from '../../src/shared/repo-root.js';
 
 export interface K6Result {
   requests: number;

@@ -14,7 +14,7 @@ import { FgaRequestClient } from '../../src/fga/request-client.js';
 import { OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
 import { createFgaClient } from '../../src/fga/client.js';
 import { loadModel } from '../../src/fga/model.js';
-import type { CheckRequest } from '../../src/gateway/types.js';
+import type { CheckRequest } from '../../src/authz/types.js';
 import { summarize, type Summary } from './stats.js';
 
 export type LayerResult = Record<'l1' | 'redis' | 'openfga' | 'engine', Summary> & {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyHierarchy, parseHierarchy } from '../../src/cli/apply.js';
 import { loadOrCreateDevIssuerKeys, mintDevToken } from '../../src/gateway/dev-issuer.js';
-import { REPO_ROOT } from '../../src/stack/go-tools.js';
+import { REPO_ROOT } from '../../src/shared/repo-root.js';
 
 export const TENANT = 'acme-sales';
 const TOKEN_TTL_S = 6 * 3600;

@@ -1,6 +1,6 @@
 // Starts what the benchmark measures, each as its own process on free loopback
 // ports: OpenFGA (memory), redis-server, PostgreSQL (throwaway) when available, the
-// tenant-resource service, the bare proxy, and gateways (src/gateway/main.ts, the
+// tenant-resource service, the bare proxy, and gateways (src/server/gateway-main.ts, the
 // same entry as the Docker image, node:cluster with GATEWAY_WORKERS).
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { configSchema } from '../../src/config.js';
 import { createAssertionSigner, type AssertionSigner } from '../../src/gateway/assertion-signer.js';
 import { startChild, waitUntilReady, type ManagedChild } from '../../src/stack/child.js';
-import { REPO_ROOT } from '../../src/stack/go-tools.js';
+import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { freePort } from '../../src/stack/ports.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
@@ -271,7 +271,7 @@ export class BenchStack {
       ...this.variation.gatewayEnv,
       ...o.env,
     };
-    const child = startChild(`gateway ${o.name}`, process.execPath, [...this.nodeFlags, ...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/gateway/main.ts')], {
+    const child = startChild(`gateway ${o.name}`, process.execPath, [...this.nodeFlags, ...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/server/gateway-main.ts')], {
       ...cleanEnv(),
       ...env,
     });

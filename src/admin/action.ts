@@ -5,9 +5,10 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
 import type { Db, Queryable } from '../db/index.js';
-import type { DecisionInvalidator, GatewayEnv, TupleChange } from '../gateway/types.js';
+import type { DecisionInvalidator, RequestEnv, TupleChange } from '../authz/types.js';
 import { recordAudit } from './audit.js';
-import { AdminError, forbidden, fromDbError } from './errors.js';
+import { Problem } from '../shared/problem.js';
+import { forbidden, fromDbError } from './errors.js';
 import { isEmptyChange, reverseChange, type Engine } from './engine.js';
 import { ancestorPath, lockNodes } from './store.js';
 
@@ -21,14 +22,12 @@ export interface AdminRuntime {
 }
 
 /** Raised when the change is committed everywhere but the decision caches were not told. */
-export class InvalidationFailedError extends AdminError {
+export class InvalidationFailedError extends Problem {
   constructor(override readonly cause: unknown) {
-    super(
-      500,
-      'invalidation-failed',
-      'Change applied, cache invalidation failed',
-      'the change is committed in PostgreSQL and OpenFGA, but decision caches could not be invalidated; cached decisions may be stale until they expire',
-    );
+    super(500, 'invalidation-failed', 'Change applied, cache invalidation failed', {
+      detail:
+        'the change is committed in PostgreSQL and OpenFGA, but decision caches could not be invalidated; cached decisions may be stale until they expire',
+    });
   }
 }
 
@@ -68,7 +67,7 @@ export class AdminAction {
 
   constructor(
     private readonly rt: AdminRuntime,
-    c: Context<GatewayEnv>,
+    c: Context<RequestEnv>,
     readonly opts: ActionOptions,
   ) {
     this.actor = c.get('principal').subject;
@@ -90,7 +89,7 @@ export class AdminAction {
   }
 
   /** Records a refused attempt (`denied`, with `detail`) in the audit trail, then throws `err`. */
-  async refuse(err: AdminError, detail: unknown): Promise<never> {
+  async refuse(err: Problem, detail: unknown): Promise<never> {
     await recordAudit(this.rt.db, {
       actor: this.actor,
       action: this.opts.action,
@@ -206,7 +205,7 @@ export class AdminAction {
  */
 export async function mutation<R>(
   rt: AdminRuntime,
-  c: Context<GatewayEnv>,
+  c: Context<RequestEnv>,
   opts: ActionOptions,
   fn: (a: AdminAction) => Promise<R>,
 ): Promise<R> {
@@ -215,13 +214,13 @@ export async function mutation<R>(
     return await fn(a);
   } catch (thrown) {
     const err = fromDbError(thrown) ?? thrown;
-    const refusal = err instanceof AdminError && err.status < 500;
+    const refusal = err instanceof Problem && err.status < 500;
     if (!refusal && !(err instanceof InvalidationFailedError)) await a.recordFailure(err);
     throw err;
   }
 }
 
 /** A read-only request: authorize (denials audited) then answer. */
-export function reader(rt: AdminRuntime, c: Context<GatewayEnv>, opts: ActionOptions): AdminAction {
+export function reader(rt: AdminRuntime, c: Context<RequestEnv>, opts: ActionOptions): AdminAction {
   return new AdminAction(rt, c, opts);
 }

@@ -9,10 +9,10 @@ import type { MiddlewareHandler } from 'hono';
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { Logger } from 'pino';
 import type { Db } from '../db/index.js';
-import type { DecisionInvalidator, GatewayEnv } from '../gateway/types.js';
+import type { DecisionInvalidator, RequestEnv } from '../authz/types.js';
 import { bodyLimitWhenBody } from '../shared/body-limit.js';
 import { parseJsonBody } from '../shared/json-body.js';
-import { problem, problemResponse } from '../shared/problem.js';
+import { Problem } from '../shared/problem.js';
 import type { AdminRuntime } from './action.js';
 import { createEngine } from './engine.js';
 import { issuesToInvalidParams, locationOf, renderError, TARGET_LOCATION, validationProblem } from './errors.js';
@@ -37,7 +37,7 @@ export interface AdminDeps {
   /** Told about every OpenFGA write before the response is sent. */
   invalidator: DecisionInvalidator;
   /** The gateway's authenticate stage: sets c.var.principal or answers 401. */
-  authenticate: MiddlewareHandler<GatewayEnv>;
+  authenticate: MiddlewareHandler<RequestEnv>;
   log?: Logger;
   /** Where the app is mounted (for the docs page and the document's server URL). */
   basePath?: string;
@@ -57,7 +57,7 @@ const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
  * invalid UTF-8, invalid JSON or a lone surrogate anywhere is a 400 and no handler runs.
  * The validators then parse the same, checked bytes: hono keeps the body read here.
  */
-const strictJsonBody: MiddlewareHandler<GatewayEnv> = async (c, next) => {
+const strictJsonBody: MiddlewareHandler<RequestEnv> = async (c, next) => {
   const contentType = c.req.header('content-type');
   if (contentType === undefined || !JSON_MEDIA_TYPE.test(contentType.split(';')[0]!.trim())) return next();
   const bytes = new Uint8Array(await c.req.arrayBuffer());
@@ -65,18 +65,15 @@ const strictJsonBody: MiddlewareHandler<GatewayEnv> = async (c, next) => {
   if (bytes.length === 0) return next();
   const parsed = parseJsonBody(bytes);
   if (!parsed.ok) {
-    return problemResponse(
-      problem(400, 'invalid-json', 'Invalid JSON body', {
-        detail: `${parsed.detail}; nothing was changed`,
-        requestId: c.get('requestId'),
-        ...(parsed.at ? { 'invalid-params': [{ name: locationOf('body', parsed.at.path), reason: parsed.at.reason }] } : {}),
-      }),
-    );
+    throw new Problem(400, 'invalid-json', 'Invalid JSON body', {
+      detail: `${parsed.detail}; nothing was changed`,
+      ...(parsed.at ? { 'invalid-params': [{ name: locationOf('body', parsed.at.path), reason: parsed.at.reason }] } : {}),
+    });
   }
   return next();
 };
 
-export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
+export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   const basePath = deps.basePath ?? ADMIN_BASE_PATH;
   const rt: AdminRuntime = {
     db: deps.db,
@@ -87,7 +84,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
     listObjectsDeadlineMs: deps.listObjectsDeadlineMs ?? 3000,
   };
 
-  const app = new OpenAPIHono<GatewayEnv>({
+  const app = new OpenAPIHono<RequestEnv>({
     // Routes pass allFieldsHook (every invalid field at once); this covers any route that does not.
     defaultHook: (result, c) => {
       if (!result.success) return validationProblem(c, issuesToInvalidParams(TARGET_LOCATION[result.target] ?? result.target, result.error));
@@ -99,7 +96,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
 
   app.onError((err, c) => renderError(err, c, deps.log));
   app.notFound((c) =>
-    problemResponse(problem(404, 'not-found', 'Not found', { detail: `no admin route ${c.req.method} ${c.req.path}`, requestId: c.get('requestId') })),
+    new Problem(404, 'not-found', 'Not found', { detail: `no admin route ${c.req.method} ${c.req.path}` }).response({ requestId: c.get('requestId') }),
   );
 
   // Public, registered before authentication: the description of the API, not its data.
@@ -125,13 +122,11 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<GatewayEnv> {
     '*',
     bodyLimitWhenBody({
       maxSize: deps.maxBodyBytes ?? 256 * 1024,
-      onError: (c) =>
-        problemResponse(
-          problem(413, 'payload-too-large', 'Payload too large', {
-            detail: `request bodies are limited to ${deps.maxBodyBytes ?? 256 * 1024} bytes`,
-            requestId: c.get('requestId'),
-          }),
-        ),
+      onError: () => {
+        throw new Problem(413, 'payload-too-large', 'Payload too large', {
+          detail: `request bodies are limited to ${deps.maxBodyBytes ?? 256 * 1024} bytes`,
+        });
+      },
     }),
   );
 

@@ -4,7 +4,7 @@
 // Each entry stores the target's ancestor path (`scope`), so "what may this
 // reader see" is an array-overlap query, not a graph walk.
 import type { Db, Queryable } from '../db/index.js';
-import type { Scope } from '../gateway/types.js';
+import type { Scope } from '../authz/types.js';
 import type { AuditOutcome } from './schemas.js';
 import { ancestorPath, getNode } from './store.js';
 

@@ -7,7 +7,7 @@ import {
   ConsistencyPreference,
   type OpenFgaClient,
 } from '@openfga/sdk';
-import type { TupleChange, TupleKey } from '../gateway/types.js';
+import type { TupleChange, TupleKey } from '../authz/types.js';
 import { fromFgaError } from './errors.js';
 import { MAX_TUPLES_PER_WRITE } from './schemas.js';
 

@@ -1,45 +1,29 @@
 // Every admin error leaves as RFC 9457 problem+json with the request id. Handlers
-// throw AdminError; OpenFGA and validation failures are translated here, once.
+// throw a Problem; OpenFGA, database and validation failures are translated here, once.
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { FgaApiValidationError, FgaError } from '@openfga/sdk';
 import type { ZodError } from 'zod';
-import { problem, problemResponse, type InvalidParam } from '../shared/problem.js';
+import { Problem, type InvalidParam } from '../shared/problem.js';
 
-export class AdminError extends Error {
-  constructor(
-    readonly status: number,
-    readonly slug: string,
-    readonly title: string,
-    readonly detail?: string,
-    readonly invalidParams?: InvalidParam[],
-  ) {
-    super(detail ?? title);
-    this.name = 'AdminError';
-  }
-}
-
-export const notFound = (what: string) => new AdminError(404, 'not-found', 'Not found', `${what} does not exist`);
-export const conflict = (detail: string) => new AdminError(409, 'conflict', 'Conflict', detail);
+export const notFound = (what: string) => new Problem(404, 'not-found', 'Not found', { detail: `${what} does not exist` });
+export const conflict = (detail: string) => new Problem(409, 'conflict', 'Conflict', { detail });
 export const unprocessable = (detail: string, invalidParams?: InvalidParam[]) =>
-  new AdminError(422, 'invalid-request', 'Invalid request', detail, invalidParams);
+  new Problem(422, 'invalid-request', 'Invalid request', { detail, 'invalid-params': invalidParams });
 export const forbidden = (permission: string, object: string) =>
-  new AdminError(403, 'forbidden', 'Forbidden', `the caller lacks ${permission} on ${object}`);
+  new Problem(403, 'forbidden', 'Forbidden', { detail: `the caller lacks ${permission} on ${object}` });
 
 /** A create whose id a deleted node had: ids are never reused. */
 export const idRetired = (kind: string, id: string) =>
-  new AdminError(
-    409,
-    'id-retired',
-    'Id retired',
-    `${kind} id ${id} belonged to a deleted ${kind}; ids are never reused, so nothing of it (grants, data, audit, cached decisions) can reach a new node`,
-  );
+  new Problem(409, 'id-retired', 'Id retired', {
+    detail: `${kind} id ${id} belonged to a deleted ${kind}; ids are never reused, so nothing of it (grants, data, audit, cached decisions) can reach a new node`,
+  });
 
 /**
  * PostgreSQL's integrity refusals (foreign key 23503, unique 23505) as the 409 they
  * are: a concurrent change got there first. Anything else is not translated.
  */
-export function fromDbError(err: unknown): AdminError | undefined {
+export function fromDbError(err: unknown): Problem | undefined {
   const e = err as { code?: unknown; constraint?: unknown } | null;
   const constraint = typeof e?.constraint === 'string' ? ` (${e.constraint})` : '';
   if (e?.code === '23503') {
@@ -60,7 +44,7 @@ export class EngineUnavailableError extends Error {
 /** Wraps any OpenFGA SDK failure in the error the API maps to a status. */
 export function fromFgaError(err: unknown): Error {
   if (err instanceof FgaApiValidationError) {
-    return new AdminError(422, 'rejected-by-openfga', 'Rejected by OpenFGA', err.apiErrorMessage ?? err.message);
+    return new Problem(422, 'rejected-by-openfga', 'Rejected by OpenFGA', { detail: err.apiErrorMessage ?? err.message });
   }
   if (err instanceof FgaError || isNetworkError(err)) return new EngineUnavailableError(err);
   return err instanceof Error ? err : new Error(String(err));
@@ -99,44 +83,33 @@ export function requestIdOf(c: Context): string | undefined {
 }
 
 export function validationProblem(c: Context, invalidParams: InvalidParam[]): Response {
-  return problemResponse(
-    problem(422, 'invalid-request', 'Invalid request', {
-      detail: `${invalidParams.length} invalid field${invalidParams.length === 1 ? '' : 's'}; nothing was changed`,
-      requestId: requestIdOf(c),
-      'invalid-params': invalidParams,
-    }),
-  );
+  return new Problem(422, 'invalid-request', 'Invalid request', {
+    detail: `${invalidParams.length} invalid field${invalidParams.length === 1 ? '' : 's'}; nothing was changed`,
+    'invalid-params': invalidParams,
+  }).response({ requestId: requestIdOf(c) });
 }
 
-/** Renders whatever a handler threw; unknown errors are logged and never leak details. */
+/** The admin API's one error renderer: whatever a handler threw; unknown errors are logged and never leak details. */
 export function renderError(err: unknown, c: Context, log?: { error: (obj: object, msg: string) => void }): Response {
   const requestId = requestIdOf(c);
-  err = fromDbError(err) ?? err;
-  if (err instanceof AdminError) {
-    return problemResponse(
-      problem(err.status, err.slug, err.title, {
-        ...(err.detail ? { detail: err.detail } : {}),
-        requestId,
-        ...(err.invalidParams ? { 'invalid-params': err.invalidParams } : {}),
-      }),
-    );
-  }
+  return asProblem(fromDbError(err) ?? err, requestId, log).response({ requestId });
+}
+
+function asProblem(err: unknown, requestId: string | undefined, log?: { error: (obj: object, msg: string) => void }): Problem {
+  if (err instanceof Problem) return err;
   if (err instanceof EngineUnavailableError) {
     log?.error({ err: err.cause, requestId }, 'OpenFGA unavailable');
-    return problemResponse(
-      problem(503, 'authorization-engine-unavailable', 'Authorization engine unavailable', {
-        detail: 'OpenFGA did not answer; nothing was changed. Retry later.',
-        requestId,
-      }),
-      { 'retry-after': '1' },
-    );
+    return new Problem(503, 'authorization-engine-unavailable', 'Authorization engine unavailable', {
+      detail: 'OpenFGA did not answer; nothing was changed. Retry later.',
+      headers: { 'retry-after': '1' },
+    });
   }
   if (err instanceof HTTPException) {
     // Hono's own refusals: malformed JSON (400), unsupported media type (415).
     const status = err.status;
     const slug = status === 415 ? 'unsupported-media-type' : status === 413 ? 'payload-too-large' : 'bad-request';
-    return problemResponse(problem(status, slug, err.message || 'Bad request', { requestId }));
+    return new Problem(status, slug, err.message || 'Bad request');
   }
   log?.error({ err, requestId }, 'admin request failed');
-  return problemResponse(problem(500, 'internal', 'Internal error', { detail: 'see the server log for this request id', requestId }));
+  return new Problem(500, 'internal', 'Internal error', { detail: 'see the server log for this request id' });
 }

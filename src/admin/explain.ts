@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/index.js';
 import { PLATFORM_OBJECT } from '../fga/bootstrap.js';
-import type { TupleKey } from '../gateway/types.js';
+import type { TupleKey } from '../authz/types.js';
 import type { Engine } from './engine.js';
 import { ROLE_NAMES, TENANT_RESOURCE_TYPES } from './schemas.js';
 import { ancestorPath, splitRef } from './store.js';

@@ -16,7 +16,7 @@ import { migrateAdmin } from '../admin/store.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { openDb, type Db } from '../db/index.js';
 import { DecisionCache, decisionCacheSettings } from '../decisions/index.js';
-import { applyRepair, compareWithDatabase } from '../fga/agreement.js';
+import { applyRepair, compareWithDatabase } from '../admin/agreement.js';
 import { OpenFgaAuthorizer } from '../fga/authorizer.js';
 import { bootstrap } from '../fga/bootstrap.js';
 import { createFgaClient } from '../fga/client.js';

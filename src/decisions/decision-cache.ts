@@ -12,7 +12,7 @@
 //   one that doesn't is handled by re-pinning the id and calling modelChanged().
 //   A tuple on a relation this process's model does not define is bumped
 //   conservatively (as structural), so a newer model's new relations are covered.
-// - All replicas sharing a Redis must run the same version scheme (./nodes.ts): one
+// - All replicas sharing a Redis must run the same version scheme (./version-keys.ts): one
 //   that bumped only a node's any-version for a role change (before principal-scoped
 //   versions) does not invalidate decisions recorded by one that depends on role- and
 //   structure-versions. Replace every replica, don't mix them. (Entries such an older
@@ -21,20 +21,22 @@
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
-import type { Authorizer } from '../gateway/types.js';
+import type { Authorizer } from '../authz/types.js';
 import type { FgaRequestClient } from '../fga/request-client.js';
 import { FgaStructureSource, HierarchyResolver, structureOf, type ModelTypes, type StructureSource } from '../fga/hierarchy.js';
-import { InvalidationBus, newInstanceId } from './bus.js';
-import { CachingAuthorizer } from './cache.js';
-import { VersionInvalidator } from './invalidator.js';
-import { SharedDecisions } from './l2.js';
-import { DecisionMetrics } from './metrics.js';
-import { globalBump, VersionKeys } from './nodes.js';
+import { InvalidationBus, newInstanceId } from './invalidation-bus.js';
+import { CachingAuthorizer } from './caching-authorizer.js';
+import { VersionInvalidator } from './version-invalidator.js';
+import { SharedDecisions } from './shared-decisions.js';
+import { DecisionMetrics } from './decision-metrics.js';
+import { globalBump, VersionKeys } from './version-keys.js';
 import { ParentQuestions } from './parent-questions.js';
-import { ReadChangesPoller, type PollerStatus } from './poller.js';
-import { RedisLink } from './redis.js';
+import { ReadChangesPoller, type PollerStatus } from './read-changes-poller.js';
+import { RedisLink } from './redis-link.js';
 import { assertDecisionModel } from './soundness.js';
-import { VersionStore } from './versions.js';
+import { LocalVersionStore } from './local-version-store.js';
+import { RedisVersionStore } from './redis-version-store.js';
+import type { VersionStore } from './version-store.js';
 
 export interface DecisionCacheOptions {
   /** Who answers on a miss: normally an OpenFgaAuthorizer. */
@@ -180,8 +182,8 @@ export class DecisionCache {
       for (const c of [this.link.hot, this.link.bg]) for (const ev of ['ready', 'close', 'end']) c.on(ev, syncUp);
     }
     const ackTimeoutMs = opts.ackTimeoutMs ?? 1000;
-    // The longest an entry lives after its versions were read (./cache.ts counts its TTL
-    // from there): a role-version forgotten without Redis must outlive it (./versions.ts).
+    // The longest an entry lives after its versions were read (./caching-authorizer.ts counts its TTL
+    // from there): a role-version forgotten without Redis must outlive it (./local-version-store.ts).
     const longestEntryMs = Math.max(opts.allowTtlS, opts.denyTtlS) * 1000 * (1 + opts.ttlJitter);
     const roleTtlMs = opts.roleVersionTtlMs ?? Math.max(15 * 60_000, 3 * longestEntryMs);
     if (!(roleTtlMs >= longestEntryMs + 60_000)) {
@@ -189,15 +191,16 @@ export class DecisionCache {
     }
 
     let bus: InvalidationBus | undefined;
-    const versions = (this.versions = new VersionStore({
-      keys,
-      ...(this.link ? { link: this.link } : {}),
-      prefix: `${prefix}v:`,
-      trusted: () => !this.fenced && (bus?.trusted() ?? false),
-      onRedisError,
-      roleTtlMs,
-      localMax: opts.localVersionsMax ?? Math.max(200_000, 2 * opts.l1MaxEntries),
-    }));
+    const versions: VersionStore = (this.versions = this.link
+      ? new RedisVersionStore({
+          keys,
+          link: this.link,
+          prefix: `${prefix}v:`,
+          trusted: () => !this.fenced && (bus?.trusted() ?? false),
+          onRedisError,
+          localMax: opts.localVersionsMax ?? Math.max(200_000, 2 * opts.l1MaxEntries),
+        })
+      : new LocalVersionStore({ keys, roleTtlMs }));
     const hierarchy = (this.hierarchy = new HierarchyResolver({
       source: opts.structureSource ?? new FgaStructureSource(opts.api!),
       structure,

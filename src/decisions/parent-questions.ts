@@ -12,8 +12,8 @@
 // tuple: ./soundness.ts, section 6.
 import type { Userset } from '@openfga/sdk';
 import { typeOf, type HierarchyStructure, type ModelTypes } from '../fga/hierarchy.js';
-import type { CheckRequest } from '../gateway/types.js';
-import { plainSubject } from './nodes.js';
+import type { CheckRequest } from '../authz/types.js';
+import { plainSubject } from './version-keys.js';
 
 /** `relation from tupleset`, and the parent types whose `relation` it may follow. */
 interface InheritedFrom {

@@ -5,9 +5,9 @@
  * ## Setting
  * A decision answers Check(user P, relation R, object O, contextual tuples C,
  * context X) against store S and model M. Its cache key covers all of
- * (S, M-id, P, R, O, C, X) (./key.ts), so the only thing that can change the answer
+ * (S, M-id, P, R, O, C, X) (./decision-key.ts), so the only thing that can change the answer
  * for one key is the set of stored tuples (or the model behind the id, see 4).
- * Terms (./nodes.ts): a *plain* subject is an object `type:id` — no `#relation`, not
+ * Terms (./version-keys.ts): a *plain* subject is an object `type:id` — no `#relation`, not
  * the wildcard `type:*`; a *structural* tuple is one on a relation some rewrite follows
  * (`X from rel`, a tupleset); a *role* tuple is one on a relation M defines on the
  * object's type and does not follow, whose user is plain. Objects map to slots: a
@@ -44,7 +44,7 @@
  * N's *any-version* when it is not; only then does it ask the engine (with
  * HIGHER_CONSISTENCY, bypassing OpenFGA's own cache). The entry stores those keys and
  * versions, and lives at most max TTL (allow or deny, with jitter) counted from the first
- * of those reads (./cache.ts; an in-process copy of a Redis entry gets at most max TTL
+ * of those reads (./caching-authorizer.ts; an in-process copy of a Redis entry gets at most max TTL
  * from the moment it was validated).
  * One ordering is relaxed, for speed, without changing what is recorded: a *resource*
  * (an object of a type that is no hierarchy node) whose stored parents this process has
@@ -55,13 +55,13 @@
  * Then that set is closed under the stored structural tuples as read — each read after its
  * node's version — so it is Reach exactly as the sequential fill computes it; otherwise
  * the answer is returned but not recorded. A hierarchy node whose parents are not cached
- * makes the fill resolve the whole closure first (./cache.ts, resolve).
- * A fill may also ask the engine before the Redis lookup of its key has answered (./cache.ts,
+ * makes the fill resolve the whole closure first (./caching-authorizer.ts, resolve).
+ * A fill may also ask the engine before the Redis lookup of its key has answered (./caching-authorizer.ts,
  * racing). That changes which valid answer is returned first, not what is recorded: the
  * engine is still asked after every recorded version was read, and a Redis entry is still
  * served only once validated against the current versions (section 5).
  *
- * ## 3. Invariant W (the write rule, ./nodes.ts bumpsFor)
+ * ## 3. Invariant W (the write rule, ./version-keys.ts bumpsFor)
  * Every tuple t written or deleted, on an object of slot N:
  *   - bumps N's any-version;
  *   - if t is a role tuple, sets the role-version of (N, t.user) to N's new any-version;
@@ -76,7 +76,7 @@
  * Writes through tiergate bump before the DecisionInvalidator resolves; writes made
  * elsewhere are bumped by the ReadChanges poller within one poll interval. Both go through
  * bumpsFor.
- * Values (./versions.ts): any-, structure-, children-versions and `#g` only increase
+ * Values (./version-store.ts): any-, structure-, children-versions and `#g` only increase
  * (INCR). A role-version is only ever set to its slot's new any-version, so each non-zero
  * value it takes is larger than all its earlier ones. In Redis no version expires. Without
  * Redis (one process, the in-process map is the truth) a role-version is forgotten — reads
@@ -127,7 +127,7 @@
  * ## 5. Replicas and failures
  * - L2 (Redis) entries are validated against the current versions: Redis', or the
  *   in-process copy's while it is trusted (below).
- * - The in-process copy (./versions.ts) is bounded: it forgets the versions not used for a
+ * - The in-process copy (./redis-version-store.ts) is bounded: it forgets the versions not used for a
  *   while (two generations), and a forgotten version is unknown — an entry depending on it
  *   does not validate in process; the next read fetches it from Redis. Claim: once a bump
  *   of k has been applied locally, the local value of k, while known, is a value k had in

@@ -2,7 +2,7 @@
 // request's contextual tuples and context, through the request-path client
 // (./request-client.ts). Every failure REJECTS with a typed error (./errors.ts);
 // nothing here ever turns an error into an answer (allowed or denied).
-import type { Authorizer, CheckRequest, Decision } from '../gateway/types.js';
+import type { Authorizer, CheckRequest, Decision } from '../authz/types.js';
 import type { FgaRequestClient } from './request-client.js';
 
 export { AuthorizerError, AuthorizerRequestError, AuthorizerUnavailableError, type AuthorizerFailure } from './errors.js';

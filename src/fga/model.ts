@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { transformer } from '@openfga/syntax-transformer';
 import type { AuthorizationModel, WriteAuthorizationModelRequest } from '@openfga/sdk';
-import { REPO_ROOT } from '../stack/go-tools.js';
+import { REPO_ROOT } from '../shared/repo-root.js';
 
 export const MODEL_FILE = join(REPO_ROOT, 'model.fga');
 

@@ -2,15 +2,17 @@
 // -> match policy -> authorize -> forward), the admin plane at /admin/v1, and the
 // operational endpoints. Stages are built elsewhere and passed in, so each stays a
 // small module with its own tests and this file only says in which order they run.
-import { Hono, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
-import { problem, problemResponse } from '../shared/problem.js';
+import { Problem } from '../shared/problem.js';
 import { authorize, type DeniedRequest } from './authorize.js';
 import { forward, type ForwardOptions } from './forward.js';
 import type { GatewayMetrics } from './metrics.js';
 import { requestContext } from './request-context.js';
-import type { Authorizer, Decision, GatewayEnv } from './types.js';
+import type { Authorizer, Decision } from '../authz/types.js';
+import type { GatewayEnv } from './types.js';
+import type { RequestEnv } from '../authz/types.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -25,7 +27,7 @@ export interface GatewayAppDeps {
   metrics: GatewayMetrics;
   trustedProxies: ReadonlySet<string>;
   normalise: MiddlewareHandler<GatewayEnv>;
-  authenticate: MiddlewareHandler<GatewayEnv>;
+  authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
   authorizer: Authorizer;
   forward: ForwardOptions;
@@ -34,7 +36,7 @@ export interface GatewayAppDeps {
   /** Every decision (metrics: latency by the cache layer that answered). */
   onDecision?: (decision: Decision) => void;
   /** The admin API (an app of its own), mounted at /admin/v1. */
-  admin?: Hono<GatewayEnv>;
+  admin?: Hono<RequestEnv>;
   readiness: ReadinessCheck[];
   /** Public keys of the assertions the gateway signs, for the upstream. */
   assertionJwks: { keys: JWK[] };
@@ -89,12 +91,18 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     app.route(ADMIN_PREFIX, admin);
   }
 
-  app.notFound((c) =>
-    problemResponse(problem(404, 'not-found', 'Not Found', { detail: 'No route matches this path.', requestId: c.var.requestId })),
-  );
-  app.onError((err, c) => {
-    c.var.log?.error({ err: err.message, stack: err.stack, requestId: c.var.requestId }, 'unhandled error');
-    return problemResponse(problem(500, 'internal', 'Internal Server Error', { requestId: c.var.requestId }));
-  });
+  app.notFound((c) => new Problem(404, 'not-found', 'Not Found', { detail: 'No route matches this path.' }).response({ requestId: c.get('requestId') }));
+  app.onError(renderGatewayError);
   return app;
+}
+
+/**
+ * The gateway's one error renderer: a Problem a stage threw as it is, with the request
+ * id; anything else is logged and answered 500 without internals.
+ */
+export function renderGatewayError(err: Error, c: Context<GatewayEnv>): Response {
+  const requestId = c.get('requestId');
+  if (err instanceof Problem) return err.response({ requestId });
+  c.get('log')?.error({ err: err.message, stack: err.stack, requestId }, 'unhandled error');
+  return new Problem(500, 'internal', 'Internal Server Error').response({ requestId });
 }

@@ -8,11 +8,10 @@
 // of new traffic, a restart) are not all signed again in the same second every half
 // lifetime after: each re-signature also costs the upstream a verification.
 //
-// Signed with node:crypto, not jose's SignJWT: jose signs through WebCrypto, which
-// cost 120-140 µs of CPU per Ed25519 signature here against 46-50 µs for crypto.sign,
-// and with its claim builder about 300 µs per new assertion in the gateway's CPU
-// profile of cache misses (every miss is a new path, so a new assertion). The token is
-// a plain compact JWS (RFC 7515 §7.1); the upstream still verifies it with jose.
+// Signed with node:crypto, not jose's SignJWT: jose signs through WebCrypto and builds
+// its claims on every call, several times the CPU of crypto.sign, and every cache miss
+// is a new path, so a new assertion. The token is a plain compact JWS (RFC 7515 §7.1);
+// the upstream still verifies it with jose.
 import { createHash, createPrivateKey, generateKeyPairSync, sign as signBytes, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from '../shared/private-dir.js';
@@ -20,7 +19,7 @@ import { dirname } from 'node:path';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { ASSERTION_ALG, ASSERTION_ISSUER, type AssertionClaims } from '../shared/assertion.js';
-import type { Scope } from './types.js';
+import type { Scope } from '../authz/types.js';
 
 export interface AssertionSigner {
   /** Public keys, for `/.well-known/tiergate/jwks.json`. */

@@ -3,8 +3,9 @@
 // only an explicit `allowed: true` answer lets the request through; any error,
 // timeout or unreachable engine is 503 and the request is not forwarded.
 import type { MiddlewareHandler } from 'hono';
-import { problem, problemResponse } from '../shared/problem.js';
-import type { Authorizer, Decision, GatewayEnv, Scope } from './types.js';
+import { Problem } from '../shared/problem.js';
+import type { Authorizer, Decision, Scope } from '../authz/types.js';
+import type { GatewayEnv } from './types.js';
 
 export interface DeniedRequest {
   requestId: string;
@@ -49,13 +50,10 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
       allowed = decision.allowed === true;
     } catch (err) {
       c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err) }, 'authorization engine unavailable');
-      return problemResponse(
-        problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-          detail: 'The decision could not be made, so the request was not forwarded. Retry later.',
-          requestId: c.get('requestId'),
-        }),
-        { 'retry-after': '1' },
-      );
+      throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+        detail: 'The decision could not be made, so the request was not forwarded. Retry later.',
+        headers: { 'retry-after': '1' },
+      });
     }
     if (!allowed) {
       opts.onDenied?.({
@@ -70,14 +68,11 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
       });
       // Name the missing permission and nothing else: not who holds it, not
       // whether the object exists, nothing about other tenants.
-      return problemResponse(
-        problem(403, 'forbidden', 'Forbidden', {
-          detail: `Missing permission ${policy.permission} for this request.`,
-          permission: policy.permission,
-          requestId: c.get('requestId'),
-        }),
-        reasonHeader ? { [reasonHeader]: `missing ${policy.permission}` } : {},
-      );
+      throw new Problem(403, 'forbidden', 'Forbidden', {
+        detail: `Missing permission ${policy.permission} for this request.`,
+        extensions: { permission: policy.permission },
+        ...(reasonHeader ? { headers: { [reasonHeader]: `missing ${policy.permission}` } } : {}),
+      });
     }
     await next();
   };

@@ -12,9 +12,10 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ASSERTION_HEADER } from '../shared/assertion.js';
 import { headerValue } from '../shared/node-incoming.js';
-import { PROBLEM_CONTENT_TYPE, problem, problemResponse } from '../shared/problem.js';
+import { PROBLEM_CONTENT_TYPE, Problem, type ProblemSlug } from '../shared/problem.js';
 import type { AssertionSigner } from './assertion-signer.js';
-import type { GatewayEnv, Scope } from './types.js';
+import type { Scope } from '../authz/types.js';
+import type { GatewayEnv } from './types.js';
 
 export const SUBJECT_HEADER = 'x-tiergate-subject';
 
@@ -146,8 +147,8 @@ function replayable(err: Error, req: IncomingMessage, state: ForwardState | unde
 const STATE = Symbol('tiergate.forward');
 type StatefulRequest = IncomingMessage & { [STATE]?: ForwardState };
 
-function sendProblem(res: ServerResponse, status: number, slug: string, title: string, detail: string, requestId: string): void {
-  const body = JSON.stringify(problem(status, slug, title, { detail, requestId }));
+function sendProblem(res: ServerResponse, status: number, slug: ProblemSlug, title: string, detail: string, requestId: string): void {
+  const body = JSON.stringify(new Problem(status, slug, title, { detail }).details({ requestId }));
   res.writeHead(status, { 'content-type': PROBLEM_CONTENT_TYPE, 'content-length': Buffer.byteLength(body), 'x-request-id': requestId });
   res.end(body);
 }
@@ -203,7 +204,7 @@ export function takeKeepAliveHint(proxyRes: IncomingMessage): void {
 
 /**
  * The upstream URL parsed once, for http-proxy-middleware's `target`: given a string,
- * http-proxy runs url.parse on it for every request (it showed in the CPU profile).
+ * http-proxy runs url.parse on it for every request.
  * The same parse, done at start (load/bare-proxy.ts uses it too).
  */
 export function proxyTarget(url: string): UrlWithStringQuery {
@@ -290,13 +291,10 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
       // The tenants under a division or organization come from OpenFGA: when it cannot
       // answer, this is the same outage the authorize stage reports (503), not a 500.
       c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'tenants under the scope could not be resolved');
-      return problemResponse(
-        problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-          detail: 'The tenants under this node could not be resolved, so the request was not forwarded. Retry later.',
-          requestId,
-        }),
-        { 'retry-after': '1' },
-      );
+      throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+        detail: 'The tenants under this node could not be resolved, so the request was not forwarded. Retry later.',
+        headers: { 'retry-after': '1' },
+      });
     }
     const assertion = opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
 

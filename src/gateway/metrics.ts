@@ -1,13 +1,13 @@
-// Prometheus metrics (prom-client), served on a separate loopback listener.
+// Prometheus metrics (prom-client) of the request path; src/server/ serves them on a
+// separate listener.
 //
 // The per-request histograms are LatencyHistograms: prom-client's Histogram.observe
-// validates and hashes its label object on every call (it showed in the CPU profile
-// at maximum throughput), while the label sets here are few and known (route,
-// method, status; layer; upstream status). A LatencyHistogram keeps one child per
+// validates and hashes its label object on every call, while the label sets here are
+// few and known (route, method, status; layer; upstream status). A LatencyHistogram keeps one child per
 // label set, found once, whose observe() is a bucket search and three additions;
 // prom-client reads it like any metric (registry.registerMetric + get()), and the
 // node:cluster primary aggregates it across workers (aggregator: sum).
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry, type Metric } from 'prom-client';
 
 /** What prom-client's Registry reads from a metric (get()), histogram-shaped. */
 interface HistogramSnapshot {
@@ -45,7 +45,9 @@ export class LatencyHistogram<L extends string> {
     this.help = opts.help;
     this.labelNames = opts.labelNames;
     this.bounds = Float64Array.from([...opts.buckets].sort((a, b) => a - b));
-    for (const r of opts.registers) r.registerMetric(this as never);
+    // A Registry reads only name, help, type, aggregator and get(), which this class has;
+    // prom-client types registerMetric() with its own Metric class.
+    for (const r of opts.registers) r.registerMetric(this as unknown as Metric<L>);
   }
 
   /** The child for one label set (values in labelNames order); cache it where the set is fixed. */

@@ -29,9 +29,9 @@
 // The query string is kept as sent (forwarded verbatim); only the token rule above
 // and raw control/non-ASCII bytes are checked in it.
 import type { Context, MiddlewareHandler } from 'hono';
-import { problem, problemResponse } from '../shared/problem.js';
+import { Problem, type ProblemSlug } from '../shared/problem.js';
 import { incomingOf } from '../shared/node-incoming.js';
-import { excerpt, refuse } from './refuse.js';
+import { excerpt } from './excerpt.js';
 import type { CanonicalRequest, GatewayEnv } from './types.js';
 
 export interface NormaliseOptions {
@@ -43,7 +43,7 @@ export interface NormaliseOptions {
 
 /** Why a request was refused: problem slug + title, and a detail naming the part. */
 export interface Refusal {
-  slug: string;
+  slug: ProblemSlug;
   title: string;
   detail: string;
   /** `path`, `query` or `header.<name>` */
@@ -75,7 +75,7 @@ function hexValue(code: number): number {
   return -1;
 }
 
-function at(segment: string, index: number, slug: string, title: string, why: string): Refusal {
+function at(segment: string, index: number, slug: ProblemSlug, title: string, why: string): Refusal {
   return { slug, title, part: 'path', detail: `path segment ${index} ("${excerpt(segment)}") ${why}` };
 }
 
@@ -295,19 +295,23 @@ export function normalise(opts: NormaliseOptions): MiddlewareHandler<GatewayEnv>
   return async (c, next) => {
     const incoming = incomingOf(c);
     const headerRefusal = checkHeaders(incoming?.rawHeaders ?? c.req.raw.headers, maxHeaderBytes);
-    if (headerRefusal) return refuseWith(c, headerRefusal);
+    if (headerRefusal) throw refusalProblem(headerRefusal);
     const result = canonicaliseTarget(rawTarget(c, incoming?.url), maxPathLength);
-    if (!result.ok) return refuseWith(c, result.refusal);
+    if (!result.ok) throw refusalProblem(result.refusal);
     const { path, segments, query } = result.value;
     c.set('canonical', { method: c.req.method, path, segments, query });
     await next();
   };
 }
 
-function refuseWith(c: Context<GatewayEnv>, refusal: Refusal): Response {
-  const headers: Record<string, string> =
-    refusal.slug === 'token-in-query' ? { 'www-authenticate': 'Bearer error="invalid_request", error_description="token in query string"' } : {};
-  return refuse(c, 400, refusal.slug, refusal.title, { detail: refusal.detail, 'invalid-params': [{ name: refusal.part, reason: refusal.title }] }, headers);
+function refusalProblem(refusal: Refusal): Problem {
+  return new Problem(400, refusal.slug, refusal.title, {
+    detail: refusal.detail,
+    'invalid-params': [{ name: refusal.part, reason: refusal.title }],
+    ...(refusal.slug === 'token-in-query'
+      ? { headers: { 'www-authenticate': 'Bearer error="invalid_request", error_description="token in query string"' } }
+      : {}),
+  });
 }
 
 /**
@@ -318,9 +322,9 @@ function refuseWith(c: Context<GatewayEnv>, refusal: Refusal): Response {
  */
 export function requestErrorResponse(err: unknown): Response {
   if (!(err instanceof Error) || err.name !== 'RequestError') {
-    return problemResponse(problem(500, 'internal-error', 'Internal Server Error'));
+    return new Problem(500, 'internal', 'Internal Server Error').response();
   }
   return /backslash/i.test(err.message)
-    ? problemResponse(problem(400, 'backslash', 'Backslash in path', { detail: 'the path contains a backslash' }))
-    : problemResponse(problem(400, 'invalid-request-target', 'Invalid request target', { detail: excerpt(err.message, 80) }));
+    ? new Problem(400, 'backslash', 'Backslash in path', { detail: 'the path contains a backslash' }).response()
+    : new Problem(400, 'invalid-request-target', 'Invalid request target', { detail: excerpt(err.message, 80) }).response();
 }

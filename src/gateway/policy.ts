@@ -15,8 +15,10 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Docum
 import { z } from 'zod';
 import { loadModel, type LoadedModel } from '../fga/model.js';
 import { ID_PATTERN } from '../shared/resource-kinds.js';
-import { excerpt, refuse } from './refuse.js';
-import type { GatewayEnv, PolicyDecisionRequest, Scope, TupleKey } from './types.js';
+import { Problem } from '../shared/problem.js';
+import { excerpt } from './excerpt.js';
+import type { Scope, TupleKey } from '../authz/types.js';
+import type { GatewayEnv, PolicyDecisionRequest } from './types.js';
 
 // ---------------------------------------------------------------- file schema
 
@@ -459,16 +461,19 @@ export function matchPolicy(policy: CompiledPolicy): MiddlewareHandler<GatewayEn
         c.set('policy', decisionRequest(result.rule, result.params));
         return next();
       case 'no-route':
-        return refuse(c, 404, 'no-route', 'No such route', { detail: `no route matches ${canonical.method} ${excerpt(canonical.path, 200)}` });
+        throw new Problem(404, 'no-route', 'No such route', { detail: `no route matches ${canonical.method} ${excerpt(canonical.path, 200)}` });
       case 'method-not-allowed':
-        return refuse(c, 405, 'method-not-allowed', 'Method not allowed', { detail: `${canonical.method} is not allowed here; allowed: ${result.allow}` }, { allow: result.allow });
+        throw new Problem(405, 'method-not-allowed', 'Method not allowed', {
+          detail: `${canonical.method} is not allowed here; allowed: ${result.allow}`,
+          headers: { allow: result.allow },
+        });
       case 'invalid-param':
-        return refuse(c, 400, 'invalid-id', 'Invalid identifier in path', {
+        throw new Problem(400, 'invalid-id', 'Invalid identifier in path', {
           detail: `path parameter ${result.param} must match ${ID_PATTERN.source}`,
           'invalid-params': [{ name: `path.${result.param}`, reason: `must match ${ID_PATTERN.source}` }],
         });
       case 'ambiguous':
-        return refuse(c, 500, 'policy-ambiguous', 'Route policy is ambiguous', { detail: 'more than one rule matches; the request is denied' });
+        throw new Problem(500, 'policy-ambiguous', 'Route policy is ambiguous', { detail: 'more than one rule matches; the request is denied' });
     }
   };
 }

@@ -1,5 +1,64 @@
-// RFC 9457 problem details: every error tiergate returns has this shape.
+// RFC 9457 problem details: every error tiergate returns has this shape. Code that
+// refuses a request throws a Problem; each app renders it in one place (its Hono
+// onError), adding what only the app knows (the request id, the path).
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** Every problem type tiergate answers with: `https://tiergate.dev/problems/<slug>`, documented in the README. */
+export const PROBLEM_SLUGS = [
+  // Any part
+  'bad-request',
+  'invalid-request',
+  'invalid-json',
+  'unsupported-media-type',
+  'payload-too-large',
+  'not-found',
+  'method-not-allowed',
+  'conflict',
+  'forbidden',
+  'internal',
+  // The gateway's normalise stage: the request target and headers
+  'invalid-request-target',
+  'empty-segment',
+  'encoded-slash',
+  'encoded-backslash',
+  'backslash',
+  'double-encoding',
+  'path-parameter',
+  'control-character',
+  'non-ascii',
+  'disallowed-character',
+  'malformed-encoding',
+  'dot-segment',
+  'invalid-query',
+  'token-in-query',
+  'path-too-long',
+  'headers-too-large',
+  'override-header',
+  'duplicate-header',
+  // The gateway's authenticate, policy and authorize stages
+  'unauthenticated',
+  'invalid-token',
+  'issuer-unavailable',
+  'no-route',
+  'invalid-id',
+  'policy-ambiguous',
+  'authorization-unavailable',
+  // The gateway's forward stage
+  'upstream-timeout',
+  'upstream-unavailable',
+  // The admin API
+  'id-retired',
+  'invalidation-failed',
+  'rejected-by-openfga',
+  'authorization-engine-unavailable',
+  // The tenant service
+  'invalid-assertion',
+  'assertion-keys-unavailable',
+  'scope-mismatch',
+  'not-ready',
+] as const;
+
+export type ProblemSlug = (typeof PROBLEM_SLUGS)[number];
 
 export interface InvalidParam {
   /** Where the bad value is: `body.name`, `path.tenantId`, `header.authorization`, … */
@@ -7,7 +66,8 @@ export interface InvalidParam {
   reason: string;
 }
 
-export interface Problem {
+/** The body of a problem+json response. */
+export interface ProblemDetails {
   type: string;
   title: string;
   status: number;
@@ -19,20 +79,68 @@ export interface Problem {
   [extension: string]: unknown;
 }
 
+export interface ProblemInit {
+  detail?: string | undefined;
+  'invalid-params'?: InvalidParam[] | undefined;
+  /** Further members of the body (e.g. the missing `permission` of a 403). */
+  extensions?: Record<string, unknown>;
+  /** Response headers that belong to this problem (`www-authenticate`, `allow`, `retry-after`, …). */
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+/** Where a problem happened; added by the app that renders it. */
+export interface ProblemSite {
+  requestId?: string | undefined;
+  instance?: string | undefined;
+}
+
 const TYPE_BASE = 'https://tiergate.dev/problems/';
 
-/** Problem types are stable identifiers, documented in the README. */
-export function problemType(slug: string): string {
+export function problemType(slug: ProblemSlug): string {
   return `${TYPE_BASE}${slug}`;
 }
 
-export function problem(status: number, slug: string, title: string, extra: Partial<Problem> = {}): Problem {
-  return { type: problemType(slug), title, status, ...extra };
-}
+/** The one error type for a refused request: thrown anywhere, rendered once per app. */
+export class Problem extends Error {
+  readonly detail: string | undefined;
+  readonly invalidParams: InvalidParam[] | undefined;
+  readonly extensions: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string>;
 
-export function problemResponse(p: Problem, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(p), {
-    status: p.status,
-    headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...headers },
-  });
+  constructor(
+    readonly status: number,
+    readonly slug: ProblemSlug,
+    readonly title: string,
+    init: ProblemInit = {},
+  ) {
+    super(init.detail ?? title, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = 'Problem';
+    this.detail = init.detail;
+    this.invalidParams = init['invalid-params'];
+    this.extensions = init.extensions;
+    this.headers = init.headers ?? {};
+  }
+
+  /** The problem+json body, with where it happened. */
+  details(site: ProblemSite = {}): ProblemDetails {
+    return {
+      type: problemType(this.slug),
+      title: this.title,
+      status: this.status,
+      ...(this.detail !== undefined ? { detail: this.detail } : {}),
+      ...this.extensions,
+      ...(this.invalidParams !== undefined ? { 'invalid-params': this.invalidParams } : {}),
+      ...(site.instance !== undefined ? { instance: site.instance } : {}),
+      ...(site.requestId !== undefined ? { requestId: site.requestId } : {}),
+    };
+  }
+
+  /** The response: this problem's own headers, then the app's (`x-request-id`). */
+  response(site: ProblemSite = {}, headers: Record<string, string> = {}): Response {
+    return new Response(JSON.stringify(this.details(site)), {
+      status: this.status,
+      headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...this.headers, ...headers },
+    });
+  }
 }

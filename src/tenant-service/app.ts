@@ -7,9 +7,9 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/index.js';
 import type { AssertionClaims } from '../shared/assertion.js';
 import { bodyLimitWhenBody } from '../shared/body-limit.js';
-import { problem } from '../shared/problem.js';
+import { Problem } from '../shared/problem.js';
 import { createAssertionVerifier, requireAssertion, type AssertionKey } from './assertion-auth.js';
-import { HttpProblem, renderProblem, type TenantServiceEnv } from './http.js';
+import { renderProblem, type TenantServiceEnv } from './http.js';
 import { TENANT_BASE, registerAgentStatusRoute, registerReportRoutes, registerResourceRoutes } from './routes.js';
 import { requireTenantScope } from './scope.js';
 
@@ -74,7 +74,7 @@ export function createTenantServiceApp(deps: TenantServiceAppDeps): Hono<TenantS
 
   app.get('/readyz', async (c) => {
     await db.query('select 1').catch((err: unknown) => {
-      throw new HttpProblem(problem(503, 'not-ready', 'Service Unavailable', { detail: 'database unreachable' }), {}, { cause: err });
+      throw new Problem(503, 'not-ready', 'Service Unavailable', { detail: 'database unreachable', cause: err });
     });
     return c.json({ status: 'ready', db: db.kind });
   });
@@ -83,7 +83,9 @@ export function createTenantServiceApp(deps: TenantServiceAppDeps): Hono<TenantS
     '/api/v1/*',
     bodyLimitWhenBody({
       maxSize: deps.maxBodyBytes ?? 64 * 1024,
-      onError: (c) => renderProblem(c, problem(413, 'payload-too-large', 'Content Too Large', { detail: 'request body too large' })),
+      onError: () => {
+        throw new Problem(413, 'payload-too-large', 'Content Too Large', { detail: 'request body too large' });
+      },
     }),
   );
   app.use(`${TENANT_BASE}/*`, requireTenantScope());
@@ -92,14 +94,14 @@ export function createTenantServiceApp(deps: TenantServiceAppDeps): Hono<TenantS
   registerResourceRoutes(app, db);
   registerReportRoutes(app, db);
 
-  app.notFound((c) => renderProblem(c, problem(404, 'not-found', 'Not Found', { detail: 'no such route' })));
+  app.notFound((c) => renderProblem(c, new Problem(404, 'not-found', 'Not Found', { detail: 'no such route' })));
   app.onError((err, c) => {
-    if (err instanceof HttpProblem) {
-      if (err.problem.status >= 500) log?.error({ err: err.cause ?? err, requestId: c.get('requestId') }, err.problem.title);
-      return renderProblem(c, err.problem, err.headers);
+    if (err instanceof Problem) {
+      if (err.status >= 500) log?.error({ err: err.cause ?? err, requestId: c.get('requestId') }, err.title);
+      return renderProblem(c, err);
     }
     log?.error({ err, requestId: c.get('requestId') }, 'unhandled error');
-    return renderProblem(c, problem(500, 'internal', 'Internal Server Error'));
+    return renderProblem(c, new Problem(500, 'internal', 'Internal Server Error'));
   });
 
   return app;

@@ -21,7 +21,8 @@ import {
   assertionClaimsSchema,
   type AssertionClaims,
 } from '../shared/assertion.js';
-import { httpProblem, type TenantServiceEnv } from './http.js';
+import { Problem } from '../shared/problem.js';
+import { type TenantServiceEnv } from './http.js';
 
 /** A key resolver (e.g. createRemoteJWKSet / createLocalJWKSet) or one public key. */
 export type AssertionKey = JWTVerifyGetKey | CryptoKey | KeyObject;
@@ -224,9 +225,10 @@ export function requireAssertion(verifier: AssertionVerifier): MiddlewareHandler
     } catch (err) {
       if (err instanceof AssertionError && err.kind === 'invalid') throw unauthorized(err.message);
       if (err instanceof AssertionError) {
-        throw httpProblem(503, 'assertion-keys-unavailable', 'Service Unavailable', {
+        throw new Problem(503, 'assertion-keys-unavailable', 'Service Unavailable', {
           detail: 'the gateway assertion could not be checked right now',
-        }, { cause: err.cause });
+          cause: err.cause,
+        });
       }
       throw err;
     }
@@ -241,5 +243,5 @@ export function requireAssertion(verifier: AssertionVerifier): MiddlewareHandler
 }
 
 function unauthorized(detail: string) {
-  return httpProblem(401, 'invalid-assertion', 'Unauthorized', { detail });
+  return new Problem(401, 'invalid-assertion', 'Unauthorized', { detail });
 }

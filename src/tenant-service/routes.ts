@@ -4,7 +4,8 @@
 import type { Hono } from 'hono';
 import type { Db } from '../db/index.js';
 import { RESOURCE_KINDS, type ResourceKind } from '../shared/resource-kinds.js';
-import { httpProblem, methodNotAllowed, notFound, type TenantServiceEnv, type TsContext } from './http.js';
+import { Problem } from '../shared/problem.js';
+import { methodNotAllowed, notFound, type TenantServiceEnv, type TsContext } from './http.js';
 import {
   createResource,
   deleteResource,
@@ -47,7 +48,7 @@ function without(body: Record<string, unknown>, key: string): Record<string, unk
 function checkBodyId(body: Record<string, unknown>, kind: ResourceKind, id: string): void {
   const inBody = body[kind.idParam];
   if (inBody !== undefined && inBody !== id) {
-    throw httpProblem(400, 'invalid-request', 'Bad Request', {
+    throw new Problem(400, 'invalid-request', 'Bad Request', {
       detail: `${kind.idParam} cannot be changed`,
       'invalid-params': [{ name: `body.${kind.idParam}`, reason: 'must equal the id in the path' }],
     });
@@ -72,7 +73,7 @@ function registerWritableKind(app: App, db: Db, s: KindSchemas): void {
     const attrs = { ...s.defaults, ...without(body, kind.idParam), ...s.operational };
     const created = await createResource(db, c.get('tenantId'), kind, id, attrs);
     if (!created) {
-      throw httpProblem(409, 'conflict', 'Conflict', { detail: `${what(id)} already exists in this tenant` });
+      throw new Problem(409, 'conflict', 'Conflict', { detail: `${what(id)} already exists in this tenant` });
     }
     return c.json(created, 201, { location: `${c.req.path}/${id}` });
   });

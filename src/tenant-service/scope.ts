@@ -3,10 +3,11 @@
 // nothing about the other node is read. Runs after requireAssertion.
 import type { MiddlewareHandler } from 'hono';
 import type { AssertionClaims } from '../shared/assertion.js';
-import { httpProblem, type TenantServiceEnv } from './http.js';
+import { Problem } from '../shared/problem.js';
+import { type TenantServiceEnv } from './http.js';
 
 function forbidden(detail: string) {
-  return httpProblem(403, 'scope-mismatch', 'Forbidden', { detail });
+  return new Problem(403, 'scope-mismatch', 'Forbidden', { detail });
 }
 
 /**

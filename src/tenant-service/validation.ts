@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { ID_PATTERN, type ResourceKind } from '../shared/resource-kinds.js';
 import { dottedPath, parseJsonBody } from '../shared/json-body.js';
 import type { InvalidParam } from '../shared/problem.js';
-import { httpProblem, type TsContext } from './http.js';
+import { Problem } from '../shared/problem.js';
+import { type TsContext } from './http.js';
 
 const NO_CONTROL_CHARS = /^[^\u0000-\u001f\u007f]*$/;
 
@@ -161,7 +162,7 @@ export function invalidParams(error: z.ZodError, where: string): InvalidParam[] 
 export function parseOr400<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
-    throw httpProblem(400, 'invalid-request', 'Bad Request', {
+    throw new Problem(400, 'invalid-request', 'Bad Request', {
       detail: `invalid ${where}`,
       'invalid-params': invalidParams(parsed.error, where),
     });
@@ -176,13 +177,13 @@ export function parseOr400<T>(schema: z.ZodType<T>, value: unknown, where: strin
 export async function readJsonBody(c: TsContext): Promise<unknown> {
   const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(type)) {
-    throw httpProblem(415, 'unsupported-media-type', 'Unsupported Media Type', {
+    throw new Problem(415, 'unsupported-media-type', 'Unsupported Media Type', {
       detail: 'send the body as application/json',
     });
   }
   const parsed = parseJsonBody(new Uint8Array(await c.req.arrayBuffer()));
   if (!parsed.ok) {
-    throw httpProblem(400, 'invalid-json', 'Bad Request', {
+    throw new Problem(400, 'invalid-json', 'Bad Request', {
       detail: parsed.detail,
       ...(parsed.at ? { 'invalid-params': [{ name: dottedPath('body', parsed.at.path), reason: parsed.at.reason }] } : {}),
     });
@@ -193,7 +194,7 @@ export async function readJsonBody(c: TsContext): Promise<unknown> {
 /** A path id (tenant, resource) outside the id grammar is refused, never looked up. */
 export function pathId(value: string | undefined, param: string): string {
   if (value === undefined || !ID_PATTERN.test(value)) {
-    throw httpProblem(400, 'invalid-request', 'Bad Request', {
+    throw new Problem(400, 'invalid-request', 'Bad Request', {
       detail: `invalid ${param}`,
       'invalid-params': [{ name: `path.${param}`, reason: 'must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' }],
     });
@@ -227,7 +228,7 @@ export function pageRequest(c: TsContext): PageRequest {
   if (q.cursor !== undefined) {
     const after = Buffer.from(q.cursor, 'base64url').toString('utf8');
     if (!ID_PATTERN.test(after) || encodeCursor(after) !== q.cursor) {
-      throw httpProblem(400, 'invalid-request', 'Bad Request', {
+      throw new Problem(400, 'invalid-request', 'Bad Request', {
         detail: 'invalid cursor',
         'invalid-params': [{ name: 'query.cursor', reason: 'use the nextCursor of a previous page' }],
       });

@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { bench, describe, inject } from 'vitest';
 import { DecisionCache, decisionKey } from '../../src/decisions/index.js';
 import type { StructureSource } from '../../src/fga/hierarchy.js';
-import type { Authorizer, CheckRequest, Decision } from '../../src/gateway/types.js';
+import type { Authorizer, CheckRequest, Decision } from '../../src/authz/types.js';
 import { createTestStore } from '../support/fga.js';
 import { MODEL, resourceCheck, startReplica, writeHierarchy } from '../support/decisions-fixture.js';
 

@@ -5,7 +5,7 @@
 // Run: npx vitest bench --run tests/bench/redis-link.bench.ts
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, bench, describe, inject } from 'vitest';
-import { RedisLink } from '../../src/decisions/redis.js';
+import { RedisLink } from '../../src/decisions/redis-link.js';
 
 const KEYS = Array.from({ length: 32 }, (_, i) => `tg:bench-link:${i}`);
 let link: RedisLink;

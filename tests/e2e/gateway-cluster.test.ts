@@ -23,7 +23,7 @@ function workerPids(): number[] {
   const children = readFileSync(`/proc/${gw.pid}/task/${gw.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   return children.filter((pid) => {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('src/gateway/main.ts');
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('src/server/gateway-main.ts');
     } catch {
       return false; // gone meanwhile
     }

@@ -1,4 +1,4 @@
-// The README's demo, automated: `npm start -- --demo` (src/main.ts --demo) as a child
+// The README's demo, automated: `npm start -- --demo` (src/server/stack-main.ts --demo) as a child
 // process on free ports, tokens minted with `npm run -s token -- <sub>`, then the
 // README's curl commands replayed with their documented answers, and finally Ctrl-C
 // (SIGINT): the stack exits and leaves no OpenFGA behind.
@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
-import { REPO_ROOT } from '../../src/stack/go-tools.js';
+import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { freePort } from '../../src/stack/ports.js';
 import { call, cleanEnv, PARENT_WATCHDOG, sendRaw, tempDir, waitFor, type JsonResponse } from '../support/stack.js';
 
@@ -90,8 +90,8 @@ beforeAll(async () => {
     METRICS_PORT: String(ports.metrics),
     LOG_LEVEL: 'warn',
   };
-  // `npm start -- --demo` is `tsx src/main.ts --demo`; node --import tsx is the same without npm in between.
-  stack = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/main.ts', '--demo'], {
+  // `npm start -- --demo` is `tsx src/server/stack-main.ts --demo`; node --import tsx is the same without npm in between.
+  stack = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/server/stack-main.ts', '--demo'], {
     cwd: REPO_ROOT,
     env,
     stdio: ['pipe', 'pipe', 'pipe'],

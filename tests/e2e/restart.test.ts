@@ -1,4 +1,4 @@
-// What a restart keeps, through the real `npm start` (src/main.ts) on one data folder:
+// What a restart keeps, through the real `npm start` (src/server/stack-main.ts) on one data folder:
 // `npm start -- --demo`, a grant and an agent made through the API, Ctrl-C, the demo
 // again (no changes, same answers), then a plain start. Then OpenFGA's file is changed
 // behind tiergate's back: the next start refuses with one sentence, `npm run reconcile`

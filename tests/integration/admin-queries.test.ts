@@ -3,7 +3,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_BASE_PATH, createAdminApp, denyReason } from '../../src/admin/app.js';
-import type { GatewayEnv } from '../../src/gateway/types.js';
+import type { RequestEnv } from '../../src/authz/types.js';
 import { auditRows, createAdminFixture, expectStatus, seedTree, type AdminFixture } from '../support/admin-fixture.js';
 
 let fx: AdminFixture;
@@ -148,7 +148,7 @@ describe('what can I see', () => {
   it('walks the hierarchy when ListObjects may have been cut at its limit, and still lists everything', async () => {
     // Same store and database; this app believes OpenFGA stops ListObjects at 2 results.
     const admin = createAdminApp({ fga: fx.store.client, db: fx.db, invalidator: fx.invalidator, authenticate: fx.auth.authenticate, listObjectsMaxResults: 2 });
-    const app = new OpenAPIHono<GatewayEnv>().route(ADMIN_BASE_PATH, admin);
+    const app = new OpenAPIHono<RequestEnv>().route(ADMIN_BASE_PATH, admin);
     const get = async (sub: string, path: string) => {
       const res = await app.request(`${ADMIN_BASE_PATH}${path}`, { headers: { authorization: `Bearer ${await fx.auth.token(sub)}` } });
       expect(res.status).toBe(200);

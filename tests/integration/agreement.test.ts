@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateAdmin } from '../../src/admin/store.js';
 import { openDb, type Db } from '../../src/db/index.js';
-import { applyRepair, compareWithDatabase, startCheck } from '../../src/fga/agreement.js';
+import { applyRepair, compareWithDatabase, startCheck } from '../../src/admin/agreement.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
 
 const DIVISIONS = 100;

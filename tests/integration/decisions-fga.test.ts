@@ -6,8 +6,8 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthorizerRequestError, OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
 import { FgaStructureSource, HierarchyResolver, structureOf } from '../../src/fga/hierarchy.js';
-import { bumpsFor, VersionKeys } from '../../src/decisions/nodes.js';
-import { VersionStore } from '../../src/decisions/versions.js';
+import { bumpsFor, VersionKeys } from '../../src/decisions/version-keys.js';
+import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
 import { FgaRequestClient } from '../../src/fga/request-client.js';
 import { freePort } from '../../src/stack/ports.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
@@ -160,7 +160,7 @@ describe('HierarchyResolver over OpenFGA', () => {
     });
     const structure = structureOf(MODEL);
     const keys = new VersionKeys(structure);
-    const versions = new VersionStore({ keys, prefix: 'unused:', trusted: () => true });
+    const versions = new LocalVersionStore({ keys });
     const reader = new FgaStructureSource(store.api, 2);
     let reads = 0;
     const counting = {

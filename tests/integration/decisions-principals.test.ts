@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestStore, type TestStore } from '../support/fga.js';
 import { eventually, resourceCheck, startReplicaPair, closeReplicas, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
-import type { CheckRequest } from '../../src/gateway/types.js';
+import type { CheckRequest } from '../../src/authz/types.js';
 
 const ask = (user: string, relation: string, object: string): CheckRequest => ({ user, relation, object, contextualTuples: [] });
 

@@ -4,7 +4,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { RACE_BELOW_HIT_SHARE } from '../../src/decisions/cache.js';
+import { RACE_BELOW_HIT_SHARE } from '../../src/decisions/caching-authorizer.js';
 import { decisionCacheSettings } from '../../src/decisions/decision-cache.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
 import { createTestStore, type TestStore } from '../support/fga.js';

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { loadModel, MODEL_FILE, parseModel } from '../../src/fga/model.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
 import { engineFor, eventually, startReplica, startReplicaPair, closeReplicas, tuple, writeThrough, type Replica } from '../support/decisions-fixture.js';
-import type { CheckRequest, TupleKey } from '../../src/gateway/types.js';
+import type { CheckRequest, TupleKey } from '../../src/authz/types.js';
 
 interface WriteCase {
   name: string;

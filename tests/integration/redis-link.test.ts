@@ -2,7 +2,7 @@
 // (RedisLink.batched), against the real Redis the test harness started.
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { RedisLink } from '../../src/decisions/redis.js';
+import { RedisLink } from '../../src/decisions/redis-link.js';
 
 /** Counts the writes the socket hands to the kernel (one per _write or _writev call). */
 function countWrites(socket: Socket): { readonly count: number } {

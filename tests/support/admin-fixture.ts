@@ -5,7 +5,8 @@ import type { OpenFgaClient } from '@openfga/sdk';
 import { expect } from 'vitest';
 import { ADMIN_BASE_PATH, createAdminApp, migrateAdmin, type AdminDeps } from '../../src/admin/app.js';
 import { openDb, type Db } from '../../src/db/index.js';
-import type { DecisionInvalidator, GatewayEnv, TupleChange } from '../../src/gateway/types.js';
+import type { DecisionInvalidator, TupleChange } from '../../src/authz/types.js';
+import type { RequestEnv } from '../../src/authz/types.js';
 import { createTestAuth, type TestAuth } from './auth.js';
 import { createTestStore, type TestStore } from './fga.js';
 
@@ -38,7 +39,7 @@ export interface ApiResponse {
 }
 
 export interface AdminFixture {
-  app: OpenAPIHono<GatewayEnv>;
+  app: OpenAPIHono<RequestEnv>;
   db: Db;
   store: TestStore;
   auth: TestAuth;
@@ -73,7 +74,7 @@ export async function createAdminFixture(opts: FixtureOptions = {}): Promise<Adm
     authenticate: auth.authenticate,
     ...opts.deps,
   });
-  const app = new OpenAPIHono<GatewayEnv>().route(ADMIN_BASE_PATH, admin);
+  const app = new OpenAPIHono<RequestEnv>().route(ADMIN_BASE_PATH, admin);
   const tokens = new Map<string, string>();
   return {
     app,

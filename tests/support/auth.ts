@@ -3,13 +3,13 @@
 import type { MiddlewareHandler } from 'hono';
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { authenticate, createTokenVerifier } from '../../src/gateway/authenticate.js';
-import type { GatewayEnv } from '../../src/gateway/types.js';
+import type { RequestEnv } from '../../src/authz/types.js';
 
 export interface TestAuth {
   issuer: string;
   audience: string;
   /** The gateway's authenticate stage, trusting only this test issuer. */
-  authenticate: MiddlewareHandler<GatewayEnv>;
+  authenticate: MiddlewareHandler<RequestEnv>;
   /** A signed JWT for `sub`, valid for 15 minutes. */
   token(sub: string): Promise<string>;
 }

@@ -6,7 +6,7 @@ import { FgaRequestClient } from '../../src/fga/request-client.js';
 import { OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
 import { loadModel } from '../../src/fga/model.js';
 import { DecisionCache, type DecisionCacheOptions } from '../../src/decisions/index.js';
-import type { Authorizer, CheckRequest, Decision, TupleChange, TupleKey } from '../../src/gateway/types.js';
+import type { Authorizer, CheckRequest, Decision, TupleChange, TupleKey } from '../../src/authz/types.js';
 import type { TestStore } from './fga.js';
 
 export const MODEL = loadModel().request;

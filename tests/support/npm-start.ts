@@ -1,11 +1,11 @@
-// `npm start` (src/main.ts) and the npm scripts beside it as child processes on a
+// `npm start` (src/server/stack-main.ts) and the npm scripts beside it as child processes on a
 // data folder of the test's own, on free loopback ports: what a user runs, run as
 // they run it. A stack still running at the end of the file gets Ctrl-C (SIGINT),
 // then SIGKILL after 10 s.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll } from 'vitest';
-import { REPO_ROOT } from '../../src/stack/go-tools.js';
+import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { freePort } from '../../src/stack/ports.js';
 import { cleanEnv, PARENT_WATCHDOG, waitFor } from './stack.js';
 
@@ -45,11 +45,11 @@ export async function npmStartEnv(dataDir: string, extra: Record<string, string>
 }
 
 /**
- * `npm start [-- args]` (`tsx src/main.ts`; node --import tsx is the same without npm in
+ * `npm start [-- args]` (`tsx src/server/stack-main.ts`; node --import tsx is the same without npm in
  * between). Resolves once it printed its ready line or exited, whichever comes first.
  */
 export async function startMain(env: NodeJS.ProcessEnv, args: string[] = [], readyTimeoutMs = 120_000): Promise<NpmStart> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/main.ts', ...args], {
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/server/stack-main.ts', ...args], {
     cwd: REPO_ROOT,
     env,
     stdio: ['pipe', 'pipe', 'pipe'],

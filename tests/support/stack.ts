@@ -5,7 +5,7 @@
 //                           service (or a given upstream URL), and the gateway built
 //                           by startGateway(loadConfig(env)) exactly as `npm start`
 //                           builds it, trusting a test issuer through AUTH_ISSUERS.
-//   startGatewayProcess()   the standalone gateway (src/gateway/main.ts) as a child
+//   startGatewayProcess()   the standalone gateway (src/server/gateway-main.ts) as a child
 //                           process, for tests that need two processes (replicas).
 //   startRecordingUpstream() a tiny node:http server recording every request it gets.
 //   startTestOpenFga()      an OpenFGA of the file's own, to stop or hang (SIGSTOP).
@@ -31,8 +31,8 @@ import { afterAll, expect, inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { openDb, type Db } from '../../src/db/index.js';
 import { loadModel } from '../../src/fga/model.js';
-import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
-import { REPO_ROOT } from '../../src/stack/go-tools.js';
+import { startGateway, type RunningGateway } from '../../src/server/gateway-server.js';
+import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { startTenantService, type RunningTenantService } from '../../src/tenant-service/server.js';
 import { createTestStore, type TestStore } from './fga.js';
@@ -294,7 +294,7 @@ export interface GatewayProcess {
 }
 
 /**
- * `node --import tsx src/gateway/main.ts` with `env` on top of a clean environment
+ * `node --import tsx src/server/gateway-main.ts` with `env` on top of a clean environment
  * (no tiergate setting is inherited from this process). It needs OPENFGA_API_URL
  * and TENANT_SERVICE_URL, and normally OPENFGA_STORE_ID (else it bootstraps a store
  * named OPENFGA_STORE_NAME); `stack.replicaEnv()` gives all of them. Defaults: a
@@ -324,7 +324,7 @@ export async function startGatewayProcess(env: Record<string, string>, opts: { r
     childEnv.LOG_LEVEL = 'info'; // the ready line (info) carries the URL
   }
 
-  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/gateway/main.ts'], {
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/server/gateway-main.ts'], {
     cwd: REPO_ROOT,
     env: childEnv,
     stdio: ['pipe', 'pipe', 'pipe'],

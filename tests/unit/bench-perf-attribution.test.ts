@@ -51,7 +51,7 @@ describe('perf attribution', () => {
   it('names packages (scoped too), our files and Node core modules', () => {
     expect(categoryOf('/work/main/node_modules/@hono/node-server/dist/index.mjs')).toBe('@hono/node-server');
     expect(categoryOf('/x/node_modules/a/node_modules/lru-cache/dist/esm/index.js')).toBe('lru-cache');
-    expect(categoryOf('/work/main/src/decisions/key.ts')).toBe('src/decisions/key.ts');
+    expect(categoryOf('/work/main/src/decisions/decision-key.ts')).toBe('src/decisions/decision-key.ts');
     expect(categoryOf('/work/main/load/services/bare-proxy.ts')).toBe('load/services/bare-proxy.ts');
     expect(categoryOf('node:_http_client')).toBe('node:_http_client');
   });

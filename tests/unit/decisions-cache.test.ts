@@ -6,9 +6,10 @@ import { describe, expect, it, vi } from 'vitest';
 import { DecisionCache } from '../../src/decisions/index.js';
 import type { ChildLink, StructureSource } from '../../src/fga/hierarchy.js';
 import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
-import type { Authorizer, CheckRequest, Decision } from '../../src/gateway/types.js';
+import type { Authorizer, CheckRequest, Decision } from '../../src/authz/types.js';
 import { MODEL, resourceCheck } from '../support/decisions-fixture.js';
 import { timersStartedBy } from '../support/timers.js';
+import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
 
 /** Answers from a table; optionally holds every call until release(). */
 class TableEngine implements Authorizer {
@@ -255,7 +256,8 @@ describe('CachingAuthorizer (in-process only)', () => {
     await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:p1', relation: 'member', object: 'tenant:tA' }], deletes: [] });
     // the tenant's any-version and p1's role-version on it
     expect(cache.versions.size).toBe(2);
-    expect(cache.versions.roleKeysHeld).toBe(1);
+    expect(cache.versions).toBeInstanceOf(LocalVersionStore);
+    expect((cache.versions as LocalVersionStore).roleKeysHeld).toBe(1);
     expect((await cache.authorizer.check(agent('tA', 'user:p0'))).layer).toBe('l1');
     expect((await cache.authorizer.check(agent('tA', 'user:p1'))).layer).toBe('openfga');
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalDecisionInput, decisionKey } from '../../src/decisions/key.js';
-import type { CheckRequest, TupleKey } from '../../src/gateway/types.js';
+import { canonicalDecisionInput, decisionKey } from '../../src/decisions/decision-key.js';
+import type { CheckRequest, TupleKey } from '../../src/authz/types.js';
 
 const S = '01HSTORE0000000000000000000';
 const M = '01HMODEL0000000000000000000';

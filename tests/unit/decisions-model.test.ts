@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseModel, loadModel } from '../../src/fga/model.js';
 import { structureOf } from '../../src/fga/hierarchy.js';
-import { bumpsFor, GLOBAL_KEY, plainSubject, VersionKeys } from '../../src/decisions/nodes.js';
+import { bumpsFor, GLOBAL_KEY, plainSubject, VersionKeys } from '../../src/decisions/version-keys.js';
 import { assertDecisionModel, decisionModelProblems } from '../../src/decisions/soundness.js';
 
 const model = loadModel().request;

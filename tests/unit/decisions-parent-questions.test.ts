@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { structureOf } from '../../src/fga/hierarchy.js';
 import { loadModel, parseModel } from '../../src/fga/model.js';
 import { ParentQuestions } from '../../src/decisions/parent-questions.js';
-import type { CheckRequest } from '../../src/gateway/types.js';
+import type { CheckRequest } from '../../src/authz/types.js';
 
 function questionsFor(model: ReturnType<typeof loadModel>['request']) {
   return new ParentQuestions(model, structureOf(model));

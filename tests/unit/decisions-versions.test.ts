@@ -5,16 +5,18 @@
 import { describe, expect, it } from 'vitest';
 import { structureOf } from '../../src/fga/hierarchy.js';
 import { loadModel } from '../../src/fga/model.js';
-import { bumpsFor, VersionKeys } from '../../src/decisions/nodes.js';
-import type { RedisLink } from '../../src/decisions/redis.js';
-import { VersionStore } from '../../src/decisions/versions.js';
+import { bumpsFor, VersionKeys } from '../../src/decisions/version-keys.js';
+import type { RedisLink } from '../../src/decisions/redis-link.js';
+import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
+import { RedisVersionStore } from '../../src/decisions/redis-version-store.js';
+import type { VersionStore } from '../../src/decisions/version-store.js';
 
 const keys = new VersionKeys(structureOf(loadModel().request));
 
-describe('VersionStore without Redis', () => {
+describe('LocalVersionStore (without Redis)', () => {
   function store(roleTtlMs = 1000) {
     let clock = 0;
-    const versions = new VersionStore({ keys, prefix: 'x:', trusted: () => true, roleTtlMs, now: () => clock });
+    const versions = new LocalVersionStore({ keys, roleTtlMs, now: () => clock });
     return { versions, advance: (ms: number) => (clock += ms) };
   }
   const grant = (user: string, object: string) => bumpsFor({ writes: [{ user, relation: 'member', object }], deletes: [] }, keys);
@@ -90,10 +92,10 @@ class ScriptedLink {
   }
 }
 
-describe('VersionStore in front of Redis (bounded in-process copy)', () => {
+describe('RedisVersionStore (bounded in-process copy in front of Redis)', () => {
   function setup(localMax: number) {
     const link = new ScriptedLink();
-    const versions = new VersionStore({ keys, link: link as unknown as RedisLink, prefix: 'p:', trusted: () => true, localMax });
+    const versions = new RedisVersionStore({ keys, link: link as unknown as RedisLink, prefix: 'p:', trusted: () => true, localMax });
     return { link, versions };
   }
 

@@ -27,9 +27,9 @@ describe('every place a tiergate process starts', () => {
   });
 
   it("the image's default command and both compose services run with it", () => {
-    expect(readFileSync('Dockerfile', 'utf8')).toMatch(new RegExp(`^CMD \\["node", "${flag}", .*"src/gateway/main.ts"\\]$`, 'm'));
+    expect(readFileSync('Dockerfile', 'utf8')).toMatch(new RegExp(`^CMD \\["node", "${flag}", .*"src/server/gateway-main.ts"\\]$`, 'm'));
     const compose = readFileSync('docker-compose.yml', 'utf8');
-    for (const service of ['src/gateway/main.ts', 'src/tenant-service/main.ts']) {
+    for (const service of ['src/server/gateway-main.ts', 'src/tenant-service/main.ts']) {
       expect(compose).toContain(`command: ["node", "${flag}", "--import", "tsx", "${service}"]`);
     }
   });

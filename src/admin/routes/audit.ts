@@ -5,13 +5,13 @@
 // There is no route that edits or deletes entries, and the table refuses it.
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
-import type { GatewayEnv } from '../../gateway/types.js';
+import type { RequestEnv } from '../../authz/types.js';
 import { reader, type AdminRuntime } from '../action.js';
 import { queryAudit } from '../audit.js';
 import { AuditPage, AuditQuery } from '../schemas.js';
 import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 
 /**

@@ -6,14 +6,15 @@
 // got there.
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
-import type { GatewayEnv } from '../../gateway/types.js';
+import type { RequestEnv } from '../../authz/types.js';
 import { mutation, type AdminRuntime } from '../action.js';
-import { AdminError, conflict, notFound } from '../errors.js';
+import { Problem } from '../../shared/problem.js';
+import { conflict, notFound } from '../errors.js';
 import { BreakGlassBody, BreakGlassResult, OrganizationParams } from '../schemas.js';
 import { getNode } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validation.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 
 export function registerBreakGlassRoutes(app: AdminApp, rt: AdminRuntime): void {
@@ -40,9 +41,10 @@ export function registerBreakGlassRoutes(app: AdminApp, rt: AdminRuntime): void 
       return mutation(rt, c, { action: 'organization.break-glass', target: ref, scope }, async (a) => {
         await a.authorize('can_break_glass', PLATFORM_OBJECT);
         if (user === a.actor) {
-          const err = new AdminError(403, 'forbidden', 'Forbidden', 'break-glass grants admin to another user, never to the caller', [
-            { name: 'body.user', reason: 'must not be the caller' },
-          ]);
+          const err = new Problem(403, 'forbidden', 'Forbidden', {
+            detail: 'break-glass grants admin to another user, never to the caller',
+            'invalid-params': [{ name: 'body.user', reason: 'must not be the caller' }],
+          });
           await a.refuse(err, { user, reason, refused: err.detail });
         }
         const tuple = { user, relation: 'admin', object: ref };
@@ -57,7 +59,7 @@ export function registerBreakGlassRoutes(app: AdminApp, rt: AdminRuntime): void 
             return { result: undefined, change: { writes: [tuple], deletes: [] }, after: { role: 'admin', user }, detail: { reason } };
           });
         } catch (err) {
-          if (err instanceof AdminError && err.status === 409) await a.refuse(err, { user, reason, refused: err.detail });
+          if (err instanceof Problem && err.status === 409) await a.refuse(err, { user, reason, refused: err.detail });
           throw err;
         }
         return c.json({ object: ref, role: 'admin' as const, user, reason }, 200);

@@ -3,7 +3,7 @@
 // node only where the caller could list its roles (`can_assign_admin`); grants
 // above the caller's reach are reported without the node (see explain.ts).
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
-import type { GatewayEnv } from '../../gateway/types.js';
+import type { RequestEnv } from '../../authz/types.js';
 import { reader, type AdminRuntime } from '../action.js';
 import { unprocessable } from '../errors.js';
 import { explain, objectContext } from '../explain.js';
@@ -11,7 +11,7 @@ import { CheckBody, CheckResult } from '../schemas.js';
 import { ancestorPath, splitRef } from '../store.js';
 import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 
 export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime): void {

@@ -4,9 +4,10 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { Queryable } from '../../db/index.js';
-import type { GatewayEnv, TupleKey } from '../../gateway/types.js';
+import type { RequestEnv, TupleKey } from '../../authz/types.js';
 import { mutation, reader, type AdminAction, type AdminRuntime } from '../action.js';
-import { AdminError, conflict, idRetired, notFound, unprocessable } from '../errors.js';
+import { Problem } from '../../shared/problem.js';
+import { conflict, idRetired, notFound, unprocessable } from '../errors.js';
 import {
   CreateNodeBody,
   CreateOrganizationBody,
@@ -41,7 +42,7 @@ import {
 } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validation.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 const PATH: Record<NodeKind, string> = { organization: 'organizations', division: 'divisions', tenant: 'tenants' };
@@ -87,9 +88,10 @@ export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
         // inside one itself, so the creator may not be among them.
         const self = (body.admins ?? []).indexOf(a.actor);
         if (self >= 0) {
-          throw new AdminError(403, 'forbidden', 'Forbidden', 'an organization is created for others: the caller may not name itself as its admin', [
-            { name: `body.admins[${self}]`, reason: 'must not be the caller' },
-          ]);
+          throw new Problem(403, 'forbidden', 'Forbidden', {
+            detail: 'an organization is created for others: the caller may not name itself as its admin',
+            'invalid-params': [{ name: `body.admins[${self}]`, reason: 'must not be the caller' }],
+          });
         }
         const writes: TupleKey[] = [
           { user: PLATFORM_OBJECT, relation: 'platform', object: ref },
@@ -325,9 +327,9 @@ async function deleteWithTuples(rt: AdminRuntime, a: AdminAction, kind: NodeKind
 }
 
 /** A move saw the node under one parent and found it under another once locked. */
-class MovedMeanwhile extends AdminError {
+class MovedMeanwhile extends Problem {
   constructor(ref: string) {
-    super(409, 'conflict', 'Conflict', `${ref} was moved by a concurrent request; retry`);
+    super(409, 'conflict', 'Conflict', { detail: `${ref} was moved by a concurrent request; retry` });
   }
 }
 

@@ -4,13 +4,13 @@
 // a walk of the hierarchy from the caller's direct grants, each candidate then
 // confirmed by the model (BatchCheck).
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { GatewayEnv } from '../../gateway/types.js';
+import type { RequestEnv } from '../../authz/types.js';
 import type { AdminRuntime } from '../action.js';
 import { MeList, MeListQuery, MeResult, type NodeKind } from '../schemas.js';
 import { allOrganizationIds, getNodes, subtree } from '../store.js';
 import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 const TAG = 'Me';
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 const PLURAL: Record<NodeKind, string> = { organization: 'organizations', division: 'divisions', tenant: 'tenants' };

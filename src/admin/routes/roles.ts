@@ -4,14 +4,14 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { Queryable } from '../../db/index.js';
-import type { GatewayEnv } from '../../gateway/types.js';
+import type { RequestEnv } from '../../authz/types.js';
 import { mutation, reader, type AdminRuntime } from '../action.js';
 import { conflict, notFound, unprocessable } from '../errors.js';
 import { NodeId, RoleChangeResult, RoleList, RoleListQuery, RoleParam, ROLE_NAMES, UserIdParam, type RoleName } from '../schemas.js';
 import { getNode } from '../store.js';
 import { allFieldsHook, ERROR_RESPONSES, NOT_FOUND, CONFLICT } from '../validation.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 type Level = 'platform' | 'organization' | 'division' | 'tenant';
 
 const LEVELS: { level: Level; prefix: string; param?: string }[] = [

@@ -8,15 +8,16 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { PLATFORM_OBJECT } from '../../fga/bootstrap.js';
 import type { Queryable } from '../../db/index.js';
-import type { GatewayEnv, TupleKey } from '../../gateway/types.js';
+import type { RequestEnv, TupleKey } from '../../authz/types.js';
 import { mutation, reader, type AdminRuntime } from '../action.js';
-import { AdminError, conflict, unprocessable } from '../errors.js';
+import { Problem } from '../../shared/problem.js';
+import { conflict, unprocessable } from '../errors.js';
 import { TupleBatchBody, TupleBatchResult, TupleReadQuery, TupleReadResult, type NodeKind, type TupleInput } from '../schemas.js';
 import { ancestorPath, getNodes, splitRef } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES } from '../validation.js';
 import type { InvalidParam } from '../../shared/problem.js';
 
-type AdminApp = OpenAPIHono<GatewayEnv>;
+type AdminApp = OpenAPIHono<RequestEnv>;
 type Batch = { writes: TupleInput[]; deletes: TupleInput[] };
 const TAG = 'Tuples';
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
@@ -89,14 +90,11 @@ function batchPlace(paths: string[][]): { target: string; scope: string[] } {
 }
 
 /** A refused batch: one `denied` entry naming every refused tuple, then 403 by field. */
-function refusedBatch(refused: InvalidParam[]): AdminError {
-  return new AdminError(
-    403,
-    'forbidden',
-    'Forbidden',
-    `${refused.length} tuple${refused.length === 1 ? '' : 's'} refused: each needs can_assign_<relation> on its object, and no write may name the caller; nothing was changed`,
-    refused,
-  );
+function refusedBatch(refused: InvalidParam[]): Problem {
+  return new Problem(403, 'forbidden', 'Forbidden', {
+    detail: `${refused.length} tuple${refused.length === 1 ? '' : 's'} refused: each needs can_assign_<relation> on its object, and no write may name the caller; nothing was changed`,
+    'invalid-params': refused,
+  });
 }
 
 export function registerTupleRoutes(app: AdminApp, rt: AdminRuntime): void {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { createAssertionSigner, type AssertionSigner } from '../../../src/gateway/assertion-signer.js';
-import type { Scope } from '../../../src/gateway/types.js';
+import type { Scope } from '../../../src/authz/types.js';
 import { ASSERTION_ISSUER, assertionClaimsSchema } from '../../../src/shared/assertion.js';
 
 const AUDIENCE = 'tenant-service';

@@ -20,6 +20,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authenticate, createTokenVerifier, trustIssuer, type TrustedIssuer, type VerifierOptions } from '../../../src/gateway/authenticate.js';
 import type { GatewayEnv } from '../../../src/gateway/types.js';
+import { renderGatewayError } from '../../../src/gateway/app.js';
 import { timersStartedBy } from '../../support/timers.js';
 import { serveRaw } from './raw-http.js';
 
@@ -73,6 +74,7 @@ function issuer(overrides: Partial<TrustedIssuer> = {}): TrustedIssuer {
 function appWith(opts: Partial<VerifierOptions> = {}): Hono<GatewayEnv> {
   const verifier = createTokenVerifier({ issuers: [issuer()], clockToleranceS: 30, tokenCacheMax: 100, ...opts });
   const app = new Hono<GatewayEnv>();
+  app.onError(renderGatewayError);
   app.use('*', authenticate(verifier));
   app.get('*', (c) => c.json(c.var.principal));
   return app;

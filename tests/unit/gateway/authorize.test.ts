@@ -5,10 +5,13 @@ import { Hono } from 'hono';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { authorize, type DeniedRequest } from '../../../src/gateway/authorize.js';
-import type { Authorizer, CheckRequest, GatewayEnv } from '../../../src/gateway/types.js';
+import type { Authorizer, CheckRequest } from '../../../src/authz/types.js';
+import type { GatewayEnv } from '../../../src/gateway/types.js';
+import { renderGatewayError } from '../../../src/gateway/app.js';
 
 function appWith(authorizer: Authorizer, denied: DeniedRequest[] = [], header = 'X-Tiergate-Deny-Reason') {
   const app = new Hono<GatewayEnv>();
+  app.onError(renderGatewayError);
   app.use('*', async (c, next) => {
     c.set('requestId', 'rid-1');
     c.set('log', pino({ level: 'silent' }));

@@ -21,12 +21,14 @@ import {
   type DevIssuerKeys,
 } from '../../../src/gateway/dev-issuer.js';
 import type { GatewayEnv } from '../../../src/gateway/types.js';
+import { renderGatewayError } from '../../../src/gateway/app.js';
 
 const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const freshDir = () => mkdtempSync(join(tmpdir(), 'tiergate-dev-'));
 
 function gateway(keys: DevIssuerKeys, audience = 'tiergate'): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
+  app.onError(renderGatewayError);
   app.get(DEV_ISSUER_JWKS_PATH, devIssuerJwksHandler(keys));
   app.use('/api/*', authenticate(createTokenVerifier({ issuers: [devIssuerTrust(keys, audience)], clockToleranceS: 0, tokenCacheMax: 10 })));
   app.get('/api/*', (c) => c.json(c.var.principal));

@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicaliseTarget, checkHeaders, normalise, requestErrorResponse } from '../../../src/gateway/normalise.js';
 import type { GatewayEnv } from '../../../src/gateway/types.js';
+import { renderGatewayError } from '../../../src/gateway/app.js';
 import { serveRaw, type RawServer } from './raw-http.js';
 
 const MAX_PATH = 256;
@@ -9,6 +10,7 @@ const MAX_HEADERS = 2048;
 
 function app(): Hono<GatewayEnv> {
   const a = new Hono<GatewayEnv>();
+  a.onError(renderGatewayError);
   a.use('*', async (c, next) => {
     c.set('requestId', 'req-1');
     await next();

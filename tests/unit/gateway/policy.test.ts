@@ -5,6 +5,7 @@ import { loadModel, type LoadedModel } from '../../../src/fga/model.js';
 import { normalise } from '../../../src/gateway/normalise.js';
 import { loadPolicy, matchPolicy, parsePolicy, PolicyError, type CompiledPolicy } from '../../../src/gateway/policy.js';
 import type { GatewayEnv, PolicyDecisionRequest } from '../../../src/gateway/types.js';
+import { renderGatewayError } from '../../../src/gateway/app.js';
 import { RESOURCE_KINDS } from '../../../src/shared/resource-kinds.js';
 
 const ROOT = join(import.meta.dirname, '../../..');
@@ -18,6 +19,7 @@ beforeAll(() => {
 
 function app(p: CompiledPolicy = policy): Hono<GatewayEnv> {
   const a = new Hono<GatewayEnv>();
+  a.onError(renderGatewayError);
   a.use('*', async (c, next) => {
     c.set('requestId', 'req-7');
     await next();
@@ -357,6 +359,7 @@ describe('ambiguity is refused at load', () => {
 describe('matchPolicy stage', () => {
   it('needs the canonical request from the normalise stage', async () => {
     const a = new Hono<GatewayEnv>();
+    a.onError(renderGatewayError);
     a.use('*', matchPolicy(policy));
     a.get('*', (c) => c.text('reached'));
     const res = await a.request('/api/v1/tenants/t1/agents');

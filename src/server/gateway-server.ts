@@ -15,15 +15,16 @@ import { OpenFgaAuthorizer } from '../fga/authorizer.js';
 import { createFgaClient } from '../fga/client.js';
 import { FgaRequestClient } from '../fga/request-client.js';
 import { countsMetric } from '../shared/counts-metric.js';
-import { PROBLEM_CONTENT_TYPE, problem } from '../shared/problem.js';
-import { createGatewayApp } from './app.js';
-import { createAssertionSigner } from './assertion-signer.js';
-import { authenticate, createTokenVerifier } from './authenticate.js';
-import { resolveTrustedIssuers } from './dev-issuer.js';
-import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
-import { normalise, requestErrorResponse } from './normalise.js';
-import { loadPolicy, matchPolicy } from './policy.js';
-import type { Decision, GatewayEnv } from './types.js';
+import { PROBLEM_CONTENT_TYPE, Problem } from '../shared/problem.js';
+import { createGatewayApp } from '../gateway/app.js';
+import { createAssertionSigner } from '../gateway/assertion-signer.js';
+import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
+import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
+import { createGatewayMetrics, type GatewayMetrics } from '../gateway/metrics.js';
+import { normalise, requestErrorResponse } from '../gateway/normalise.js';
+import { loadPolicy, matchPolicy } from '../gateway/policy.js';
+import type { Decision } from '../authz/types.js';
+import type { GatewayEnv } from '../gateway/types.js';
 import { join } from 'node:path';
 
 export interface GatewayRuntime {
@@ -74,7 +75,7 @@ function closeServer(server: Server): Promise<void> {
 
 /** A bare problem+json 400 for requests Node's HTTP parser refuses before the app sees them. */
 function clientErrorResponse(): string {
-  const body = JSON.stringify(problem(400, 'bad-request', 'Bad Request', { detail: 'The request could not be parsed as HTTP.' }));
+  const body = JSON.stringify(new Problem(400, 'bad-request', 'Bad Request', { detail: 'The request could not be parsed as HTTP.' }).details());
   return `HTTP/1.1 400 Bad Request\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
@@ -171,7 +172,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
       resolveTenants: async (scope) =>
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
     },
-    admin: admin as never,
+    admin,
     assertionJwks: signer.jwks,
     ...(devIssuer ? { devIssuerJwks: devIssuer.jwks } : {}),
     readiness: [
@@ -249,4 +250,3 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   };
 }
 
-export type { GatewayEnv };

@@ -19,7 +19,7 @@
 //                         splits back into (s, P) whatever either contains: a subject may
 //                         contain `| @ . : _ -`, an object id written straight to OpenFGA
 //                         almost anything. Without Redis, role keys are forgotten
-//                         a while after their last bump (see ./versions.ts).
+//                         a while after their last bump (see ./local-version-store.ts).
 // plus
 //   #c|<object>           the children-version of a node: changes when a structural
 //                         tuple pointing at it is written or deleted (what "tenants under
@@ -30,7 +30,7 @@
 // None of these is a valid OpenFGA object name other than a node's own slot (types
 // contain no `#`), and the prefixes `#b|`, `#s|`, `#r|`, `#c|`, `#g` differ, so keys of
 // different kinds never collide.
-import type { TupleChange, TupleKey } from '../gateway/types.js';
+import type { TupleChange, TupleKey } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyStructure } from '../fga/hierarchy.js';
 
 export const GLOBAL_KEY = '#g';
@@ -139,7 +139,7 @@ export interface Bumps {
   /**
    * Role-version keys to set, each paired with the any-key of its slot (which is in
    * `keys`): a role key takes that any-key's value after the increments. Values of a role
-   * key therefore never repeat, even after it was forgotten (see ./versions.ts).
+   * key therefore never repeat, even after it was forgotten (see ./version-store.ts).
    */
   roles: Array<[key: string, from: string]>;
   /** What the change was, for metrics: one count per changed tuple. */

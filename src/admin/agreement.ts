@@ -1,12 +1,12 @@
 // Reads both sides of the agreement (the admin tables, OpenFGA's tuples on hierarchy
 // nodes), compares them with ./reconcile.ts, and writes the repair. Used at start
-// (src/main.ts, src/gateway/main.ts) and by `npm run reconcile`.
+// (src/server/stack-main.ts, src/server/gateway-main.ts) and by `npm run reconcile`.
 import { ClientWriteRequestOnDuplicateWrites, ClientWriteRequestOnMissingDeletes, ConsistencyPreference, type OpenFgaClient } from '@openfga/sdk';
-import { recordAudit, PLATFORM_SCOPE } from '../admin/audit.js';
-import { ancestorPath, hierarchyRows } from '../admin/store.js';
+import { recordAudit, PLATFORM_SCOPE } from './audit.js';
+import { ancestorPath, hierarchyRows } from './store.js';
 import type { Db } from '../db/index.js';
-import { compareHierarchy, disagreementSentence, repairBatches, type Comparison, type Difference, type RepairBatch } from './reconcile.js';
-import type { FgaTuple } from './request-client.js';
+import { compareHierarchy, disagreementSentence, repairBatches, type Comparison, type Difference, type RepairBatch } from '../fga/reconcile.js';
+import type { FgaTuple } from '../fga/request-client.js';
 
 const NODE_PREFIXES = ['organization:', 'division:', 'tenant:'];
 

@@ -13,11 +13,11 @@
 // never replaying history, and bump the global epoch once so entries from before the
 // cursor existed can't validate.
 import type { OpenFgaClient } from '@openfga/sdk';
-import type { TupleKey } from '../gateway/types.js';
-import type { VersionInvalidator } from './invalidator.js';
-import type { DecisionMetrics } from './metrics.js';
-import { bumpsFor, globalBump, type VersionKeys } from './nodes.js';
-import type { RedisLink } from './redis.js';
+import type { TupleKey } from '../authz/types.js';
+import type { VersionInvalidator } from './version-invalidator.js';
+import type { DecisionMetrics } from './decision-metrics.js';
+import { bumpsFor, globalBump, type VersionKeys } from './version-keys.js';
+import type { RedisLink } from './redis-link.js';
 
 const RENEW_LEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -1,28 +1,17 @@
-// Version counters: the source of truth is Redis (shared by every replica); each process
-// keeps a bounded copy of the counters it has seen, updated by the invalidation bus.
-// Without Redis the in-process map is the truth.
-//
-// Values only grow. A role key (`#r|…`, ./nodes.ts) is always set to the new value of
-// its slot's any-key, which the same bump increments, so it grows too and a non-zero
-// value is never given to it twice — even after it was forgotten and read 0 again.
+// Version counters in Redis, the truth shared by every replica; each process keeps a
+// bounded copy of the counters it has seen, updated by the invalidation bus.
 //
 // How many are kept:
 //   - in Redis, every version that was ever bumped (role keys included: one per principal
 //     and slot that saw a grant or revocation). None has a TTL: with maxmemory-policy
 //     volatile-* Redis may evict keys that have one, and a role key evicted before every
 //     entry recorded under its old value is gone would let those entries validate again;
-//   - with Redis, in process: a bounded copy in two generations (`cur`, `prev`); lookups
-//     promote from `prev`; when `cur` holds half of `localMax`, it becomes `prev` and the
-//     old `prev` is forgotten. A forgotten key is just unknown: an in-process entry
-//     depending on it does not validate, and the next read fetches it from Redis;
-//   - without Redis, in process (the truth): only bumped keys are stored (unknown reads
-//     0, so reads add nothing); node keys are kept, role keys are swept `roleTtlMs` after
-//     their last bump (monotonic clock) and read 0 again. Safe because roleTtlMs exceeds
-//     the longest life of a cached decision counted from when its versions were read
-//     (DecisionCache enforces it): every entry that recorded 0 before the key's last bump
-//     is gone by then, and the next bump gives a value it never had (./soundness.ts, V).
+//   - in process: a bounded copy in two generations (`cur`, `prev`); lookups promote from
+//     `prev`; when `cur` holds half of `localMax`, it becomes `prev` and the old `prev` is
+//     forgotten. A forgotten key is just unknown: an in-process entry depending on it does
+//     not validate, and the next read fetches it from Redis.
 //
-// Rules that keep the in-process copy safe with Redis:
+// Rules that keep the in-process copy safe:
 //   - values only move up (merge = max), so a slow read can't undo a newer message;
 //   - every value learnt from the bus is stored, known key or not, so a read that raced
 //     with it can't insert the older value afterwards — unless the key was forgotten in
@@ -30,9 +19,9 @@
 //     or no value was applied since the read began (`rotations`, `seq`);
 //   - `drop()` (after the subscriber reconnected and may have missed messages) forgets
 //     everything and starts a new generation; reads begun before it don't insert.
-import type { NodeVersions } from '../fga/hierarchy.js';
-import { GLOBAL_KEY, type VersionKeys } from './nodes.js';
-import type { RedisLink } from './redis.js';
+import type { RedisLink } from './redis-link.js';
+import { GLOBAL_KEY, type VersionKeys } from './version-keys.js';
+import { keysToIncrement, VersionsUnavailableError, type VersionStore } from './version-store.js';
 
 // Increments KEYS[1..n] (a missing global epoch is created at a time-based value first,
 // so it never repeats a value it held before Redis lost its data), then sets each role
@@ -58,30 +47,16 @@ local v = redis.call('GET', KEYS[1])
 if not v then redis.call('SET', KEYS[1], ARGV[1]); v = ARGV[1] end
 return v`;
 
-export class VersionsUnavailableError extends Error {
-  override name = 'VersionsUnavailableError';
-}
-
-export const DEFAULT_ROLE_TTL_MS = 15 * 60_000;
-
-export interface VersionStoreOptions {
+export interface RedisVersionStoreOptions {
   keys: VersionKeys;
-  /** Absent: in-process only (one replica), the local map is authoritative. */
-  link?: RedisLink;
+  link: RedisLink;
   /** Redis key prefix, e.g. `tg:<storeId>:v:`. */
   prefix: string;
   /** True while the local copy is known to be current (subscriber in sync). */
   trusted: () => boolean;
   onRedisError?: (op: string, err: unknown) => void;
-  /**
-   * Without Redis: how long a role key is kept after its last bump. Must exceed the
-   * longest life of a cached decision (DecisionCache enforces it). Default 15 min.
-   */
-  roleTtlMs?: number;
-  /** With Redis: versions kept in process at most (default 200 000). */
+  /** Versions kept in process at most (default 200 000). */
   localMax?: number;
-  /** Monotonic clock in ms for sweeping role keys without Redis (tests replace it). */
-  now?: () => number;
 }
 
 function epochSeed(): string {
@@ -89,57 +64,38 @@ function epochSeed(): string {
   return String(Date.now() * 1000);
 }
 
-export class VersionStore implements NodeVersions {
-  /** Incremented by drop(): entries and reads from an older generation are void. */
+export class RedisVersionStore implements VersionStore {
   generation = 0;
-  /** Incremented whenever any version changes locally (coalescing must not join older flights). */
   seq = 0;
+  readonly shared = true;
   readonly keys: VersionKeys;
-  readonly roleTtlMs: number;
   private cur = new Map<string, number>();
   private prev = new Map<string, number>();
-  /** Generations forgotten so far (with Redis). */
+  /** Generations forgotten so far. */
   private rotations = 0;
-  /** `cur` becomes `prev` at this size (with Redis; never without). */
+  /** `cur` becomes `prev` at this size. */
   private readonly half: number;
-  /** Without Redis: role keys by time of their last bump, oldest first. */
-  private readonly roleBumpedAt = new Map<string, number>();
-  private readonly link: RedisLink | undefined;
+  private readonly link: RedisLink;
   private readonly prefix: string;
   private readonly globalRedisKey: string;
   private readonly isTrusted: () => boolean;
   private readonly onRedisError: (op: string, err: unknown) => void;
-  private readonly now: () => number;
 
-  constructor(opts: VersionStoreOptions) {
+  constructor(opts: RedisVersionStoreOptions) {
     this.keys = opts.keys;
     this.link = opts.link;
     this.prefix = opts.prefix;
     this.globalRedisKey = opts.prefix + GLOBAL_KEY;
-    this.isTrusted = opts.link ? opts.trusted : () => true;
+    this.isTrusted = opts.trusted;
     this.onRedisError = opts.onRedisError ?? (() => {});
-    this.roleTtlMs = opts.roleTtlMs ?? DEFAULT_ROLE_TTL_MS;
-    if (!(this.roleTtlMs >= 1)) throw new RangeError('roleTtlMs must be at least 1 ms');
-    this.half = opts.link ? Math.max(1, Math.floor((opts.localMax ?? 200_000) / 2)) : Number.POSITIVE_INFINITY;
-    this.now = opts.now ?? (() => performance.now());
-  }
-
-  get shared(): boolean {
-    return this.link !== undefined;
+    this.half = Math.max(1, Math.floor((opts.localMax ?? 200_000) / 2));
   }
 
   trusted(): boolean {
     return this.isTrusted();
   }
 
-  /** Hot path: do the locally known versions equal `versions`? With Redis, unknown never matches. */
   matches(keys: readonly string[], versions: readonly number[]): boolean {
-    if (this.link === undefined) {
-      for (let i = 0; i < keys.length; i++) {
-        if ((this.cur.get(keys[i]!) ?? 0) !== versions[i]) return false;
-      }
-      return true;
-    }
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
       const v = this.cur.get(k) ?? this.promote(k);
@@ -148,12 +104,11 @@ export class VersionStore implements NodeVersions {
     return true;
   }
 
-  /** Number of versions held in process (for status and tests). */
   get size(): number {
     return this.cur.size + this.prev.size;
   }
 
-  /** With Redis: the known value of `k`, moved into the current generation; undefined when unknown. */
+  /** The known value of `k`, moved into the current generation; undefined when unknown. */
   private known(k: string): number | undefined {
     return this.cur.get(k) ?? this.promote(k);
   }
@@ -176,16 +131,8 @@ export class VersionStore implements NodeVersions {
     }
   }
 
-  /**
-   * Current versions of `keys`. Uses the local copy when trusted, Redis for the rest.
-   * Rejects with VersionsUnavailableError when Redis can't answer in time.
-   */
   async read(keys: readonly string[]): Promise<number[]> {
     const out = new Array<number>(keys.length);
-    if (!this.link) {
-      for (let i = 0; i < keys.length; i++) out[i] = this.cur.get(keys[i]!) ?? 0;
-      return out;
-    }
     const trustedAtStart = this.isTrusted();
     const missing: number[] = [];
     for (let i = 0; i < keys.length; i++) {
@@ -219,7 +166,7 @@ export class VersionStore implements NodeVersions {
   }
 
   private async fetch(keys: readonly string[]): Promise<number[]> {
-    const link = this.link!;
+    const link = this.link;
     let raw: (string | null)[];
     try {
       raw = await link.batched().mget(...keys.map((k) => this.prefix + k));
@@ -242,33 +189,9 @@ export class VersionStore implements NodeVersions {
     return out;
   }
 
-  /**
-   * Increment `keys`, and set each role key in `roles` to the new value of the any-key it
-   * is paired with (added to `keys` if missing), in Redis or locally without Redis.
-   * Returns the new values and applies them.
-   */
   async bump(keys: readonly string[], roles: ReadonlyArray<readonly [key: string, from: string]> = []): Promise<Array<[string, number]>> {
-    const incr = [...new Set([...keys, ...roles.map(([, from]) => from)])];
+    const incr = keysToIncrement(keys, roles);
     if (incr.length === 0) return [];
-    if (!this.link) {
-      const updates: Array<[string, number]> = [];
-      for (const k of incr) {
-        const v = (this.cur.get(k) ?? 0) + 1;
-        this.cur.set(k, v);
-        updates.push([k, v]);
-      }
-      const now = this.now();
-      for (const [k, from] of roles) {
-        const v = this.cur.get(from)!;
-        this.cur.set(k, v);
-        this.roleBumpedAt.delete(k); // re-inserted last: the map stays ordered by bump time
-        this.roleBumpedAt.set(k, now);
-        updates.push([k, v]);
-      }
-      this.sweepRoles(now);
-      this.seq++;
-      return updates;
-    }
     const all = [...incr, ...roles.map(([k]) => k)];
     let values: unknown;
     try {
@@ -290,35 +213,17 @@ export class VersionStore implements NodeVersions {
     return updates;
   }
 
-  /** Without Redis: forget role keys last bumped roleTtlMs ago or earlier (they read 0 again). */
-  private sweepRoles(now: number): void {
-    const cutoff = now - this.roleTtlMs;
-    for (const [k, at] of this.roleBumpedAt) {
-      if (at > cutoff) break;
-      this.roleBumpedAt.delete(k);
-      this.cur.delete(k);
-    }
-  }
-
-  /** Role keys held without Redis (tests). */
-  get roleKeysHeld(): number {
-    return this.roleBumpedAt.size;
-  }
-
-  /** Merge newer values (from a bump or the bus). */
   apply(updates: ReadonlyArray<readonly [string, number]>): void {
     for (const [k, v] of updates) {
-      const cur = this.link ? this.known(k) : this.cur.get(k);
+      const cur = this.known(k);
       if (cur === undefined || v > cur) this.put(k, v);
     }
     this.seq++;
   }
 
-  /** Forget every local value (missed messages possible); start a new generation. */
   drop(): void {
     this.cur.clear();
     this.prev.clear();
-    this.roleBumpedAt.clear();
     this.generation++;
     this.seq++;
   }

@@ -26,14 +26,14 @@ import { AggregatorRegistry } from 'prom-client';
 import { migrateAdmin } from '../admin/app.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { openDb, type Db } from '../db/index.js';
-import { startCheck } from '../fga/agreement.js';
+import { startCheck } from '../admin/agreement.js';
 import { bootstrap } from '../fga/bootstrap.js';
 import { createFgaClient } from '../fga/client.js';
 import { loadModel } from '../fga/model.js';
 import { withHeapFlags } from '../shared/node-flags.js';
-import { createAssertionSigner } from './assertion-signer.js';
-import { resolveTrustedIssuers } from './dev-issuer.js';
-import { startGateway } from './server.js';
+import { createAssertionSigner } from '../gateway/assertion-signer.js';
+import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
+import { startGateway } from './gateway-server.js';
 
 /** What the primary hands every worker (environment variable, JSON). */
 const CLUSTER_ENV = 'TIERGATE_CLUSTER_BOOT';

@@ -1,7 +1,7 @@
 // The shared layer: decisions in Redis, each stored with the version keys it depends
 // on and the versions they had when it was computed. A reader validates those
 // against the current versions before believing it.
-import type { RedisLink } from './redis.js';
+import type { RedisLink } from './redis-link.js';
 
 export interface StoredDecision {
   allowed: boolean;

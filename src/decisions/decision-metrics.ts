@@ -4,7 +4,7 @@
 // time by collect(), and read directly by stats() and the tests.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { countMetric, countsMetric } from '../shared/counts-metric.js';
-import { INVALIDATION_KINDS, type InvalidationKind } from './nodes.js';
+import { INVALIDATION_KINDS, type InvalidationKind } from './version-keys.js';
 
 export type LookupResult = 'hit' | 'miss' | 'stale' | 'bypass' | 'error';
 export type InvalidationSource = 'local' | 'pubsub' | 'readchanges';

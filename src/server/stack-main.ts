@@ -6,27 +6,28 @@
 //   cache     in-process (plus Redis with REDIS_URL)
 //   tenant-resource service and gateway in this process
 // Before anything listens, the database and OpenFGA must agree on the hierarchy
-// (src/fga/agreement.ts); `npm run reconcile` repairs them when they do not.
+// (src/admin/agreement.ts); `npm run reconcile` repairs them when they do not.
 // `npm start -- --demo` also loads demo/hierarchy.yaml through the admin API.
 import { join } from 'node:path';
 import pino from 'pino';
-import { migrateAdmin } from './admin/app.js';
-import { ConfigError, loadConfig, toUserSubject, type Config } from './config.js';
-import { openDb } from './db/index.js';
-import { startCheck } from './fga/agreement.js';
-import { bootstrap } from './fga/bootstrap.js';
-import { createFgaClient } from './fga/client.js';
-import { loadModel } from './fga/model.js';
-import { startGateway } from './gateway/server.js';
-import { PolicyError } from './gateway/policy.js';
-import { ensurePrivateDir } from './shared/private-dir.js';
-import { DataDirLockedError, lockDataDir } from './stack/data-lock.js';
-import { describeDatastore, embeddedDatastore, startOpenFga, type OpenFgaServer } from './stack/openfga-server.js';
-import { ToolBuildError, REPO_ROOT } from './stack/go-tools.js';
-import { portInUse } from './stack/ports.js';
-import { startTenantService } from './tenant-service/server.js';
+import { migrateAdmin } from '../admin/app.js';
+import { ConfigError, loadConfig, toUserSubject, type Config } from '../config.js';
+import { openDb } from '../db/index.js';
+import { startCheck } from '../admin/agreement.js';
+import { bootstrap } from '../fga/bootstrap.js';
+import { createFgaClient } from '../fga/client.js';
+import { loadModel } from '../fga/model.js';
+import { startGateway } from './gateway-server.js';
+import { PolicyError } from '../gateway/policy.js';
+import { ensurePrivateDir } from '../shared/private-dir.js';
+import { DataDirLockedError, lockDataDir } from '../stack/data-lock.js';
+import { describeDatastore, embeddedDatastore, startOpenFga, type OpenFgaServer } from '../stack/openfga-server.js';
+import { ToolBuildError } from '../stack/go-tools.js';
+import { REPO_ROOT } from '../shared/repo-root.js';
+import { portInUse } from '../stack/ports.js';
+import { startTenantService } from '../tenant-service/server.js';
 import { createLocalJWKSet } from 'jose';
-import { ApplyError, applyDemo } from './cli/apply.js';
+import { ApplyError, applyDemo } from '../cli/apply.js';
 
 const DEMO_FILE = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
 /** The demo file's platform operator; made a platform admin when --demo is given. */

@@ -17,8 +17,8 @@
 //   - a replica that is not subscribed (disconnected, reconnecting) serves no
 //     in-process hits; on (re)subscribing it drops everything it holds first.
 import { randomUUID } from 'node:crypto';
-import type { InvalidationKind } from './nodes.js';
-import type { RedisLink } from './redis.js';
+import type { InvalidationKind } from './version-keys.js';
+import type { RedisLink } from './redis-link.js';
 
 export interface InvalidationMessage {
   t: 'inv';

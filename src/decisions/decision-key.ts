@@ -11,7 +11,7 @@
 // A length prefix makes every field self-delimiting, so the encoding is injective;
 // SHA-256 of an injective encoding collides only by breaking SHA-256.
 import { hash } from 'node:crypto';
-import type { CheckRequest, TupleKey } from '../gateway/types.js';
+import type { CheckRequest, TupleKey } from '../authz/types.js';
 
 // String.prototype.isWellFormed (ES2024) exists in Node 20; the ES2022 lib lacks its type.
 interface WellFormed {

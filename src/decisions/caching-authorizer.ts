@@ -9,14 +9,14 @@
 // global epoch and, for every node its answer can depend on, the node's structure-version
 // and the principal's own role-version there. Its life (TTL) counts from that read.
 import { LRUCache } from 'lru-cache';
-import type { Authorizer, CheckRequest, Decision } from '../gateway/types.js';
+import type { Authorizer, CheckRequest, Decision } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyResolver } from '../fga/hierarchy.js';
-import { decisionKey } from './key.js';
-import type { SharedDecisions } from './l2.js';
-import type { DecisionMetrics } from './metrics.js';
-import { GLOBAL_KEY, plainSubject } from './nodes.js';
+import { decisionKey } from './decision-key.js';
+import type { SharedDecisions } from './shared-decisions.js';
+import type { DecisionMetrics } from './decision-metrics.js';
+import { GLOBAL_KEY, plainSubject } from './version-keys.js';
 import type { ParentQuestions } from './parent-questions.js';
-import type { VersionStore } from './versions.js';
+import type { VersionStore } from './version-store.js';
 
 interface L1Entry {
   allowed: boolean;
@@ -231,7 +231,7 @@ export class CachingAuthorizer implements Authorizer {
     const generation = this.versions.generation;
     // The entry's life counts from here, before any version is read, so no entry outlives
     // its TTL after its versions were read (without Redis, role-versions are forgotten some
-    // time after that: ./versions.ts).
+    // time after that: ./local-version-store.ts).
     const depsAt = performance.now();
 
     // What the decision depends on, as far as this process knows the hierarchy. With the
@@ -243,12 +243,12 @@ export class CachingAuthorizer implements Authorizer {
       const lookup = this.lookupShared(key, generation);
       if (early !== undefined && this.racing()) {
         const race: Race = { redisAnswered: false };
-        return this.race(race, lookup, this.fill(key, req, generation, depsAt, early, race));
+        return this.race(race, lookup, this.fill({ key, req, generation, depsAt, known: early, race }));
       }
       const fromShared = await lookup;
       if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
     }
-    return this.fill(key, req, generation, depsAt, early ?? this.knownDependencies(req).catch(() => undefined));
+    return this.fill({ key, req, generation, depsAt, known: early ?? this.knownDependencies(req).catch(() => undefined) });
   }
 
   /**
@@ -297,15 +297,9 @@ export class CachingAuthorizer implements Authorizer {
    * Reads the versions (`deps`), asks the engine, and caches its answer when it can be
    * validated later (in Redis too, unless Redis answered the race: it holds an answer).
    */
-  private async fill(
-    key: string,
-    req: CheckRequest,
-    generation: number,
-    depsAt: number,
-    known: Promise<Dependencies | undefined>,
-    race?: Race,
-  ): Promise<{ allowed: boolean; layer: 'openfga' }> {
-    let deps: Dependencies | undefined = await known;
+  private async fill(miss: Miss): Promise<{ allowed: boolean; layer: 'openfga' }> {
+    const { key, req, generation, depsAt, race } = miss;
+    let deps: Dependencies | undefined = await miss.known;
     if (deps !== undefined && deps.openNodes) {
       // A hierarchy node whose parents this process never read (a first request under
       // it): resolve the whole closure before asking, the plain sequential way.
@@ -464,6 +458,20 @@ export class CachingAuthorizer implements Authorizer {
 
 /** Redis' side of a race when it holds no valid answer (never reported: see CachingAuthorizer.race). */
 const NO_ANSWER = Symbol('no answer in Redis');
+
+/** A miss on its way to the engine (CachingAuthorizer.fill). */
+interface Miss {
+  key: string;
+  req: CheckRequest;
+  /** The version store's generation when the miss began. */
+  generation: number;
+  /** performance.now() before any version was read: the entry's life counts from here. */
+  depsAt: number;
+  /** Its dependencies, being read. */
+  known: Promise<Dependencies | undefined>;
+  /** The race against the Redis lookup this fill runs in, if any. */
+  race?: Race;
+}
 
 /** One race of the engine against a Redis lookup (CachingAuthorizer.race). */
 interface Race {

@@ -61,8 +61,8 @@ export class RedisLink {
    * reads and fills that concurrent requests issue meanwhile go out in one write. Each write
    * to Redis is a syscall that costs as much as the command.
    * Why not ioredis' enableAutoPipelining, which also batches by tick: it builds a Pipeline
-   * per batch, and cost about twice the client CPU per command of this, batch of one or of
-   * 32 alike (measured against a real Redis on the 2-core bench machine).
+   * per batch, which costs more client CPU per command than corking, for small batches and
+   * large ones alike.
    */
   batched(): Redis {
     if (!this.batching) {

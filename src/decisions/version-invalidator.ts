@@ -1,13 +1,13 @@
 // DecisionInvalidator over versions: a tuple change bumps the versions it touches
-// (./nodes.ts bumpsFor: a role grant or revocation only its principal's role-version on
+// (./version-keys.ts bumpsFor: a role grant or revocation only its principal's role-version on
 // the node, a structural change the node's structure-version), in Redis and in process,
 // and tells every replica — all before tuplesChanged resolves (the admin API awaits it
 // before answering).
-import type { DecisionInvalidator, TupleChange } from '../gateway/types.js';
-import type { InvalidationBus, InvalidationMessage } from './bus.js';
-import type { DecisionMetrics } from './metrics.js';
-import { bumpsFor, globalBump, type Bumps, type VersionKeys } from './nodes.js';
-import type { VersionStore } from './versions.js';
+import type { DecisionInvalidator, TupleChange } from '../authz/types.js';
+import type { InvalidationBus, InvalidationMessage } from './invalidation-bus.js';
+import type { DecisionMetrics } from './decision-metrics.js';
+import { bumpsFor, globalBump, type Bumps, type VersionKeys } from './version-keys.js';
+import type { VersionStore } from './version-store.js';
 
 export interface VersionInvalidatorOptions {
   versions: VersionStore;

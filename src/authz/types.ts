@@ -1,0 +1,89 @@
+// What every part of tiergate shares about authorization: who is asking (Principal),
+// the question (CheckRequest, TupleKey, Scope), the answer (Decision), the engine
+// that answers (Authorizer) and how writes reach the decision cache (TupleChange,
+// DecisionInvalidator). Nothing here imports anything of ours.
+import type { HttpBindings } from '@hono/node-server';
+import type { Logger } from 'pino';
+
+/** Who is calling, from a verified token (set by the gateway's authenticate stage). */
+export interface Principal {
+  /** `user:<sub>`, as OpenFGA knows the subject. */
+  subject: string;
+  sub: string;
+  issuer: string;
+  /** Token expiry, seconds since the epoch. */
+  expiresAt: number;
+}
+
+export interface TupleKey {
+  user: string;
+  relation: string;
+  object: string;
+}
+
+/** Where in the hierarchy a request is scoped: drives the assertion and cache versions. */
+export interface Scope {
+  type: 'tenant' | 'division' | 'organization';
+  id: string;
+}
+
+export type CacheLayer = 'l1' | 'redis' | 'openfga' | 'coalesced';
+
+/** Stage 4 (authorize): the answer and where it came from. */
+export interface Decision {
+  allowed: boolean;
+  layer: CacheLayer;
+  durationMs: number;
+}
+
+export interface CheckRequest {
+  user: string;
+  relation: string;
+  object: string;
+  contextualTuples: TupleKey[];
+  /** Condition context passed to OpenFGA; part of the decision cache key. */
+  context?: Record<string, unknown>;
+  /** Hierarchy node the object lives under; lets the cache scope invalidation. */
+  scope?: Scope;
+  consistency?: 'cached' | 'strong';
+}
+
+/** The narrow interface to "is this allowed?": OpenFGA, or a cache in front of it. */
+export interface Authorizer {
+  /** Resolves with an answer or rejects; an answer is never made up from an error. */
+  check(req: CheckRequest): Promise<Decision>;
+}
+
+/**
+ * What every app behind the gateway's front door can read: the request id and logger
+ * (request context) and the caller (authenticate). The gateway's own stages add more
+ * (src/gateway/types.ts); the admin API needs only these.
+ */
+export interface RequestVariables {
+  requestId: string;
+  log: Logger;
+  principal: Principal;
+  /** Start of the request, from performance.now(). */
+  startedAt: number;
+}
+
+export interface RequestEnv {
+  /** The raw Node request/response: the forward stage hands them to the proxy. */
+  Bindings: HttpBindings;
+  Variables: RequestVariables;
+}
+
+export interface TupleChange {
+  writes: TupleKey[];
+  deletes: TupleKey[];
+}
+
+/**
+ * Told about every relationship write tiergate makes, after OpenFGA accepted it and
+ * before the API call that made it answers, so no replica serves a stale decision
+ * once the caller has its answer.
+ */
+export interface DecisionInvalidator {
+  tuplesChanged(change: TupleChange): Promise<void>;
+  modelChanged(): Promise<void>;
+}
