@@ -1,4 +1,5 @@
-// Standalone entry: `tsx src/tenant-service/main.ts`. Reads the configuration,
+// Standalone entry: `node dist/tenant-service/main.js` (npm run start:tenant-service), or
+// `tsx src/tenant-service/main.ts` in development. Reads the configuration,
 // opens PostgreSQL (DATABASE_URL) or PGlite under TIERGATE_DATA_DIR, migrates,
 // trusts only the gateway's JWKS, and stops cleanly on SIGTERM/SIGINT.
 import { realpathSync } from 'node:fs';

@@ -282,7 +282,7 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
 
 // ---------------------------------------------------------------- gateway as a child process
 
-export interface GatewayProcess {
+export interface ServiceProcess {
   url: string;
   port: number;
   pid: number;
@@ -291,6 +291,25 @@ export interface GatewayProcess {
   output(): string;
   /** SIGTERM (after SIGCONT, in case it was stopped), SIGKILL after 5 s; resolves when it has exited. */
   stop(): Promise<void>;
+}
+export type GatewayProcess = ServiceProcess;
+
+export interface ServiceProcessOptions {
+  readyTimeoutMs?: number;
+  /**
+   * The node arguments that run the service, e.g. `['--initial-old-space-size=128', 'dist/server/gateway-main.js']`
+   * for the compiled entry point; by default its TypeScript source through tsx.
+   */
+  nodeArgs?: readonly string[];
+  /** Working directory (relative paths such as the default POLICY_FILE resolve from it); the repository root by default. */
+  cwd?: string;
+}
+
+/** Whether a child's log level still writes the ready line (info). */
+function withReadyLogLevel(env: NodeJS.ProcessEnv): void {
+  if (env.LOG_LEVEL === 'silent' || env.LOG_LEVEL === 'fatal' || env.LOG_LEVEL === 'error' || env.LOG_LEVEL === 'warn') {
+    env.LOG_LEVEL = 'info'; // the ready line (info) carries the URL
+  }
 }
 
 /**
@@ -301,7 +320,7 @@ export interface GatewayProcess {
  * fresh TIERGATE_DATA_DIR, GATEWAY_PORT=0 (the port is read from the ready line),
  * METRICS_PORT=0, DEV_ISSUER=false, LOG_LEVEL=info, TIERGATE_START_CHECK=off. Resolves once /healthz answers.
  */
-export async function startGatewayProcess(env: Record<string, string>, opts: { readyTimeoutMs?: number } = {}): Promise<GatewayProcess> {
+export async function startGatewayProcess(env: Record<string, string>, opts: ServiceProcessOptions = {}): Promise<GatewayProcess> {
   for (const required of ['OPENFGA_API_URL', 'TENANT_SERVICE_URL']) {
     if (!env[required]) throw new Error(`startGatewayProcess: ${required} is required`);
   }
@@ -320,12 +339,40 @@ export async function startGatewayProcess(env: Record<string, string>, opts: { r
     ...env,
   };
   if (!childEnv.TIERGATE_DATA_DIR && !childEnv.DATABASE_URL) childEnv.TIERGATE_DATA_DIR = tempDir('tiergate-gw-');
-  if (childEnv.LOG_LEVEL === 'silent' || childEnv.LOG_LEVEL === 'fatal' || childEnv.LOG_LEVEL === 'error' || childEnv.LOG_LEVEL === 'warn') {
-    childEnv.LOG_LEVEL = 'info'; // the ready line (info) carries the URL
-  }
+  withReadyLogLevel(childEnv);
+  return startServiceProcess('gateway', opts.nodeArgs ?? ['--import', 'tsx', 'src/server/gateway-main.ts'], childEnv, opts);
+}
 
-  const proc = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/server/gateway-main.ts'], {
-    cwd: REPO_ROOT,
+/**
+ * `node --import tsx src/tenant-service/main.ts` with `env` on top of a clean
+ * environment. It needs GATEWAY_JWKS_URL (the gateway whose assertions it accepts).
+ * Defaults: a fresh TIERGATE_DATA_DIR (its PGlite), TENANT_SERVICE_PORT=0 (the port is
+ * read from the ready line), LOG_LEVEL=info. Resolves once /healthz answers.
+ */
+export async function startTenantServiceProcess(env: Record<string, string>, opts: ServiceProcessOptions = {}): Promise<ServiceProcess> {
+  if (!env.GATEWAY_JWKS_URL) throw new Error('startTenantServiceProcess: GATEWAY_JWKS_URL is required');
+  const childEnv: NodeJS.ProcessEnv = {
+    ...cleanEnv(),
+    NODE_ENV: 'test',
+    TENANT_SERVICE_HOST: '127.0.0.1',
+    TENANT_SERVICE_PORT: '0',
+    LOG_LEVEL: 'info',
+    ...env,
+  };
+  if (!childEnv.TIERGATE_DATA_DIR && !childEnv.DATABASE_URL) childEnv.TIERGATE_DATA_DIR = tempDir('tiergate-ts-');
+  withReadyLogLevel(childEnv);
+  return startServiceProcess('tenant service', opts.nodeArgs ?? ['--import', 'tsx', 'src/tenant-service/main.ts'], childEnv, opts);
+}
+
+/**
+ * Spawns `node [PARENT_WATCHDOG] …nodeArgs` (in the repository root unless `opts.cwd`) and
+ * resolves once the process has logged `<name> ready` with its URL and that URL's /healthz answers.
+ */
+async function startServiceProcess(name: string, nodeArgs: readonly string[], childEnv: NodeJS.ProcessEnv, opts: ServiceProcessOptions): Promise<ServiceProcess> {
+  const readyLine = `"${name} ready"`;
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+  const proc = spawn(process.execPath, ['--import', PARENT_WATCHDOG, ...nodeArgs], {
+    cwd: opts.cwd ?? REPO_ROOT,
     env: childEnv,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -351,7 +398,7 @@ export async function startGatewayProcess(env: Record<string, string>, opts: { r
     while ((nl = pending.indexOf('\n')) >= 0) {
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
-      if (readyUrl === undefined && line.includes('"gateway ready"')) {
+      if (readyUrl === undefined && line.includes(readyLine)) {
         try {
           readyUrl = (JSON.parse(line) as { url?: string }).url;
         } catch {
@@ -372,12 +419,12 @@ export async function startGatewayProcess(env: Record<string, string>, opts: { r
     proc.stdin?.destroy();
   });
 
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
+  const deadline = Date.now() + readyTimeoutMs;
   let url: string | undefined;
   while (Date.now() < deadline) {
     if (!isRunning()) {
       await stop();
-      throw new Error(`the gateway process exited before it was ready (code ${proc.exitCode}, signal ${proc.signalCode}):\n${out().slice(-4000)}`);
+      throw new Error(`the ${name} process exited before it was ready (code ${proc.exitCode}, signal ${proc.signalCode}):\n${out().slice(-4000)}`);
     }
     if (readyUrl !== undefined) {
       const res = await fetch(`${readyUrl}/healthz`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
@@ -390,7 +437,7 @@ export async function startGatewayProcess(env: Record<string, string>, opts: { r
   }
   if (url === undefined) {
     await stop();
-    throw new Error(`the gateway process was not ready within ${opts.readyTimeoutMs ?? 60_000} ms:\n${out().slice(-4000)}`);
+    throw new Error(`the ${name} process was not ready within ${readyTimeoutMs} ms:\n${out().slice(-4000)}`);
   }
   return {
     url,

@@ -2,6 +2,7 @@
 // never over an operator's own value, and the same wherever a tiergate process starts.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { NODE_HEAP_FLAGS, OLD_SPACE_INITIAL_MB, withHeapFlags } from '../../src/shared/node-flags.js';
 
 describe('withHeapFlags', () => {
@@ -26,11 +27,19 @@ describe('every place a tiergate process starts', () => {
     expect(pkg.scripts.start!.split(/\s+/)).toContain(flag);
   });
 
+  it("npm run start:gateway and start:tenant-service (the compiled services) run with the flag", () => {
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
+    for (const script of ['start:gateway', 'start:tenant-service']) {
+      expect(pkg.scripts[script]!.split(/\s+/).slice(0, 2), script).toEqual(['node', flag]);
+    }
+  });
+
   it("the image's default command and both compose services run with it", () => {
-    expect(readFileSync('Dockerfile', 'utf8')).toMatch(new RegExp(`^CMD \\["node", "${flag}", .*"src/server/gateway-main.ts"\\]$`, 'm'));
-    const compose = readFileSync('docker-compose.yml', 'utf8');
-    for (const service of ['src/server/gateway-main.ts', 'src/tenant-service/main.ts']) {
-      expect(compose).toContain(`command: ["node", "${flag}", "--import", "tsx", "${service}"]`);
+    const cmd = /^CMD (\[.*\])$/m.exec(readFileSync('Dockerfile', 'utf8'))?.[1];
+    expect((JSON.parse(cmd ?? '[]') as string[]).slice(0, 2)).toEqual(['node', flag]);
+    const compose = parseYaml(readFileSync('docker-compose.yml', 'utf8')) as { services: Record<string, { command?: string[] }> };
+    for (const service of ['gateway', 'tenant-service']) {
+      expect(compose.services[service]?.command?.slice(0, 2), service).toEqual(['node', flag]);
     }
   });
 });
