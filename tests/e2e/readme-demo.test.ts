@@ -10,7 +10,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { freePort } from '../../src/stack/ports.js';
-import { call, cleanEnv, PARENT_WATCHDOG, sendRaw, tempDir, waitFor, type JsonResponse } from '../support/stack.js';
+import { cleanEnv } from '../../load/lib/child-env.js';
+import { useCleanup, tempDir } from '../support/cleanup.js';
+import { PARENT_WATCHDOG } from '../support/gateway-process.js';
+import { call, type JsonResponse } from '../support/json-call.js';
+import { sendRaw } from '../support/raw-http.js';
+import { waitFor } from '../support/wait.js';
+
+useCleanup();
 
 const run = promisify(execFile);
 

@@ -7,7 +7,9 @@ import { promisify } from 'node:util';
 import { afterAll } from 'vitest';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { freePort } from '../../src/stack/ports.js';
-import { cleanEnv, PARENT_WATCHDOG, waitFor } from './stack.js';
+import { cleanEnv } from '../../load/lib/child-env.js';
+import { PARENT_WATCHDOG } from './gateway-process.js';
+import { waitFor } from './wait.js';
 
 const execFileAsync = promisify(execFile);
 
