@@ -40,7 +40,8 @@ import { attribute, type Attribution } from './lib/perf-attribution.js';
 import { cleanPerfMaps } from './lib/perf-map.js';
 import { cpuMsBetween, processTree, readProcs, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
-import { grantMember, inBatches, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
+import { inBatches } from './lib/concurrency.js';
+import { grantMember, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, parseGatewayEnv, STORE_NAME, type BenchVariation, type GatewayProcess } from './lib/stack.js';
 
 const PARTS = ['instrument', 'floor', 'bare', 'warm', 'framework', 'miss', 'openfga', 'new', 'mixed', 'redis', 'revocation', 'layers'] as const;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { applyHierarchy, parseHierarchy } from '../../src/cli/apply.js';
 import { loadOrCreateDevIssuerKeys, mintDevToken } from '../../src/gateway/dev-issuer.js';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
+import { inBatches } from './concurrency.js';
 
 export const TENANT = 'acme-sales';
 const TOKEN_TTL_S = 6 * 3600;
@@ -39,11 +40,6 @@ async function call(url: string, method: string, token: string, body?: unknown):
 async function minter(dataDir: string): Promise<(sub: string) => Promise<string>> {
   const keys = await loadOrCreateDevIssuerKeys(dataDir);
   return (sub) => mintDevToken(keys, { sub, audience: 'tiergate', ttlS: TOKEN_TTL_S });
-}
-
-/** `fn` over `items`, `size` at a time. */
-export async function inBatches<T>(items: readonly T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
 }
 
 export async function grantMember(gatewayUrl: string, adminToken: string, userId: string, grant = true): Promise<number> {

@@ -6,7 +6,8 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configSchema } from '../../src/config.js';
-import { createAssertionSigner, type AssertionSigner } from '../../src/gateway/assertion-signer.js';
+import { cleanEnv } from './child-env.js';
+import { ASSERTION_KEY_FILE, createAssertionSigner, type AssertionSigner } from '../../src/gateway/assertion-signer.js';
 import { startChild, waitUntilReady, type ManagedChild } from '../../src/stack/child.js';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
@@ -79,14 +80,6 @@ export interface BenchVariation {
   gatewayEnv: Record<string, string>;
   /** µs of CPU the bare proxy burns per request before proxying (`--bare-burn-us`; 0 = none): a control, not a baseline. */
   bareBurnUs: number;
-}
-
-/** The environment without any tiergate setting the caller may have exported. */
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(configSchema.shape)) delete env[k];
-  delete env.NODE_OPTIONS;
-  return env;
 }
 
 async function startNodeService(name: string, script: string, env: Record<string, string>, nodeFlags: readonly string[]): Promise<{ url: string; child: ManagedChild }> {
@@ -216,7 +209,7 @@ export class BenchStack {
   }
 
   keyFile(dataDir: string): string {
-    return join(dataDir, 'gateway-assertion-key.json');
+    return join(dataDir, ASSERTION_KEY_FILE);
   }
 
   /** A data dir for a second gateway on PGlite: the same keys, its own database. */

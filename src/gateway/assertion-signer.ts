@@ -33,6 +33,9 @@ export interface AssertionSigner {
   readonly counts: { reused: number; signed: number };
 }
 
+/** The private key's file name in TIERGATE_DATA_DIR; replicas of one gateway share the file. */
+export const ASSERTION_KEY_FILE = 'gateway-assertion-key.json';
+
 export interface AssertionSignerOptions {
   audience: string;
   ttlSeconds: number;

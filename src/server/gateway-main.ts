@@ -31,7 +31,7 @@ import { bootstrap } from '../fga/bootstrap.js';
 import { createFgaClient } from '../fga/client.js';
 import { loadModel } from '../fga/model.js';
 import { withHeapFlags } from '../shared/node-flags.js';
-import { createAssertionSigner } from '../gateway/assertion-signer.js';
+import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
 import { startGateway } from './gateway-server.js';
 
@@ -162,7 +162,7 @@ async function runPrimary(config: Config, logger: Logger, workers: number): Prom
   await createAssertionSigner({
     audience: config.ASSERTION_AUDIENCE,
     ttlSeconds: config.ASSERTION_TTL_S,
-    keyFile: join(config.TIERGATE_DATA_DIR, 'gateway-assertion-key.json'),
+    keyFile: join(config.TIERGATE_DATA_DIR, ASSERTION_KEY_FILE),
   });
   await resolveTrustedIssuers(config);
 

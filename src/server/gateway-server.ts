@@ -17,7 +17,7 @@ import { FgaRequestClient } from '../fga/request-client.js';
 import { countsMetric } from '../shared/counts-metric.js';
 import { PROBLEM_CONTENT_TYPE, Problem } from '../shared/problem.js';
 import { createGatewayApp } from '../gateway/app.js';
-import { createAssertionSigner } from '../gateway/assertion-signer.js';
+import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
 import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
 import { createGatewayMetrics, type GatewayMetrics } from '../gateway/metrics.js';
@@ -132,7 +132,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const signer = await createAssertionSigner({
     audience: config.ASSERTION_AUDIENCE,
     ttlSeconds: config.ASSERTION_TTL_S,
-    keyFile: join(config.TIERGATE_DATA_DIR, 'gateway-assertion-key.json'),
+    keyFile: join(config.TIERGATE_DATA_DIR, ASSERTION_KEY_FILE),
   });
   countsMetric(
     metrics.registry,

@@ -12,7 +12,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDb, type Db } from '../../src/db/index.js';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../src/stack/postgres-server.js';
-import { call, startTestStack, type JsonResponse, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call, type JsonResponse } from '../support/json-call.js';
+import { startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 type Kind = 'organization' | 'division' | 'tenant';
 interface Tuple {

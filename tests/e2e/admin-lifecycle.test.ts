@@ -4,7 +4,11 @@
 // retired for good, so the create is refused with 409 id-retired.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
-import { call, startTestStack, type JsonResponse, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call, type JsonResponse } from '../support/json-call.js';
+import { startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 let s: TestStack;
 

@@ -6,7 +6,14 @@ import { Agent, request } from 'node:http';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../src/stack/postgres-server.js';
-import { call, inBatches, startGatewayProcess, startTestStack, waitFor, type GatewayProcess, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { call } from '../support/json-call.js';
+import { startTestStack, type TestStack } from '../support/test-stack.js';
+import { inBatches } from '../../load/lib/concurrency.js';
+import { waitFor } from '../support/wait.js';
+
+useCleanup();
 
 let pgServer: ThrowawayPostgres;
 let s: TestStack;
@@ -57,7 +64,7 @@ describe('denied gateway requests are audited once per principal, rule, node and
         req.end();
       });
     const started = Date.now();
-    const statuses = await inBatches(Array.from({ length: N }, () => deny), 16);
+    const statuses = await inBatches(Array.from({ length: N }, () => deny), 16, (run) => run());
     agent.destroy();
     expect(statuses.filter((st) => st === 403)).toHaveLength(N);
 

@@ -6,7 +6,13 @@
 // recording upstream is checked to have received nothing.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
-import { adminOk, call, seedTenantT1, sendRaw, startRecordingUpstream, startTestStack, type RawResponse, type RecordingUpstream, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call } from '../support/json-call.js';
+import { sendRaw, type RawResponse } from '../support/raw-http.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../support/recording-upstream.js';
+import { adminOk, seedTenantT1, startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 let s: TestStack;
 let upstream: RecordingUpstream;

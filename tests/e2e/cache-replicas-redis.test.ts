@@ -18,7 +18,11 @@ import {
   type Replica,
   type ReplicaPair,
 } from '../support/cache-replicas.js';
-import { call, waitFor } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call } from '../support/json-call.js';
+import { waitFor } from '../support/wait.js';
+
+useCleanup();
 
 let p: ReplicaPair;
 let A: Replica;

@@ -5,7 +5,10 @@
 // idle connection GATEWAY_KEEPALIVE_TIMEOUT_S (75 s), far past Node's own 5 s.
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestStack, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 interface KeptAlive {
   socket: Socket;

@@ -11,7 +11,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
-import { adminOk, call, startGatewayProcess, startTenantServiceProcess, startTestStack, tempDir, type ServiceProcess, type TestStack } from '../support/stack.js';
+import { useCleanup, tempDir } from '../support/cleanup.js';
+import { startGatewayProcess, startTenantServiceProcess, type ServiceProcess } from '../support/gateway-process.js';
+import { call } from '../support/json-call.js';
+import { adminOk, startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 const execFileAsync = promisify(execFile);
 const read = (file: string) => readFileSync(join(REPO_ROOT, file), 'utf8');

@@ -13,20 +13,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import type { OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { createTestStore } from '../support/fga.js';
-import {
-  call,
-  seedTenantT1,
-  startRecordingUpstream,
-  startTcpRelay,
-  startTestOpenFga,
-  startTestStack,
-  suspend,
-  waitFor,
-  type JsonResponse,
-  type RecordingUpstream,
-  type TcpRelay,
-  type TestStack,
-} from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call, type JsonResponse } from '../support/json-call.js';
+import { startTestOpenFga, suspend } from '../support/openfga-test-server.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../support/recording-upstream.js';
+import { startTcpRelay, type TcpRelay } from '../support/tcp-relay.js';
+import { seedTenantT1, startTestStack, type TestStack } from '../support/test-stack.js';
+import { waitFor } from '../support/wait.js';
+
+useCleanup();
 
 const OPENFGA_TIMEOUT_MS = 300;
 const UPSTREAM_TIMEOUT_MS = 500;

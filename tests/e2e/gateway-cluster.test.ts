@@ -10,8 +10,13 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NODE_HEAP_FLAGS } from '../../src/shared/node-flags.js';
 import { freePort } from '../../src/stack/ports.js';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../src/stack/postgres-server.js';
-import { scrape } from '../support/cache-replicas.js';
-import { call, startGatewayProcess, startTestStack, type GatewayProcess, type TestStack } from '../support/stack.js';
+import { scrape } from '../../load/lib/prom.js';
+import { useCleanup } from '../support/cleanup.js';
+import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { call } from '../support/json-call.js';
+import { startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 let pgServer: ThrowawayPostgres;
 let s: TestStack;
@@ -59,7 +64,7 @@ async function onNewConnection(method: string, path: string, auth: string): Prom
 /** The sum of every series of the primary's /metrics whose name starts with `prefix` (over every label set and worker). */
 async function summed(prefix: string): Promise<number> {
   let sum = 0;
-  for (const [series, value] of await scrape({ name: 'cluster primary', metricsUrl })) {
+  for (const [series, value] of await scrape(metricsUrl)) {
     if (series.startsWith(prefix)) sum += value;
   }
   return sum;

@@ -5,7 +5,12 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { adminOk, call, startGatewayProcess, startTestStack, type GatewayProcess, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { call } from '../support/json-call.js';
+import { adminOk, startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 let s: TestStack;
 let replica: GatewayProcess;

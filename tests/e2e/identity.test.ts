@@ -7,10 +7,17 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLocalJWKSet, decodeJwt, generateKeyPair, importJWK, jwtVerify, SignJWT, UnsecuredJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ASSERTION_KEY_FILE } from '../../src/gateway/assertion-signer.js';
 import { ASSERTION_HEADER, GATEWAY_JWKS_PATH } from '../../src/shared/assertion.js';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import { startTenantService, type RunningTenantService } from '../../src/tenant-service/server.js';
-import { adminOk, call, sendRaw, startRecordingUpstream, startTestStack, type RecordedRequest, type RecordingUpstream, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call } from '../support/json-call.js';
+import { sendRaw } from '../support/raw-http.js';
+import { startRecordingUpstream, type RecordedRequest, type RecordingUpstream } from '../support/recording-upstream.js';
+import { adminOk, startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 let s: TestStack;
 let upstream: RecordingUpstream;
@@ -39,7 +46,7 @@ beforeAll(async () => {
   tenantService = await startTenantService({ audience: s.config.ASSERTION_AUDIENCE, jwksUrl: `${s.gatewayUrl}${GATEWAY_JWKS_PATH}` });
 
   attackerKey = (await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey;
-  const jwk = JSON.parse(readFileSync(join(s.dataDir, 'gateway-assertion-key.json'), 'utf8')) as JWK;
+  const jwk = JSON.parse(readFileSync(join(s.dataDir, ASSERTION_KEY_FILE), 'utf8')) as JWK;
   gatewayKey = (await importJWK(jwk, 'EdDSA')) as CryptoKey;
   gatewayKid = jwk.kid!;
 });

@@ -23,7 +23,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { RESOURCE_KINDS, type ResourceKind } from '../../src/shared/resource-kinds.js';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import { insertCallRecord } from '../../src/tenant-service/repository.js';
-import { call, inBatches, startTestStack, type JsonResponse, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call, type JsonResponse } from '../support/json-call.js';
+import { startTestStack, type TestStack } from '../support/test-stack.js';
+import { inBatches } from '../../load/lib/concurrency.js';
+
+useCleanup();
 
 // ---------------------------------------------------------------- the hierarchy and who holds what
 
@@ -247,7 +252,7 @@ async function runChains(role: Role, tenant: TenantId): Promise<Outcome[]> {
     }
     return out;
   });
-  return (await inBatches(chains, 6)).flat();
+  return (await inBatches(chains, 6, (run) => run())).flat();
 }
 
 // ---------------------------------------------------------------- the hierarchy, built through the admin API
@@ -289,7 +294,7 @@ beforeAll(async () => {
       return res.status === 201 ? undefined : `seed ${tenant}/${kind.segment}: ${res.status} ${res.text.slice(0, 200)}`;
     }),
   );
-  expect((await inBatches(seeds, 6)).filter(Boolean)).toEqual([]);
+  expect((await inBatches(seeds, 6, (run) => run())).filter(Boolean)).toEqual([]);
   for (const tenant of TENANTS) {
     await insertCallRecord(s.db, tenant, {
       callId: SEED,
@@ -326,6 +331,7 @@ describe('division and organization reports', () => {
         return { id, outcome: { line: `${role.sub} (${role.role}) GET ${path}`, expected: role.reports.includes(id) ? 200 : 403, res, permission: 'can_read_reports' } };
       }),
       6,
+      (run) => run(),
     );
     const problems = outcomes.map(({ outcome }) => mismatch(outcome)).filter((m): m is string => m !== undefined);
     // An allowed report aggregates exactly the tenants under the node, no more.

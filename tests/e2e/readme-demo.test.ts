@@ -2,15 +2,20 @@
 // process on free ports, tokens minted with `npm run -s token -- <sub>`, then the
 // README's curl commands replayed with their documented answers, and finally Ctrl-C
 // (SIGINT): the stack exits and leaves no OpenFGA behind.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
-import { freePort } from '../../src/stack/ports.js';
-import { call, cleanEnv, PARENT_WATCHDOG, sendRaw, tempDir, waitFor, type JsonResponse } from '../support/stack.js';
+import { useCleanup, tempDir } from '../support/cleanup.js';
+import { call, type JsonResponse } from '../support/json-call.js';
+import { npmStartEnv, startMain, type NpmStart } from '../support/npm-start.js';
+import { sendRaw } from '../support/raw-http.js';
+import { waitFor } from '../support/wait.js';
+
+useCleanup();
 
 const run = promisify(execFile);
 
@@ -22,8 +27,8 @@ interface Ports {
   metrics: number;
 }
 
+let main: NpmStart;
 let stack: ChildProcess;
-let stderr = '';
 let ports: Ports;
 let env: NodeJS.ProcessEnv;
 let readyLine = '';
@@ -73,36 +78,18 @@ function listening(port: number): Promise<boolean> {
 }
 
 beforeAll(async () => {
+  env = await npmStartEnv(tempDir('tiergate-demo-'));
   ports = {
-    gateway: await freePort(),
-    tenantService: await freePort(),
-    openfgaHttp: await freePort(),
-    openfgaGrpc: await freePort(),
-    metrics: await freePort(),
+    gateway: Number(env.GATEWAY_PORT),
+    tenantService: Number(env.TENANT_SERVICE_PORT),
+    openfgaHttp: Number(env.OPENFGA_HTTP_PORT),
+    openfgaGrpc: Number(env.OPENFGA_GRPC_PORT),
+    metrics: Number(env.METRICS_PORT),
   };
-  env = {
-    ...cleanEnv(),
-    TIERGATE_DATA_DIR: tempDir('tiergate-demo-'),
-    GATEWAY_PORT: String(ports.gateway),
-    TENANT_SERVICE_PORT: String(ports.tenantService),
-    OPENFGA_HTTP_PORT: String(ports.openfgaHttp),
-    OPENFGA_GRPC_PORT: String(ports.openfgaGrpc),
-    METRICS_PORT: String(ports.metrics),
-    LOG_LEVEL: 'warn',
-  };
-  // `npm start -- --demo` is `tsx src/server/stack-main.ts --demo`; node --import tsx is the same without npm in between.
-  stack = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/server/stack-main.ts', '--demo'], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  stack.stdout!.resume();
-  stack.stderr!.on('data', (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString('utf8')).slice(-20_000);
-  });
-  const ready = await waitFor(() => stderr.includes('tiergate ready') || stack.exitCode !== null, 110_000, 100);
-  expect(ready && stack.exitCode === null, `the demo stack did not start:\n${stderr}`).toBe(true);
-  readyLine = stderr.split('\n').find((l) => l.startsWith('tiergate ready'))!;
+  main = await startMain(env, ['--demo'], 110_000);
+  stack = main.process;
+  expect(main.readyLine !== undefined && main.exitCode() === null, `the demo stack did not start:\n${main.output()}`).toBe(true);
+  readyLine = main.readyLine!;
   openfgaPid = childrenNamed(stack.pid!, 'openfga')[0];
 
   // Tokens exactly as the README mints them, in parallel.
@@ -212,7 +199,7 @@ describe('the README demo', () => {
     });
     stack.kill('SIGINT');
     const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
-    expect(code, `exit of the stack:\n${stderr.slice(-2000)}`).toBe(0);
+    expect(code, `exit of the stack:\n${main.output().slice(-2000)}`).toBe(0);
     expect(alive(pid)).toBe(false);
     expect(await waitFor(() => !alive(openfgaPid!), 5000), `OpenFGA (pid ${openfgaPid}) is still running`).toBe(true);
     const stillListening = [];

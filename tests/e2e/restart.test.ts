@@ -10,9 +10,13 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { GLOBAL_KEY } from '../../src/decisions/index.js';
 import { createFgaClient } from '../../src/fga/client.js';
+import { ASSERTION_KEY_FILE } from '../../src/gateway/assertion-signer.js';
 import { startOpenFga } from '../../src/stack/openfga-server.js';
 import { npmRun, npmStartEnv, startMain, type NpmStart } from '../support/npm-start.js';
-import { call, tempDir } from '../support/stack.js';
+import { useCleanup, tempDir } from '../support/cleanup.js';
+import { call } from '../support/json-call.js';
+
+useCleanup();
 
 let dataDir: string;
 let stack: NpmStart | undefined;
@@ -109,7 +113,7 @@ describe('npm start on a data folder that outlives it', () => {
   it('keeps its folders 0700 and its keys and database files 0600', () => {
     const mode = (...p: string[]) => statSync(join(dataDir, ...p)).mode & 0o777;
     for (const dir of [[], ['pglite'], ['openfga'], ['dev-issuer']]) expect({ dir, mode: mode(...dir) }).toEqual({ dir, mode: 0o700 });
-    for (const file of [['gateway-assertion-key.json'], ['dev-issuer', 'private.jwk.json'], ['openfga', 'openfga.db']]) {
+    for (const file of [[ASSERTION_KEY_FILE], ['dev-issuer', 'private.jwk.json'], ['openfga', 'openfga.db']]) {
       expect({ file, mode: mode(...file) }).toEqual({ file, mode: 0o600 });
     }
   });

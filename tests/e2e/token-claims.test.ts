@@ -2,7 +2,11 @@
 // a `sub` that is not a string and time claims that are not finite are refused before
 // anything is authorized, signed or cached.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { call, seedTenantT1, startTestStack, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call } from '../support/json-call.js';
+import { seedTenantT1, startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 let s: TestStack;
 let tom: string;

@@ -3,7 +3,13 @@
 // so no request is written to a connection the upstream is closing at that moment: that
 // race ends in ECONNRESET, and the client gets a 502 for a request that did nothing wrong.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { call, seedTenantT1, startRecordingUpstream, startTestStack, waitFor, type RecordingUpstream, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call } from '../support/json-call.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../support/recording-upstream.js';
+import { seedTenantT1, startTestStack, type TestStack } from '../support/test-stack.js';
+import { waitFor } from '../support/wait.js';
+
+useCleanup();
 
 /** The upstream's own idle timeout: it announces `timeout=3`, so the gateway keeps an idle connection 2 s. */
 const UPSTREAM_KEEP_ALIVE_MS = 3000;

@@ -4,7 +4,12 @@
 // other request gets the 502 it got before, and is not sent twice.
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, seedTenantT1, sendRaw, startTestStack, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call } from '../support/json-call.js';
+import { sendRaw } from '../support/raw-http.js';
+import { seedTenantT1, startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 interface Seen {
   connection: number;

@@ -12,7 +12,11 @@
 //   organization:orphan (its only admin's tuple removed straight from OpenFGA)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HIDDEN_VIA } from '../../src/admin/explain.js';
-import { adminOk, call, startTestStack, type JsonResponse, type TestStack } from '../support/stack.js';
+import { useCleanup } from '../support/cleanup.js';
+import { call, type JsonResponse } from '../support/json-call.js';
+import { adminOk, startTestStack, type TestStack } from '../support/test-stack.js';
+
+useCleanup();
 
 let s: TestStack;
 

@@ -7,7 +7,8 @@ import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
 import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
-import { engineFor, eventually, resourceCheck, startReplica, startReplicaPair, closeReplicas, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { engineFor, resourceCheck, startReplica, startReplicaPair, closeReplicas, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { waitFor } from '../support/wait.js';
 
 describe('Redis killed mid-run, then back', () => {
   let store: TestStore;
@@ -60,7 +61,7 @@ describe('Redis killed mid-run, then back', () => {
 
     await server.stop();
     for (const r of [A, B]) {
-      expect(await eventually(async () => r.cache.status().redis === 'down' && r.cache.status().l1 === 'bypassed', 5000)).toBe(true);
+      expect(await waitFor(async () => r.cache.status().redis === 'down' && r.cache.status().l1 === 'bypassed', 5000)).toBe(true);
     }
     expect(A.cache.status().subscriber).toBe('down');
     // hierarchy listings (admin API, forward stage) keep working, read uncached from OpenFGA
@@ -81,7 +82,7 @@ describe('Redis killed mid-run, then back', () => {
     // Redis back on the same port (empty: no persistence).
     server = await startRedis({ port: server.port });
     for (const r of [A, B]) {
-      expect(await eventually(async () => r.cache.status().redis === 'up' && r.cache.status().l1 === 'serving', 10_000)).toBe(true);
+      expect(await waitFor(async () => r.cache.status().redis === 'up' && r.cache.status().l1 === 'serving', 10_000)).toBe(true);
     }
     stop = true;
     await Promise.all(loops);
@@ -98,7 +99,7 @@ describe('Redis killed mid-run, then back', () => {
     // Hits resume.
     for (const r of [A, B]) {
       expect((await r.cache.authorizer.check(allowReq)).allowed).toBe(false);
-      expect(await eventually(async () => (await r.cache.authorizer.check(allowReq)).layer === 'l1', 3000)).toBe(true);
+      expect(await waitFor(async () => (await r.cache.authorizer.check(allowReq)).layer === 'l1', 3000)).toBe(true);
     }
     // And invalidation works again across replicas.
     await writeThrough(store.client, A, { writes: [tuple(user, 'admin', 'tenant:tA')] });
@@ -131,7 +132,7 @@ describe('Redis slow (paused)', () => {
     const other = resourceCheck('user:tAuser', 'tB', 'queue', 'slow');
     // A replica whose lookup connection is not ready skips Redis without waiting (a
     // bypass, not a timeout): on a loaded machine a 20 ms budget can delay that readiness.
-    expect(await eventually(async () => A.cache.status().redis === 'up', 10_000)).toBe(true);
+    expect(await waitFor(async () => A.cache.status().redis === 'up', 10_000)).toBe(true);
     const errorsBefore = A.cache.metrics.counts.redis.error;
     await admin.client('PAUSE', 1500, 'ALL');
     const started = Date.now();
@@ -278,7 +279,7 @@ describe('subscriber reconnect', () => {
     await store.client.write({ deletes: [tuple('user:tAadmin', 'admin', 'tenant:tA')] });
     await A.cache.invalidator.tuplesChanged({ writes: [], deletes: [tuple('user:tAadmin', 'admin', 'tenant:tA')] });
 
-    expect(await eventually(async () => B.cache.status().subscriber === 'up' && (await resyncs()) > before, 5000)).toBe(true);
+    expect(await waitFor(async () => B.cache.status().subscriber === 'up' && (await resyncs()) > before, 5000)).toBe(true);
     expect(B.cache.status().l1Entries).toBe(0);
     expect((await B.cache.authorizer.check(reqs[0]!)).allowed).toBe(false);
     expect((await B.cache.authorizer.check(reqs[1]!)).allowed).toBe(true);

@@ -5,7 +5,8 @@
 // prove which decisions stayed warm.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestStore, type TestStore } from '../support/fga.js';
-import { eventually, resourceCheck, startReplicaPair, closeReplicas, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { resourceCheck, startReplicaPair, closeReplicas, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { waitFor } from '../support/wait.js';
 import type { CheckRequest } from '../../src/authz/types.js';
 
 const ask = (user: string, relation: string, object: string): CheckRequest => ({ user, relation, object, contextualTuples: [] });
@@ -34,7 +35,7 @@ async function answer(r: Replica, req: CheckRequest) {
 /** Caches `reqs` on `r` and proves each is then served from memory with the expected answer. */
 async function warm(r: Replica, reqs: CheckRequest[], expected: boolean[]): Promise<void> {
   for (const [i, req] of reqs.entries()) expect((await answer(r, req)).allowed, `${req.user} ${req.relation} ${req.object}`).toBe(expected[i]);
-  const ok = await eventually(async () => {
+  const ok = await waitFor(async () => {
     for (const req of reqs) if ((await answer(r, req)).layer !== 'l1') return false;
     return true;
   }, 3000);
@@ -179,7 +180,7 @@ describe('role changes made straight in OpenFGA (ReadChanges pollers)', () => {
     const req = ask(marker, 'can_view', 'tenant:tC');
     for (const r of [C, D]) await warm(r, [req], [false]);
     await store.client.write({ writes: [tuple(marker, 'member', 'tenant:tC')] });
-    for (const r of [C, D]) expect(await eventually(async () => (await answer(r, req)).allowed, 5000)).toBe(true);
+    for (const r of [C, D]) expect(await waitFor(async () => (await answer(r, req)).allowed, 5000)).toBe(true);
   }
 
   it("a revocation written straight to OpenFGA: U is denied within poll interval + 1 s, V's decisions stay warm", async () => {
@@ -194,7 +195,7 @@ describe('role changes made straight in OpenFGA (ReadChanges pollers)', () => {
     await store.client.write({ deletes: [tuple('user:pu', 'member', 'tenant:tC')] });
     const started = Date.now();
     for (const r of [C, D]) {
-      const denied = await eventually(async () => {
+      const denied = await waitFor(async () => {
         for (const req of of('user:pu')) if ((await answer(r, req)).allowed) return false;
         return true;
       }, 1200, 10);
@@ -226,7 +227,7 @@ describe('role changes made straight in OpenFGA (ReadChanges pollers)', () => {
 
     await store.client.write({ writes: [tuple('user:qu', 'admin', 'division:d3')] });
     for (const r of [C, D]) {
-      const granted = await eventually(async () => {
+      const granted = await waitFor(async () => {
         for (const req of uUnder) if (!(await answer(r, req)).allowed) return false;
         return true;
       }, 1200, 10);

@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { decisionKey } from '../../src/decisions/index.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
 import {
-  eventually,
   resourceCheck,
   closeReplicas,
   startReplica,
@@ -15,6 +14,7 @@ import {
   writeThrough,
   type Replica,
 } from '../support/decisions-fixture.js';
+import { waitFor } from '../support/wait.js';
 
 let store: TestStore;
 let A: Replica;
@@ -202,7 +202,7 @@ describe('decision cache across two replicas', () => {
     // stored under the tenant's question; the denial under the tenant's and the report's.
     const allowedAt = { user: 'user:tAadmin', relation: 'can_read_reports', object: 'tenant:tA', contextualTuples: [] };
     // The write to Redis is fire-and-forget after the answer: wait for it to land.
-    expect(await eventually(async () => (await redis.exists(key(allowedAt), key(deny))) === 2, 2000)).toBe(true);
+    expect(await waitFor(async () => (await redis.exists(key(allowedAt), key(deny))) === 2, 2000)).toBe(true);
     expect(await redis.exists(key(allow))).toBe(0);
     const allowTtl = await redis.pttl(key(allowedAt));
     const denyTtl = await redis.pttl(key(deny));
@@ -246,16 +246,16 @@ describe('writes made straight in OpenFGA (ReadChanges pollers)', () => {
     const user = 'user:direct';
     await store.client.write({ writes: [tuple(user, 'admin', 'tenant:tC')] });
     // the grant made outside tiergate is picked up the same way; wait for it first
-    expect(await eventually(async () => (await C.check(user, 'can_view', 'tenant:tC')).allowed, 2000)).toBe(true);
-    expect(await eventually(async () => (await D.check(user, 'can_view', 'tenant:tC')).allowed, 2000)).toBe(true);
+    expect(await waitFor(async () => (await C.check(user, 'can_view', 'tenant:tC')).allowed, 2000)).toBe(true);
+    expect(await waitFor(async () => (await D.check(user, 'can_view', 'tenant:tC')).allowed, 2000)).toBe(true);
     // once the poller has applied the grant too, both serve it from memory
-    for (const r of [C, D]) expect(await eventually(async () => (await r.check(user, 'can_view', 'tenant:tC')).layer === 'l1', 2000)).toBe(true);
+    for (const r of [C, D]) expect(await waitFor(async () => (await r.check(user, 'can_view', 'tenant:tC')).layer === 'l1', 2000)).toBe(true);
 
     await store.client.write({ deletes: [tuple(user, 'admin', 'tenant:tC')] });
     const deleted = Date.now();
     const bound = 200 + 1000;
     const [a, b] = await Promise.all(
-      [C, D].map((r) => eventually(async () => !(await r.check(user, 'can_view', 'tenant:tC')).allowed, bound, 10).then((ok) => ({ ok, ms: Date.now() - deleted }))),
+      [C, D].map((r) => waitFor(async () => !(await r.check(user, 'can_view', 'tenant:tC')).allowed, bound, 10).then((ok) => ({ ok, ms: Date.now() - deleted }))),
     );
     expect(a!.ok).toBe(true);
     expect(b!.ok).toBe(true);
@@ -281,9 +281,9 @@ describe('without Redis (one process, in-process layer only)', () => {
     expect(E.cache.status()).toMatchObject({ redis: 'disabled', subscriber: 'disabled', l1: 'serving', poller: { role: 'local' } });
     const user = 'user:solo';
     await store.client.write({ writes: [tuple(user, 'member', 'tenant:tC')] });
-    expect(await eventually(async () => (await E.check(user, 'can_view', 'tenant:tC')).layer === 'l1', 3000)).toBe(true);
+    expect(await waitFor(async () => (await E.check(user, 'can_view', 'tenant:tC')).layer === 'l1', 3000)).toBe(true);
     await store.client.write({ deletes: [tuple(user, 'member', 'tenant:tC')] });
-    expect(await eventually(async () => !(await E.check(user, 'can_view', 'tenant:tC')).allowed, 1200, 10)).toBe(true);
+    expect(await waitFor(async () => !(await E.check(user, 'can_view', 'tenant:tC')).allowed, 1200, 10)).toBe(true);
     // and its own invalidator works synchronously
     await store.client.write({ writes: [tuple(user, 'member', 'tenant:tC')] });
     await E.cache.invalidator.tuplesChanged({ writes: [tuple(user, 'member', 'tenant:tC')], deletes: [] });

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { loadModel, MODEL_FILE, parseModel } from '../../src/fga/model.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
-import { engineFor, eventually, startReplica, startReplicaPair, closeReplicas, tuple, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { engineFor, startReplica, startReplicaPair, closeReplicas, tuple, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { waitFor } from '../support/wait.js';
 import type { CheckRequest, TupleKey } from '../../src/authz/types.js';
 
 interface WriteCase {
@@ -190,7 +191,7 @@ async function answers(r: Replica, reqs: CheckRequest[]): Promise<boolean[]> {
 /** Cache every decision on `r` and prove it is served from memory. */
 async function warm(r: Replica, reqs: CheckRequest[], expected: boolean[]): Promise<void> {
   expect(await answers(r, reqs)).toEqual(expected);
-  const layersOk = await eventually(async () => {
+  const layersOk = await waitFor(async () => {
     const layers: string[] = [];
     for (const req of reqs) layers.push((await r.cache.authorizer.check(req)).layer);
     return layers.every((l) => l === 'l1');
@@ -236,7 +237,7 @@ describe('every kind of write invalidates what it changes', () => {
       await store.client.write({ writes: change.writes ?? [], deletes: change.deletes ?? [] });
       const started = Date.now();
       for (const r of [C, D]) {
-        const ok = await eventually(async () => JSON.stringify(await answers(r, reqs)) === JSON.stringify(checks.map((x) => x.after)), 1200, 10);
+        const ok = await waitFor(async () => JSON.stringify(await answers(r, reqs)) === JSON.stringify(checks.map((x) => x.after)), 1200, 10);
         expect(ok).toBe(true);
       }
       expect(Date.now() - started).toBeLessThanOrEqual(1200 + 100);

@@ -19,27 +19,21 @@ import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLocalJWKSet } from 'jose';
 import { inject } from 'vitest';
-import { createAssertionSigner } from '../../src/gateway/assertion-signer.js';
+import { ASSERTION_KEY_FILE, createAssertionSigner } from '../../src/gateway/assertion-signer.js';
 import { freePort } from '../../src/stack/ports.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
 import { startTenantService, type RunningTenantService } from '../../src/tenant-service/server.js';
+import { scrape, type Scrape } from '../../load/lib/prom.js';
 import { createTestStore, type TestStore } from './fga.js';
-import {
-  call,
-  createTestIssuer,
-  startGatewayProcess,
-  startTcpRelay,
-  tempDir,
-  waitFor,
-  type GatewayProcess,
-  type JsonResponse,
-  type TcpRelay,
-  type TestIssuer,
-} from './stack.js';
+import { tempDir } from './cleanup.js';
+import { startGatewayProcess, type GatewayProcess } from './gateway-process.js';
+import { call, type JsonResponse } from './json-call.js';
+import { startTcpRelay, type TcpRelay } from './tcp-relay.js';
+import { createTestIssuer, type TestIssuer } from './test-issuer.js';
+import { waitFor } from './wait.js';
 
 export const POLL_MS = 300;
 const ASSERTION_AUDIENCE = 'tenant-service';
-const KEY_FILE = 'gateway-assertion-key.json';
 
 export interface Replica {
   name: 'A' | 'B';
@@ -49,7 +43,6 @@ export interface Replica {
 }
 
 /** Parsed Prometheus text: `name{label="v",…}` → value. */
-export type Metrics = Map<string, number>;
 
 export interface ReplicaPair {
   store: TestStore;
@@ -85,8 +78,8 @@ export async function startReplicaPair(opts: { platformAdmin: string; redisRelay
   // One signing key for both replicas, written where each one's TIERGATE_DATA_DIR looks.
   const dirA = tempDir('tiergate-replica-a-');
   const dirB = tempDir('tiergate-replica-b-');
-  const signer = await createAssertionSigner({ audience: ASSERTION_AUDIENCE, ttlSeconds: 60, keyFile: join(dirA, KEY_FILE) });
-  copyFileSync(join(dirA, KEY_FILE), join(dirB, KEY_FILE));
+  const signer = await createAssertionSigner({ audience: ASSERTION_AUDIENCE, ttlSeconds: 60, keyFile: join(dirA, ASSERTION_KEY_FILE) });
+  copyFileSync(join(dirA, ASSERTION_KEY_FILE), join(dirB, ASSERTION_KEY_FILE));
   const tenantService = await startTenantService({ audience: ASSERTION_AUDIENCE, verifyKey: createLocalJWKSet(signer.jwks) });
   const relay = opts.redisRelay ? await startTcpRelay(redis.port) : undefined;
 
@@ -161,21 +154,8 @@ export async function startReplicaPair(opts: { platformAdmin: string; redisRelay
 
 // ---------------------------------------------------------------- metrics
 
-/** One scrape of a gateway's /metrics (a replica, or any gateway with a metrics listener). */
-export async function scrape(r: { name: string; metricsUrl: string }): Promise<Metrics> {
-  const res = await fetch(r.metricsUrl, { signal: AbortSignal.timeout(5000) });
-  if (!res.ok) throw new Error(`gateway ${r.name}: /metrics answered ${res.status}`);
-  const out: Metrics = new Map();
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const sp = line.lastIndexOf(' ');
-    out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
-  }
-  return out;
-}
-
 /** The value of one series, 0 when absent (prom-client omits never-touched labelled series). */
-export function metric(m: Metrics, series: string): number {
+export function metric(m: Scrape, series: string): number {
   return m.get(series) ?? 0;
 }
 
@@ -201,11 +181,11 @@ export interface CacheCounts {
 }
 
 export async function cacheCounts(r: Replica): Promise<CacheCounts> {
-  const m = await scrape(r);
-  const lookups = (layer: string, result: string) => metric(m, `tiergate_decision_cache_lookups_total{layer="${layer}",result="${result}"}`);
+  const m = await scrape(r.metricsUrl);
+  const lookups = (layer: string, result: string) => metric(m, `tiergate_decision_cache_lookups_total{layer=${layer},result=${result}}`);
   const invalidations: Record<string, number> = {};
   for (const [k, v] of m) {
-    const hit = /^tiergate_decision_invalidations_total\{kind="([a-z_]+)",source="([a-z]+)"\}$/.exec(k);
+    const hit = /^tiergate_decision_invalidations_total\{kind=([a-z_]+),source=([a-z]+)\}$/.exec(k);
     if (hit) invalidations[`${hit[1]}/${hit[2]}`] = v;
   }
   return {
@@ -217,11 +197,11 @@ export async function cacheCounts(r: Replica): Promise<CacheCounts> {
     redisMiss: lookups('redis', 'miss'),
     redisBypass: lookups('redis', 'bypass'),
     redisError: lookups('redis', 'error'),
-    engine: ['allowed', 'denied', 'error'].reduce((n, o) => n + metric(m, `tiergate_decision_engine_calls_total{outcome="${o}"}`), 0),
-    pollsOk: metric(m, 'tiergate_decision_readchanges_polls_total{outcome="ok"}'),
-    redisUp: metric(m, 'tiergate_decision_redis_up'),
-    subscriberUp: metric(m, 'tiergate_decision_subscriber_up'),
-    resyncs: metric(m, 'tiergate_decision_resyncs_total'),
+    engine: ['allowed', 'denied', 'error'].reduce((n, o) => n + metric(m, `tiergate_decision_engine_calls_total{outcome=${o}}`), 0),
+    pollsOk: metric(m, 'tiergate_decision_readchanges_polls_total{outcome=ok}'),
+    redisUp: metric(m, 'tiergate_decision_redis_up{}'),
+    subscriberUp: metric(m, 'tiergate_decision_subscriber_up{}'),
+    resyncs: metric(m, 'tiergate_decision_resyncs_total{}'),
     invalidations,
   };
 }

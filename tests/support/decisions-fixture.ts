@@ -138,13 +138,3 @@ export function resourceCheck(user: string, tenant: string, kind: string, id: st
     scope: { type: 'tenant', id: tenant },
   };
 }
-
-/** Polls `probe` until it returns true or `timeoutMs` passes; returns the final value. */
-export async function eventually(probe: () => Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}

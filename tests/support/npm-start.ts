@@ -1,13 +1,15 @@
 // `npm start` (src/server/stack-main.ts) and the npm scripts beside it as child processes on a
 // data folder of the test's own, on free loopback ports: what a user runs, run as
-// they run it. A stack still running at the end of the file gets Ctrl-C (SIGINT),
-// then SIGKILL after 10 s.
+// they run it. A stack still running at the end of the file (useCleanup()) gets
+// Ctrl-C (SIGINT), then SIGKILL after 10 s.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll } from 'vitest';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { freePort } from '../../src/stack/ports.js';
-import { cleanEnv, PARENT_WATCHDOG, waitFor } from './stack.js';
+import { cleanEnv } from '../../load/lib/child-env.js';
+import { owned } from './cleanup.js';
+import { PARENT_WATCHDOG } from './gateway-process.js';
+import { waitFor } from './wait.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -22,12 +24,6 @@ export interface NpmStart {
   /** Ctrl-C; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
-
-const running = new Set<NpmStart>();
-
-afterAll(async () => {
-  await Promise.all([...running].map((s) => s.stop()));
-});
 
 /** The environment `npm start` gets: a clean one, this data folder, free ports. */
 export async function npmStartEnv(dataDir: string, extra: Record<string, string> = {}): Promise<NodeJS.ProcessEnv> {
@@ -68,7 +64,6 @@ export async function startMain(env: NodeJS.ProcessEnv, args: string[] = [], rea
     output: () => stderr,
     exitCode: () => proc.exitCode,
     async stop() {
-      running.delete(started);
       if (!gone()) {
         proc.kill('SIGINT');
         const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
@@ -79,7 +74,9 @@ export async function startMain(env: NodeJS.ProcessEnv, args: string[] = [], rea
       return proc.exitCode;
     },
   };
-  running.add(started);
+  owned(async () => {
+    await started.stop();
+  });
   await waitFor(() => stderr.includes('tiergate ready:') || gone(), readyTimeoutMs, 100);
   if (gone()) await exited;
   started.readyLine = stderr.split('\n').find((l) => l.startsWith('tiergate ready:'));

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createAssertionSigner } from '../../src/gateway/assertion-signer.js';
+import { ASSERTION_KEY_FILE, createAssertionSigner } from '../../src/gateway/assertion-signer.js';
 import { loadOrCreateDevIssuerKeys } from '../../src/gateway/dev-issuer.js';
 import { ensurePrivateDir } from '../../src/shared/private-dir.js';
 import { DataDirLockedError, LOCK_FILE, lockDataDir } from '../../src/stack/data-lock.js';
@@ -35,7 +35,7 @@ describe('ensurePrivateDir', () => {
 describe('the keys tiergate writes', () => {
   it('the assertion key: its folder 0700, the file 0600; a key file others could read is narrowed', async () => {
     const dir = join(root, 'data1');
-    const keyFile = join(dir, 'gateway-assertion-key.json');
+    const keyFile = join(dir, ASSERTION_KEY_FILE);
     await createAssertionSigner({ audience: 'a', ttlSeconds: 60, keyFile });
     expect([mode(dir), mode(keyFile)]).toEqual([0o700, 0o600]);
     chmodSync(keyFile, 0o644);

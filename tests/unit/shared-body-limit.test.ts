@@ -3,7 +3,7 @@
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bodyLimitWhenBody } from '../../src/shared/body-limit.js';
-import { serveRaw, type RawServer } from './gateway/raw-http.js';
+import { serveRaw, type RawServer } from '../support/raw-http.js';
 
 const LIMIT = 1024;
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
-import { createAssertionSigner, type AssertionSigner } from '../../../src/gateway/assertion-signer.js';
+import { ASSERTION_KEY_FILE, createAssertionSigner, type AssertionSigner } from '../../../src/gateway/assertion-signer.js';
 import type { Scope } from '../../../src/authz/types.js';
 import { ASSERTION_ISSUER, assertionClaimsSchema } from '../../../src/shared/assertion.js';
 
@@ -182,7 +182,7 @@ describe('assertion signer', () => {
   it('keeps its key in the key file: a restarted gateway signs with the same key and kid', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tiergate-signer-'));
     try {
-      const keyFile = join(dir, 'keys', 'gateway-assertion-key.json');
+      const keyFile = join(dir, 'keys', ASSERTION_KEY_FILE);
       const first = await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, keyFile });
       const stored = JSON.parse(readFileSync(keyFile, 'utf8')) as Record<string, unknown>;
       expect(stored).toMatchObject({ kty: 'OKP', crv: 'Ed25519', kid: first.jwks.keys[0]!.kid, alg: 'EdDSA' });
@@ -202,7 +202,7 @@ describe('assertion signer', () => {
   it('refuses a key file that holds no private Ed25519 key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tiergate-signer-'));
     try {
-      const keyFile = join(dir, 'gateway-assertion-key.json');
+      const keyFile = join(dir, ASSERTION_KEY_FILE);
       const publicOnly = { ...(await createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL })).jwks.keys[0] };
       writeFileSync(keyFile, JSON.stringify(publicOnly));
       await expect(createAssertionSigner({ audience: AUDIENCE, ttlSeconds: TTL, keyFile })).rejects.toThrow(/private Ed25519 JWK/);

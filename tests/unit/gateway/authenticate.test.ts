@@ -22,7 +22,7 @@ import { authenticate, createTokenVerifier, trustIssuer, type TrustedIssuer, typ
 import type { GatewayEnv } from '../../../src/gateway/types.js';
 import { renderGatewayError } from '../../../src/gateway/app.js';
 import { timersStartedBy } from '../../support/timers.js';
-import { serveRaw } from './raw-http.js';
+import { serveRaw } from '../../support/raw-http.js';
 
 const ISS = 'https://idp.example';
 const AUD = 'tiergate';

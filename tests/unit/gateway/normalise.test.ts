@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicaliseTarget, checkHeaders, normalise, requestErrorResponse } from '../../../src/gateway/normalise.js';
 import type { GatewayEnv } from '../../../src/gateway/types.js';
 import { renderGatewayError } from '../../../src/gateway/app.js';
-import { serveRaw, type RawServer } from './raw-http.js';
+import { serveRaw, type RawServer } from '../../support/raw-http.js';
 
 const MAX_PATH = 256;
 const MAX_HEADERS = 2048;
