@@ -1,4 +1,4 @@
-// Test helper: serve a Hono app on a real Node HTTP server (port 0) and send
+// Serves a Hono app on a real Node HTTP server (port 0) and sends
 // requests byte for byte, so the raw request target reaches the app untouched
 // (no client-side URL parsing resolves `..` or rewrites `\`).
 import { createServer, type Server } from 'node:http';
