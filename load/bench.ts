@@ -912,7 +912,7 @@ function report(): void {
     );
   }
   // Read as added latency, like the warm target: what a miss adds over the bare proxy at the
-  // same rate, against OpenFGA's own p99. Not the issue's wording: printed as a reading.
+  // same rate, against OpenFGA's own p99. Not one of the targets: printed as a reading.
   const pLow = row('p', 'low');
   const eLow = row('e', 'low');
   const fLow = row('f', 'low');
@@ -998,7 +998,7 @@ function report(): void {
     ...(failures.length > 0 ? [`**Parts that failed in this run** (their figures are missing below): ${failures.join('; ')}.`, ''] : []),
     ...table,
     '',
-    '## Targets (issue 6)',
+    '## Targets',
     '',
     '| target | measured (this run) | |',
     '| --- | --- | --- |',
@@ -1088,7 +1088,7 @@ function report(): void {
   if (layers) {
     const L = layers;
     lines.push(
-      '## Decision latency by layer (issue 4)',
+      '## Decision latency by layer',
       '',
       'The gateway\'s DecisionCache in the bench process, against this run\'s OpenFGA and Redis, one check at a time, nothing else running (`npm run bench -- --only layers`):',
       '',
@@ -1117,7 +1117,7 @@ function report(): void {
   if (revocation) {
     const R = revocation;
     lines.push(
-      '## Revocation to deny across two replicas (issue 4)',
+      '## Revocation to deny across two replicas',
       '',
       `Two gateway processes (A, B; one worker each) sharing one Redis. For each of ${R.revocations} revocations: the user is granted through A, B serves two allowed reads (the second from its in-process layer), the member role is revoked through A's admin API, then B is read until it answers 403. ` +
         `Reproduce: \`npm run bench -- --only revocation\`.`,

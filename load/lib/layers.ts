@@ -1,4 +1,4 @@
-// Decision latency by the layer that answers (issue 4), measured in this process
+// Decision latency by the layer that answers, measured in this process
 // with the gateway's own DecisionCache against the run's real OpenFGA and Redis,
 // one check at a time (latency, not throughput), each timed with performance.now():
 //   l1       warm decisions from the in-process layer (key hash + LRU + version check)

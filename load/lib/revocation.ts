@@ -1,4 +1,4 @@
-// Revocation-to-deny across two gateway processes sharing one Redis (issue 4):
+// Revocation-to-deny across two gateway processes sharing one Redis:
 // replica B holds the user's allow in its in-process layer; the member role is
 // revoked through replica A's admin API; then B is asked again and again until it
 // answers 403. Measured per revocation:

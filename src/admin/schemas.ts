@@ -39,6 +39,7 @@ export const NodeName = z
   .trim()
   .min(1, 'must not be empty')
   .max(200, 'at most 200 characters')
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
   .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'control characters are not allowed')
   .openapi({ example: 'EMEA' });
 
@@ -118,6 +119,7 @@ export const BreakGlassBody = z
       .trim()
       .min(1, 'must not be empty')
       .max(1000, 'at most 1000 characters')
+      // eslint-disable-next-line no-control-regex -- refusing control characters is the point
       .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'control characters are not allowed')
       .openapi({ example: 'all admins left the company; ticket OPS-1234' }),
   })
@@ -264,6 +266,7 @@ export const AuditQuery = z
     actor: UserRef.optional(),
     action: z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'must be an action name such as division.create').optional(),
     // Compared as text in PostgreSQL, which refuses NUL (a 500): control characters are refused here.
+    // eslint-disable-next-line no-control-regex -- refusing control characters is the point
     target: z.string().min(3).max(200).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters').optional(),
     /** Only entries about this node or anything beneath it. */
     under: z.string().regex(/^(platform|organization|division|tenant):[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/).optional(),

@@ -347,7 +347,11 @@ export class HierarchyResolver {
       const next: string[] = [];
       frontier.forEach((o, i) => {
         parentsOf.set(o, lists[i]!);
-        for (const p of lists[i]!) if (!seen.has(p)) (seen.add(p), next.push(p));
+        for (const p of lists[i]!) {
+          if (seen.has(p)) continue;
+          seen.add(p);
+          next.push(p);
+        }
       });
       frontier = next;
     }

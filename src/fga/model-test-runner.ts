@@ -58,7 +58,7 @@ export interface ModelTestFileResult {
   failures: ExpectationFailure[];
 }
 
-export interface ModelTestSession {
+export interface ModelTestStore {
   readonly storeId: string;
   readonly authorizationModelId: string;
   runTest(test: ModelTestCase): Promise<ModelTestCaseResult>;
@@ -193,7 +193,7 @@ async function runListObjects(client: OpenFgaClient, modelId: string, test: Mode
 }
 
 /** Creates the file's store, writes its model and file-level tuples. */
-export async function openModelTestSession(file: ModelTestFile, apiUrl: string, opts: ModelTestRunnerOptions = {}): Promise<ModelTestSession> {
+export async function openModelTestStore(file: ModelTestFile, apiUrl: string, opts: ModelTestRunnerOptions = {}): Promise<ModelTestStore> {
   const model = loadFileModel(file);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const admin = createFgaClient({ apiUrl, timeoutMs, maxRetry: 2, apiToken: opts.apiToken });
@@ -239,13 +239,13 @@ export async function openModelTestSession(file: ModelTestFile, apiUrl: string, 
 
 /** Runs every test of a parsed .fga.yaml file in a fresh store and lists each wrong expectation. */
 export async function runModelTestFile(file: ModelTestFile, apiUrl: string, opts: ModelTestRunnerOptions = {}): Promise<ModelTestFileResult> {
-  const session = await openModelTestSession(file, apiUrl, opts);
+  const store = await openModelTestStore(file, apiUrl, opts);
   try {
     const tests: ModelTestCaseResult[] = [];
-    for (const test of file.tests) tests.push(await session.runTest(test));
+    for (const test of file.tests) tests.push(await store.runTest(test));
     return { file: file.path, name: file.name, tests, failures: tests.flatMap((t) => t.failures) };
   } finally {
-    await session.close();
+    await store.close();
   }
 }
 

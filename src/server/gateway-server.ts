@@ -24,7 +24,6 @@ import { createGatewayMetrics, type GatewayMetrics } from '../gateway/metrics.js
 import { normalise, requestErrorResponse } from '../gateway/normalise.js';
 import { loadPolicy, matchPolicy } from '../gateway/policy.js';
 import type { Decision } from '../authz/types.js';
-import type { GatewayEnv } from '../gateway/types.js';
 import { join } from 'node:path';
 
 export interface GatewayRuntime {
@@ -201,10 +200,12 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     ],
   });
 
+  const listener = getRequestListener(app.fetch, { errorHandler: requestErrorResponse });
   const server = createServer(
     // Leave Node's own header limit above ours so oversized headers get our problem+json 400.
     { maxHeaderSize: Math.max(16384, config.MAX_HEADER_BYTES * 2) },
-    getRequestListener(app.fetch, { errorHandler: requestErrorResponse }),
+    // The listener answers every error itself (problem+json via errorHandler, else a 500).
+    (req, res) => void listener(req, res),
   );
   // Node's own default (5 s) is shorter than most clients' idle timeouts, and a client that
   // does not honour the `Keep-Alive: timeout` hint (Go's net/http, most load balancers) then

@@ -3,9 +3,8 @@
 // Why not hono/body-limit on every request: it reads `c.req.raw.body`, and on
 // @hono/node-server that turns the request into a whole WHATWG Request with an
 // AbortSignal, whose WeakRef and FinalizationRegistry entries keep it alive through
-// young-generation collections. At 1,000 GETs a second that promoted ~3.7 MB/s to the
-// old space of the tenant service: a full collection every ~2 s, and each one a stall of
-// every request in flight (load/README.md, "Where the stalls came from, and the fix").
+// young-generation collections. Under a steady load of GETs that fills the old space
+// quickly, and every full collection it sets off stalls each request in flight.
 // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3),
 // so there is nothing to limit.
 import type { Context, MiddlewareHandler } from 'hono';

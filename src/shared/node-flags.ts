@@ -5,14 +5,12 @@
 // Why: both services keep caches whose entries are replaced all the time (verified
 // tokens and signed assertions in the gateway, verified assertions in the tenant
 // service), so a steady trickle of objects outlives the young generation. With V8's
-// own sizing the old generation's limit stays just above what is live (~42 MB in a
-// gateway worker, ~20 MB in the tenant service), and under load that trickle set off a
-// full mark-compact every 5–10 s in each process, each stopping it for 3–33 ms. With
-// this flag the limit starts at 128 MB and stays there: at 1,000 req/s a gateway worker
-// and the tenant service each grew to 110–140 MB and were collected back to 42 and
-// 20 MB once every 90–110 s, with pauses of 4–21 ms (`--trace-gc` over a six-minute
-// benchmark row; load/HISTORY.md). The cost is memory: each process holds up to about
-// 100 MB more garbage between full collections.
+// own sizing the old generation's limit stays just above what is live, and under load
+// that trickle sets off a full mark-compact every few seconds, each one stopping the
+// process. Starting the limit at 128 MB lets garbage pile up for much longer between
+// full collections, so they are rare (run the benchmark with `--trace-gc` to see the
+// pauses). The cost is memory: each process holds up to about 100 MB more garbage
+// between full collections.
 export const OLD_SPACE_INITIAL_MB = 128;
 
 const FLAG = '--initial-old-space-size';

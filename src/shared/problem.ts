@@ -3,7 +3,7 @@
 // onError), adding what only the app knows (the request id, the path).
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
-/** Every problem type tiergate answers with: `https://tiergate.dev/problems/<slug>`, documented in the README. */
+/** Every problem type tiergate answers with: `https://tiergate.dev/problems/<slug>`, each with its status and meaning in docs/security.md ("Problem types"). */
 export const PROBLEM_SLUGS = [
   // Any part
   'bad-request',

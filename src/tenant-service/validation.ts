@@ -7,6 +7,7 @@ import type { InvalidParam } from '../shared/problem.js';
 import { Problem } from '../shared/problem.js';
 import { type TsContext } from './http.js';
 
+// eslint-disable-next-line no-control-regex -- refusing control characters is the point
 const NO_CONTROL_CHARS = /^[^\u0000-\u001f\u007f]*$/;
 
 const businessId = z.string().regex(ID_PATTERN, 'must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$');

@@ -1,5 +1,5 @@
 // The standalone gateway (src/server/gateway-main.ts) as a second process beside an
-// in-process stack: the helper other suites use for replicas. A replica built from
+// in-process stack: what other suites use for replicas. A replica built from
 // stack.replicaEnv() serves the same store, trusts the same issuer, forwards to the
 // same tenant service and signs assertions that service accepts.
 import { connect } from 'node:net';

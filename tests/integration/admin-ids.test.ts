@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { migrateAdmin } from '../../src/admin/app.js';
 import { ADMIN_MIGRATIONS } from '../../src/admin/store.js';
 import { migrate, openDb, type Db, type Queryable } from '../../src/db/index.js';
-import { auditRows, createAdminFixture, expectStatus, seedTree, type AdminFixture } from '../support/admin-fixture.js';
+import { auditRows, createAdminFixture, expectStatus, seedTree } from '../support/admin-fixture.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterAll(async () => {

@@ -122,7 +122,7 @@ describe('apply demo/hierarchy.yaml', () => {
     const edited = DEMO.replace('name: APAC Sales', 'name: APAC Inside Sales')
       .replace('members: [uma]', 'members: [uma, ulf]')
       // north-support moves from emea-north to emea, next to acme-sales
-      .replace(/            tenants:\n              - id: north-support\n                name: North Support\n/, '')
+      .replace('            tenants:\n              - id: north-support\n                name: North Support\n', '')
       .replace('          - id: acme-sales', '          - id: north-support\n            name: North Support\n          - id: acme-sales')
       .replace('      - id: apac\n        name: APAC\n        tenants:\n', '      - id: apac\n        name: APAC\n        tenants:\n          - id: apac-care\n            name: APAC Care\n');
     const dry = await run(edited, { dryRun: true });

@@ -42,7 +42,6 @@ describe('Redis killed mid-run, then back', () => {
     }
 
     // Both replicas keep checking while Redis dies; each answer is logged with when it was asked.
-    let revokedAt = Number.POSITIVE_INFINITY;
     let stop = false;
     const log: Array<{ startedAt: number; allowed: boolean; deny: boolean }> = [];
     const loops = [A, B].map(async (r) => {
@@ -70,7 +69,7 @@ describe('Redis killed mid-run, then back', () => {
 
     // The revoke happens while Redis is down: OpenFGA takes it, the invalidator can't.
     await store.client.write({ deletes: [tuple(user, 'admin', 'tenant:tA')] });
-    revokedAt = Date.now();
+    const revokedAt = Date.now();
     await expect(A.cache.invalidator.tuplesChanged({ writes: [], deletes: [tuple(user, 'admin', 'tenant:tA')] })).rejects.toBeInstanceOf(
       VersionsUnavailableError,
     );

@@ -1,6 +1,6 @@
 // The tenant-resource service against a real (in-memory) PGlite database, called
 // with real Ed25519-signed gateway assertions. No mocks: the only stand-in is the
-// gateway itself, whose job of signing assertions the helpers below do.
+// gateway itself, whose job of signing assertions the functions below do.
 import { KeyObject, randomUUID, sign as signBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {

@@ -4,24 +4,24 @@ import { basename } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MODEL_FILE, loadModel } from '../../src/fga/model.js';
 import { loadModelTestFile, type ModelTestFile } from '../../src/fga/model-test-file.js';
-import { openModelTestSession, type ModelTestSession } from '../../src/fga/model-test-runner.js';
+import { openModelTestStore, type ModelTestStore } from '../../src/fga/model-test-runner.js';
 import { assertCasePassed, discoverModelTestFiles } from './model-suite.js';
 
 // Loaded while collecting: a malformed file fails the run before any test starts.
 const files: ModelTestFile[] = discoverModelTestFiles().map(loadModelTestFile);
 
 describe.each(files.map((f) => [basename(f.path), f] as const))('%s', (_name, file) => {
-  let session: ModelTestSession | undefined;
+  let store: ModelTestStore | undefined;
   beforeAll(async () => {
-    session = await openModelTestSession(file, inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
+    store = await openModelTestStore(file, inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
   });
   afterAll(async () => {
-    await session?.close();
+    await store?.close();
   });
 
   it.each(file.tests.map((t) => [t.name, t] as const))('%s', async (_test, test) => {
-    if (!session) throw new Error('the store for this file was not set up');
-    assertCasePassed(await session.runTest(test));
+    if (!store) throw new Error('the store for this file was not set up');
+    assertCasePassed(await store.runTest(test));
   });
 });
 

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { loadModelTestFile, ModelTestFileError, parseModelTestFile } from '../../src/fga/model-test-file.js';
-import { openModelTestSession, runModelTestFile } from '../../src/fga/model-test-runner.js';
+import { openModelTestStore, runModelTestFile } from '../../src/fga/model-test-runner.js';
 import { assertCasePassed, discoverModelTestFiles, MODEL_TESTS_DIR } from './model-suite.js';
 
 const WRONG_FIXTURE = join(MODEL_TESTS_DIR, 'fixtures', 'wrong-expectation.fga.yaml');
@@ -112,14 +112,14 @@ tests:
       - { user: user:anne, object: doc:1, assertions: { viewer: true } }
       - { user: user:bob, object: doc:1, assertions: { viewer: false } }
 `);
-    const session = await openModelTestSession(file, inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
+    const store = await openModelTestStore(file, inject('openfgaUrl'), { apiToken: inject('openfgaToken') });
     try {
-      const first = await session.runTest(file.tests[0]!);
-      const second = await session.runTest(file.tests[1]!);
+      const first = await store.runTest(file.tests[0]!);
+      const second = await store.runTest(file.tests[1]!);
       expect([first.failures, second.failures]).toEqual([[], []]);
       expect([first.checks, second.checks]).toEqual([2, 2]);
     } finally {
-      await session.close();
+      await store.close();
     }
   });
 });
@@ -159,7 +159,7 @@ describe('malformed files', () => {
       `name: x\nmodel_file: ./missing.fga\ntests:\n  - name: t\n    check:\n      - { user: user:a, object: tenant:t, assertions: { can_view: true } }\n`,
       path,
     );
-    await expect(openModelTestSession(file, 'http://127.0.0.1:9')).rejects.toThrow(
+    await expect(openModelTestStore(file, 'http://127.0.0.1:9')).rejects.toThrow(
       `${path}: model_file (${join(MODEL_TESTS_DIR, 'fixtures', 'missing.fga')}): ENOENT`,
     );
   });

@@ -116,7 +116,9 @@ export interface RawServer {
 type Fetch = (req: Request, env: never) => Response | Promise<Response>;
 
 export async function serveRaw(fetch: Fetch, errorHandler?: (err: unknown) => Response): Promise<RawServer> {
-  const server: Server = createServer(getRequestListener(fetch as never, errorHandler ? { errorHandler } : {}));
+  const listener = getRequestListener(fetch as never, errorHandler ? { errorHandler } : {});
+  // The listener answers every error itself, as in src/server/gateway-server.ts.
+  const server: Server = createServer((req, res) => void listener(req, res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -5,7 +5,7 @@ import { compareRounds, roundSpread } from '../../load/lib/stats.js';
 
 describe('compareRounds', () => {
   it('pairs each round of the measured row with the same round of its baseline', () => {
-    // This session's rounds of the bare proxy (b) and the warm gateway (c) at 1,000 req/s.
+    // Rounds of a bare proxy (b) and a warm gateway (c) whose baseline moved more than their difference.
     const cmp = compareRounds([25.76, 16.62, 9.03], [25.71, 27.19, 24.16]);
     expect(cmp?.paired.map((d) => Number(d.toFixed(2)))).toEqual([-0.05, 10.57, 15.13]);
     expect(cmp?.baselineMin).toBe(9.03);
