@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { configSchema } from '../../src/config.js';
 import { cleanEnv } from './child-env.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner, type AssertionSigner } from '../../src/gateway/assertion-signer.js';
-import { startChild, waitUntilReady, type ManagedChild } from '../../src/stack/child.js';
+import type { ManagedChild } from '../../src/stack/child.js';
+import { startNodeService, type NodeService } from '../../src/stack/node-service.js';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { freePort } from '../../src/stack/ports.js';
@@ -82,19 +83,14 @@ export interface BenchVariation {
   bareBurnUs: number;
 }
 
-async function startNodeService(name: string, script: string, env: Record<string, string>, nodeFlags: readonly string[]): Promise<{ url: string; child: ManagedChild }> {
-  const child = startChild(name, process.execPath, [...nodeFlags, '--import', 'tsx', join(REPO_ROOT, script)], { ...cleanEnv(), ...env });
-  let url = '';
-  await waitUntilReady(
-    child,
-    async () => {
-      const m = /READY (\S+)/.exec(child.output());
-      if (m) url = m[1]!;
-      return m !== null;
-    },
-    60_000,
-  );
-  return { url, child };
+/** A bench service (load/services/): ready once it prints `READY <url>` on stdout. */
+async function startBenchService(name: string, script: string, env: Record<string, string>, nodeFlags: readonly string[]): Promise<NodeService> {
+  return startNodeService(name, {
+    nodeArgs: [...nodeFlags, '--import', 'tsx', join(REPO_ROOT, script)],
+    env: { ...cleanEnv(), ...env },
+    readyUrl: (line) => /READY (\S+)/.exec(line)?.[1],
+    timeoutMs: 60_000,
+  });
 }
 
 /** The bench gateways' CACHE_ALLOW_TTL_S: longer than any run, so warm rows stay warm. */
@@ -155,7 +151,7 @@ export class BenchStack {
     // The baseline rows' requests carry assertions signed once, at the start: they must
     // stay valid for the whole run (a full run on a slow machine lasts most of an hour).
     this.signer = await createAssertionSigner({ audience: ASSERTION_AUDIENCE, ttlSeconds: 4 * 3600, keyFile: this.keyFile(this.dataDir) });
-    const tenant = await startNodeService('tenant-service', 'load/services/tenant-service.ts', {
+    const tenant = await startBenchService('tenant-service', 'load/services/tenant-service.ts', {
       BENCH_ASSERTION_KEY_FILE: this.keyFile(this.dataDir),
       ASSERTION_AUDIENCE,
       PORT: String(await freePort()),
@@ -167,7 +163,7 @@ export class BenchStack {
     this.workers = this.db.workers === 1 ? 1 : (opts.workers ?? this.db.workers);
     // The same proxy twice, with as many workers as the gateway: plain, and inside Hono.
     const proxy = async (name: string, extra: Record<string, string> = {}) => {
-      const started = await startNodeService(name, 'load/services/bare-proxy.ts', {
+      const started = await startBenchService(name, 'load/services/bare-proxy.ts', {
         TARGET: this.tenantUrl,
         PORT: String(await freePort()),
         WORKERS: String(this.workers),
@@ -182,7 +178,7 @@ export class BenchStack {
     const hono = await proxy('hono-proxy', { HONO_MIDDLEWARES: '5' });
     this.honoChild = hono.child;
     this.honoProxyUrl = hono.url;
-    const noop = await startNodeService('noop-server', 'load/services/noop-server.ts', { PORT: String(await freePort()) }, this.nodeFlags);
+    const noop = await startBenchService('noop-server', 'load/services/noop-server.ts', { PORT: String(await freePort()) }, this.nodeFlags);
     this.children.push(noop.child);
     this.noopChild = noop.child;
     this.noopUrl = noop.url;
@@ -264,19 +260,14 @@ export class BenchStack {
       ...this.variation.gatewayEnv,
       ...o.env,
     };
-    const child = startChild(`gateway ${o.name}`, process.execPath, [...this.nodeFlags, ...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/server/gateway-main.ts')], {
-      ...cleanEnv(),
-      ...env,
+    // LOG_LEVEL=warn writes no ready line: the port is chosen here, and /readyz says when.
+    const { url, child } = await startNodeService(`gateway ${o.name}`, {
+      nodeArgs: [...this.nodeFlags, ...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/server/gateway-main.ts')],
+      env: { ...cleanEnv(), ...env },
+      url: `http://127.0.0.1:${port}`,
+      healthPath: '/readyz',
+      timeoutMs: 120_000,
     });
-    const url = `http://127.0.0.1:${port}`;
-    await waitUntilReady(
-      child,
-      async () => {
-        const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
-        return res.status === 200;
-      },
-      120_000,
-    );
     const gw: GatewayProcess = {
       name: o.name,
       url,

@@ -5,9 +5,19 @@ import { spawn, type ChildProcess } from 'node:child_process';
 export interface ManagedChild {
   readonly name: string;
   readonly process: ChildProcess;
-  /** Last lines the child wrote, for error messages. */
+  /** Last lines the child wrote (stdout and stderr), for error messages. */
   output(): string;
+  /** SIGTERM (after SIGCONT, in case it was stopped), SIGKILL after 5 s; resolves when it has exited. */
   stop(): Promise<void>;
+}
+
+export interface ChildOptions {
+  /** Working directory; this process's by default. */
+  cwd?: string;
+  /** `pipe` keeps the child's stdin open for as long as this process lives (a parent watchdog reads it). */
+  stdin?: 'ignore' | 'pipe';
+  /** How much of the child's output `output()` keeps, in characters. */
+  outputChars?: number;
 }
 
 const live = new Set<ManagedChild>();
@@ -22,12 +32,24 @@ function installExitHook(): void {
   });
 }
 
-export function startChild(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): ManagedChild {
+export function startChild(
+  name: string,
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  opts: ChildOptions = {},
+): ManagedChild {
   installExitHook();
-  const proc = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
+  const limit = opts.outputChars ?? 8000;
+  const proc = spawn(command, args, { env, cwd: opts.cwd, stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'] });
+  // Kept as chunks, trimmed by whole chunks: a busy service logs a line per request.
+  const chunks: string[] = [];
+  let kept = 0;
   const keep = (chunk: Buffer) => {
-    tail = (tail + chunk.toString('utf8')).slice(-8000);
+    const text = chunk.toString('utf8');
+    chunks.push(text);
+    kept += text.length;
+    while (kept > limit && chunks.length > 1 && kept - chunks[0]!.length >= limit) kept -= chunks.shift()!.length;
   };
   proc.stdout?.on('data', keep);
   proc.stderr?.on('data', keep);
@@ -35,14 +57,17 @@ export function startChild(name: string, command: string, args: string[], env: N
   const child: ManagedChild = {
     name,
     process: proc,
-    output: () => tail,
+    output: () => chunks.join('').slice(-limit),
     async stop() {
       live.delete(child);
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGCONT');
+        proc.kill('SIGTERM');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      proc.stdin?.destroy();
     },
   };
   proc.once('exit', () => live.delete(child));
@@ -50,16 +75,22 @@ export function startChild(name: string, command: string, args: string[], env: N
   return child;
 }
 
-/** Polls `probe` until it resolves true, the child exits, or `timeoutMs` passes. */
+function hasExited(child: ManagedChild): boolean {
+  return child.process.exitCode !== null || child.process.signalCode !== null;
+}
+
+/** Polls `probe` until it resolves true, the child exits, or `timeoutMs` passes; stops the child when it fails. */
 export async function waitUntilReady(child: ManagedChild, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.process.exitCode !== null || child.process.signalCode !== null) {
-      throw new Error(`${child.name} exited before it was ready:\n${child.output()}`);
+    if (hasExited(child)) {
+      await child.stop();
+      const { exitCode, signalCode } = child.process;
+      throw new Error(`${child.name} exited before it was ready (code ${exitCode}, signal ${signalCode}):\n${child.output().slice(-4000)}`);
     }
     if (await probe().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   await child.stop();
-  throw new Error(`${child.name} was not ready within ${timeoutMs} ms:\n${child.output()}`);
+  throw new Error(`${child.name} was not ready within ${timeoutMs} ms:\n${child.output().slice(-4000)}`);
 }

@@ -1,12 +1,13 @@
 // The standalone gateway (src/server/gateway-main.ts) or tenant service as a child
 // process, for tests that need two processes (replicas) or the compiled entry points.
 // A child also exits by itself when the test process dies (its stdin closes).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import type { ManagedChild } from '../../src/stack/child.js';
+import { startNodeService } from '../../src/stack/node-service.js';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { cleanEnv } from '../../load/lib/child-env.js';
 import { owned, tempDir } from './cleanup.js';
-import { sleep } from './wait.js';
 
 export interface ServiceProcess {
   url: string;
@@ -96,81 +97,38 @@ export async function startTenantServiceProcess(env: Record<string, string>, opt
  */
 async function startServiceProcess(name: string, nodeArgs: readonly string[], childEnv: NodeJS.ProcessEnv, opts: ServiceProcessOptions): Promise<ServiceProcess> {
   const readyLine = `"${name} ready"`;
-  const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
-  const proc = spawn(process.execPath, ['--import', PARENT_WATCHDOG, ...nodeArgs], {
-    cwd: opts.cwd ?? REPO_ROOT,
-    env: childEnv,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const isRunning = () => proc.exitCode === null && proc.signalCode === null;
-  // The last ~256 KiB of output, kept as chunks (a busy replica logs a line per request).
-  const chunks: string[] = [];
-  let kept = 0;
-  const keep = (text: string) => {
-    chunks.push(text);
-    kept += text.length;
-    while (kept > 256 * 1024 && chunks.length > 1) kept -= chunks.shift()!.length;
-  };
-  const out = () => chunks.join('');
-  let readyUrl: string | undefined;
-  let pending = '';
-  proc.stdout!.on('data', (chunk: Buffer) => {
-    const text = chunk.toString('utf8');
-    keep(text);
-    if (readyUrl !== undefined) return;
-    pending += text;
-    let nl: number;
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      if (readyUrl === undefined && line.includes(readyLine)) {
-        try {
-          readyUrl = (JSON.parse(line) as { url?: string }).url;
-        } catch {
-          // not JSON: keep waiting for the ready line
-        }
-      }
-    }
-  });
-  proc.stderr!.on('data', (chunk: Buffer) => keep(chunk.toString('utf8')));
-
+  let child: ManagedChild | undefined;
+  // Registered before the start so that a test ending mid-start still stops the process.
   const stop = owned(async () => {
-    if (!isRunning()) return;
-    proc.kill('SIGCONT');
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-    proc.stdin?.destroy();
+    await child?.stop();
   });
-
-  const deadline = Date.now() + readyTimeoutMs;
-  let url: string | undefined;
-  while (Date.now() < deadline) {
-    if (!isRunning()) {
-      await stop();
-      throw new Error(`the ${name} process exited before it was ready (code ${proc.exitCode}, signal ${proc.signalCode}):\n${out().slice(-4000)}`);
-    }
-    if (readyUrl !== undefined) {
-      const res = await fetch(`${readyUrl}/healthz`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
-      if (res?.ok) {
-        url = readyUrl;
-        break;
+  const started = await startNodeService(`the ${name} process`, {
+    nodeArgs: ['--import', PARENT_WATCHDOG, ...nodeArgs],
+    env: childEnv,
+    cwd: opts.cwd ?? REPO_ROOT,
+    stdin: 'pipe',
+    outputChars: 256 * 1024,
+    readyUrl: (line) => {
+      if (!line.includes(readyLine)) return undefined;
+      try {
+        return (JSON.parse(line) as { url?: string }).url;
+      } catch {
+        return undefined; // not JSON: keep waiting for the ready line
       }
-    }
-    await sleep(100);
-  }
-  if (url === undefined) {
-    await stop();
-    throw new Error(`the ${name} process was not ready within ${readyTimeoutMs} ms:\n${out().slice(-4000)}`);
-  }
+    },
+    healthPath: '/healthz',
+    timeoutMs: opts.readyTimeoutMs ?? 60_000,
+    onSpawn: (c) => {
+      child = c;
+    },
+  });
+  const { url } = started;
   return {
     url,
     port: Number(new URL(url).port),
-    pid: proc.pid!,
-    process: proc,
-    output: out,
+    pid: started.child.process.pid!,
+    process: started.child.process,
+    output: () => started.child.output(),
     stop,
   };
 }
