@@ -16,7 +16,7 @@ export interface ChildOptions {
   cwd?: string;
   /** `pipe` keeps the child's stdin open for as long as this process lives (a parent watchdog reads it). */
   stdin?: 'ignore' | 'pipe';
-  /** How much of the child's output `output()` keeps, in characters. */
+  /** How much of the child's output `output()` keeps, in characters (at least; whole chunks, so whole log lines). */
   outputChars?: number;
 }
 
@@ -42,7 +42,8 @@ export function startChild(
   installExitHook();
   const limit = opts.outputChars ?? 8000;
   const proc = spawn(command, args, { env, cwd: opts.cwd, stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'] });
-  // Kept as chunks, trimmed by whole chunks: a busy service logs a line per request.
+  // Kept as chunks, trimmed by whole chunks (a busy service logs a line per request), so
+  // the output starts where a write started: a JSON log line is whole.
   const chunks: string[] = [];
   let kept = 0;
   const keep = (chunk: Buffer) => {
@@ -57,7 +58,7 @@ export function startChild(
   const child: ManagedChild = {
     name,
     process: proc,
-    output: () => chunks.join('').slice(-limit),
+    output: () => chunks.join(''),
     async stop() {
       live.delete(child);
       if (proc.exitCode === null && proc.signalCode === null) {
