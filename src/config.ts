@@ -1,6 +1,7 @@
 // Every setting tiergate reads, in one zod schema, parsed once at start.
 // A bad value stops the start with a message naming the variable and what is allowed.
 import { z } from 'zod';
+import { parseTrustedProxies } from './shared/trusted-proxies.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -27,6 +28,13 @@ const csv = z
       .map((s) => s.trim())
       .filter((s) => s.length > 0),
   );
+
+/** An HTTP header name (RFC 9110 token); compared without case. */
+const headerName = z
+  .string()
+  .trim()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP header name')
+  .refine((v) => !['authorization', 'host', 'connection', 'content-length', 'transfer-encoding'].includes(v.toLowerCase()), 'must not be a header HTTP itself or authentication uses');
 
 /** A subject as OpenFGA sees it: `user:<id>`; a bare id is taken as a user id. */
 export const SUBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9_@.|-]{0,127}$/;
@@ -76,8 +84,12 @@ export const configSchema = z.object({
   /** Gateway worker processes (node:cluster); 1 runs in-process. 0 means one per core. */
   GATEWAY_WORKERS: nonNegativeInt.default(1),
   POLICY_FILE: z.string().default('policy/routes.yaml'),
-  /** Peers (exact IPs) whose X-Forwarded-* and X-Request-Id headers are believed. */
-  TRUSTED_PROXIES: csv.default([]),
+  /** Peers (IPs or CIDR ranges) whose X-Forwarded-* and X-Request-Id headers and forward-auth questions are believed. */
+  TRUSTED_PROXIES: csv
+    .superRefine((list, ctx) => {
+      for (const message of parseTrustedProxies(list).problems) ctx.addIssue({ code: 'custom', message });
+    })
+    .default([]),
   MAX_PATH_LENGTH: positiveInt.default(2048),
   MAX_HEADER_BYTES: positiveInt.default(16384),
   /**
@@ -88,6 +100,19 @@ export const configSchema = z.object({
   GATEWAY_KEEPALIVE_TIMEOUT_S: positiveInt.max(3600).default(75),
   /** Header carrying a short deny reason (the missing permission); empty disables it. */
   DENY_REASON_HEADER: z.string().default('X-Tiergate-Deny-Reason'),
+
+  // --- forward-auth (decision mode for nginx auth_request, Traefik forwardAuth, Envoy ext_authz) ---
+  /** Path prefix of the decision endpoints (`<prefix>/nginx`, `<prefix>/traefik`, `<prefix>/envoy/…`); empty disables them. */
+  FORWARD_AUTH_PREFIX: z
+    .string()
+    .trim()
+    .regex(/^(?:(?:\/[a-z0-9][a-z0-9._-]*)+)?$/, 'must be empty or a path of lower-case segments, e.g. /forward-auth')
+    .refine((v) => !/^\/(?:api|admin)(?:\/|$)/.test(v), 'must not be under /api or /admin')
+    .default('/forward-auth'),
+  /** Header in which nginx passes the original method (`proxy_set_header X-Original-Method $request_method`). */
+  FORWARD_AUTH_METHOD_HEADER: headerName.default('X-Original-Method'),
+  /** Header in which nginx passes the original request target (`proxy_set_header X-Original-URI $request_uri`). */
+  FORWARD_AUTH_URI_HEADER: headerName.default('X-Original-URI'),
 
   // --- authentication ---
   /** JSON array of trusted issuers: [{issuer, audiences, algorithms, jwksUrl | jwksFile}]. */
@@ -202,6 +227,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // revocation made through one worker would reach the others only by polling.
   if (config.GATEWAY_WORKERS !== 1 && !config.REDIS_URL) {
     problems.push('REDIS_URL: GATEWAY_WORKERS other than 1 needs Redis, so every worker sees revocations before the admin API answers');
+  }
+  if (config.FORWARD_AUTH_METHOD_HEADER.toLowerCase() === config.FORWARD_AUTH_URI_HEADER.toLowerCase()) {
+    problems.push('FORWARD_AUTH_URI_HEADER: must differ from FORWARD_AUTH_METHOD_HEADER');
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

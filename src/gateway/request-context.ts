@@ -7,6 +7,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import { headerValue } from '../shared/node-incoming.js';
+import type { TrustedPeers } from '../shared/trusted-proxies.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { GatewayEnv } from './types.js';
 
@@ -14,7 +15,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface RequestContextOptions {
   logger: Logger;
-  trustedProxies: ReadonlySet<string>;
+  trustedProxies: TrustedPeers;
   metrics?: GatewayMetrics;
 }
 
