@@ -6,8 +6,10 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { Problem } from '../shared/problem.js';
+import type { TrustedPeers } from '../shared/trusted-proxies.js';
 import { authorize, type DeniedRequest } from './authorize.js';
 import { forward, type ForwardOptions } from './forward.js';
+import { forwardAuthApp, type ForwardAuthOptions } from './forward-auth.js';
 import type { GatewayMetrics } from './metrics.js';
 import { requestContext } from './request-context.js';
 import type { Authorizer, Decision } from '../authz/types.js';
@@ -25,12 +27,14 @@ export interface ReadinessCheck {
 export interface GatewayAppDeps {
   logger: Logger;
   metrics: GatewayMetrics;
-  trustedProxies: ReadonlySet<string>;
+  trustedProxies: TrustedPeers;
   normalise: MiddlewareHandler<GatewayEnv>;
   authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
   authorizer: Authorizer;
   forward: ForwardOptions;
+  /** The forward-auth decision endpoints (nginx, Traefik, Envoy), mounted at their prefix; none when absent. */
+  forwardAuth?: ForwardAuthOptions;
   denyReasonHeader?: string;
   onDenied?: (denied: DeniedRequest) => void;
   /** Every decision (metrics: latency by the cache layer that answered). */
@@ -74,15 +78,28 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
 
   // The data path. Order matters and is the whole point: bad input is refused
   // before anyone is authenticated, identity before policy, policy before the engine.
-  const api = new Hono<GatewayEnv>();
-  api.use('*', deps.normalise, deps.authenticate, deps.matchPolicy, authorize({
+  const authorizeStage = authorize({
     authorizer: deps.authorizer,
     denyReasonHeader: deps.denyReasonHeader,
     onDenied: deps.onDenied,
     onDecision: deps.onDecision,
-  }));
+  });
+  const api = new Hono<GatewayEnv>();
+  api.use('*', deps.normalise, deps.authenticate, deps.matchPolicy, authorizeStage);
   api.all('*', forward(deps.forward));
   app.route(API_PREFIX, api);
+
+  // The same stages without forward, for an ingress that forwards itself (decision mode).
+  if (deps.forwardAuth) {
+    const decisions = forwardAuthApp({
+      ...deps.forwardAuth,
+      authenticate: deps.authenticate,
+      matchPolicy: deps.matchPolicy,
+      authorize: authorizeStage,
+      assertion: deps.forward,
+    });
+    app.route(deps.forwardAuth.prefix, decisions);
+  }
 
   if (deps.admin) {
     const admin = new Hono<GatewayEnv>();

@@ -13,8 +13,8 @@ import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ASSERTION_HEADER } from '../shared/assertion.js';
 import { headerValue } from '../shared/node-incoming.js';
 import { PROBLEM_CONTENT_TYPE, Problem, type ProblemSlug } from '../shared/problem.js';
-import type { AssertionSigner } from './assertion-signer.js';
-import type { Scope } from '../authz/types.js';
+import { identityAssertion, type AssertionOptions } from './identity-assertion.js';
+import type { TrustedPeers } from '../shared/trusted-proxies.js';
 import type { GatewayEnv } from './types.js';
 
 export const SUBJECT_HEADER = 'x-tiergate-subject';
@@ -90,13 +90,10 @@ export function sanitizedHeaders(headers: IncomingHttpHeaders, peerTrusted: bool
   return kept;
 }
 
-export interface ForwardOptions {
+export interface ForwardOptions extends AssertionOptions {
   target: string;
   timeoutMs: number;
-  signer: AssertionSigner;
-  /** The tenants a scope covers: the tenant itself, or every tenant under a division/organization. */
-  resolveTenants: (scope: Scope) => Promise<string[]>;
-  trustedProxies: ReadonlySet<string>;
+  trustedProxies: TrustedPeers;
   /**
    * Told when the upstream exchange ends: the upstream's status (or `error` /
    * `timeout`) and the seconds from sending the request to the upstream's last byte.
@@ -282,21 +279,8 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     const { incoming, outgoing } = c.env;
     const canonical = c.get('canonical');
     const principal = c.get('principal');
-    const policy = c.get('policy');
     const requestId = c.get('requestId');
-    let tenants: string[];
-    try {
-      tenants = policy.scope.type === 'tenant' ? [policy.scope.id] : await opts.resolveTenants(policy.scope);
-    } catch (err) {
-      // The tenants under a division or organization come from OpenFGA: when it cannot
-      // answer, this is the same outage the authorize stage reports (503), not a 500.
-      c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'tenants under the scope could not be resolved');
-      throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-        detail: 'The tenants under this node could not be resolved, so the request was not forwarded. Retry later.',
-        headers: { 'retry-after': '1' },
-      });
-    }
-    const assertion = opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
+    const assertion = await identityAssertion(c, opts);
 
     const h = sanitizedHeaders(incoming.headers, opts.trustedProxies.has(incoming.socket.remoteAddress ?? ''));
     h[ASSERTION_HEADER] = assertion;

@@ -1,5 +1,8 @@
 // Stage 1: decode and validate the request target once; everything after this
 // stage (policy match, authorization, forwarding) sees only `c.var.canonical`.
+// canonicaliseRequest is the one parser: proxy mode gives it the request's own
+// method and target, forward-auth (decision mode) the original request's as the
+// trusted ingress reported them, so both are refused and matched alike.
 //
 // Refused with 400 problem+json, never "fixed up" (a guess here is a bypass later):
 //   - dot segments `.` / `..`, plain or percent-encoded in any case (`%2e%2E`);
@@ -11,6 +14,8 @@
 //     trailing `/`), a fragment, malformed `%` escapes, any character outside the
 //     safe segment set below, a path longer than MAX_PATH_LENGTH, headers larger
 //     than MAX_HEADER_BYTES in total;
+//   - a method that is not one Node's HTTP parser accepts (in proxy mode Node refuses
+//     it before the app runs; in decision mode it arrives in a header);
 //   - a Host or Content-Type header sent more than once (checkHeaders);
 //   - method- and URL-override headers (X-HTTP-Method-Override, X-HTTP-Method,
 //     X-Method-Override, X-Original-URL, X-Rewrite-URL, in any case and with `_`
@@ -28,6 +33,7 @@
 //
 // The query string is kept as sent (forwarded verbatim); only the token rule above
 // and raw control/non-ASCII bytes are checked in it.
+import { METHODS } from 'node:http';
 import type { Context, MiddlewareHandler } from 'hono';
 import { Problem, type ProblemSlug } from '../shared/problem.js';
 import { incomingOf } from '../shared/node-incoming.js';
@@ -51,6 +57,10 @@ export interface Refusal {
 }
 
 export type TargetResult = { ok: true; value: Omit<CanonicalRequest, 'method'> } | { ok: false; refusal: Refusal };
+export type RequestResult = { ok: true; value: CanonicalRequest } | { ok: false; refusal: Refusal };
+
+/** The methods Node's HTTP parser accepts: in proxy mode no other method reaches the app. */
+const HTTP_METHODS: ReadonlySet<string> = new Set(METHODS);
 
 export const OVERRIDE_HEADERS: readonly string[] = [
   'x-http-method-override',
@@ -220,6 +230,24 @@ export function canonicaliseTarget(target: string, maxPathLength: number): Targe
 }
 
 /**
+ * The canonical form of a request from its method and raw target: the one parser both
+ * proxy mode (the request's own) and decision mode (the original request's, reported by
+ * the ingress) go through. Pure.
+ */
+export function canonicaliseRequest(method: string, target: string, maxPathLength: number): RequestResult {
+  if (!HTTP_METHODS.has(method)) {
+    return {
+      ok: false,
+      refusal: { slug: 'invalid-method', title: 'Invalid method', part: 'method', detail: `"${excerpt(method)}" is not an HTTP method (methods are upper case)` },
+    };
+  }
+  const result = canonicaliseTarget(target, maxPathLength);
+  if (!result.ok) return result;
+  const { path, segments, query } = result.value;
+  return { ok: true, value: { method, path, segments, query } };
+}
+
+/**
  * Whether a header name is `lower` (given in lower case), in any case, without making a
  * lower-case copy: `| 0x20` folds ASCII letters and leaves `-` as it is, and a header
  * name (an HTTP token) holds nothing else that folds onto a letter or `-`.
@@ -296,15 +324,15 @@ export function normalise(opts: NormaliseOptions): MiddlewareHandler<GatewayEnv>
     const incoming = incomingOf(c);
     const headerRefusal = checkHeaders(incoming?.rawHeaders ?? c.req.raw.headers, maxHeaderBytes);
     if (headerRefusal) throw refusalProblem(headerRefusal);
-    const result = canonicaliseTarget(rawTarget(c, incoming?.url), maxPathLength);
+    const result = canonicaliseRequest(c.req.method, rawTarget(c, incoming?.url), maxPathLength);
     if (!result.ok) throw refusalProblem(result.refusal);
-    const { path, segments, query } = result.value;
-    c.set('canonical', { method: c.req.method, path, segments, query });
+    c.set('canonical', result.value);
     await next();
   };
 }
 
-function refusalProblem(refusal: Refusal): Problem {
+/** A refusal as the problem the client gets (400; the token rule adds its Bearer challenge). */
+export function refusalProblem(refusal: Refusal): Problem {
   return new Problem(400, refusal.slug, refusal.title, {
     detail: refusal.detail,
     'invalid-params': [{ name: refusal.part, reason: refusal.title }],

@@ -15,6 +15,7 @@ import { OpenFgaAuthorizer } from '../fga/authorizer.js';
 import { createFgaClient } from '../fga/client.js';
 import { FgaRequestClient } from '../fga/request-client.js';
 import { countsMetric } from '../shared/counts-metric.js';
+import { trustedPeers } from '../shared/trusted-proxies.js';
 import { PROBLEM_CONTENT_TYPE, Problem } from '../shared/problem.js';
 import { createGatewayApp } from '../gateway/app.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
@@ -90,7 +91,7 @@ function observeUpstream(metrics: GatewayMetrics): (outcome: number | 'error' | 
 export async function startGateway(config: Config, rt: GatewayRuntime): Promise<RunningGateway> {
   const registry = new Registry();
   const metrics = createGatewayMetrics(registry);
-  const trustedProxies = new Set(config.TRUSTED_PROXIES);
+  const trustedProxies = trustedPeers(config.TRUSTED_PROXIES);
   const log = rt.logger;
   const apiToken = rt.fgaApiToken ?? config.OPENFGA_API_TOKEN;
 
@@ -171,6 +172,18 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
       resolveTenants: async (scope) =>
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
     },
+    ...(config.FORWARD_AUTH_PREFIX
+      ? {
+          forwardAuth: {
+            prefix: config.FORWARD_AUTH_PREFIX,
+            trustedProxies,
+            maxPathLength: config.MAX_PATH_LENGTH,
+            maxHeaderBytes: config.MAX_HEADER_BYTES,
+            methodHeader: config.FORWARD_AUTH_METHOD_HEADER.toLowerCase(),
+            uriHeader: config.FORWARD_AUTH_URI_HEADER.toLowerCase(),
+          },
+        }
+      : {}),
     admin,
     assertionJwks: signer.jwks,
     ...(devIssuer ? { devIssuerJwks: devIssuer.jwks } : {}),

@@ -35,6 +35,7 @@ export const PROBLEM_SLUGS = [
   'headers-too-large',
   'override-header',
   'duplicate-header',
+  'invalid-method',
   // The gateway's authenticate, policy and authorize stages
   'unauthenticated',
   'invalid-token',
@@ -43,6 +44,9 @@ export const PROBLEM_SLUGS = [
   'invalid-id',
   'policy-ambiguous',
   'authorization-unavailable',
+  // The gateway's forward-auth (decision mode) endpoints
+  'untrusted-peer',
+  'invalid-original-request',
   // The gateway's forward stage
   'upstream-timeout',
   'upstream-unavailable',

@@ -24,10 +24,11 @@ export function sendRaw(
   port: number,
   requestLine: string | Buffer,
   headers: string[] = [],
-  opts: { body?: string; host?: string; timeoutMs?: number } = {},
+  opts: { body?: string; host?: string; timeoutMs?: number; localAddress?: string } = {},
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
+    // localAddress: another loopback address (127.0.0.2) to stand for another peer.
+    const socket = connect({ port, host: '127.0.0.1', ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`no answer within ${opts.timeoutMs ?? 10_000} ms`));

@@ -1,0 +1,35 @@
+// The signed assertion of who is calling for which tenants, for one authorized
+// request: what the forward stage sends the upstream in proxy mode, and what a
+// forward-auth decision hands the ingress to copy upstream. One function, so both
+// modes assert exactly the same thing for the same canonical request.
+import type { Context } from 'hono';
+import { Problem } from '../shared/problem.js';
+import type { Scope } from '../authz/types.js';
+import type { AssertionSigner } from './assertion-signer.js';
+import type { GatewayEnv } from './types.js';
+
+export interface AssertionOptions {
+  signer: AssertionSigner;
+  /** The tenants a scope covers: the tenant itself, or every tenant under a division/organization. */
+  resolveTenants: (scope: Scope) => Promise<string[]>;
+}
+
+/** The assertion for the request the earlier stages authorized (principal, policy, canonical). */
+export async function identityAssertion(c: Context<GatewayEnv>, opts: AssertionOptions): Promise<string> {
+  const canonical = c.get('canonical');
+  const principal = c.get('principal');
+  const policy = c.get('policy');
+  let tenants: string[];
+  try {
+    tenants = policy.scope.type === 'tenant' ? [policy.scope.id] : await opts.resolveTenants(policy.scope);
+  } catch (err) {
+    // The tenants under a division or organization come from OpenFGA: when it cannot
+    // answer, this is the same outage the authorize stage reports (503), not a 500.
+    c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'tenants under the scope could not be resolved');
+    throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+      detail: 'The tenants under this node could not be resolved, so the request was not allowed. Retry later.',
+      headers: { 'retry-after': '1' },
+    });
+  }
+  return opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
+}
