@@ -20,193 +20,30 @@
 //       tenant:gx-sales
 //   ozzy: no role anywhere
 import { beforeAll, describe, expect, it } from 'vitest';
-import { RESOURCE_KINDS, type ResourceKind } from '../../src/shared/resource-kinds.js';
+import { RESOURCE_KINDS } from '../../src/shared/resource-kinds.js';
 import { PROBLEM_CONTENT_TYPE } from '../../src/shared/problem.js';
 import { insertCallRecord } from '../../src/tenant-service/repository.js';
 import { useCleanup } from '../support/cleanup.js';
 import { call, type JsonResponse } from '../support/json-call.js';
 import { startTestStack, type TestStack } from '../support/test-stack.js';
 import { inBatches } from '../../load/lib/concurrency.js';
+import {
+  bodyFor,
+  buildMatrixHierarchy,
+  CHAINS,
+  DIVISIONS,
+  expectedStatus,
+  ORGANIZATIONS,
+  ROLES,
+  SEED,
+  TENANTS,
+  UNDER,
+  WHERE,
+  type Role,
+  type TenantId,
+} from '../support/access-matrix.js';
 
 useCleanup();
-
-// ---------------------------------------------------------------- the hierarchy and who holds what
-
-const TENANTS = ['emea-sales', 'emea-support', 'north-sales', 'metro-ops', 'apac-sales', 'gx-sales'] as const;
-type TenantId = (typeof TENANTS)[number];
-const DIVISIONS = ['emea', 'emea-north', 'north-metro', 'apac', 'gx'] as const;
-const ORGANIZATIONS = ['acme', 'globex'] as const;
-
-/** Where each tenant sits, for readable test names. */
-const WHERE: Record<TenantId, string> = {
-  'emea-sales': 'acme/emea',
-  'emea-support': 'acme/emea (sibling tenant of emea-sales)',
-  'north-sales': 'acme/emea/emea-north',
-  'metro-ops': 'acme/emea/emea-north/north-metro',
-  'apac-sales': 'acme/apac (sibling division of emea)',
-  'gx-sales': 'globex/gx (other organization)',
-};
-
-/** Tenants under each division and organization (what their reports aggregate). */
-const UNDER: Record<string, TenantId[]> = {
-  emea: ['emea-sales', 'emea-support', 'metro-ops', 'north-sales'],
-  'emea-north': ['metro-ops', 'north-sales'],
-  'north-metro': ['metro-ops'],
-  apac: ['apac-sales'],
-  gx: ['gx-sales'],
-  acme: ['apac-sales', 'emea-sales', 'emea-support', 'metro-ops', 'north-sales'],
-  globex: ['gx-sales'],
-};
-
-type Access = 'admin' | 'user' | 'none';
-
-interface Role {
-  sub: string;
-  role: string;
-  /** What the matrix says this role is, per tenant. */
-  tenants: Partial<Record<TenantId, Access>>;
-  /** Divisions and organizations whose reports it may read. */
-  reports: string[];
-}
-
-const ACME_TENANTS: TenantId[] = ['emea-sales', 'emea-support', 'north-sales', 'metro-ops', 'apac-sales'];
-const all = (ids: readonly TenantId[], a: Access) => Object.fromEntries(ids.map((t) => [t, a])) as Partial<Record<TenantId, Access>>;
-
-const ROLES: Role[] = [
-  { sub: 'pat', role: 'platform admin', tenants: {}, reports: [] },
-  { sub: 'olivia', role: 'organization admin (acme)', tenants: all(ACME_TENANTS, 'admin'), reports: ['emea', 'emea-north', 'north-metro', 'apac', 'acme'] },
-  {
-    sub: 'dana',
-    role: 'division admin (emea)',
-    tenants: all(['emea-sales', 'emea-support', 'north-sales', 'metro-ops'], 'admin'),
-    reports: ['emea', 'emea-north', 'north-metro'],
-  },
-  { sub: 'sam', role: 'nested division admin (emea-north)', tenants: all(['north-sales', 'metro-ops'], 'admin'), reports: ['emea-north', 'north-metro'] },
-  { sub: 'tom', role: 'tenant admin (emea-sales)', tenants: { 'emea-sales': 'admin' }, reports: [] },
-  { sub: 'uma', role: 'tenant user (emea-sales)', tenants: { 'emea-sales': 'user' }, reports: [] },
-  { sub: 'ozzy', role: 'outsider', tenants: {}, reports: [] },
-];
-
-// ---------------------------------------------------------------- the routes, from resource-kinds.ts
-
-/** A valid create body per writable kind; a kind added without one fails here, by name. */
-const CREATE_BODY: Record<string, (id: string) => Record<string, unknown>> = {
-  agents: (id) => ({ agentNo: id, name: `Agent ${id}` }),
-  queues: (id) => ({ queueNo: id, name: `Queue ${id}` }),
-  extensions: (id) => ({ exten: id, name: `Extension ${id}` }),
-  'tel-groups': (id) => ({ tgno: id, name: `Group ${id}` }),
-  ivrs: (id) => ({ ivrId: id, name: `IVR ${id}` }),
-  'phone-numbers': (id) => ({ numberId: id, number: '+14155550100' }),
-  'routing-rules': (id) => ({ ruleId: id, name: `Rule ${id}`, target: { type: 'queue', id: 'q1' } }),
-  configurations: (id) => ({ configKey: id, value: `value-${id}` }),
-};
-/** A valid PATCH body per writable kind. */
-const PATCH_BODY: Record<string, Record<string, unknown>> = {
-  configurations: { value: 'patched' },
-  'phone-numbers': { name: 'Patched' },
-};
-
-function bodyFor(kind: ResourceKind, id: string): { create: Record<string, unknown>; replace: Record<string, unknown>; patch: Record<string, unknown> } {
-  const make = CREATE_BODY[kind.segment];
-  if (!make) throw new Error(`no sample body for resource kind ${kind.segment}: add one to CREATE_BODY`);
-  const create = make(id);
-  const { [kind.idParam]: _id, ...replace } = create;
-  return { create, replace, patch: PATCH_BODY[kind.segment] ?? { name: 'Patched' } };
-}
-
-/** One request of the matrix and what it needs. */
-interface RouteCase {
-  /** e.g. `agents.update` */
-  name: string;
-  method: string;
-  path: (tenant: string, own: string) => string;
-  body?: (own: string) => unknown;
-  /** The least access that allows it, or 'nobody' for a method the route does not have (405). */
-  needs: Access | 'nobody';
-  /** Status when allowed (or 405). */
-  okStatus: number;
-  /** The permission the 403 names. */
-  permission?: string;
-}
-
-/** The id every tenant has for every kind, created before the matrix runs (reads target it). */
-const SEED = 'seed1';
-
-/** Per kind, the requests in the order they run: list, create own, read seed, update/patch/delete own. */
-function kindChain(kind: ResourceKind): RouteCase[] {
-  const base = (t: string) => `/api/v1/tenants/${t}/${kind.segment}`;
-  const operational: Access = kind.adminOnly ? 'admin' : 'user';
-  const cases: RouteCase[] = [
-    {
-      name: `${kind.segment}.list`,
-      method: 'GET',
-      path: (t) => base(t),
-      needs: operational,
-      okStatus: 200,
-      permission: kind.adminOnly ? 'can_read_configuration' : 'can_read_operational',
-    },
-  ];
-  if (kind.readOnly) {
-    // No write permission exists: every write method is 405 for everyone, even with a valid token.
-    cases.push(
-      { name: `${kind.segment}.create`, method: 'POST', path: (t) => base(t), needs: 'nobody', okStatus: 405 },
-      { name: `${kind.segment}.read`, method: 'GET', path: (t) => `${base(t)}/${SEED}`, needs: operational, okStatus: 200, permission: 'can_read' },
-      ...(['PUT', 'PATCH', 'DELETE'] as const).map((m) => ({
-        name: `${kind.segment}.${m.toLowerCase()}`,
-        method: m,
-        path: (t: string) => `${base(t)}/${SEED}`,
-        needs: 'nobody' as const,
-        okStatus: 405,
-      })),
-    );
-    return cases;
-  }
-  const body = (own: string) => bodyFor(kind, own);
-  cases.push(
-      {
-        name: `${kind.segment}.create`,
-        method: 'POST',
-        path: (t) => base(t),
-        body: (own) => body(own).create,
-        needs: 'admin',
-        okStatus: 201,
-        permission: kind.adminOnly ? 'can_write_configuration' : 'can_manage_resources',
-      },
-      { name: `${kind.segment}.read`, method: 'GET', path: (t) => `${base(t)}/${SEED}`, needs: operational, okStatus: 200, permission: 'can_read' },
-      { name: `${kind.segment}.update`, method: 'PUT', path: (t, own) => `${base(t)}/${own}`, body: (own) => body(own).replace, needs: 'admin', okStatus: 200, permission: 'can_write' },
-      { name: `${kind.segment}.patch`, method: 'PATCH', path: (t, own) => `${base(t)}/${own}`, body: (own) => body(own).patch, needs: 'admin', okStatus: 200, permission: 'can_write' },
-      { name: `${kind.segment}.delete`, method: 'DELETE', path: (t, own) => `${base(t)}/${own}`, needs: 'admin', okStatus: 204, permission: 'can_write' },
-  );
-  return cases;
-}
-
-/** Every chain run for one role on one tenant: one per kind, plus agent status and the tenant report. */
-const CHAINS: RouteCase[][] = [
-  ...RESOURCE_KINDS.map(kindChain),
-  [
-    {
-      name: 'agents.status',
-      method: 'PUT',
-      path: (t) => `/api/v1/tenants/${t}/agents/${SEED}/status`,
-      body: () => ({ status: 'busy' }),
-      needs: 'user',
-      okStatus: 200,
-      permission: 'can_change_status',
-    },
-  ],
-  [{ name: 'reports.tenant', method: 'GET', path: (t) => `/api/v1/tenants/${t}/reports/summary`, needs: 'admin', okStatus: 200, permission: 'can_read' }],
-];
-
-function allowed(access: Access, needs: RouteCase['needs']): boolean {
-  if (needs === 'nobody') return false;
-  if (needs === 'user') return access === 'user' || access === 'admin';
-  return access === 'admin';
-}
-
-function expectedStatus(access: Access, rc: RouteCase): number {
-  if (rc.needs === 'nobody') return rc.okStatus;
-  return allowed(access, rc.needs) ? rc.okStatus : 403;
-}
 
 // ---------------------------------------------------------------- running requests and reporting
 
@@ -268,23 +105,7 @@ async function admin(sub: string, method: string, path: string, body?: unknown, 
 
 beforeAll(async () => {
   s = await startTestStack({ platformAdmins: ['pat'] });
-  await admin('pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia'] });
-  await admin('pat', 'POST', '/organizations', { id: 'globex', name: 'Globex', admins: ['gina'] });
-  await admin('olivia', 'POST', '/organizations/acme/divisions', { id: 'emea', name: 'EMEA' });
-  await admin('olivia', 'POST', '/organizations/acme/divisions', { id: 'apac', name: 'APAC' });
-  await admin('olivia', 'POST', '/divisions/emea/divisions', { id: 'emea-north', name: 'EMEA North' });
-  await admin('olivia', 'POST', '/divisions/emea-north/divisions', { id: 'north-metro', name: 'North Metro' });
-  await admin('olivia', 'POST', '/divisions/emea/tenants', { id: 'emea-sales', name: 'EMEA Sales' });
-  await admin('olivia', 'POST', '/divisions/emea/tenants', { id: 'emea-support', name: 'EMEA Support' });
-  await admin('olivia', 'POST', '/divisions/emea-north/tenants', { id: 'north-sales', name: 'North Sales' });
-  await admin('olivia', 'POST', '/divisions/north-metro/tenants', { id: 'metro-ops', name: 'Metro Ops' });
-  await admin('olivia', 'POST', '/divisions/apac/tenants', { id: 'apac-sales', name: 'APAC Sales' });
-  await admin('gina', 'POST', '/organizations/globex/divisions', { id: 'gx', name: 'Globex Ops' });
-  await admin('gina', 'POST', '/divisions/gx/tenants', { id: 'gx-sales', name: 'Globex Sales' });
-  await admin('olivia', 'PUT', '/divisions/emea/roles/admin/dana', undefined, 200);
-  await admin('olivia', 'PUT', '/divisions/emea-north/roles/admin/sam', undefined, 200);
-  await admin('olivia', 'PUT', '/tenants/emea-sales/roles/admin/tom', undefined, 200);
-  await admin('olivia', 'PUT', '/tenants/emea-sales/roles/member/uma', undefined, 200);
+  await buildMatrixHierarchy(admin);
 
   // The resources every read targets: one per tenant and kind, made through the gateway
   // by an admin of the tenant's organization; call records come from the platform (the db).
