@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canonicaliseTarget, checkHeaders, normalise, requestErrorResponse } from '../../../src/gateway/normalise.js';
+import { canonicaliseRequest, canonicaliseTarget, checkHeaders, normalise, requestErrorResponse } from '../../../src/gateway/normalise.js';
 import type { GatewayEnv } from '../../../src/gateway/types.js';
 import { renderGatewayError } from '../../../src/gateway/app.js';
 import { serveRaw, type RawServer } from '../../support/raw-http.js';
@@ -123,6 +123,32 @@ describe('canonicaliseTarget: refused targets', () => {
     expect(refusedSlug('/api/v1/x?%zz=1')).toBe('invalid-query');
   });
 });
+
+describe('canonicaliseRequest: the one parser of proxy and decision mode', () => {
+  it('adds the method to the canonical target', () => {
+    expect(canonicaliseRequest('PATCH', '/api/v1/tenants/t%31/agents/a1?x=1', MAX_PATH)).toEqual({
+      ok: true,
+      value: { method: 'PATCH', path: '/api/v1/tenants/t1/agents/a1', segments: ['api', 'v1', 'tenants', 't1', 'agents', 'a1'], query: 'x=1' },
+    });
+  });
+
+  it.each([['get'], ['FROB'], [''], ['GET '], ['G\u0000T']])('refuses the method %j (not one Node parses)', (method) => {
+    const r = canonicaliseRequest(method, '/api/v1/x', MAX_PATH);
+    expect(r.ok ? undefined : [r.refusal.slug, r.refusal.part]).toEqual(['invalid-method', 'method']);
+  });
+
+  it('refuses a target exactly as canonicaliseTarget does', () => {
+    for (const target of ['/a/../b', '/a%2Fb', '/a;b', '/a//b', '/a?access_token=x']) {
+      const r = canonicaliseRequest('GET', target, MAX_PATH);
+      expect(r.ok ? undefined : r.refusal, target).toEqual(refusedOf(target));
+    }
+  });
+});
+
+function refusedOf(target: string) {
+  const r = canonicaliseTarget(target, MAX_PATH);
+  return r.ok ? undefined : r.refusal;
+}
 
 describe('checkHeaders', () => {
   it('counts raw header lines against the limit', () => {
