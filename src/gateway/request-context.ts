@@ -37,7 +37,8 @@ function finish(c: Context<GatewayEnv>, opts: RequestContextOptions, requestId: 
   opts.logger.info(
     {
       requestId,
-      method: c.req.method,
+      // The canonical method: in forward-auth, the original request's, not the question's.
+      method: v.canonical?.method ?? c.req.method,
       path: v.canonical?.path ?? '(rejected before normalisation)',
       status,
       principal: v.principal?.subject,
