@@ -17,6 +17,7 @@ import { FgaRequestClient } from '../fga/request-client.js';
 import { countsMetric } from '../shared/counts-metric.js';
 import { PROBLEM_CONTENT_TYPE, Problem } from '../shared/problem.js';
 import { createGatewayApp } from '../gateway/app.js';
+import { createAuthzenApp } from '../gateway/authzen.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
 import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
@@ -172,6 +173,15 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
     },
     admin,
+    authzen: createAuthzenApp({
+      model: rt.model,
+      authorizer,
+      normalise: normaliseStage,
+      authenticate: authenticateStage,
+      publicUrl: config.GATEWAY_PUBLIC_URL,
+      log,
+      onDecision: observeDecision(metrics),
+    }),
     assertionJwks: signer.jwks,
     ...(devIssuer ? { devIssuerJwks: devIssuer.jwks } : {}),
     readiness: [
