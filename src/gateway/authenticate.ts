@@ -13,10 +13,11 @@
 //   come only from the issuer's configured JWKS.
 // - `exp` is required; `iss`, `aud`, `exp`, `nbf` are checked with the clock tolerance;
 //   `exp`, `nbf` and `iat` must be finite numbers. `sub` is required and must be a
-//   non-empty string matching SUBJECT_ID. A token whose `client_id` claim equals its
-//   `sub` was issued to a client for itself (client credentials, RFC 9068 §2.2): the
-//   principal then carries `clientId` (what the AuthZEN API accepts). A refused token is never cached, so no
+//   non-empty string matching SUBJECT_ID. A refused token is never cached, so no
 //   principal (and no assertion) is ever made from it.
+// - A token whose `client_id` claim equals its `sub` was issued to a client for itself
+//   (client credentials, RFC 9068 §2.2): the principal then carries `clientId`, which
+//   is what the AuthZEN API (./authzen.ts) accepts.
 // - Remote JWKS: jose's createRemoteJWKSet caches the set (cacheMaxAge), refetches
 //   on an unknown `kid` at most once per cooldown, and shares one in-flight fetch
 //   between concurrent callers (single-flight; see its `reload`), so nothing is
