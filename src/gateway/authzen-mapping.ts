@@ -91,6 +91,24 @@ export class AuthzenMapping {
     return { kind: 'check', check: { user, relation, object, contextualTuples: [], consistency: 'strong' } };
   }
 
+  /**
+   * A resource search (`resource.id` left out): the relation and type to list, or why
+   * there is nothing to list. Tenant resources are linked to their tenant only in the
+   * questions asked (contextual tuples), never stored, so OpenFGA cannot list them.
+   */
+  search(subject: AuthzenEvaluation['subject'], type: string, actionName: string): { kind: 'list'; user: string; relation: string } | Unanswerable {
+    if (subject.type !== 'user') return { kind: 'deny', reason: 'unsupported_subject_type' };
+    if (!SUBJECT_ID.test(subject.id)) return { kind: 'invalid', message: 'subject.id is not a valid user id' };
+    const permissions = this.permissions.get(type);
+    if (permissions === undefined) return { kind: 'deny', reason: 'unknown_resource_type' };
+    const relation = this.relationOf(actionName, permissions);
+    if (relation === undefined) return { kind: 'deny', reason: 'unknown_action' };
+    if (this.tenantResources.has(type)) {
+      return { kind: 'invalid', message: `resources of type ${type} cannot be searched: they are linked to their tenant only when asked about; search tenants instead` };
+    }
+    return { kind: 'list', user: `user:${subject.id}`, relation };
+  }
+
   private relationOf(name: string, permissions: ReadonlySet<string>): string | undefined {
     if (!ACTION_NAME.test(name)) return undefined;
     if (permissions.has(name)) return name;

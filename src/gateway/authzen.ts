@@ -6,6 +6,10 @@
 //   POST /access/v1/evaluation             one evaluation → {"decision": bool}
 //   POST /access/v1/evaluations            top-level defaults + `evaluations`, with
 //                                          options.evaluations_semantic
+//   POST /access/v1/search/action          the `can_*` permissions the subject holds on the resource
+//   POST /access/v1/search/resource        the nodes of a type the subject holds a permission on
+//                                          (OpenFGA ListObjects; an answer that may be cut short by
+//                                          its bounds is refused, never sent incomplete)
 //   GET  /.well-known/authzen-configuration  PDP metadata (public)
 //
 // Callers are clients, not end users: a bearer token from a trusted issuer issued to a
@@ -15,6 +19,7 @@
 //
 // Errors are what the specification's HTTPS binding says: the status and an error
 // message string (text/plain), not problem+json. `X-Request-ID` is echoed as sent.
+import { createHash } from 'node:crypto';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import type { AuthorizationModel } from '@openfga/sdk';
@@ -35,6 +40,7 @@ export const MAX_EVALUATIONS = 100;
 /** How many evaluations of an `execute_all` batch are asked at once. */
 const PARALLEL = 8;
 const MAX_BODY_BYTES = 256 * 1024;
+const POST_PATHS: ReadonlySet<string> = new Set(['/evaluation', '/evaluations', '/search/action', '/search/resource']);
 
 export const EVALUATIONS_SEMANTICS = ['execute_all', 'deny_on_first_deny', 'permit_on_first_permit'] as const;
 export type EvaluationsSemantic = (typeof EVALUATIONS_SEMANTICS)[number];
@@ -50,6 +56,12 @@ export interface AuthzenDeps {
   log?: Logger;
   /** Every decision asked (metrics). */
   onDecision?: (decision: Decision) => void;
+  /** OpenFGA ListObjects (`type:id` objects), fresh: enables the resource search. */
+  listObjects?: (user: string, relation: string, type: string) => Promise<string[]>;
+  /** OpenFGA's --listObjects-max-results (its default: 1000). */
+  listObjectsMaxResults?: number;
+  /** OpenFGA's --listObjects-deadline in ms (its default: 3000). */
+  listObjectsDeadlineMs?: number;
 }
 
 // ---------------------------------------------------------------- request shapes
@@ -73,6 +85,37 @@ const evaluationsRequest = z.object({
 });
 
 const evaluationItem = z.object({ subject: entity.optional(), action: action.optional(), resource: entity.optional(), context });
+
+const page = z.object({ token: z.string().min(1).max(512).optional(), limit: z.number().int().min(0).max(1000).optional() }).optional();
+/** The searched entity's `id` may be sent; it is ignored (the specification says so). */
+const searchedResource = z.object({ type: entity.shape.type, properties });
+const resourceSearchRequest = z.object({ subject: entity, action, resource: searchedResource, context, page });
+const actionSearchRequest = z.object({ subject: entity, resource: entity, context, page });
+
+/** A search answer: every result, or one page of them when the PEP asked for pages. */
+interface SearchAnswer<T> {
+  page?: { next_token: string; count: number; total: number };
+  results: T[];
+}
+
+/**
+ * Pages over the whole, sorted result set: a token holds the offset and a fingerprint
+ * of the query, so a token sent with another query is refused (400), not misapplied.
+ */
+function paged<T>(all: readonly T[], request: { page?: { token?: string | undefined; limit?: number | undefined } | undefined }, query: unknown): SearchAnswer<T> {
+  if (request.page === undefined) return { results: [...all] };
+  const fingerprint = createHash('sha256').update(JSON.stringify([query, request.page.limit ?? null])).digest('base64url').slice(0, 22);
+  let offset = 0;
+  if (request.page.token !== undefined) {
+    const m = /^(\d{1,9})\.([A-Za-z0-9_-]{22})$/.exec(Buffer.from(request.page.token, 'base64url').toString('latin1'));
+    if (m === null || m[2] !== fingerprint) throw badRequest('page.token does not belong to this query (every other member must be as in the first request)');
+    offset = Number(m[1]);
+  }
+  const results = all.slice(offset, offset + (request.page.limit ?? all.length));
+  const end = offset + results.length;
+  const nextToken = end < all.length ? Buffer.from(`${end}.${fingerprint}`, 'latin1').toString('base64url') : '';
+  return { page: { next_token: nextToken, count: results.length, total: all.length }, results };
+}
 
 /** One answer of an evaluations response. */
 export interface AuthzenDecision {
@@ -102,6 +145,8 @@ export function createAuthzenApp(deps: AuthzenDeps): Hono<GatewayEnv> {
         policy_decision_point: base,
         access_evaluation_endpoint: `${base}${AUTHZEN_PREFIX}/evaluation`,
         access_evaluations_endpoint: `${base}${AUTHZEN_PREFIX}/evaluations`,
+        ...(deps.listObjects ? { search_resource_endpoint: `${base}${AUTHZEN_PREFIX}/search/resource` } : {}),
+        search_action_endpoint: `${base}${AUTHZEN_PREFIX}/search/action`,
       },
       200,
       // Derived from the request's Host, it must not be kept by a shared cache.
@@ -153,8 +198,64 @@ export function createAuthzenApp(deps: AuthzenDeps): Hono<GatewayEnv> {
     return c.json({ evaluations: await evaluateAll(items, semantic, (item) => answerItem(item, ask, deps.log)) });
   });
 
+  app.post(`${AUTHZEN_PREFIX}/search/action`, async (c) => {
+    const parsed = actionSearchRequest.safeParse(await readJson(c));
+    if (!parsed.success) throw badRequest(issuesText(parsed.error));
+    const { subject, resource } = parsed.data;
+    const query = { subject: [subject.type, subject.id], resource: [resource.type, resource.id] };
+    const names = subject.type === 'user' ? mapping.permissionsOf(resource.type) : [];
+    const questions = names.map((name) => mapping.question({ subject, resource, action: { name } }));
+    const invalid = questions.find((q) => q.kind === 'invalid');
+    if (invalid !== undefined) throw badRequest(invalid.message);
+    let allowed: boolean[];
+    try {
+      allowed = await Promise.all(
+        questions.map(async (q) => {
+          if (q.kind !== 'check') return false;
+          const d = await deps.authorizer.check(q.check);
+          deps.onDecision?.(d);
+          return d.allowed === true;
+        }),
+      );
+    } catch {
+      throw unavailable();
+    }
+    return c.json(paged(names.filter((_n, i) => allowed[i]).map((name) => ({ name })), parsed.data, query));
+  });
+
+  const listObjects = deps.listObjects;
+  if (listObjects !== undefined) {
+    const maxResults = deps.listObjectsMaxResults ?? 1000;
+    const deadlineMs = deps.listObjectsDeadlineMs ?? 3000;
+    app.post(`${AUTHZEN_PREFIX}/search/resource`, async (c) => {
+      const parsed = resourceSearchRequest.safeParse(await readJson(c));
+      if (!parsed.success) throw badRequest(issuesText(parsed.error));
+      const { subject, action: act, resource } = parsed.data;
+      const query = { subject: [subject.type, subject.id], action: act.name, resource: resource.type };
+      const q = mapping.search(subject, resource.type, act.name);
+      if (q.kind === 'invalid') throw badRequest(q.message);
+      if (q.kind === 'deny') return c.json({ ...paged([], parsed.data, query), context: { reason: q.reason } });
+      const started = performance.now();
+      let objects: string[];
+      try {
+        objects = await listObjects(q.user, q.relation, resource.type);
+      } catch {
+        throw unavailable();
+      }
+      // OpenFGA stops ListObjects silently at either bound: such an answer may be a subset.
+      if (objects.length >= maxResults || performance.now() - started >= deadlineMs * 0.9) {
+        throw new Problem(503, 'authorization-unavailable', 'Service Unavailable', {
+          detail: 'the result set may be incomplete (OpenFGA list bound reached), so it is not sent; narrow the search or ask evaluations',
+        });
+      }
+      const prefix = `${resource.type}:`;
+      const ids = objects.filter((o) => o.startsWith(prefix)).map((o) => o.slice(prefix.length)).sort();
+      return c.json(paged(ids.map((id) => ({ type: resource.type, id })), parsed.data, query));
+    });
+  }
+
   app.all(`${AUTHZEN_PREFIX}/*`, (c) => {
-    if (c.req.path === `${AUTHZEN_PREFIX}/evaluation` || c.req.path === `${AUTHZEN_PREFIX}/evaluations`) {
+    if (POST_PATHS.has(c.req.path.slice(AUTHZEN_PREFIX.length)) && (c.req.path !== `${AUTHZEN_PREFIX}/search/resource` || listObjects !== undefined)) {
       throw new Problem(405, 'method-not-allowed', 'Method Not Allowed', { detail: 'use POST', headers: { allow: 'POST' } });
     }
     throw new Problem(404, 'not-found', 'Not Found', { detail: `no AuthZEN endpoint ${c.req.path}` });

@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import type { AuthorizationModel } from '@openfga/sdk';
+import { ConsistencyPreference, type AuthorizationModel } from '@openfga/sdk';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createAdminApp, migrateAdmin } from '../admin/app.js';
@@ -179,6 +179,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
       normalise: normaliseStage,
       authenticate: authenticateStage,
       publicUrl: config.GATEWAY_PUBLIC_URL,
+      listObjects: async (user, relation, type) =>
+        (await fga.listObjects({ user, relation, type }, { consistency: ConsistencyPreference.HigherConsistency })).objects,
       log,
       onDecision: observeDecision(metrics),
     }),

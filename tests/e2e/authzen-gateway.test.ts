@@ -196,12 +196,27 @@ describe('the PDP as the gateway serves it', () => {
     expect(decisions).toEqual([true, true, false, false]);
   });
 
+  it('searches: the tenants a user may operate, and the actions on a tenant resource', async () => {
+    const search = (path: string, body: unknown) => call(s.gatewayUrl, 'POST', `/access/v1/search/${path}`, { auth: clientAuth, body });
+    const tenants = async (user: string) =>
+      ((await search('resource', { subject: { type: 'user', id: user }, action: { name: 'read_operational' }, resource: { type: 'tenant' } })).body.results as Array<{ id: string }>).map((r) => r.id);
+    expect(await tenants('dana')).toEqual(['emea-sales', 'emea-support', 'north-sales']);
+    expect(await tenants('uma')).toEqual(['emea-sales']);
+    expect(await tenants('pat')).toEqual([]);
+    const agents = await search('resource', { subject: { type: 'user', id: 'uma' }, action: { name: 'read' }, resource: { type: 'agent' } });
+    expect(agents.status).toBe(400);
+    const actions = await search('action', { subject: { type: 'user', id: 'uma' }, resource: { type: 'agent', id: 'emea-sales/1000' } });
+    expect(actions.body).toEqual({ results: [{ name: 'can_change_status' }, { name: 'can_read' }] });
+  });
+
   it('publishes metadata with GATEWAY_PUBLIC_URL', async () => {
     const res = await call(s.gatewayUrl, 'GET', '/.well-known/authzen-configuration');
     expect(res.body).toEqual({
       policy_decision_point: PUBLIC_URL,
       access_evaluation_endpoint: `${PUBLIC_URL}/access/v1/evaluation`,
       access_evaluations_endpoint: `${PUBLIC_URL}/access/v1/evaluations`,
+      search_resource_endpoint: `${PUBLIC_URL}/access/v1/search/resource`,
+      search_action_endpoint: `${PUBLIC_URL}/access/v1/search/action`,
     });
   });
 });

@@ -57,7 +57,7 @@ let pdpUrl: string;
 let clientAuth: string;
 
 /** A PDP as the gateway builds it (the same stages), on its own listener, over the fixture store. */
-async function startPdp(publicUrl?: string): Promise<string> {
+async function startPdp(opts: { publicUrl?: string; listObjectsMaxResults?: number } = {}): Promise<string> {
   const verifier = createTokenVerifier({
     issuers: [trustIssuer({ issuer: issuer.issuer, audiences: [issuer.audience], algorithms: ['EdDSA'], jwksFile: issuer.jwksFile }, { cooldownS: 30, cacheMaxAgeS: 600 })],
     clockToleranceS: 5,
@@ -72,7 +72,9 @@ async function startPdp(publicUrl?: string): Promise<string> {
       authorizer: engine,
       normalise: normalise({ maxPathLength: 2048, maxHeaderBytes: 16384 }),
       authenticate: authenticate(verifier),
-      publicUrl,
+      publicUrl: opts.publicUrl,
+      listObjects: async (user, relation, type) => (await store.client.listObjects({ user, relation, type })).objects,
+      ...(opts.listObjectsMaxResults !== undefined ? { listObjectsMaxResults: opts.listObjectsMaxResults } : {}),
     }),
   );
   const listener = getRequestListener(app.fetch);
@@ -269,7 +271,8 @@ describe('what is a 400 and what is a deny', () => {
   it('GET on an evaluation endpoint is 405 with Allow; an unknown path under /access/v1 is 404', async () => {
     const get = await call(pdpUrl, 'GET', '/access/v1/evaluation', { auth: clientAuth });
     expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
-    expect((await call(pdpUrl, 'POST', '/access/v1/search/resource', { auth: clientAuth, body: {} })).status).toBe(404);
+    expect((await call(pdpUrl, 'POST', '/access/v1/search/subject', { auth: clientAuth, body: {} })).status).toBe(404);
+    expect((await call(pdpUrl, 'GET', '/access/v1/search/action', { auth: clientAuth })).status).toBe(405);
   });
 });
 
@@ -314,18 +317,69 @@ describe('metadata', () => {
       policy_decision_point: pdpUrl,
       access_evaluation_endpoint: `${pdpUrl}/access/v1/evaluation`,
       access_evaluations_endpoint: `${pdpUrl}/access/v1/evaluations`,
+      search_resource_endpoint: `${pdpUrl}/access/v1/search/resource`,
+      search_action_endpoint: `${pdpUrl}/access/v1/search/action`,
     });
     expect(res.headers.get('cache-control')).toBe('no-store');
   });
 
   it('uses the configured public URL when there is one', async () => {
-    const url = await startPdp('https://pdp.example.com/');
+    const url = await startPdp({ publicUrl: 'https://pdp.example.com/' });
     const res = await call(url, 'GET', '/.well-known/authzen-configuration');
     expect(res.body).toEqual({
       policy_decision_point: 'https://pdp.example.com',
       access_evaluation_endpoint: 'https://pdp.example.com/access/v1/evaluation',
       access_evaluations_endpoint: 'https://pdp.example.com/access/v1/evaluations',
+      search_resource_endpoint: 'https://pdp.example.com/access/v1/search/resource',
+      search_action_endpoint: 'https://pdp.example.com/access/v1/search/action',
     });
     expect(res.headers.get('cache-control')).toBe('public, max-age=300');
+  });
+});
+
+describe('search', () => {
+  const carol = { type: 'user', id: 'carol' };
+
+  beforeAll(async () => {
+    await store.client.write({ writes: ['c', 'a', 'b'].map((x) => ({ user: 'user:carol', relation: 'reader', object: `record:record-${x}` })) });
+  });
+
+  it('action search: the permissions the subject holds on the resource', async () => {
+    const alice = await post('search/action', { subject: { type: 'user', id: 'alice' }, resource: { type: 'record', id: 'record-1' } });
+    const bob = await post('search/action', { subject: { type: 'user', id: 'bob' }, resource: { type: 'record', id: 'record-1' }, action: { name: 'ignored' } });
+    expect(alice.body).toEqual({ results: [{ name: 'can_delete' }, { name: 'can_read' }, { name: 'can_write' }] });
+    expect(bob.body).toEqual({ results: [{ name: 'can_read' }] });
+    expect((await post('search/action', { subject: carol, resource: { type: 'folder', id: 'f' } })).body).toEqual({ results: [] });
+    expect((await post('search/action', { subject: carol, resource: { type: 'record' } })).status).toBe(400);
+  });
+
+  it('resource search: every object of the type, whole, and the searched id is ignored', async () => {
+    const res = await post('search/resource', { subject: carol, action: { name: 'read' }, resource: { type: 'record', id: 'ignored' } });
+    expect(res.body).toEqual({ results: ['a', 'b', 'c'].map((x) => ({ type: 'record', id: `record-${x}` })) });
+    const none = await post('search/resource', { subject: carol, action: { name: 'write' }, resource: { type: 'record' } });
+    expect(none.body).toEqual({ results: [] });
+    const unknown = await post('search/resource', { subject: carol, action: { name: 'reader' }, resource: { type: 'record' } });
+    expect(unknown.body).toEqual({ results: [], context: { reason: 'unknown_action' } });
+  });
+
+  it('pages when asked, to the end, and refuses a token sent with another query', async () => {
+    const query = { subject: carol, action: { name: 'read' }, resource: { type: 'record' } };
+    const first = await post('search/resource', { ...query, page: { limit: 2 } });
+    expect(first.body.page).toMatchObject({ count: 2, total: 3 });
+    expect(first.body.results.map((r: { id: string }) => r.id)).toEqual(['record-a', 'record-b']);
+    const second = await post('search/resource', { ...query, page: { limit: 2, token: first.body.page.next_token } });
+    expect(second.body).toEqual({ page: { next_token: '', count: 1, total: 3 }, results: [{ type: 'record', id: 'record-c' }] });
+    const otherQuery = await post('search/resource', { ...query, action: { name: 'write' }, page: { limit: 2, token: first.body.page.next_token } });
+    expect(otherQuery.status).toBe(400);
+    expect((await post('search/resource', { ...query, page: { token: 'bm90LWEtdG9rZW4' } })).status).toBe(400);
+  });
+
+  it('an answer that may be cut short by the list bound is refused, never sent incomplete', async () => {
+    const bounded = await startPdp({ listObjectsMaxResults: 3 });
+    const res = await call(bounded, 'POST', '/access/v1/search/resource', { auth: clientAuth, body: { subject: carol, action: { name: 'read' }, resource: { type: 'record' } } });
+    expect(res.status).toBe(503);
+    expect(res.text).toContain('incomplete');
+    const below = await call(bounded, 'POST', '/access/v1/search/resource', { auth: clientAuth, body: { subject: { type: 'user', id: 'alice' }, action: { name: 'read' }, resource: { type: 'record' } } });
+    expect(below.body).toEqual({ results: [{ type: 'record', id: 'record-1' }] });
   });
 });

@@ -78,6 +78,26 @@ describe('AuthzenMapping over model.fga', () => {
   });
 });
 
+describe('AuthzenMapping.search', () => {
+  const uma = { type: 'user', id: 'uma' };
+
+  it('lists hierarchy nodes by a permission of their type', () => {
+    expect(mapping.search(uma, 'tenant', 'read_operational')).toEqual({ kind: 'list', user: 'user:uma', relation: 'can_read_operational' });
+    expect(mapping.search(uma, 'division', 'can_view')).toEqual({ kind: 'list', user: 'user:uma', relation: 'can_view' });
+  });
+
+  it('refuses tenant resources, which are never stored linked to their tenant', () => {
+    expect(mapping.search(uma, 'agent', 'read').kind).toBe('invalid');
+    expect(mapping.search(uma, 'report', 'read').kind).toBe('invalid');
+  });
+
+  it('denies what the model grants nothing on', () => {
+    expect(mapping.search(uma, 'tenant', 'member')).toEqual({ kind: 'deny', reason: 'unknown_action' });
+    expect(mapping.search(uma, 'client', 'evaluate')).toEqual({ kind: 'deny', reason: 'unknown_resource_type' });
+    expect(mapping.search({ type: 'client', id: 'pep' }, 'tenant', 'can_view')).toEqual({ kind: 'deny', reason: 'unsupported_subject_type' });
+  });
+});
+
 describe('evaluateAll', () => {
   const answers = (pattern: boolean[]) => {
     const asked: number[] = [];
