@@ -163,6 +163,8 @@ export const configSchema = z.object({
   TIERGATE_START_CHECK: z.enum(['refuse', 'warn', 'off']).default('refuse'),
   /** Comma-separated subjects made platform admins at bootstrap (`user:alice` or `alice`). */
   PLATFORM_ADMINS: csv.default([]),
+  /** Comma-separated client ids granted `can_evaluate` (the AuthZEN API) at bootstrap. */
+  AUTHZEN_CLIENTS: csv.pipe(z.array(z.string().regex(SUBJECT_ID, 'each client id must match SUBJECT_ID'))).default([]),
 
   // --- decision cache ---
   REDIS_URL: optionalString,

@@ -13,6 +13,11 @@ export interface Principal {
   issuer: string;
   /** Token expiry, seconds since the epoch. */
   expiresAt: number;
+  /**
+   * Set when the token was issued to a client for itself (OAuth client credentials:
+   * its `client_id` claim equals `sub`, RFC 9068 §2.2), not to an end user.
+   */
+  clientId?: string;
 }
 
 export interface TupleKey {

@@ -110,6 +110,7 @@ export async function runReconcile(argv: readonly string[], env: NodeJS.ProcessE
       storeName: config.OPENFGA_STORE_NAME,
       ...(config.OPENFGA_STORE_ID ? { storeId: config.OPENFGA_STORE_ID } : {}),
       platformAdmins: config.PLATFORM_ADMINS,
+      authzenClients: config.AUTHZEN_CLIENTS,
       timeoutMs: config.OPENFGA_TIMEOUT_MS,
     }).catch((err: unknown) => {
       throw new ReconcileError(`OpenFGA at ${apiUrl} did not accept the bootstrap: ${err instanceof Error ? err.message : String(err)}`);

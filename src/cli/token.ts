@@ -1,4 +1,4 @@
-// `npm run -s token -- <sub> [--ttl 1h] [--aud <audience>]`
+// `npm run -s token -- [--client] <sub> [--ttl 1h] [--aud <audience>]`
 // Prints a development-issuer token for <sub> on stdout and nothing else (so
 // `TOKEN=$(npm run -s token -- alice)` works); errors go to stderr with exit 1.
 // Uses the same key files as the gateway, creating them if absent.
@@ -6,12 +6,15 @@ import { pathToFileURL } from 'node:url';
 import { loadConfig, SUBJECT_ID } from '../config.js';
 import { devIssuerEnabled, loadOrCreateDevIssuerKeys, mintDevToken, parseTtl } from '../gateway/dev-issuer.js';
 
-const USAGE = 'usage: npm run -s token -- <sub> [--ttl 1h] [--aud <audience>]\n  <sub>  user id (a `user:` prefix is accepted); ttl: 90s, 15m, 1h, 7d (default 1h, at most 30d)';
+const USAGE =
+  'usage: npm run -s token -- [--client] <sub> [--ttl 1h] [--aud <audience>]\n  <sub>  user id (a `user:` prefix is accepted), or with --client a client id (a client-credentials token for the AuthZEN API); ttl: 90s, 15m, 1h, 7d (default 1h, at most 30d)';
 
 export interface TokenArgs {
   sub: string;
   ttlS: number;
   aud?: string;
+  /** Mint a client-credentials token (`client_id` = `sub`). */
+  client?: boolean;
 }
 
 /** Parse argv (after the script name); throws with a message for the user. */
@@ -19,6 +22,7 @@ export function parseTokenArgs(argv: readonly string[]): TokenArgs {
   let sub: string | undefined;
   let ttlS = 3600;
   let aud: string | undefined;
+  let client = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
@@ -35,6 +39,8 @@ export function parseTokenArgs(argv: readonly string[]): TokenArgs {
       ttlS = parsed;
     } else if (flag === '--aud') {
       aud = value();
+    } else if (arg === '--client') {
+      client = true;
     } else if (arg.startsWith('-')) {
       throw new Error(`unknown option ${JSON.stringify(flag)}`);
     } else if (sub === undefined) {
@@ -45,7 +51,7 @@ export function parseTokenArgs(argv: readonly string[]): TokenArgs {
     }
   }
   if (sub === undefined) throw new Error('missing <sub>');
-  return aud === undefined ? { sub, ttlS } : { sub, ttlS, aud };
+  return { sub, ttlS, ...(aud === undefined ? {} : { aud }), ...(client ? { client } : {}) };
 }
 
 export interface Io {
@@ -66,7 +72,7 @@ export async function runTokenCli(argv: readonly string[], env: NodeJS.ProcessEn
       throw new Error('the gateway does not trust the development issuer here (AUTH_ISSUERS is set, DEV_ISSUER is false, or NODE_ENV=production)');
     }
     const keys = await loadOrCreateDevIssuerKeys(config.TIERGATE_DATA_DIR);
-    const token = await mintDevToken(keys, { sub: args.sub, audience: args.aud ?? config.DEV_ISSUER_AUDIENCE, ttlS: args.ttlS });
+    const token = await mintDevToken(keys, { sub: args.sub, audience: args.aud ?? config.DEV_ISSUER_AUDIENCE, ttlS: args.ttlS, client: args.client === true });
     io.out(`${token}\n`);
     return 0;
   } catch (err) {

@@ -1,6 +1,7 @@
 // Idempotent bootstrap: the store exists, the latest model equals model.fga
 // (written only when its content hash differs), the model id is pinned, and
-// the configured platform admins hold `admin` on the platform object.
+// the configured platform admins hold `admin` on the platform object, and the
+// configured AuthZEN clients `can_evaluate` on it.
 import type { OpenFgaClient, TupleKey } from '@openfga/sdk';
 import { ClientWriteRequestOnDuplicateWrites } from '@openfga/sdk';
 import { toUserSubject } from '../config.js';
@@ -15,6 +16,8 @@ export interface BootstrapOptions {
   storeName: string;
   storeId?: string;
   platformAdmins: string[];
+  /** Client ids granted `can_evaluate` on the platform (AUTHZEN_CLIENTS). */
+  authzenClients?: readonly string[];
   timeoutMs: number;
   model?: LoadedModel;
   /** OpenFGA's preshared key, when it requires one. */
@@ -69,7 +72,10 @@ export async function bootstrap(opts: BootstrapOptions): Promise<BootstrapResult
   // `alice` and `user:alice` name the same subject: OpenFGA refuses a write
   // request holding the same tuple twice, even with duplicates ignored.
   const subjects = [...new Set(opts.platformAdmins.map(toUserSubject))];
-  const writes: TupleKey[] = subjects.map((user) => ({ user, relation: 'admin', object: PLATFORM_OBJECT }));
+  const writes: TupleKey[] = [
+    ...subjects.map((user) => ({ user, relation: 'admin', object: PLATFORM_OBJECT })),
+    ...[...new Set(opts.authzenClients ?? [])].map((id) => ({ user: `client:${id}`, relation: 'can_evaluate', object: PLATFORM_OBJECT })),
+  ];
   for (let i = 0; i < writes.length; i += 100) {
     await client.write(
       { writes: writes.slice(i, i + 100) },

@@ -41,6 +41,8 @@ export interface GatewayAppDeps {
   onDecision?: (decision: Decision) => void;
   /** The admin API (an app of its own), mounted at /admin/v1. */
   admin?: Hono<RequestEnv>;
+  /** The AuthZEN PDP (./authzen.ts): its own paths (/access/v1, its metadata) and stages. */
+  authzen?: Hono<GatewayEnv>;
   readiness: ReadinessCheck[];
   /** Public keys of the assertions the gateway signs, for the upstream. */
   assertionJwks: { keys: JWK[] };
@@ -107,6 +109,8 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     admin.route('/', deps.admin);
     app.route(ADMIN_PREFIX, admin);
   }
+
+  if (deps.authzen) app.route('/', deps.authzen);
 
   app.notFound((c) => new Problem(404, 'not-found', 'Not Found', { detail: 'No route matches this path.' }).response({ requestId: c.get('requestId') }));
   app.onError(renderGatewayError);

@@ -15,6 +15,9 @@
 //   `exp`, `nbf` and `iat` must be finite numbers. `sub` is required and must be a
 //   non-empty string matching SUBJECT_ID. A refused token is never cached, so no
 //   principal (and no assertion) is ever made from it.
+// - A token whose `client_id` claim equals its `sub` was issued to a client for itself
+//   (client credentials, RFC 9068 §2.2): the principal then carries `clientId`, which
+//   is what the AuthZEN API (./authzen.ts) accepts.
 // - Remote JWKS: jose's createRemoteJWKSet caches the set (cacheMaxAge), refetches
 //   on an unknown `kid` at most once per cooldown, and shares one in-flight fetch
 //   between concurrent callers (single-flight; see its `reload`), so nothing is
@@ -185,7 +188,10 @@ function principalOf(payload: JWTPayload, issuer: string): Principal {
   if (typeof sub !== 'string') throw new AuthError(401, 'sub claim must be a string');
   if (sub === '') throw new AuthError(401, 'sub claim is empty');
   if (!SUBJECT_ID.test(sub)) throw new AuthError(401, 'subject not acceptable');
-  return { subject: `user:${sub}`, sub, issuer, expiresAt: payload.exp! };
+  const principal: Principal = { subject: `user:${sub}`, sub, issuer, expiresAt: payload.exp! };
+  // A client-credentials token names the client as its own subject (RFC 9068 §2.2).
+  if (payload.client_id === sub) principal.clientId = sub;
+  return principal;
 }
 
 /** jose's error → what the client is told. Only token faults are 401. */

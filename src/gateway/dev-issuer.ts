@@ -112,13 +112,15 @@ export interface MintOptions {
   ttlS: number;
   /** Seconds since the epoch. */
   now?: number;
+  /** A client-credentials token: `client_id` equals `sub` (what the AuthZEN API accepts). */
+  client?: boolean;
 }
 
 export async function mintDevToken(keys: DevIssuerKeys, opts: MintOptions): Promise<string> {
   if (!SUBJECT_ID.test(opts.sub)) throw new Error(`invalid subject ${JSON.stringify(opts.sub)}: must match ${SUBJECT_ID}`);
   if (!Number.isInteger(opts.ttlS) || opts.ttlS <= 0 || opts.ttlS > MAX_TTL_S) throw new Error(`ttl must be between 1s and ${MAX_TTL_S}s`);
   const iat = opts.now ?? Math.floor(Date.now() / 1000);
-  return new SignJWT({})
+  return new SignJWT(opts.client === true ? { client_id: opts.sub } : {})
     .setProtectedHeader({ alg: DEV_ISSUER_ALG, kid: keys.kid, typ: 'JWT' })
     .setIssuer(DEV_ISSUER)
     .setAudience(opts.audience)

@@ -61,6 +61,7 @@ async function bootstrapOnce(config: Config, fgaApiUrl: string, model: ReturnTyp
     storeName: config.OPENFGA_STORE_NAME,
     ...(config.OPENFGA_STORE_ID ? { storeId: config.OPENFGA_STORE_ID } : {}),
     platformAdmins: config.PLATFORM_ADMINS,
+    authzenClients: config.AUTHZEN_CLIENTS,
     timeoutMs: config.OPENFGA_TIMEOUT_MS,
     model,
     apiToken: config.OPENFGA_API_TOKEN,

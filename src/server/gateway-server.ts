@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import type { AuthorizationModel } from '@openfga/sdk';
+import { ConsistencyPreference, type AuthorizationModel } from '@openfga/sdk';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createAdminApp, migrateAdmin } from '../admin/app.js';
@@ -18,6 +18,7 @@ import { countsMetric } from '../shared/counts-metric.js';
 import { trustedPeers } from '../shared/trusted-proxies.js';
 import { PROBLEM_CONTENT_TYPE, Problem } from '../shared/problem.js';
 import { createGatewayApp } from '../gateway/app.js';
+import { createAuthzenApp } from '../gateway/authzen.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
 import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
@@ -185,6 +186,17 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
         }
       : {}),
     admin,
+    authzen: createAuthzenApp({
+      model: rt.model,
+      authorizer,
+      normalise: normaliseStage,
+      authenticate: authenticateStage,
+      publicUrl: config.GATEWAY_PUBLIC_URL,
+      listObjects: async (user, relation, type) =>
+        (await fga.listObjects({ user, relation, type }, { consistency: ConsistencyPreference.HigherConsistency })).objects,
+      log,
+      onDecision: observeDecision(metrics),
+    }),
     assertionJwks: signer.jwks,
     ...(devIssuer ? { devIssuerJwks: devIssuer.jwks } : {}),
     readiness: [

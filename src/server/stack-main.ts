@@ -32,6 +32,8 @@ import { ApplyError, applyDemo } from '../cli/apply.js';
 const DEMO_FILE = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
 /** The demo file's platform operator; made a platform admin when --demo is given. */
 export const DEMO_PLATFORM_ADMIN = 'platform-ops';
+/** The demo's AuthZEN client: `npm run -s token -- --client demo-pep`. */
+export const DEMO_AUTHZEN_CLIENT = 'demo-pep';
 
 class StartError extends Error {}
 
@@ -97,6 +99,7 @@ async function main(): Promise<void> {
       storeName: config.OPENFGA_STORE_NAME,
       ...(config.OPENFGA_STORE_ID ? { storeId: config.OPENFGA_STORE_ID } : {}),
       platformAdmins,
+      authzenClients: demo ? [...config.AUTHZEN_CLIENTS, DEMO_AUTHZEN_CLIENT] : config.AUTHZEN_CLIENTS,
       timeoutMs: config.OPENFGA_TIMEOUT_MS,
       model,
       apiToken: fgaApiToken,

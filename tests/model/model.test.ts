@@ -37,6 +37,7 @@ describe('model suite coverage', () => {
         'cross-organization.fga.yaml',
         'revocation.fga.yaml',
         'delegation.fga.yaml',
+        'authzen-client.fga.yaml',
       ]),
     );
     for (const f of files) expect(f.model, f.path).toEqual({ kind: 'file', path: MODEL_FILE });

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import type { OpenFgaClient } from '@openfga/sdk';
 import { bootstrap, type BootstrapResult } from '../../src/fga/bootstrap.js';
+import type { LoadedModel } from '../../src/fga/model.js';
 import { createFgaClient } from '../../src/fga/client.js';
 import { FgaRequestClient } from '../../src/fga/request-client.js';
 
@@ -16,7 +17,9 @@ export interface TestStore extends BootstrapResult {
   api: FgaRequestClient;
 }
 
-export async function createTestStore(opts: { apiUrl?: string; apiToken?: string; platformAdmins?: string[] } = {}): Promise<TestStore> {
+export async function createTestStore(
+  opts: { apiUrl?: string; apiToken?: string; platformAdmins?: string[]; authzenClients?: string[]; model?: LoadedModel } = {},
+): Promise<TestStore> {
   const apiUrl = opts.apiUrl ?? inject('openfgaUrl');
   const apiToken = opts.apiToken ?? inject('openfgaToken');
   const result = await bootstrap({
@@ -24,6 +27,8 @@ export async function createTestStore(opts: { apiUrl?: string; apiToken?: string
     apiToken,
     storeName: `test-${randomUUID()}`,
     platformAdmins: opts.platformAdmins ?? [],
+    authzenClients: opts.authzenClients ?? [],
+    ...(opts.model ? { model: opts.model } : {}),
     timeoutMs: 5000,
   });
   const client = createFgaClient({

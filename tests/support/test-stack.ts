@@ -27,6 +27,8 @@ export interface TestStackOptions {
   store?: TestStore;
   /** Bootstrapped as platform admins (PLATFORM_ADMINS) when a fresh store is made. */
   platformAdmins?: string[];
+  /** Client ids granted the AuthZEN API (AUTHZEN_CLIENTS) when a fresh store is made. */
+  authzenClients?: string[];
   /** Forward to this URL (e.g. a recording upstream) instead of the real tenant service. */
   upstreamUrl?: string;
   /** REDIS_URL for the decision cache (e.g. inject('redisUrl')); none by default. */
@@ -84,7 +86,7 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
   const dataDir = tempDir();
   const fgaApiUrl = opts.store?.apiUrl ?? opts.fgaApiUrl ?? inject('openfgaUrl');
   const [store, db, issuer] = await Promise.all([
-    opts.store ?? createTestStore({ apiUrl: fgaApiUrl, platformAdmins: opts.platformAdmins ?? [] }),
+    opts.store ?? createTestStore({ apiUrl: fgaApiUrl, platformAdmins: opts.platformAdmins ?? [], authzenClients: opts.authzenClients ?? [] }),
     opts.db ?? openDb({}),
     createTestIssuer(dataDir),
   ]);
@@ -103,6 +105,7 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
     OPENFGA_API_TOKEN: store.apiToken,
     OPENFGA_STORE_ID: store.storeId,
     PLATFORM_ADMINS: (opts.platformAdmins ?? []).join(','),
+    AUTHZEN_CLIENTS: (opts.authzenClients ?? []).join(','),
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
     ...(opts.upstreamUrl ? { TENANT_SERVICE_URL: opts.upstreamUrl } : {}),
     ...opts.env,

@@ -93,6 +93,15 @@ describe('authenticate: accepted tokens', () => {
     expect(r.body).toEqual({ subject: 'user:alice', sub: 'alice', issuer: ISS, expiresAt: exp });
   });
 
+  it('marks a client-credentials token (client_id = sub) as a client, and only that', async () => {
+    const exp = nowS() + 600;
+    const client = await call(appWith(), `Bearer ${await mint(es, { sub: 'pep-1', client_id: 'pep-1', exp })}`);
+    expect(client.body).toEqual({ subject: 'user:pep-1', sub: 'pep-1', issuer: ISS, expiresAt: exp, clientId: 'pep-1' });
+    // A user's token obtained through an application names that application, not the user.
+    const viaApp = await call(appWith(), `Bearer ${await mint(es, { sub: 'alice', client_id: 'pep-1', exp })}`);
+    expect(viaApp.body).toEqual({ subject: 'user:alice', sub: 'alice', issuer: ISS, expiresAt: exp });
+  });
+
   it('accepts the scheme in any case and any of several audiences', async () => {
     const app = appWith({ issuers: [issuer({ audiences: ['other', AUD] })] });
     expect((await call(app, `bearer ${await mint(es, { aud: ['x', AUD] })}`)).status).toBe(200);

@@ -70,6 +70,15 @@ describe('dev issuer keys', () => {
     expect(await res.json()).toMatchObject({ subject: 'user:alice', sub: 'alice', issuer: DEV_ISSUER });
   });
 
+  it('a client token (--client) authenticates as that client; a user token does not', async () => {
+    const client = await mintDevToken(keys, { sub: 'demo-pep', audience: 'tiergate', ttlS: 600, client: true });
+    const user = await mintDevToken(keys, { sub: 'demo-pep', audience: 'tiergate', ttlS: 600 });
+    const asClient = await gateway(keys).request('/api/v1/x', { headers: { authorization: `Bearer ${client}` } });
+    const asUser = await gateway(keys).request('/api/v1/x', { headers: { authorization: `Bearer ${user}` } });
+    expect(((await asClient.json()) as { clientId?: string }).clientId).toBe('demo-pep');
+    expect(((await asUser.json()) as { clientId?: string }).clientId).toBeUndefined();
+  });
+
   it('a token for another audience is refused', async () => {
     const token = await mintDevToken(keys, { sub: 'alice', audience: 'elsewhere', ttlS: 600 });
     const res = await gateway(keys).request('/api/v1/x', { headers: { authorization: `Bearer ${token}` } });
@@ -157,6 +166,7 @@ describe('token CLI', () => {
     expect(parseTokenArgs(['alice'])).toEqual({ sub: 'alice', ttlS: 3600 });
     expect(parseTokenArgs(['user:alice', '--ttl', '5m', '--aud', 'x'])).toEqual({ sub: 'alice', ttlS: 300, aud: 'x' });
     expect(parseTokenArgs(['--ttl=2h', 'bob@example.com'])).toEqual({ sub: 'bob@example.com', ttlS: 7200 });
+    expect(parseTokenArgs(['--client', 'demo-pep'])).toEqual({ sub: 'demo-pep', ttlS: 3600, client: true });
   });
 
   it.each([
