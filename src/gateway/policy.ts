@@ -181,7 +181,7 @@ export interface CompiledUpstream {
 
 export const DEFAULT_HEALTH_PATH = '/healthz';
 const PREFIX = /^(\/[A-Za-z0-9._~-]+)+$/;
-const HEALTH_PATH = /^\/[A-Za-z0-9._~\/-]*$/;
+const HEALTH_PATH = /^\/[A-Za-z0-9._~/-]*$/;
 
 // ---------------------------------------------------------------- compile
 
@@ -198,8 +198,9 @@ class Checker {
     this.issues.push({ line: pos.line, col: pos.col, at: pathText(key === undefined ? path : [...path, key]), message });
   }
 
-  lineOf(path: Path): number {
-    return this.lines.linePos(nodeAt(this.doc, path)?.range?.[0] ?? 0).line;
+  /** The line of the node at `path`; with `key`, of that key in the map at `path`. */
+  lineOf(path: Path, key?: string): number {
+    return this.lines.linePos(nodeAt(this.doc, path, key)?.range?.[0] ?? 0).line;
   }
 }
 
@@ -335,7 +336,7 @@ function compileUpstreams(declared: Record<string, UpstreamInput>, check: Checke
       name,
       check.issues.length > before
         ? undefined
-        : { name, url: u.url, timeoutMs: u.timeoutMs, stripPrefix: u.stripPrefix, healthPath: u.healthPath ?? DEFAULT_HEALTH_PATH, line: check.lineOf(at) },
+        : { name, url: u.url, timeoutMs: u.timeoutMs, stripPrefix: u.stripPrefix, healthPath: u.healthPath ?? DEFAULT_HEALTH_PATH, line: check.lineOf(['upstreams'], name) },
     );
   }
   if (!out.has(TENANT_SERVICE_UPSTREAM)) {

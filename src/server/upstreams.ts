@@ -63,7 +63,9 @@ export function upstreamReadiness(upstreams: readonly ResolvedUpstream[]): Readi
       } catch (err) {
         const cause = (err as { cause?: { code?: unknown } }).cause?.code;
         const name = err instanceof Error ? err.name : '';
-        throw new Error(name === 'TimeoutError' ? `${u.healthPath}: no answer within ${PROBE_TIMEOUT_MS} ms` : `${u.healthPath}: unreachable${typeof cause === 'string' ? ` (${cause})` : ''}`);
+        throw new Error(name === 'TimeoutError' ? `${u.healthPath}: no answer within ${PROBE_TIMEOUT_MS} ms` : `${u.healthPath}: unreachable${typeof cause === 'string' ? ` (${cause})` : ''}`, {
+          cause: err,
+        });
       }
       await res.body?.cancel();
       if (!res.ok) throw new Error(`${u.healthPath} answered ${res.status}`);
