@@ -127,7 +127,7 @@ export const configSchema = z.object({
   /** Default answer budget of an upstream (the route policy's `timeoutMs` overrides it per upstream). */
   UPSTREAM_TIMEOUT_MS: positiveInt.default(10000),
   /** Deploy-time URLs of the route policy's upstreams, `name=url,…` (the file's URLs are defaults). */
-  UPSTREAM_URLS: upstreamUrls.default({}),
+  UPSTREAM_URLS: upstreamUrls.optional(),
   /** `npm start`'s reports-only listener (the policy's `reports` upstream) when UPSTREAM_URLS does not name reports. */
   REPORTS_SERVICE_PORT: port.default(8091),
   ASSERTION_AUDIENCE: z.string().default('tenant-service'),

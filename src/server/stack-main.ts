@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     if (!config.TENANT_SERVICE_URL) await requireFreePort(config.TENANT_SERVICE_PORT, config.TENANT_SERVICE_HOST, 'TENANT_SERVICE_PORT');
     const policy = loadPolicy(config.POLICY_FILE);
     // Beside an in-process tenant service, unless the operator named another reports service.
-    const runReports = !config.TENANT_SERVICE_URL && policy.upstreams.has(REPORTS_UPSTREAM) && config.UPSTREAM_URLS[REPORTS_UPSTREAM] === undefined;
+    const runReports = !config.TENANT_SERVICE_URL && policy.upstreams.has(REPORTS_UPSTREAM) && config.UPSTREAM_URLS?.[REPORTS_UPSTREAM] === undefined;
     if (runReports) await requireFreePort(config.REPORTS_SERVICE_PORT, config.TENANT_SERVICE_HOST, 'REPORTS_SERVICE_PORT');
     if (config.METRICS_PORT !== 0) await requireFreePort(config.METRICS_PORT, config.METRICS_HOST, 'METRICS_PORT');
 

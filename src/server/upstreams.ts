@@ -28,13 +28,14 @@ export function resolveUpstreams(
   wired: Readonly<Record<string, string | undefined>>,
 ): ResolvedUpstream[] {
   const problems: string[] = [];
-  const unknown = Object.keys(config.UPSTREAM_URLS).filter((name) => !policy.upstreams.has(name));
+  const overrides = config.UPSTREAM_URLS ?? {};
+  const unknown = Object.keys(overrides).filter((name) => !policy.upstreams.has(name));
   if (unknown.length > 0) {
     problems.push(`UPSTREAM_URLS: ${unknown.map((n) => `"${n}"`).join(', ')} not an upstream of ${policy.source} (its upstreams: ${[...policy.upstreams.keys()].join(', ')})`);
   }
   const out: ResolvedUpstream[] = [];
   for (const u of policy.upstreams.values()) {
-    const url = config.UPSTREAM_URLS[u.name] ?? wired[u.name] ?? u.url;
+    const url = overrides[u.name] ?? wired[u.name] ?? u.url;
     const problem = url === undefined ? 'has no URL' : upstreamUrlProblem(url);
     if (problem !== undefined || url === undefined) {
       problems.push(u.name === TENANT_SERVICE_UPSTREAM ? `TENANT_SERVICE_URL: ${problem}` : `upstream ${u.name}: ${problem}`);

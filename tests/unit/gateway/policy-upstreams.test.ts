@@ -169,7 +169,8 @@ describe('deploy-time upstream URLs', () => {
       reports: 'http://10.0.0.7:8080',
       billing: 'https://billing.internal',
     });
-    expect(loadConfig(base).UPSTREAM_URLS).toEqual({});
+    expect(loadConfig(base).UPSTREAM_URLS).toBeUndefined();
+    expect(loadConfig({ ...base, UPSTREAM_URLS: '' }).UPSTREAM_URLS).toEqual({});
   });
 
   it.each([
