@@ -157,6 +157,7 @@ async function main(): Promise<void> {
         const reports = await startTenantService({ ...service, only: 'reports', port: config.REPORTS_SERVICE_PORT, log: logger.child({ component: 'reports-service' }) });
         cleanups.push(() => reports.close());
         upstreamUrls[REPORTS_UPSTREAM] = reports.url;
+        logger.info({ url: reports.url }, 'reports service ready');
       }
     }
 
@@ -185,7 +186,6 @@ async function main(): Promise<void> {
       [
         `tiergate ready: gateway ${gateway.url} (API ${gateway.url}/api/v1, admin docs ${gateway.url}/admin/v1/docs)`,
         `tenant service ${upstreamUrl}`,
-        ...(upstreamUrls[REPORTS_UPSTREAM] ? [`reports service ${upstreamUrls[REPORTS_UPSTREAM]}`] : []),
         `OpenFGA ${fgaApiUrl} (${openfga ? describeDatastore(openfga.datastore) : 'external'}, store ${boot.storeId}, model ${boot.authorizationModelId})`,
         `cache ${config.REDIS_URL ? 'in-process + Redis' : 'in-process'}`,
         `db ${config.DATABASE_URL ? 'PostgreSQL' : `PGlite ${join(config.TIERGATE_DATA_DIR, 'pglite')}`}`,
