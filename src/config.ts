@@ -2,6 +2,7 @@
 // A bad value stops the start with a message naming the variable and what is allowed.
 import { z } from 'zod';
 import { parseTrustedProxies } from './shared/trusted-proxies.js';
+import { TENANT_SERVICE_UPSTREAM, UPSTREAM_NAME, UPSTREAM_NAME_RULE, upstreamUrlProblem } from './shared/upstream-url.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -69,6 +70,24 @@ const issuersJson = z
   })
   .pipe(z.array(issuerSchema));
 
+/** `name=url,name=url`: deploy-time URLs of the route policy's upstreams. */
+const upstreamUrls = z.string().transform((v, ctx) => {
+  const out: Record<string, string> = {};
+  for (const item of v.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
+    const eq = item.indexOf('=');
+    const name = item.slice(0, Math.max(eq, 0)).trim();
+    const url = item.slice(eq + 1).trim();
+    const problem = eq < 0 ? undefined : upstreamUrlProblem(url);
+    if (eq <= 0) ctx.addIssue({ code: 'custom', message: `"${item}" must be <upstream>=<url>` });
+    else if (!UPSTREAM_NAME.test(name)) ctx.addIssue({ code: 'custom', message: `upstream name "${name}" ${UPSTREAM_NAME_RULE}` });
+    else if (name === TENANT_SERVICE_UPSTREAM) ctx.addIssue({ code: 'custom', message: `${name}: its URL is TENANT_SERVICE_URL` });
+    else if (Object.hasOwn(out, name)) ctx.addIssue({ code: 'custom', message: `${name} is named twice` });
+    else if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${name}: "${url}" ${problem}` });
+    else out[name] = url;
+  }
+  return out;
+});
+
 export const configSchema = z.object({
   // --- process ---
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -130,7 +149,12 @@ export const configSchema = z.object({
   TENANT_SERVICE_URL: optionalUrl,
   TENANT_SERVICE_HOST: z.string().default('127.0.0.1'),
   TENANT_SERVICE_PORT: port.default(8090),
+  /** Default answer budget of an upstream (the route policy's `timeoutMs` overrides it per upstream). */
   UPSTREAM_TIMEOUT_MS: positiveInt.default(10000),
+  /** Deploy-time URLs of the route policy's upstreams, `name=url,…` (the file's URLs are defaults). */
+  UPSTREAM_URLS: upstreamUrls.optional(),
+  /** `npm start`'s reports-only listener (the policy's `reports` upstream) when UPSTREAM_URLS does not name reports. */
+  REPORTS_SERVICE_PORT: port.default(8091),
   ASSERTION_AUDIENCE: z.string().default('tenant-service'),
   ASSERTION_TTL_S: positiveInt.max(600).default(60),
   /** JWKS URL the tenant service trusts for gateway assertions (defaults to the gateway's own). */

@@ -53,7 +53,7 @@ export interface GatewayOptions {
 /** Settings the stack itself wires (ports, URLs, the row's cache layer): not for `--gateway-env`. */
 const WIRED_SETTINGS = new Set([
   'GATEWAY_HOST', 'GATEWAY_PORT', 'GATEWAY_WORKERS', 'METRICS_HOST', 'METRICS_PORT', 'OPENFGA_API_URL', 'OPENFGA_STORE_ID',
-  'OPENFGA_STORE_NAME', 'TENANT_SERVICE_URL', 'REDIS_URL', 'DATABASE_URL', 'TIERGATE_DATA_DIR', 'ASSERTION_AUDIENCE',
+  'OPENFGA_STORE_NAME', 'TENANT_SERVICE_URL', 'UPSTREAM_URLS', 'REDIS_URL', 'DATABASE_URL', 'TIERGATE_DATA_DIR', 'ASSERTION_AUDIENCE',
   'PLATFORM_ADMINS', 'CACHE_L1_ENABLED',
 ]);
 
@@ -248,6 +248,8 @@ export class BenchStack {
       // Replicas on PGlite each have a database of their own, not the store's admin plane.
       TIERGATE_START_CHECK: 'off',
       TENANT_SERVICE_URL: this.tenantUrl,
+      // The tenant service serves the report routes too: the policy's `reports` upstream.
+      UPSTREAM_URLS: `reports=${this.tenantUrl}`,
       REDIS_URL: this.redis.url,
       CACHE_L1_ENABLED: String(o.l1),
       // The warm-up fills every decision within seconds, so with the default 300 s

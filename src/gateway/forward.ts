@@ -1,7 +1,9 @@
-// Stage 5: forward the allowed, canonical request to the tenant-resource service
-// with http-proxy-middleware. The upstream sees the canonical path (the one that was
-// matched and authorized), none of the client's identity or forwarding claims, and
-// the gateway's signed assertion of who is calling for which tenants.
+// Stage 5: forward the allowed, canonical request to the upstream service its rule
+// names, with http-proxy-middleware (one proxy and one keep-alive pool per upstream,
+// built at start). The upstream sees the canonical path (the one that was matched and
+// authorized, less the upstream's stripPrefix), none of the client's identity or
+// forwarding claims, and the gateway's signed assertion of who is calling for which
+// tenants. Errors name the upstream by name, never by URL.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent } from 'node:http';
 import type { Socket } from 'node:net';
@@ -15,6 +17,7 @@ import { headerValue } from '../shared/node-incoming.js';
 import { PROBLEM_CONTENT_TYPE, Problem, type ProblemSlug } from '../shared/problem.js';
 import { identityAssertion, type AssertionOptions } from './identity-assertion.js';
 import type { TrustedPeers } from '../shared/trusted-proxies.js';
+import { forwardedPath } from './policy.js';
 import type { GatewayEnv } from './types.js';
 
 export const SUBJECT_HEADER = 'x-tiergate-subject';
@@ -90,15 +93,27 @@ export function sanitizedHeaders(headers: IncomingHttpHeaders, peerTrusted: bool
   return kept;
 }
 
-export interface ForwardOptions extends AssertionOptions {
-  target: string;
+/** Where one upstream is and how it is called (server/upstreams.ts resolves them from the policy and configuration). */
+export interface UpstreamTarget {
+  /** The name rules use (PolicyDecisionRequest.upstream). */
+  name: string;
+  /** Origin only (http(s)://host:port). */
+  url: string;
+  /** Past it, 504. */
   timeoutMs: number;
+  /** Removed from the front of the canonical path (the policy checked every rule's path starts with it). */
+  stripPrefix?: string | undefined;
+}
+
+/** Told when an upstream exchange ends: the upstream's status (or `error` / `timeout`) and the seconds from sending to its last byte. */
+export type UpstreamObserver = (outcome: number | 'error' | 'timeout', seconds: number) => void;
+
+export interface ForwardOptions extends AssertionOptions {
+  /** Every upstream a rule names. */
+  upstreams: readonly UpstreamTarget[];
   trustedProxies: TrustedPeers;
-  /**
-   * Told when the upstream exchange ends: the upstream's status (or `error` /
-   * `timeout`) and the seconds from sending the request to the upstream's last byte.
-   */
-  onUpstream?: (outcome: number | 'error' | 'timeout', seconds: number) => void;
+  /** Called once per upstream at start: the observer of that upstream's exchanges (metrics). */
+  onUpstream?: (upstream: string) => UpstreamObserver;
 }
 
 interface ForwardState {
@@ -144,8 +159,8 @@ function replayable(err: Error, req: IncomingMessage, state: ForwardState | unde
 const STATE = Symbol('tiergate.forward');
 type StatefulRequest = IncomingMessage & { [STATE]?: ForwardState };
 
-function sendProblem(res: ServerResponse, status: number, slug: ProblemSlug, title: string, detail: string, requestId: string): void {
-  const body = JSON.stringify(new Problem(status, slug, title, { detail }).details({ requestId }));
+function sendProblem(res: ServerResponse, status: number, slug: ProblemSlug, title: string, detail: string, requestId: string, upstream: string): void {
+  const body = JSON.stringify(new Problem(status, slug, title, { detail, extensions: { upstream } }).details({ requestId }));
   res.writeHead(status, { 'content-type': PROBLEM_CONTENT_TYPE, 'content-length': Buffer.byteLength(body), 'x-request-id': requestId });
   res.end(body);
 }
@@ -208,9 +223,14 @@ export function proxyTarget(url: string): UrlWithStringQuery {
   return parseUrl(url);
 }
 
-export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
+/** One upstream's proxy: its own keep-alive pool, timeout and observer. */
+interface UpstreamRoute {
+  stripPrefix: string | undefined;
+  proxy: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+}
+
+function upstreamRoute(up: UpstreamTarget, onUpstream: UpstreamObserver | undefined): UpstreamRoute {
   const agent = new UpstreamAgent();
-  const onUpstream = opts.onUpstream;
   const events: Plugin = (proxyServer) => {
     proxyServer.on('proxyReq', (proxyReq, req) => {
       const state = (req as StatefulRequest)[STATE];
@@ -218,7 +238,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
         state.sentAt = performance.now();
         state.upstreamReq = proxyReq;
       }
-      proxyReq.setTimeout(opts.timeoutMs, () => {
+      proxyReq.setTimeout(up.timeoutMs, () => {
         if (state) state.timedOut = true;
         proxyReq.destroy(new Error('upstream timeout'));
       });
@@ -260,27 +280,40 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
         return;
       }
       if (state?.timedOut) {
-        sendProblem(out, 504, 'upstream-timeout', 'Upstream timed out', `The tenant service did not answer within ${opts.timeoutMs} ms.`, state.requestId);
+        sendProblem(out, 504, 'upstream-timeout', 'Upstream timed out', `The upstream "${up.name}" did not answer within ${up.timeoutMs} ms.`, state.requestId, up.name);
       } else {
-        sendProblem(out, 502, 'upstream-unavailable', 'Upstream unavailable', 'The tenant service could not be reached.', state?.requestId ?? '');
+        sendProblem(out, 502, 'upstream-unavailable', 'Upstream unavailable', `The upstream "${up.name}" could not be reached.`, state?.requestId ?? '', up.name);
       }
     });
   };
   const proxy = createProxyMiddleware<IncomingMessage, ServerResponse>({
-    target: proxyTarget(opts.target),
+    target: proxyTarget(up.url),
     changeOrigin: true,
     xfwd: true,
     agent,
     ejectPlugins: true,
     plugins: [events],
   });
+  return { stripPrefix: up.stripPrefix, proxy };
+}
+
+export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
+  // Built once: the request looks its rule's upstream up by name.
+  const routes = new Map<string, UpstreamRoute>();
+  for (const up of opts.upstreams) routes.set(up.name, upstreamRoute(up, opts.onUpstream?.(up.name)));
 
   return async (c) => {
     const { incoming, outgoing } = c.env;
     const canonical = c.get('canonical');
     const principal = c.get('principal');
+    const policy = c.get('policy');
     const requestId = c.get('requestId');
-    const assertion = await identityAssertion(c, opts);
+    const route = routes.get(policy.upstream);
+    // The policy and the upstreams are checked against each other at start: never here.
+    if (route === undefined) throw new Error(`forward: no upstream named "${policy.upstream}"`);
+    // The path the upstream receives is the one the assertion names (its `htu`).
+    const path = forwardedPath(canonical.path, route.stripPrefix);
+    const assertion = await identityAssertion(c, opts, path);
 
     const h = sanitizedHeaders(incoming.headers, opts.trustedProxies.has(incoming.socket.remoteAddress ?? ''));
     h[ASSERTION_HEADER] = assertion;
@@ -288,7 +321,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     h['x-request-id'] = requestId;
     incoming.headers = h;
     // Forward exactly what was matched and authorized.
-    incoming.url = canonical.query ? `${canonical.path}?${canonical.query}` : canonical.path;
+    incoming.url = canonical.query ? `${path}?${canonical.query}` : path;
     const anyForwarded = h[XFWD[0]] ?? h[XFWD[1]] ?? h[XFWD[2]] ?? h[XFWD[3]];
     (incoming as StatefulRequest)[STATE] = {
       requestId,
@@ -299,7 +332,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     };
     outgoing.setHeader('x-request-id', requestId);
 
-    await proxy(incoming, outgoing);
+    await route.proxy(incoming, outgoing);
     return RESPONSE_ALREADY_SENT;
   };
 }

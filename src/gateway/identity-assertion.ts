@@ -14,8 +14,12 @@ export interface AssertionOptions {
   resolveTenants: (scope: Scope) => Promise<string[]>;
 }
 
-/** The assertion for the request the earlier stages authorized (principal, policy, canonical). */
-export async function identityAssertion(c: Context<GatewayEnv>, opts: AssertionOptions): Promise<string> {
+/**
+ * The assertion for the request the earlier stages authorized (principal, policy, canonical).
+ * `path` is the path the upstream receives (its `htu`): the canonical one unless the
+ * proxy strips a prefix on the way.
+ */
+export async function identityAssertion(c: Context<GatewayEnv>, opts: AssertionOptions, path?: string): Promise<string> {
   const canonical = c.get('canonical');
   const principal = c.get('principal');
   const policy = c.get('policy');
@@ -31,5 +35,5 @@ export async function identityAssertion(c: Context<GatewayEnv>, opts: AssertionO
       headers: { 'retry-after': '1' },
     });
   }
-  return opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
+  return opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, path ?? canonical.path);
 }

@@ -7,7 +7,8 @@
 // label set, found once, whose observe() is a bucket search and three additions;
 // prom-client reads it like any metric (registry.registerMetric + get()), and the
 // node:cluster primary aggregates it across workers (aggregator: sum).
-import { collectDefaultMetrics, Registry, type Metric } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry, type Metric } from 'prom-client';
+import type { UpstreamObserver } from './forward.js';
 
 /** What prom-client's Registry reads from a metric (get()), histogram-shaped. */
 interface HistogramSnapshot {
@@ -106,8 +107,39 @@ export interface GatewayMetrics {
   registry: Registry;
   requestDuration: LatencyHistogram<'route' | 'method' | 'status'>;
   decisionDuration: LatencyHistogram<'layer' | 'allowed'>;
-  upstreamDuration: LatencyHistogram<'status'>;
+  upstreamDuration: LatencyHistogram<'upstream' | 'status'>;
   openfgaDuration: LatencyHistogram<'call' | 'outcome'>;
+  /** Per upstream: answers by status class and failures, counted as plain numbers (see upstreamObserver). */
+  upstreamCounts: Map<string, UpstreamCounts>;
+}
+
+/** One upstream's counts: answers by status class (index 1..5 = 1xx..5xx), and failures without an answer. */
+interface UpstreamCounts {
+  classes: number[];
+  timeout: number;
+  unreachable: number;
+}
+
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+/**
+ * The observer of one upstream's exchanges, built once per upstream: the duration child
+ * per status is found once, and the counts are plain numbers copied into the counters at
+ * scrape time (a labelled prom-client counter hashes its labels on every inc()).
+ */
+export function upstreamObserver(metrics: GatewayMetrics, upstream: string): UpstreamObserver {
+  let counts = metrics.upstreamCounts.get(upstream);
+  if (counts === undefined) metrics.upstreamCounts.set(upstream, (counts = { classes: [0, 0, 0, 0, 0, 0], timeout: 0, unreachable: 0 }));
+  const c = counts;
+  const children = new Map<number | string, HistogramChild>();
+  return (outcome, seconds) => {
+    let child = children.get(outcome);
+    if (child === undefined) children.set(outcome, (child = metrics.upstreamDuration.labels(upstream, String(outcome))));
+    child.observe(seconds);
+    if (outcome === 'timeout') c.timeout += 1;
+    else if (outcome === 'error') c.unreachable += 1;
+    else c.classes[Math.min(5, Math.max(1, Math.floor(outcome / 100)))]! += 1;
+  };
 }
 
 const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -124,7 +156,32 @@ const DECISION_BUCKETS = [
 export function createGatewayMetrics(registry = new Registry()): GatewayMetrics {
   // Includes nodejs_eventloop_lag_* and process metrics.
   collectDefaultMetrics({ register: registry });
+  const upstreamCounts = new Map<string, UpstreamCounts>();
+  new Counter({
+    name: 'tiergate_upstream_requests_total',
+    help: 'Answers from each upstream service, by upstream and status class (1xx..5xx); failures without an answer are in tiergate_upstream_errors_total.',
+    labelNames: ['upstream', 'class'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [upstream, c] of upstreamCounts) STATUS_CLASSES.forEach((cls, i) => this.inc({ upstream, class: cls }, c.classes[i + 1]!));
+    },
+  });
+  new Counter({
+    name: 'tiergate_upstream_errors_total',
+    help: 'Requests an upstream service did not answer, by upstream and reason: timeout (answered 504) or unreachable (refused, reset or failed before an answer; 502).',
+    labelNames: ['upstream', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [upstream, c] of upstreamCounts) {
+        this.inc({ upstream, reason: 'timeout' }, c.timeout);
+        this.inc({ upstream, reason: 'unreachable' }, c.unreachable);
+      }
+    },
+  });
   return {
+    upstreamCounts,
     registry,
     requestDuration: new LatencyHistogram({
       name: 'tiergate_request_duration_seconds',
@@ -142,8 +199,8 @@ export function createGatewayMetrics(registry = new Registry()): GatewayMetrics 
     }),
     upstreamDuration: new LatencyHistogram({
       name: 'tiergate_upstream_duration_seconds',
-      help: 'Tenant-resource service response time as seen by the gateway (request sent to last byte), by upstream status (or error/timeout).',
-      labelNames: ['status'],
+      help: 'Upstream service response time as seen by the gateway (request sent to last byte), by upstream and its status (or error/timeout).',
+      labelNames: ['upstream', 'status'],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),

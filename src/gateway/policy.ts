@@ -9,6 +9,11 @@
 // a known path with an unlisted method is 405 with `Allow`. Path parameter values
 // must be ids (ID_PATTERN), else 400: this is where ids are checked, because only
 // the policy knows which segments are ids.
+//
+// The file also names the upstream services (`upstreams`): each rule is forwarded to
+// `defaultUpstream` (the built-in `tenant-service` when unset) or to its own `upstream`.
+// An unknown upstream, a bad URL or a `stripPrefix` a rule's path does not start with
+// stops the start like any other error; so does a declared upstream no rule uses.
 import { readFileSync } from 'node:fs';
 import type { MiddlewareHandler } from 'hono';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
@@ -16,6 +21,7 @@ import { z } from 'zod';
 import { loadModel, type LoadedModel } from '../fga/model.js';
 import { ID_PATTERN } from '../shared/resource-kinds.js';
 import { Problem } from '../shared/problem.js';
+import { TENANT_SERVICE_UPSTREAM, UPSTREAM_NAME, UPSTREAM_NAME_RULE, upstreamUrlProblem } from '../shared/upstream-url.js';
 import { excerpt } from './excerpt.js';
 import type { Scope, TupleKey } from '../authz/types.js';
 import type { GatewayEnv, PolicyDecisionRequest } from './types.js';
@@ -39,9 +45,22 @@ const ruleSchema = z.strictObject({
   contextualTuples: z.array(tupleSchema).optional(),
   scope: z.string().min(1),
   consistency: z.enum(['cached', 'strong']).optional(),
+  upstream: z.string().optional(),
 });
-const policySchema = z.strictObject({ version: z.literal(1), rules: z.array(ruleSchema).min(1) });
+const upstreamSchema = z.strictObject({
+  url: z.string().optional(),
+  timeoutMs: z.number().int().positive().max(600_000).optional(),
+  stripPrefix: z.string().optional(),
+  healthPath: z.string().optional(),
+});
+const policySchema = z.strictObject({
+  version: z.literal(1),
+  upstreams: z.record(z.string(), upstreamSchema).optional(),
+  defaultUpstream: z.string().optional(),
+  rules: z.array(ruleSchema).min(1),
+});
 type RuleInput = z.infer<typeof ruleSchema>;
+type UpstreamInput = z.infer<typeof upstreamSchema>;
 
 // ---------------------------------------------------------------- errors with lines
 
@@ -140,8 +159,29 @@ export interface CompiledRule {
   tuples: ReadonlyArray<{ user: Template; relation: string; object: Template }>;
   scope: { type: Scope['type']; param: string };
   consistency: 'cached' | 'strong';
+  /** The name of the upstream the request is forwarded to. */
+  upstream: string;
   line: number;
 }
+
+/** An upstream service as the file declares it (its URL may be overridden at deploy time). */
+export interface CompiledUpstream {
+  name: string;
+  /** The default URL; undefined for the built-in tenant-service (TENANT_SERVICE_URL or `npm start`'s own). */
+  url: string | undefined;
+  /** Undefined: UPSTREAM_TIMEOUT_MS. */
+  timeoutMs: number | undefined;
+  /** Removed from the front of the canonical path before it is forwarded (and signed). */
+  stripPrefix: string | undefined;
+  /** Probed by /readyz (GET, expects 2xx). */
+  healthPath: string;
+  /** Where it is declared (0 for the built-in tenant-service when the file does not declare it). */
+  line: number;
+}
+
+export const DEFAULT_HEALTH_PATH = '/healthz';
+const PREFIX = /^(\/[A-Za-z0-9._~-]+)+$/;
+const HEALTH_PATH = /^\/[A-Za-z0-9._~/-]*$/;
 
 // ---------------------------------------------------------------- compile
 
@@ -158,8 +198,9 @@ class Checker {
     this.issues.push({ line: pos.line, col: pos.col, at: pathText(key === undefined ? path : [...path, key]), message });
   }
 
-  lineOf(path: Path): number {
-    return this.lines.linePos(nodeAt(this.doc, path)?.range?.[0] ?? 0).line;
+  /** The line of the node at `path`; with `key`, of that key in the map at `path`. */
+  lineOf(path: Path, key?: string): number {
+    return this.lines.linePos(nodeAt(this.doc, path, key)?.range?.[0] ?? 0).line;
   }
 }
 
@@ -222,7 +263,7 @@ function parseObjectRef(
   return userset === undefined ? { type, id: compact } : { type, id: compact, userset };
 }
 
-function compileRule(rule: RuleInput, index: number, model: ModelIndex, check: Checker): CompiledRule | undefined {
+function compileRule(rule: RuleInput, index: number, model: ModelIndex, upstream: string, check: Checker): CompiledRule | undefined {
   const at: Path = ['rules', index];
   const before = check.issues.length;
   const shape = parsePathTemplate(rule, at, check);
@@ -267,8 +308,47 @@ function compileRule(rule: RuleInput, index: number, model: ModelIndex, check: C
     tuples,
     scope: { type: scope[1] as Scope['type'], param: scope[2]! },
     consistency: rule.consistency ?? 'cached',
+    upstream,
     line: check.lineOf(at),
   };
+}
+
+/** The declared upstreams (plus the built-in tenant-service unless declared), checked; undefined names an invalid one. */
+function compileUpstreams(declared: Record<string, UpstreamInput>, check: Checker): Map<string, CompiledUpstream | undefined> {
+  const out = new Map<string, CompiledUpstream | undefined>();
+  for (const [name, u] of Object.entries(declared)) {
+    const at: Path = ['upstreams', name];
+    const before = check.issues.length;
+    if (!UPSTREAM_NAME.test(name)) check.add(['upstreams'], `upstream name "${name}" ${UPSTREAM_NAME_RULE}`, name);
+    if (name === TENANT_SERVICE_UPSTREAM) {
+      if (u.url !== undefined) check.add([...at, 'url'], `the built-in ${TENANT_SERVICE_UPSTREAM} upstream takes its URL from TENANT_SERVICE_URL (or is the service npm start runs): remove url`);
+    } else if (u.url === undefined) {
+      check.add(at, 'needs a url (the default; UPSTREAM_URLS can override it at deploy time)');
+    } else {
+      const problem = upstreamUrlProblem(u.url);
+      if (problem !== undefined) check.add([...at, 'url'], `"${u.url}" ${problem}`);
+    }
+    if (u.stripPrefix !== undefined && (!PREFIX.test(u.stripPrefix) || u.stripPrefix.split('/').some((seg) => seg === '.' || seg === '..'))) {
+      check.add([...at, 'stripPrefix'], `"${u.stripPrefix}" must be whole path segments of [A-Za-z0-9._~-], starting with "/" and not ending with one, e.g. /api/v1`);
+    }
+    if (u.healthPath !== undefined && !HEALTH_PATH.test(u.healthPath)) check.add([...at, 'healthPath'], `"${u.healthPath}" must be a path of [A-Za-z0-9._~/-] starting with "/"`);
+    out.set(
+      name,
+      check.issues.length > before
+        ? undefined
+        : { name, url: u.url, timeoutMs: u.timeoutMs, stripPrefix: u.stripPrefix, healthPath: u.healthPath ?? DEFAULT_HEALTH_PATH, line: check.lineOf(['upstreams'], name) },
+    );
+  }
+  if (!out.has(TENANT_SERVICE_UPSTREAM)) {
+    out.set(TENANT_SERVICE_UPSTREAM, { name: TENANT_SERVICE_UPSTREAM, url: undefined, timeoutMs: undefined, stripPrefix: undefined, healthPath: DEFAULT_HEALTH_PATH, line: 0 });
+  }
+  return out;
+}
+
+/** The forwarded path: `path` without the upstream's stripPrefix (`/` when nothing is left). */
+export function forwardedPath(path: string, stripPrefix: string | undefined): string {
+  if (stripPrefix === undefined) return path;
+  return path.length === stripPrefix.length ? '/' : path.slice(stripPrefix.length);
 }
 
 /** Two rules overlap when some method + concrete path matches both: a parameter matches any segment. */
@@ -307,6 +387,8 @@ export type MatchResult =
 export interface CompiledPolicy {
   source: string;
   rules: readonly CompiledRule[];
+  /** The upstreams some rule is forwarded to, by name. */
+  upstreams: ReadonlyMap<string, CompiledUpstream>;
   match(method: string, segments: readonly string[]): MatchResult;
 }
 
@@ -407,15 +489,35 @@ export function parsePolicy(text: string, opts: PolicyOptions): CompiledPolicy {
   }
 
   const model = indexModel(opts.model);
+  const declared = compileUpstreams(parsed.data.upstreams ?? {}, check);
+  const known = () => [...declared.keys()].join(', ');
+  const defaultUpstream = parsed.data.defaultUpstream ?? TENANT_SERVICE_UPSTREAM;
+  if (!declared.has(defaultUpstream)) check.add(['defaultUpstream'], `unknown upstream "${defaultUpstream}" (declared: ${known()})`);
+  const used = new Set<string>();
   const rules: CompiledRule[] = [];
   const ids = new Map<string, number>();
   parsed.data.rules.forEach((rule, i) => {
     const first = ids.get(rule.id);
     if (first !== undefined) check.add(['rules', i, 'id'], `duplicate rule id "${rule.id}" (first at line ${check.lineOf(['rules', first])})`);
     else ids.set(rule.id, i);
-    const compiled = compileRule(rule, i, model, check);
+    const upstreamName = rule.upstream ?? defaultUpstream;
+    used.add(upstreamName);
+    const upstream = declared.get(upstreamName);
+    if (rule.upstream !== undefined && !declared.has(rule.upstream)) {
+      check.add(['rules', i, 'upstream'], `unknown upstream "${rule.upstream}" (declared: ${known()})`);
+    } else if (upstream?.stripPrefix !== undefined && !rule.path.startsWith(`${upstream.stripPrefix}/`) && rule.path !== upstream.stripPrefix) {
+      check.add(
+        ['rules', i, rule.upstream === undefined ? 'path' : 'upstream'],
+        `path ${rule.path} does not start with the stripPrefix ${upstream.stripPrefix} of upstream "${upstream.name}" (line ${upstream.line})`,
+      );
+    }
+    const compiled = compileRule(rule, i, model, upstreamName, check);
     if (compiled) rules.push(compiled);
   });
+  for (const [name, u] of declared) {
+    // The built-in tenant-service need not be used; a declared upstream no rule uses is a mistake.
+    if (!used.has(name) && u?.line !== 0) check.add(['upstreams'], `upstream "${name}" is declared but no rule uses it`, name);
+  }
   for (let i = 0; i < rules.length; i++) {
     for (let j = i + 1; j < rules.length; j++) {
       const example = overlap(rules[i]!, rules[j]!);
@@ -427,7 +529,9 @@ export function parsePolicy(text: string, opts: PolicyOptions): CompiledPolicy {
     }
   }
   if (check.issues.length > 0) throw new PolicyError(source, check.issues);
-  return { source, rules, match: buildMatcher(rules) };
+  const upstreams = new Map<string, CompiledUpstream>();
+  for (const [name, u] of declared) if (u !== undefined && used.has(name)) upstreams.set(name, u);
+  return { source, rules, upstreams, match: buildMatcher(rules) };
 }
 
 export function loadPolicy(file: string, model: LoadedModel = loadModel()): CompiledPolicy {
@@ -446,6 +550,7 @@ export function decisionRequest(rule: CompiledRule, params: Record<string, strin
     params,
     scope: { type: rule.scope.type, id: params[rule.scope.param]! },
     consistency: rule.consistency,
+    upstream: rule.upstream,
   };
 }
 

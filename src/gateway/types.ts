@@ -26,6 +26,8 @@ export interface PolicyDecisionRequest {
   scope: Scope;
   /** Ask OpenFGA with higher consistency and skip cached decisions. */
   consistency: 'cached' | 'strong';
+  /** The name of the upstream the request is forwarded to (the rule's, else the policy's default). */
+  upstream: string;
 }
 
 /** Hono context variables set by the stages. */

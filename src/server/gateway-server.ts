@@ -22,9 +22,11 @@ import { createAuthzenApp } from '../gateway/authzen.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
 import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
-import { createGatewayMetrics, type GatewayMetrics } from '../gateway/metrics.js';
+import { createGatewayMetrics, upstreamObserver, type GatewayMetrics } from '../gateway/metrics.js';
 import { normalise, requestErrorResponse } from '../gateway/normalise.js';
-import { loadPolicy, matchPolicy } from '../gateway/policy.js';
+import { loadPolicy, matchPolicy, type CompiledPolicy } from '../gateway/policy.js';
+import { TENANT_SERVICE_UPSTREAM } from '../shared/upstream-url.js';
+import { resolveUpstreams, upstreamReadiness } from './upstreams.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -35,8 +37,12 @@ export interface GatewayRuntime {
   storeId: string;
   authorizationModelId: string;
   model: Pick<AuthorizationModel, 'type_definitions'>;
-  /** Base URL of the tenant-resource service. */
+  /** Base URL of the tenant-resource service (the built-in `tenant-service` upstream). */
   upstreamUrl: string;
+  /** URLs of other upstreams this process wired (e.g. `npm start`'s reports listener); UPSTREAM_URLS wins over them. */
+  upstreamUrls?: Readonly<Record<string, string>>;
+  /** The route policy, when the caller loaded it already; default loadPolicy(POLICY_FILE). */
+  policy?: CompiledPolicy;
   db: Db;
   logger: Logger;
   /**
@@ -85,16 +91,15 @@ function observeDecision(metrics: GatewayMetrics): (d: Decision) => void {
   return (d) => metrics.decisionDuration.labels(d.layer, d.allowed ? 'true' : 'false').observe(d.durationMs / 1000);
 }
 
-function observeUpstream(metrics: GatewayMetrics): (outcome: number | 'error' | 'timeout', seconds: number) => void {
-  return (outcome, seconds) => metrics.upstreamDuration.labels(String(outcome)).observe(seconds);
-}
-
 export async function startGateway(config: Config, rt: GatewayRuntime): Promise<RunningGateway> {
   const registry = new Registry();
   const metrics = createGatewayMetrics(registry);
   const trustedProxies = trustedPeers(config.TRUSTED_PROXIES);
   const log = rt.logger;
   const apiToken = rt.fgaApiToken ?? config.OPENFGA_API_TOKEN;
+  // Before anything starts: a bad policy or an override naming no upstream stops here.
+  const policy = rt.policy ?? loadPolicy(config.POLICY_FILE);
+  const upstreams = resolveUpstreams(policy, config, { ...rt.upstreamUrls, [TENANT_SERVICE_UPSTREAM]: rt.upstreamUrl });
 
   const fga = createFgaClient({
     apiUrl: rt.fgaApiUrl,
@@ -157,7 +162,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     trustedProxies,
     normalise: normaliseStage,
     authenticate: authenticateStage,
-    matchPolicy: matchPolicy(loadPolicy(config.POLICY_FILE)),
+    matchPolicy: matchPolicy(policy),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,
     onDecision: observeDecision(metrics),
@@ -165,11 +170,10 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     // node and minute: the audit trail neither slows the refusal down nor grows per request.
     onDenied: (denied) => denialAudit.record({ ...denied, actor: denied.subject, status: 403 }),
     forward: {
-      target: rt.upstreamUrl,
-      timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+      upstreams,
       signer,
       trustedProxies,
-      onUpstream: observeUpstream(metrics),
+      onUpstream: (name) => upstreamObserver(metrics, name),
       resolveTenants: async (scope) =>
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
     },
@@ -207,13 +211,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
           return `model ${engine.authorizationModelId} pinned`;
         },
       },
-      {
-        name: 'upstream',
-        check: async () => {
-          const res = await fetch(new URL('/healthz', rt.upstreamUrl), { signal: AbortSignal.timeout(1000) });
-          return res.ok ? 'reachable' : false;
-        },
-      },
+      ...upstreamReadiness(upstreams),
       {
         name: 'decision-cache',
         optional: true,

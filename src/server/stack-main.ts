@@ -4,7 +4,9 @@
 //             OPENFGA_DATASTORE_URI; none at all with OPENFGA_API_URL)
 //   database  PGlite under TIERGATE_DATA_DIR (PostgreSQL with DATABASE_URL)
 //   cache     in-process (plus Redis with REDIS_URL)
-//   tenant-resource service and gateway in this process
+//   tenant-resource service and gateway in this process, and the reports service (the
+//             route policy's `reports` upstream: the tenant service's report routes on a
+//             listener of their own, REPORTS_SERVICE_PORT, over the same database)
 // Before anything listens, the database and OpenFGA must agree on the hierarchy
 // (src/admin/agreement.ts); `npm run reconcile` repairs them when they do not.
 // `npm start -- --demo` also loads demo/hierarchy.yaml through the admin API.
@@ -18,18 +20,20 @@ import { bootstrap } from '../fga/bootstrap.js';
 import { createFgaClient } from '../fga/client.js';
 import { loadModel } from '../fga/model.js';
 import { startGateway } from './gateway-server.js';
-import { PolicyError } from '../gateway/policy.js';
+import { loadPolicy, PolicyError } from '../gateway/policy.js';
 import { ensurePrivateDir } from '../shared/private-dir.js';
 import { DataDirLockedError, lockDataDir } from '../stack/data-lock.js';
 import { describeDatastore, embeddedDatastore, startOpenFga, type OpenFgaServer } from '../stack/openfga-server.js';
 import { ToolBuildError } from '../stack/go-tools.js';
 import { REPO_ROOT } from '../shared/repo-root.js';
 import { portInUse } from '../stack/ports.js';
-import { startTenantService } from '../tenant-service/server.js';
+import { startTenantService, type StartTenantServiceOptions } from '../tenant-service/server.js';
 import { createLocalJWKSet } from 'jose';
 import { ApplyError, applyDemo } from '../cli/apply.js';
 
 const DEMO_FILE = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
+/** The route policy's upstream that `npm start` serves with a reports-only listener. */
+export const REPORTS_UPSTREAM = 'reports';
 /** The demo file's platform operator; made a platform admin when --demo is given. */
 export const DEMO_PLATFORM_ADMIN = 'platform-ops';
 /** The demo's AuthZEN client: `npm run -s token -- --client demo-pep`. */
@@ -71,6 +75,10 @@ async function main(): Promise<void> {
     cleanups.push(async () => releaseLock());
     await requireFreePort(config.GATEWAY_PORT, config.GATEWAY_HOST, 'GATEWAY_PORT');
     if (!config.TENANT_SERVICE_URL) await requireFreePort(config.TENANT_SERVICE_PORT, config.TENANT_SERVICE_HOST, 'TENANT_SERVICE_PORT');
+    const policy = loadPolicy(config.POLICY_FILE);
+    // Beside an in-process tenant service, unless the operator named another reports service.
+    const runReports = !config.TENANT_SERVICE_URL && policy.upstreams.has(REPORTS_UPSTREAM) && config.UPSTREAM_URLS?.[REPORTS_UPSTREAM] === undefined;
+    if (runReports) await requireFreePort(config.REPORTS_SERVICE_PORT, config.TENANT_SERVICE_HOST, 'REPORTS_SERVICE_PORT');
     if (config.METRICS_PORT !== 0) await requireFreePort(config.METRICS_PORT, config.METRICS_HOST, 'METRICS_PORT');
 
     let openfga: OpenFgaServer | undefined;
@@ -129,25 +137,31 @@ async function main(): Promise<void> {
     // The tenant service runs in this process unless an external one is configured;
     // it trusts the gateway's assertion key, read from the gateway's JWKS below.
     let upstreamUrl = config.TENANT_SERVICE_URL;
+    const upstreamUrls: Record<string, string> = {};
     let setUpstreamKeys: ((jwks: Parameters<typeof createLocalJWKSet>[0]) => void) | undefined;
     if (!upstreamUrl) {
       let verify: ReturnType<typeof createLocalJWKSet> | undefined;
       setUpstreamKeys = (jwks) => {
         verify = createLocalJWKSet(jwks);
       };
-      const tenantService = await startTenantService({
+      const service: StartTenantServiceOptions = {
         audience: config.ASSERTION_AUDIENCE,
         verifyKey: (header, token) => {
           if (!verify) throw new Error('gateway keys not loaded yet');
           return verify(header, token);
         },
         host: config.TENANT_SERVICE_HOST,
-        port: config.TENANT_SERVICE_PORT,
         db,
-        log: logger.child({ component: 'tenant-service' }),
-      });
+      };
+      const tenantService = await startTenantService({ ...service, port: config.TENANT_SERVICE_PORT, log: logger.child({ component: 'tenant-service' }) });
       cleanups.push(() => tenantService.close());
       upstreamUrl = tenantService.url;
+      if (runReports) {
+        const reports = await startTenantService({ ...service, only: 'reports', port: config.REPORTS_SERVICE_PORT, log: logger.child({ component: 'reports-service' }) });
+        cleanups.push(() => reports.close());
+        upstreamUrls[REPORTS_UPSTREAM] = reports.url;
+        logger.info({ url: reports.url }, 'reports service ready');
+      }
     }
 
     const gateway = await startGateway(config, {
@@ -157,6 +171,8 @@ async function main(): Promise<void> {
       authorizationModelId: boot.authorizationModelId,
       model: model.request,
       upstreamUrl,
+      upstreamUrls,
+      policy,
       db,
       logger: logger.child({ component: 'gateway' }),
     });

@@ -16,8 +16,9 @@ export const ASSERTION_ALG = 'EdDSA';
  * assertion captured from `GET …/agents` is worthless for `DELETE …/agents/2000`.
  * The names and meaning are borrowed from DPoP (RFC 9449 §4.2): `htm` is the HTTP
  * method (uppercase, as sent); `htu` differs from DPoP's in holding only the
- * canonical path the gateway forwarded (decoded, e.g. `/api/v1/tenants/t1/agents/2000`),
- * with no scheme, host or query: the upstream compares it with the path it routes on.
+ * canonical path the gateway forwarded (decoded, e.g. `/api/v1/tenants/t1/agents/2000`,
+ * less the upstream's `stripPrefix` if it has one), with no scheme, host or query: the
+ * upstream compares it with the path it routes on.
  * The query is not bound (a list's cursor or limit may differ), and within its short
  * lifetime an assertion may be replayed for the same method and path (no jti/nonce).
  */

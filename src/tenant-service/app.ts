@@ -26,6 +26,8 @@ export interface TenantServiceAppDeps {
   assertionCacheMax?: number;
   /** Request bodies larger than this are refused with 413; default 64 KiB. */
   maxBodyBytes?: number;
+  /** `reports`: serve only the report routes (the gateway's `reports` upstream); default every route. */
+  only?: 'reports';
 }
 
 const TRUSTED_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -90,8 +92,10 @@ export function createTenantServiceApp(deps: TenantServiceAppDeps): Hono<TenantS
   );
   app.use(`${TENANT_BASE}/*`, requireTenantScope());
 
-  registerAgentStatusRoute(app, db);
-  registerResourceRoutes(app, db);
+  if (deps.only !== 'reports') {
+    registerAgentStatusRoute(app, db);
+    registerResourceRoutes(app, db);
+  }
   registerReportRoutes(app, db);
 
   app.notFound((c) => renderProblem(c, new Problem(404, 'not-found', 'Not Found', { detail: 'no such route' })));

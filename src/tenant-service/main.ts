@@ -2,6 +2,7 @@
 // `tsx src/tenant-service/main.ts` in development. Reads the configuration,
 // opens PostgreSQL (DATABASE_URL) or PGlite under TIERGATE_DATA_DIR, migrates,
 // trusts only the gateway's JWKS, and stops cleanly on SIGTERM/SIGINT.
+// `--reports-only` serves only the report routes (the route policy's `reports` upstream).
 import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -24,7 +25,9 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const log = pino({ level: config.LOG_LEVEL, base: { service: 'tenant-service' } });
   const jwksUrl = gatewayJwksUrl(config);
+  const reportsOnly = process.argv.includes('--reports-only');
   const service = await startTenantService({
+    ...(reportsOnly ? { only: 'reports' as const } : {}),
     host: config.TENANT_SERVICE_HOST,
     port: config.TENANT_SERVICE_PORT,
     audience: config.ASSERTION_AUDIENCE,
@@ -33,7 +36,7 @@ async function main(): Promise<void> {
     pgliteDir: config.DATABASE_URL ? undefined : join(config.TIERGATE_DATA_DIR, 'pglite-tenant'),
     log,
   });
-  log.info({ url: service.url, db: service.db.kind, jwksUrl }, 'tenant service ready');
+  log.info({ url: service.url, db: service.db.kind, jwksUrl, routes: reportsOnly ? 'reports' : 'all' }, 'tenant service ready');
 
   const stop = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'stopping');

@@ -29,6 +29,8 @@ export interface StartTenantServiceOptions {
   pgliteDir?: string;
   log?: Logger;
   clockToleranceSec?: number;
+  /** `reports`: serve only the report routes. */
+  only?: 'reports';
 }
 
 export interface RunningTenantService {
@@ -53,6 +55,7 @@ export async function startTenantService(opts: StartTenantServiceOptions): Promi
       audience: opts.audience,
       log: opts.log,
       clockToleranceSec: opts.clockToleranceSec,
+      ...(opts.only ? { only: opts.only } : {}),
     });
     const host = opts.host ?? '127.0.0.1';
     const server = await listen(app.fetch, host, opts.port ?? 0);

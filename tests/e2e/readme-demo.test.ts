@@ -25,6 +25,7 @@ interface Ports {
   openfgaHttp: number;
   openfgaGrpc: number;
   metrics: number;
+  reports: number;
 }
 
 let main: NpmStart;
@@ -85,6 +86,7 @@ beforeAll(async () => {
     openfgaHttp: Number(env.OPENFGA_HTTP_PORT),
     openfgaGrpc: Number(env.OPENFGA_GRPC_PORT),
     metrics: Number(env.METRICS_PORT),
+    reports: Number(env.REPORTS_SERVICE_PORT),
   };
   main = await startMain(env, ['--demo'], 110_000);
   stack = main.process;
@@ -180,6 +182,20 @@ describe('the README demo', () => {
     expect(report.body).toMatchObject({ scope: { type: 'organization', id: 'acme' }, tenantCount: 3 });
     const queue = await call(G(), 'POST', '/tenants/apac-sales/queues', { auth: as('olivia'), body: { queueNo: '1000', name: 'Sales' } });
     expect(queue.status, queue.text).toBe(201);
+  });
+
+  it("the reports came from the policy's reports upstream: a listener of their own, probed by /readyz", async () => {
+    expect((await call(`http://127.0.0.1:${ports.reports}`, 'GET', '/healthz')).status).toBe(200);
+    const metrics = await call(`http://127.0.0.1:${ports.metrics}`, 'GET', '/metrics');
+    const answered = /^tiergate_upstream_requests_total\{upstream="reports",class="2xx"\} (\d+)$/m.exec(metrics.text);
+    expect(Number(answered?.[1]), 'the reports of tom, dana and olivia').toBe(3);
+    const ready = await call(`http://127.0.0.1:${ports.gateway}`, 'GET', '/readyz');
+    expect(ready.body.checks).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ name: 'upstream:reports', ok: true }),
+        expect.objectContaining({ name: 'upstream:tenant-service', ok: true }),
+      ]),
+    );
   });
 
   it('no token → 401 with WWW-Authenticate: Bearer; a ".." path (curl --path-as-is) → 400 dot-segment', async () => {

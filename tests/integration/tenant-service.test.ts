@@ -796,4 +796,21 @@ describe('routing and storage', () => {
     // The caller's database stays open.
     expect((await db.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
   });
+
+  it('reports only: the report routes over the same database, every other route 404', async () => {
+    expect((await asTenant('t-ro', 'POST', '/agents', { agentNo: '1', name: 'Counted' })).status).toBe(201);
+    const svc = await startTenantService({ db, verifyKey, audience: AUDIENCE, port: 0, only: 'reports' });
+    const get = async (path: string) => fetch(`${svc.url}${path}`, { headers: { [ASSERTION_HEADER]: await tenantAssertion('t-ro', 'GET', path) } });
+    try {
+      const summary = await get('/api/v1/tenants/t-ro/reports/summary');
+      expect(summary.status).toBe(200);
+      expect(await summary.json()).toMatchObject({ tenantId: 't-ro', resources: { agents: 1 } });
+      await expectProblem(await get('/api/v1/tenants/t-ro/agents'), 404);
+      await expectProblem(await get('/api/v1/tenants/t-ro/agents/1'), 404);
+      // The whole service, on the same database, still has the agent.
+      expect((await asTenant('t-ro', 'GET', '/agents/1')).status).toBe(200);
+    } finally {
+      await svc.close();
+    }
+  });
 });

@@ -88,6 +88,8 @@ export async function startReplicaPair(opts: { platformAdmin: string; redisRelay
     OPENFGA_API_TOKEN: store.apiToken,
     OPENFGA_STORE_ID: store.storeId,
     TENANT_SERVICE_URL: tenantService.url,
+    // The tenant service serves the report routes too: the policy's `reports` upstream.
+    UPSTREAM_URLS: `reports=${tenantService.url}`,
     REDIS_URL: relay ? `redis://127.0.0.1:${relay.port}` : redis.url,
     AUTH_ISSUERS: issuer.authIssuers,
     ASSERTION_AUDIENCE,

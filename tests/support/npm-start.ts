@@ -32,6 +32,7 @@ export async function npmStartEnv(dataDir: string, extra: Record<string, string>
     TIERGATE_DATA_DIR: dataDir,
     GATEWAY_PORT: String(await freePort()),
     TENANT_SERVICE_PORT: String(await freePort()),
+    REPORTS_SERVICE_PORT: String(await freePort()),
     OPENFGA_HTTP_PORT: String(await freePort()),
     OPENFGA_GRPC_PORT: String(await freePort()),
     METRICS_PORT: String(await freePort()),

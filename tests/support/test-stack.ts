@@ -29,7 +29,11 @@ export interface TestStackOptions {
   platformAdmins?: string[];
   /** Client ids granted the AuthZEN API (AUTHZEN_CLIENTS) when a fresh store is made. */
   authzenClients?: string[];
-  /** Forward to this URL (e.g. a recording upstream) instead of the real tenant service. */
+  /**
+   * Forward to this URL (e.g. a recording upstream) instead of the real tenant service:
+   * the built-in tenant-service upstream and, unless UPSTREAM_URLS in `env` names others,
+   * the policy's `reports` upstream too.
+   */
   upstreamUrl?: string;
   /** REDIS_URL for the decision cache (e.g. inject('redisUrl')); none by default. */
   redisUrl?: string;
@@ -140,6 +144,8 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
     authorizationModelId: store.authorizationModelId,
     model: loadModel().request,
     upstreamUrl,
+    // The tenant service serves the report routes too.
+    upstreamUrls: { reports: upstreamUrl },
     db,
     logger: logger.child({ component: 'gateway' }),
   });
@@ -173,7 +179,7 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
       const keyFile = join(dataDir, ASSERTION_KEY_FILE);
       if (existsSync(keyFile)) copyFileSync(keyFile, join(replicaDir, ASSERTION_KEY_FILE));
       const { GATEWAY_PORT: _port, LOG_LEVEL: _level, ...rest } = env;
-      return { ...rest, TENANT_SERVICE_URL: finalUpstream, TIERGATE_DATA_DIR: replicaDir, ...extra };
+      return { UPSTREAM_URLS: `reports=${finalUpstream}`, ...rest, TENANT_SERVICE_URL: finalUpstream, TIERGATE_DATA_DIR: replicaDir, ...extra };
     },
     async stop() {
       await stopGateway();

@@ -26,6 +26,7 @@ function appWith(authorizer: Authorizer, denied: DeniedRequest[] = [], header = 
       params: { tenantId: 't1' },
       scope: { type: 'tenant', id: 't1' },
       consistency: 'cached',
+      upstream: 'tenant-service',
     });
     await next();
   });

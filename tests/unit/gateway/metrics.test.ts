@@ -1,6 +1,6 @@
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { createGatewayMetrics, LatencyHistogram } from '../../../src/gateway/metrics.js';
+import { createGatewayMetrics, LatencyHistogram, upstreamObserver } from '../../../src/gateway/metrics.js';
 
 function series(text: string, name: string): string[] {
   return text.split('\n').filter((l) => l.startsWith(name));
@@ -39,12 +39,21 @@ describe('LatencyHistogram', () => {
     for (const r of workers) {
       const m = createGatewayMetrics(r);
       m.decisionDuration.labels('l1', 'true').observe(0.000004);
-      m.upstreamDuration.labels('200').observe(0.002);
+      const reports = upstreamObserver(m, 'reports');
+      reports(200, 0.002);
+      reports('timeout', 1);
+      upstreamObserver(m, 'tenant-service')(404, 0.001);
     }
     const aggregated = AggregatorRegistry.aggregate(await Promise.all(workers.map((r) => r.getMetricsAsJSON())));
     const text = await aggregated.metrics();
     expect(text).toContain('tiergate_decision_duration_seconds_count{layer="l1",allowed="true"} 2');
     expect(text).toContain('tiergate_decision_duration_seconds_bucket{layer="l1",allowed="true",le="0.000005"} 2');
-    expect(text).toContain('tiergate_upstream_duration_seconds_count{status="200"} 2');
+    expect(text).toContain('tiergate_upstream_duration_seconds_count{upstream="reports",status="200"} 2');
+    expect(text).toContain('tiergate_upstream_duration_seconds_count{upstream="reports",status="timeout"} 2');
+    expect(text).toContain('tiergate_upstream_requests_total{upstream="reports",class="2xx"} 2');
+    expect(text).toContain('tiergate_upstream_requests_total{upstream="reports",class="4xx"} 0');
+    expect(text).toContain('tiergate_upstream_requests_total{upstream="tenant-service",class="4xx"} 2');
+    expect(text).toContain('tiergate_upstream_errors_total{upstream="reports",reason="timeout"} 2');
+    expect(text).toContain('tiergate_upstream_errors_total{upstream="reports",reason="unreachable"} 0');
   });
 });

@@ -52,6 +52,7 @@ describe('the shipped policy: every route kind', () => {
         params: { tenantId: 't1' },
         scope: { type: 'tenant', id: 't1' },
         consistency: 'cached',
+        upstream: 'tenant-service',
       } satisfies PolicyDecisionRequest);
       const create = await decide('POST', base);
       if (kind.readOnly) {
@@ -77,6 +78,7 @@ describe('the shipped policy: every route kind', () => {
         params: { tenantId: 't1', [kind.idParam]: 'r-9' },
         scope: { type: 'tenant', id: 't1' },
         consistency: 'cached',
+        upstream: 'tenant-service',
       } satisfies PolicyDecisionRequest);
       for (const method of ['PUT', 'PATCH', 'DELETE']) {
         const r = await decide(method, `${base}/r-9`);
