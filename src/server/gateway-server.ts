@@ -23,6 +23,7 @@ import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
 import { createGatewayMetrics, type GatewayMetrics } from '../gateway/metrics.js';
 import { normalise, requestErrorResponse } from '../gateway/normalise.js';
 import { loadPolicy, matchPolicy } from '../gateway/policy.js';
+import { loadRegistry } from '../settings/registry.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -147,7 +148,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     db: rt.db,
     onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'gateway denials not audited'),
   });
-  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log });
+  const settings = loadRegistry(config.SETTINGS_FILE);
+  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log, settings });
 
   const app = createGatewayApp({
     logger: log,
