@@ -13,7 +13,7 @@ import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ASSERTION_HEADER } from '../shared/assertion.js';
 import { headerValue } from '../shared/node-incoming.js';
 import { PROBLEM_CONTENT_TYPE, Problem, type ProblemSlug } from '../shared/problem.js';
-import type { AssertionSigner } from './assertion-signer.js';
+import type { AssertionSigner, SignedSettings } from './assertion-signer.js';
 import type { Scope } from '../authz/types.js';
 import type { GatewayEnv } from './types.js';
 
@@ -96,6 +96,8 @@ export interface ForwardOptions {
   signer: AssertionSigner;
   /** The tenants a scope covers: the tenant itself, or every tenant under a division/organization. */
   resolveTenants: (scope: Scope) => Promise<string[]>;
+  /** The scope node's effective settings for the assertion's `settings` claim (./settings-claim.ts); none when absent. */
+  settings?: (scope: Scope) => Promise<SignedSettings>;
   trustedProxies: ReadonlySet<string>;
   /**
    * Told when the upstream exchange ends: the upstream's status (or `error` /
@@ -285,18 +287,22 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     const policy = c.get('policy');
     const requestId = c.get('requestId');
     let tenants: string[];
+    let settings: SignedSettings | undefined;
     try {
-      tenants = policy.scope.type === 'tenant' ? [policy.scope.id] : await opts.resolveTenants(policy.scope);
+      [tenants, settings] = await Promise.all([
+        policy.scope.type === 'tenant' ? [policy.scope.id] : opts.resolveTenants(policy.scope),
+        opts.settings?.(policy.scope),
+      ]);
     } catch (err) {
       // The tenants under a division or organization come from OpenFGA: when it cannot
       // answer, this is the same outage the authorize stage reports (503), not a 500.
-      c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'tenants under the scope could not be resolved');
+      c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'tenants or settings of the scope could not be resolved');
       throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-        detail: 'The tenants under this node could not be resolved, so the request was not forwarded. Retry later.',
+        detail: 'The tenants or the settings of this node could not be resolved, so the request was not forwarded. Retry later.',
         headers: { 'retry-after': '1' },
       });
     }
-    const assertion = opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path);
+    const assertion = opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, canonical.path, settings);
 
     const h = sanitizedHeaders(incoming.headers, opts.trustedProxies.has(incoming.socket.remoteAddress ?? ''));
     h[ASSERTION_HEADER] = assertion;

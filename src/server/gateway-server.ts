@@ -24,6 +24,7 @@ import { createGatewayMetrics, type GatewayMetrics } from '../gateway/metrics.js
 import { normalise, requestErrorResponse } from '../gateway/normalise.js';
 import { loadPolicy, matchPolicy } from '../gateway/policy.js';
 import { loadRegistry } from '../settings/registry.js';
+import { createSettingsClaims } from '../gateway/settings-claim.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -149,6 +150,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'gateway denials not audited'),
   });
   const settings = loadRegistry(config.SETTINGS_FILE);
+  const settingsClaims = createSettingsClaims({ db: rt.db, registry: settings, hierarchy: cache.hierarchy, versions: cache.versions });
   const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log, settings });
 
   const app = createGatewayApp({
@@ -172,6 +174,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
       onUpstream: observeUpstream(metrics),
       resolveTenants: async (scope) =>
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
+      settings: (scope) => settingsClaims.claimFor(scope),
     },
     admin,
     assertionJwks: signer.jwks,
