@@ -4,7 +4,10 @@
 // bumps a node's version after its document is committed and before it answers, on every
 // replica (the same store and bus as the decision cache), so the next request anywhere
 // computes the claim again. Versions are read before the documents: a document written
-// meanwhile is either read, or its bump makes the entry stale.
+// meanwhile is either read, or its bump makes the entry stale. When the versions cannot
+// be read (Redis down) the claim is computed from the database and not cached; an entry
+// is kept at most maxAgeMs, which bounds a bump that failed (the admin API then answered
+// invalidation-failed) the way the ReadChanges poller bounds a missed tuple bump.
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Db } from '../db/index.js';
@@ -22,6 +25,8 @@ export interface SettingsClaimsOptions {
   hierarchy: Pick<HierarchyResolver, 'ancestors'>;
   versions: Pick<VersionStore, 'read' | 'keys'>;
   maxEntries?: number;
+  /** The longest a claim is served from the cache (default 60 s). */
+  maxAgeMs?: number;
 }
 
 export interface SettingsClaims {
@@ -34,7 +39,7 @@ export interface SettingsClaims {
 const SETTINGS_NODE = /^(organization|division|tenant):/;
 
 export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaims {
-  const cache = new LRUCache<string, { key: string; signed: SignedSettings }>({ max: opts.maxEntries ?? 10_000 });
+  const cache = new LRUCache<string, { key: string; signed: SignedSettings }>({ max: opts.maxEntries ?? 10_000, ttl: opts.maxAgeMs ?? 60_000 });
   const counts = { cached: 0, computed: 0 };
   return {
     counts,
@@ -43,9 +48,9 @@ export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaim
       // Nearest first (tenant, its divisions, the organization, the platform): root first here.
       const above = (await opts.hierarchy.ancestors(node)).filter((n) => SETTINGS_NODE.test(n)).reverse();
       const path = [...above, node];
-      const versions = await opts.versions.read(path.map((n) => opts.versions.keys.settingsKey(n)));
-      const key = `${path.join('\0')}\0${versions.join(',')}`;
-      const hit = cache.get(node);
+      const versions = await opts.versions.read(path.map((n) => opts.versions.keys.settingsKey(n))).catch(() => undefined);
+      const key = versions === undefined ? undefined : `${path.join('\0')}\0${versions.join(',')}`;
+      const hit = key === undefined ? undefined : cache.get(node);
       if (hit && hit.key === key) {
         counts.cached++;
         return hit.signed;
@@ -61,7 +66,7 @@ export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaim
         sources: Object.fromEntries(items.map((v) => [v.key, v.source])),
       };
       const signed: SignedSettings = { claim, digest: createHash('sha256').update(JSON.stringify(claim)).digest('base64url').slice(0, 22) };
-      cache.set(node, { key, signed });
+      if (key !== undefined) cache.set(node, { key, signed });
       counts.computed++;
       return signed;
     },

@@ -345,3 +345,19 @@ describe('audit and invalidation', () => {
     expect(total).toBeLessThanOrEqual(100);
   });
 });
+
+describe('OpenAPI', () => {
+  it('describes every settings route', async () => {
+    const doc = await fx.call(null, 'GET', '/openapi.json');
+    expectStatus(doc, 200);
+    for (const node of ['/organizations/{organizationId}', '/divisions/{divisionId}', '/tenants/{tenantId}']) {
+      expect(Object.keys(doc.body.paths[`${node}/settings`])).toEqual(['get']);
+      expect(Object.keys(doc.body.paths[`${node}/settings/keys/{key}`])).toEqual(['get']);
+      expect(Object.keys(doc.body.paths[`${node}/settings/document`]).sort()).toEqual(['get', 'put']);
+      expect(Object.keys(doc.body.paths[`${node}/settings/document/{key}`]).sort()).toEqual(['delete', 'put']);
+      expect(Object.keys(doc.body.paths[`${node}/settings/dry-run`])).toEqual(['post']);
+    }
+    expect(doc.body.paths['/settings/registry'].get).toBeDefined();
+    expect(doc.body.components.schemas.EffectiveSetting.properties.chain.items).toEqual({ $ref: '#/components/schemas/SettingProvenanceStep' });
+  });
+});
