@@ -84,4 +84,35 @@ describe('settings across two gateway replicas', () => {
     await p.adminOk('olivia', 'PUT', '/divisions/d1/settings/document/quota.agents', { set: 3 });
     expect((await create(A, '3')).status).toBe(201);
   });
+
+  it.each([1, 2, 3, 4, 5])('on PostgreSQL, concurrent allocations never hand out more than the organization has (round %i)', async () => {
+    // The organization has 10; each write below fits alone, together they do not.
+    await p.adminOk('olivia', 'PUT', '/organizations/acme/settings/document/quota.agents', { set: 10 });
+    for (const node of ['/divisions/d1', '/divisions/d2', '/divisions/d1a', '/tenants/t-mid', '/tenants/t-other']) {
+      await p.adminOk('olivia', 'DELETE', `${node}/settings/document/quota.agents`);
+    }
+    const writes = [
+      ['/divisions/d1/settings/document/quota.agents', 4],
+      ['/divisions/d2/settings/document/quota.agents', 4],
+      ['/divisions/d1a/settings/document/quota.agents', 4],
+      ['/tenants/t-mid/settings/document/quota.agents', 4],
+      ['/tenants/t-other/settings/document/quota.agents', 4],
+    ] as const;
+    const answers = await Promise.all(writes.map(([path, n]) => p.admin('olivia', 'PUT', path, { set: n })));
+    expect(answers.some((a) => a.status === 200)).toBe(true);
+    for (const a of answers) expect([200, 409], a.text).toContain(a.status);
+    // Whatever won, every node's explicit allocations fit under its nearest allocating ancestor.
+    const own = async (node: string) =>
+      ((await p.adminOk('olivia', 'GET', `${node}/settings/document`)).body as { entries: Record<string, { entry: { set?: number } }> }).entries['quota.agents']?.entry
+        .set;
+    const [d1, d2, d1a, mid, other] = await Promise.all(['/divisions/d1', '/divisions/d2', '/divisions/d1a', '/tenants/t-mid', '/tenants/t-other'].map(own));
+    const sum = (...xs: Array<number | undefined>) => xs.reduce<number>((t, x) => t + (x ?? 0), 0);
+    // The organization's nearest allocating descendants, in each division's subtree.
+    const d1Share = d1 ?? sum(d1a, mid);
+    const d2Share = d2 ?? other ?? 0;
+    expect(d1Share + d2Share, JSON.stringify({ d1, d2, d1a, mid, other })).toBeLessThanOrEqual(10);
+    if (d1 !== undefined) expect(sum(d1a, mid)).toBeLessThanOrEqual(d1);
+    if (d2 !== undefined) expect(sum(other)).toBeLessThanOrEqual(d2);
+    expect(answers.filter((a) => a.status === 409).length).toBeGreaterThan(0);
+  });
 });
