@@ -103,6 +103,8 @@ export const configSchema = z.object({
   /** Gateway worker processes (node:cluster); 1 runs in-process. 0 means one per core. */
   GATEWAY_WORKERS: nonNegativeInt.default(1),
   POLICY_FILE: z.string().default('policy/routes.yaml'),
+  /** The settings registry: every key a node's settings document may hold (docs/settings.md). */
+  SETTINGS_FILE: z.string().default('policy/settings.yaml'),
   /** Peers (IPs or CIDR ranges) whose X-Forwarded-* and X-Request-Id headers and forward-auth questions are believed. */
   TRUSTED_PROXIES: csv
     .superRefine((list, ctx) => {

@@ -59,6 +59,8 @@ export interface LockedWrite<T> extends WriteThroughResult<T> {
   change?: TupleChange;
   /** Nothing to change (already so): no write and no audit entry. */
   unchanged?: boolean;
+  /** Nodes whose settings documents this write changed: their settings-versions are bumped before the answer. */
+  settingsChanged?: string[];
 }
 
 export class AdminAction {
@@ -122,6 +124,7 @@ export class AdminAction {
   async writeLocked<T>(locks: string[], apply: (tx: Queryable) => Promise<LockedWrite<T>>): Promise<T> {
     let written = false;
     let change: TupleChange = { writes: [], deletes: [] };
+    let settingsChanged: string[] = [];
     let out: T;
     try {
       out = await this.rt.db.transaction(async (tx) => {
@@ -129,6 +132,7 @@ export class AdminAction {
         const r = await apply(tx);
         if (r.unchanged) return r.result;
         change = r.change ?? change;
+        settingsChanged = r.settingsChanged ?? [];
         await recordAudit(tx, {
           actor: this.actor,
           action: this.opts.action,
@@ -158,6 +162,14 @@ export class AdminAction {
         await this.rt.invalidator.tuplesChanged(change);
       } catch (err) {
         this.rt.log?.error({ err, requestId: this.requestId, change }, 'decision cache invalidation failed after an admin write');
+        throw new InvalidationFailedError(err);
+      }
+    }
+    if (settingsChanged.length > 0) {
+      try {
+        await this.rt.invalidator.settingsChanged(settingsChanged);
+      } catch (err) {
+        this.rt.log?.error({ err, requestId: this.requestId, settingsChanged }, 'settings cache invalidation failed after an admin write');
         throw new InvalidationFailedError(err);
       }
     }

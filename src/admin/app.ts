@@ -23,6 +23,10 @@ import { registerHierarchyRoutes } from './routes/hierarchy.js';
 import { registerMeRoutes } from './routes/me.js';
 import { registerRoleRoutes } from './routes/roles.js';
 import { registerTupleRoutes } from './routes/tuples.js';
+import { registerSettingsRoutes } from './routes/settings.js';
+import { loadRegistry, type SettingsRegistry } from '../settings/registry.js';
+import { REPO_ROOT } from '../shared/repo-root.js';
+import { join } from 'node:path';
 
 export { migrateAdmin } from './store.js';
 export { recordGatewayDenial, type GatewayDenial } from './audit.js';
@@ -47,6 +51,8 @@ export interface AdminDeps {
   listObjectsDeadlineMs?: number;
   /** Largest accepted request body (default 256 KiB). */
   maxBodyBytes?: number;
+  /** The settings registry (default: policy/settings.yaml of the repository). */
+  settings?: SettingsRegistry;
 }
 
 // The media types zod-openapi's body validator parses as JSON (hono's validator test).
@@ -106,7 +112,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
       title: 'tiergate admin API',
       version: '1.0.0',
       description:
-        'Hierarchy, delegated role grants, relationship tuples, check/explain and the audit trail. Every call is authorised by the OpenFGA model; errors are RFC 9457 problem+json.',
+        'Hierarchy, delegated role grants, relationship tuples, hierarchical settings, check/explain and the audit trail. Every call is authorised by the OpenFGA model; errors are RFC 9457 problem+json.',
     },
     servers: [{ url: basePath }],
     security: [{ bearer: [] }],
@@ -139,5 +145,6 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   registerMeRoutes(app, rt);
   registerCheckRoutes(app, rt);
   registerAuditRoutes(app, rt);
+  registerSettingsRoutes(app, rt, deps.settings ?? loadRegistry(join(REPO_ROOT, 'policy', 'settings.yaml')));
   return app;
 }

@@ -149,6 +149,24 @@ export const ADMIN_MIGRATIONS: Migration[] = [
         ((detail->>'minute'), actor, (detail->>'rule'), (detail->>'node')) where action = 'gateway.deny';
     `,
   },
+  {
+    version: 4,
+    name: 'settings documents',
+    sql: `
+      -- One row per (node, key) of a node's settings document (src/settings/): the entry
+      -- (set / append+remove / reset / lock) with its author and time, the provenance
+      -- of the effective values computed from it. node is an object ref such as
+      -- division:emea; a deleted node's rows go with it (its id is never reused).
+      create table admin_settings (
+        node text not null,
+        key text not null,
+        entry jsonb not null,
+        author text not null,
+        at timestamptz not null default clock_timestamp(),
+        primary key (node, key)
+      );
+    `,
+  },
 ];
 
 /** Creates or upgrades the admin tables (idempotent). */

@@ -91,4 +91,6 @@ export interface TupleChange {
 export interface DecisionInvalidator {
   tuplesChanged(change: TupleChange): Promise<void>;
   modelChanged(): Promise<void>;
+  /** The settings documents of these nodes (`division:emea`) changed: cached effective settings below them are stale. */
+  settingsChanged(nodes: readonly string[]): Promise<void>;
 }

@@ -2,7 +2,11 @@
 // [--token T] [--org-token [orgId=]T]`. Reads organizations, divisions, tenants
 // and role grants from YAML, compares them with what the admin API shows, and
 // makes the difference through the same API (same rules, same audit trail).
-// Additive: nothing absent from the file is deleted or revoked.
+// Additive: nothing absent from the file is deleted or revoked. A node's `settings`,
+// when given, is its whole settings document (docs/settings.md): it replaces the
+// node's document; a node without `settings` keeps its own. --dry-run also shows, for
+// each node whose document would change, the effective values that would change at it
+// and below (the admin API's dry run).
 //
 // Two identities, because the model keeps them apart: platform-level changes
 // (creating an organization, platform admins) use --token (a platform admin);
@@ -27,11 +31,15 @@ const User = z
   .pipe(z.string().regex(SUBJECT_ID, 'must be a user id (letters, digits, _@.|-)'));
 const Users = z.array(User).optional();
 
+/** A node's settings document: key → entry ({set}, {append, remove}, {reset: true}, {lock: true}). */
+export type SettingsSpec = Record<string, Record<string, unknown>>;
+
 export interface TenantSpec {
   id: string;
   name: string;
   admins?: string[];
   members?: string[];
+  settings?: SettingsSpec;
 }
 export interface DivisionSpec {
   id: string;
@@ -39,21 +47,32 @@ export interface DivisionSpec {
   admins?: string[];
   divisions?: DivisionSpec[];
   tenants?: TenantSpec[];
+  settings?: SettingsSpec;
 }
 export interface OrganizationSpec {
   id: string;
   name: string;
   admins: string[];
   divisions?: DivisionSpec[];
+  settings?: SettingsSpec;
 }
 export interface HierarchySpec {
   platform?: { admins?: string[] };
   organizations?: OrganizationSpec[];
 }
 
-const TenantSchema = z.strictObject({ id: Id, name: Name, admins: Users, members: Users });
+// Entries are checked by the admin API against its settings registry (422 names each bad one).
+const Settings = z.record(z.string(), z.record(z.string(), z.unknown())).optional();
+const TenantSchema = z.strictObject({ id: Id, name: Name, admins: Users, members: Users, settings: Settings });
 const DivisionSchema: z.ZodType<DivisionSpec> = z.lazy(() =>
-  z.strictObject({ id: Id, name: Name, admins: Users, divisions: z.array(DivisionSchema).optional(), tenants: z.array(TenantSchema).optional() }),
+  z.strictObject({
+    id: Id,
+    name: Name,
+    admins: Users,
+    divisions: z.array(DivisionSchema).optional(),
+    tenants: z.array(TenantSchema).optional(),
+    settings: Settings,
+  }),
 );
 const OrganizationSchema = z.strictObject({
   id: Id,
@@ -61,6 +80,7 @@ const OrganizationSchema = z.strictObject({
   // Only organization admins can do anything inside it (the platform cannot): at least one.
   admins: z.array(User).min(1, 'an organization needs at least one admin'),
   divisions: z.array(DivisionSchema).optional(),
+  settings: Settings,
 });
 export const HierarchySchema = z
   .strictObject({ platform: z.strictObject({ admins: Users }).optional(), organizations: z.array(OrganizationSchema).optional() })
@@ -104,6 +124,8 @@ export interface PlannedChange {
   path: string;
   body?: unknown;
   token: string;
+  /** A settings document change of an existing node: its dry run, for --dry-run. */
+  preview?: string;
 }
 
 export interface ApplyOptions {
@@ -183,6 +205,51 @@ class AdminClient {
 
 const PATHS = { organization: 'organizations', division: 'divisions', tenant: 'tenants' } as const;
 
+/** An entry as the API stores it: `lock: false` is no lock. */
+function normalEntry(e: Record<string, unknown>): Record<string, unknown> {
+  const { lock, ...rest } = e;
+  return lock === true ? { ...rest, lock: true } : rest;
+}
+
+/** JSON with object keys sorted: two documents compare equal whatever their key order. */
+function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, val: unknown) =>
+    typeof val === 'object' && val !== null && !Array.isArray(val)
+      ? Object.fromEntries(Object.keys(val).sort().map((k) => [k, (val as Record<string, unknown>)[k]]))
+      : val,
+  );
+}
+
+async function settingsChange(
+  api: AdminClient,
+  kind: keyof typeof PATHS,
+  id: string,
+  wanted: SettingsSpec | undefined,
+  token: string,
+  exists: boolean,
+): Promise<PlannedChange | undefined> {
+  if (wanted === undefined) return undefined;
+  const path = `/${PATHS[kind]}/${id}/settings/document`;
+  const want = Object.fromEntries(Object.entries(wanted).map(([k, e]) => [k, normalEntry(e)]));
+  const have: Record<string, unknown> = {};
+  if (exists) {
+    const doc = (await api.call('GET', path, token)) as { entries: Record<string, { entry: unknown }> };
+    for (const [k, s] of Object.entries(doc.entries)) have[k] = s.entry;
+  }
+  const keys = [...new Set([...Object.keys(want), ...Object.keys(have)])].sort();
+  const changed = keys.filter((k) => canonicalJson(want[k]) !== canonicalJson(have[k]));
+  if (changed.length === 0) return undefined;
+  const describe = changed.map((k) => (k in want ? (k in have ? `~${k}` : `+${k}`) : `-${k}`)).join(' ');
+  return {
+    summary: `${exists ? '~' : '+'} settings of ${kind}:${id}: ${describe}`,
+    method: 'PUT',
+    path,
+    body: { settings: want },
+    token,
+    ...(exists ? { preview: `/${PATHS[kind]}/${id}/settings/dry-run` } : {}),
+  };
+}
+
 export async function plan(opts: ApplyOptions): Promise<PlannedChange[]> {
   const api = new AdminClient(`${opts.gateway.replace(/\/+$/, '')}/admin/v1`);
   const changes: PlannedChange[] = [];
@@ -238,6 +305,8 @@ export async function plan(opts: ApplyOptions): Promise<PlannedChange[]> {
       }
       await grantMissing('tenant', t.id, 'admin', t.admins, orgToken, Boolean(now));
       await grantMissing('tenant', t.id, 'member', t.members, orgToken, Boolean(now));
+      const st = await settingsChange(api, 'tenant', t.id, t.settings, orgToken, Boolean(now));
+      if (st) changes.push(st);
     };
     const visitDivision = async (d: DivisionSpec, parent: string) => {
       const now = divisions.get(d.id);
@@ -255,9 +324,14 @@ export async function plan(opts: ApplyOptions): Promise<PlannedChange[]> {
         if (now.name !== d.name) changes.push(rename('division', d.id, now.name, d.name, orgToken));
       }
       await grantMissing('division', d.id, 'admin', d.admins, orgToken, Boolean(now));
+      const st = await settingsChange(api, 'division', d.id, d.settings, orgToken, Boolean(now));
+      if (st) changes.push(st);
       for (const s of d.divisions ?? []) await visitDivision(s, `division:${d.id}`);
       for (const t of d.tenants ?? []) await visitTenant(t, `division:${d.id}`);
     };
+    // The organization's own settings first: its locks and allocations bound the ones below.
+    const st = await settingsChange(api, 'organization', org.id, org.settings, orgToken, Boolean(current));
+    if (st) changes.push(st);
     for (const d of org.divisions ?? []) await visitDivision(d, `organization:${org.id}`);
   }
   return changes;
@@ -279,12 +353,15 @@ export async function applyHierarchy(opts: ApplyOptions): Promise<ApplyResult> {
     out('no changes: the admin API already matches the file');
     return { changes, applied: false };
   }
-  for (const ch of changes) out(ch.summary);
+  const api = new AdminClient(`${opts.gateway.replace(/\/+$/, '')}/admin/v1`);
+  for (const ch of changes) {
+    out(ch.summary);
+    if (opts.dryRun && ch.preview) for (const line of await previewLines(api, ch)) out(line);
+  }
   if (opts.dryRun) {
     out(`dry run: ${changes.length} change(s) planned, nothing written`);
     return { changes, applied: false };
   }
-  const api = new AdminClient(`${opts.gateway.replace(/\/+$/, '')}/admin/v1`);
   let done = 0;
   for (const ch of changes) {
     try {
@@ -296,6 +373,19 @@ export async function applyHierarchy(opts: ApplyOptions): Promise<ApplyResult> {
   }
   out(`applied ${done} change(s)`);
   return { changes, applied: true };
+}
+
+interface DryRunAnswer {
+  changes: Array<{ node: string; changes: Array<{ key: string; before: unknown; after: unknown; sourceAfter: string }> }>;
+  overriddenByLock: Array<{ node: string; key: string; lockedBy: string }>;
+}
+
+/** The effective values a settings change would change, at the node and below (each alone, against today's documents). */
+async function previewLines(api: AdminClient, ch: PlannedChange): Promise<string[]> {
+  const r = (await api.call('POST', ch.preview!, ch.token, ch.body)) as DryRunAnswer;
+  const lines = r.changes.flatMap((n) => n.changes.map((c) => `    = ${n.node} ${c.key}: ${JSON.stringify(c.before)} → ${JSON.stringify(c.after)} (from ${c.sourceAfter})`));
+  for (const o of r.overriddenByLock) lines.push(`    ! ${o.node}'s own ${o.key} overridden by the lock of ${o.lockedBy}`);
+  return lines.length > 0 ? lines : ['    = no effective value changes'];
 }
 
 // ---------------------------------------------------------------- the demo

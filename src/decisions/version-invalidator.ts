@@ -6,7 +6,7 @@
 import type { DecisionInvalidator, TupleChange } from '../authz/types.js';
 import type { InvalidationBus, InvalidationMessage } from './invalidation-bus.js';
 import type { DecisionMetrics } from './decision-metrics.js';
-import { bumpsFor, globalBump, type Bumps, type VersionKeys } from './version-keys.js';
+import { bumpsFor, globalBump, settingsBump, type Bumps, type VersionKeys } from './version-keys.js';
 import type { VersionStore } from './version-store.js';
 
 export interface VersionInvalidatorOptions {
@@ -27,6 +27,10 @@ export class VersionInvalidator implements DecisionInvalidator {
 
   modelChanged(): Promise<void> {
     return this.bump(globalBump('model'), 'local', true);
+  }
+
+  settingsChanged(nodes: readonly string[]): Promise<void> {
+    return this.bump(settingsBump(nodes, this.opts.keys), 'local', true);
   }
 
   /**

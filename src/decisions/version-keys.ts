@@ -24,11 +24,14 @@
 //   #c|<object>           the children-version of a node: changes when a structural
 //                         tuple pointing at it is written or deleted (what "tenants under
 //                         D" depends on);
+//   #d|<node>             the settings-version of a node: changes when the node's settings
+//                         document changes (src/settings/; the gateway's settings claim is
+//                         cached against the versions of the path's documents);
 //   #g                    the global epoch: a new model, a reset cursor, lost Redis state,
 //                         a replica's reconnect to Redis (./decision-cache.ts `fenced`).
 //
 // None of these is a valid OpenFGA object name other than a node's own slot (types
-// contain no `#`), and the prefixes `#b|`, `#s|`, `#r|`, `#c|`, `#g` differ, so keys of
+// contain no `#`), and the prefixes `#b|`, `#s|`, `#r|`, `#c|`, `#d|`, `#g` differ, so keys of
 // different kinds never collide.
 import type { TupleChange, TupleKey } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyStructure } from '../fga/hierarchy.js';
@@ -42,7 +45,8 @@ export type InvalidationKind =
   | 'structural_unlink'
   | 'model'
   | 'cursor_reset'
-  | 'redis_reconnect';
+  | 'redis_reconnect'
+  | 'settings';
 
 export const INVALIDATION_KINDS: readonly InvalidationKind[] = [
   'role_grant',
@@ -52,6 +56,7 @@ export const INVALIDATION_KINDS: readonly InvalidationKind[] = [
   'model',
   'cursor_reset',
   'redis_reconnect',
+  'settings',
 ];
 
 /** FNV-1a over UTF-16 code units: cheap, stable across processes. */
@@ -118,6 +123,11 @@ export class VersionKeys {
     return `#c|${object}`;
   }
 
+  /** The key whose version changes whenever `node`'s settings document changes. */
+  settingsKey(node: string): string {
+    return `#d|${node}`;
+  }
+
   isStructural(t: TupleKey): boolean {
     return this.structure.parentRelations.get(typeOf(t.object))?.includes(t.relation) ?? false;
   }
@@ -179,6 +189,11 @@ export function bumpsFor(change: TupleChange, keys: VersionKeys): Bumps {
   for (const t of change.writes) visit(t, true);
   for (const t of change.deletes) visit(t, false);
   return { keys: [...out], roles: [...roles], kinds };
+}
+
+/** The bump for changed settings documents: each node's settings-version. */
+export function settingsBump(nodes: readonly string[], keys: VersionKeys): Bumps {
+  return { keys: [...new Set(nodes)].map((n) => keys.settingsKey(n)), roles: [], kinds: nodes.length > 0 ? ['settings'] : [] };
 }
 
 /** A bump of the global epoch alone. */

@@ -18,8 +18,15 @@ import { ensurePrivateDir, PRIVATE_FILE_MODE } from '../shared/private-dir.js';
 import { dirname } from 'node:path';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { ASSERTION_ALG, ASSERTION_ISSUER, type AssertionClaims } from '../shared/assertion.js';
+import { ASSERTION_ALG, ASSERTION_ISSUER, type AssertionClaims, type SettingsClaim } from '../shared/assertion.js';
 import type { Scope } from '../authz/types.js';
+
+/** The scope node's effective settings for the `settings` claim, with a digest that names them. */
+export interface SignedSettings {
+  claim: SettingsClaim;
+  /** Changes whenever the claim does: part of the reuse key. */
+  digest: string;
+}
 
 export interface AssertionSigner {
   /** Public keys, for `/.well-known/tiergate/jwks.json`. */
@@ -28,7 +35,7 @@ export interface AssertionSigner {
    * An assertion for one authorized request: `method` is its (uppercase) method,
    * `path` its canonical path without the query (becoming `htm` and `htu`).
    */
-  sign(sub: string, scope: Scope, tenants: readonly string[], method: string, path: string): string;
+  sign(sub: string, scope: Scope, tenants: readonly string[], method: string, path: string, settings?: SignedSettings): string;
   /** Assertions reused from the cache, or signed now (tiergate_assertions_total). */
   readonly counts: { reused: number; signed: number };
 }
@@ -90,10 +97,10 @@ export async function createAssertionSigner(opts: AssertionSignerOptions): Promi
   return {
     jwks: { keys: [publicJwk] },
     counts,
-    sign(sub, scope, tenants, method, path) {
+    sign(sub, scope, tenants, method, path, settings) {
       // Ids and paths cannot contain NUL (the gateway refuses it, raw or encoded), so NUL
       // separates unambiguously; the tenants, the one variable-length part, come last.
-      const key = `${sub}\0${scope.type}\0${scope.id}\0${method}\0${path}\0${tenants.join('\0')}`;
+      const key = `${sub}\0${scope.type}\0${scope.id}\0${method}\0${path}\0${settings?.digest ?? ''}\0${tenants.join('\0')}`;
       const now = Date.now();
       const hit = cache.get(key);
       if (hit && hit.reuseUntil > now) {
@@ -111,6 +118,7 @@ export async function createAssertionSigner(opts: AssertionSignerOptions): Promi
         tenants: [...tenants],
         htm: method,
         htu: path,
+        ...(settings ? { settings: settings.claim } : {}),
       };
       const signingInput = `${header}.${base64url(JSON.stringify(claims))}`;
       // Ed25519 takes no digest name: the algorithm is the key's (RFC 8037).

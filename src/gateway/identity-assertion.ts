@@ -5,13 +5,15 @@
 import type { Context } from 'hono';
 import { Problem } from '../shared/problem.js';
 import type { Scope } from '../authz/types.js';
-import type { AssertionSigner } from './assertion-signer.js';
+import type { AssertionSigner, SignedSettings } from './assertion-signer.js';
 import type { GatewayEnv } from './types.js';
 
 export interface AssertionOptions {
   signer: AssertionSigner;
   /** The tenants a scope covers: the tenant itself, or every tenant under a division/organization. */
   resolveTenants: (scope: Scope) => Promise<string[]>;
+  /** The scope node's effective settings for the assertion's `settings` claim (./settings-claim.ts); none when absent. */
+  settings?: (scope: Scope) => Promise<SignedSettings>;
 }
 
 /**
@@ -24,16 +26,20 @@ export async function identityAssertion(c: Context<GatewayEnv>, opts: AssertionO
   const principal = c.get('principal');
   const policy = c.get('policy');
   let tenants: string[];
+  let settings: SignedSettings | undefined;
   try {
-    tenants = policy.scope.type === 'tenant' ? [policy.scope.id] : await opts.resolveTenants(policy.scope);
+    [tenants, settings] = await Promise.all([
+      policy.scope.type === 'tenant' ? [policy.scope.id] : opts.resolveTenants(policy.scope),
+      opts.settings?.(policy.scope),
+    ]);
   } catch (err) {
-    // The tenants under a division or organization come from OpenFGA: when it cannot
-    // answer, this is the same outage the authorize stage reports (503), not a 500.
-    c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'tenants under the scope could not be resolved');
+    // The tenants under a division or organization come from OpenFGA, the settings from the
+    // database: when either cannot answer, this is an outage like the authorize stage's (503), not a 500.
+    c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'tenants or settings of the scope could not be resolved');
     throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-      detail: 'The tenants under this node could not be resolved, so the request was not allowed. Retry later.',
+      detail: 'The tenants or the settings of this node could not be resolved, so the request was not allowed. Retry later.',
       headers: { 'retry-after': '1' },
     });
   }
-  return opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, path ?? canonical.path);
+  return opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, path ?? canonical.path, settings);
 }

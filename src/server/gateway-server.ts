@@ -27,6 +27,8 @@ import { normalise, requestErrorResponse } from '../gateway/normalise.js';
 import { loadPolicy, matchPolicy, type CompiledPolicy } from '../gateway/policy.js';
 import { TENANT_SERVICE_UPSTREAM } from '../shared/upstream-url.js';
 import { resolveUpstreams, upstreamReadiness } from './upstreams.js';
+import { loadRegistry } from '../settings/registry.js';
+import { createSettingsClaims } from '../gateway/settings-claim.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -154,7 +156,9 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     db: rt.db,
     onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'gateway denials not audited'),
   });
-  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log });
+  const settings = loadRegistry(config.SETTINGS_FILE);
+  const settingsClaims = createSettingsClaims({ db: rt.db, registry: settings, hierarchy: cache.hierarchy, versions: cache.versions });
+  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log, settings });
 
   const app = createGatewayApp({
     logger: log,
@@ -176,6 +180,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
       onUpstream: (name) => upstreamObserver(metrics, name),
       resolveTenants: async (scope) =>
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
+      settings: (scope) => settingsClaims.claimFor(scope),
     },
     ...(config.FORWARD_AUTH_PREFIX
       ? {

@@ -22,6 +22,18 @@ export const ASSERTION_ALG = 'EdDSA';
  * The query is not bound (a list's cursor or limit may differ), and within its short
  * lifetime an assertion may be replayed for the same method and path (no jti/nonce).
  */
+/**
+ * The effective settings of the request's scope node (docs/settings.md): every key's
+ * value and the node that set it (`default` when none did). The upstream reads them
+ * from the assertion instead of asking for them.
+ */
+export const settingsClaimSchema = z.object({
+  node: z.string().min(1),
+  values: z.record(z.string(), z.unknown()),
+  sources: z.record(z.string(), z.string()),
+});
+export type SettingsClaim = z.infer<typeof settingsClaimSchema>;
+
 export const assertionClaimsSchema = z.object({
   iss: z.literal(ASSERTION_ISSUER),
   aud: z.union([z.string(), z.array(z.string())]),
@@ -35,6 +47,7 @@ export const assertionClaimsSchema = z.object({
   tenants: z.array(z.string().min(1)),
   htm: z.string().regex(/^[A-Z]+$/),
   htu: z.string().regex(/^\/[^?#]*$/),
+  settings: settingsClaimSchema.optional(),
 });
 export type AssertionClaims = z.infer<typeof assertionClaimsSchema>;
 

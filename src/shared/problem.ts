@@ -55,10 +55,13 @@ export const PROBLEM_SLUGS = [
   'invalidation-failed',
   'rejected-by-openfga',
   'authorization-engine-unavailable',
+  'setting-locked',
+  'allocation-exceeded',
   // The tenant service
   'invalid-assertion',
   'assertion-keys-unavailable',
   'scope-mismatch',
+  'quota-exceeded',
   'not-ready',
 ] as const;
 

@@ -119,3 +119,12 @@ export async function summarizeNode(
   for (const t of tenants) addFigures(totals, t);
   return { scope, tenantCount: tenants.length, totals, tenants };
 }
+
+/** Calls of one tenant started at or after `since`. */
+export async function callsSince(db: Queryable, tenantId: string, since: string): Promise<number> {
+  const r = await db.query<{ n: number }>(
+    'select count(*)::int as n from tenant_service.call_records where tenant_id = $1 and started_at >= $2::timestamptz',
+    [tenantId, since],
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}

@@ -2,7 +2,7 @@
 // tenant id as its own parameter and binds it in the WHERE clause or the primary
 // key: there is no query here that can reach across tenants.
 import { z } from 'zod';
-import type { Queryable } from '../db/index.js';
+import type { Db, Queryable } from '../db/index.js';
 import { ID_PATTERN, type ResourceKind } from '../shared/resource-kinds.js';
 import type { PageRequest } from './validation.js';
 
@@ -83,6 +83,28 @@ export async function createResource(
   );
   const row = r.rows[0];
   return row ? toResource(kind, row) : null;
+}
+
+/**
+ * createResource under a cap on the tenant's resources of `kind`: counted and inserted
+ * under a per-tenant, per-kind advisory lock, so concurrent creates cannot pass the cap
+ * together. `{ over: n }` when the tenant already has `limit` or more.
+ */
+export async function createResourceCapped(
+  db: Db,
+  tenantId: string,
+  kind: ResourceKind,
+  id: string,
+  attrs: Record<string, unknown>,
+  limit: number,
+): Promise<{ created: Resource | null } | { over: number }> {
+  return db.transaction(async (tx) => {
+    await tx.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [`tenant-service:cap:${tenantId}:${kind.segment}`]);
+    const n = await tx.query<{ n: number }>('select count(*)::int as n from tenant_service.resources where tenant_id = $1 and kind = $2', [tenantId, kind.segment]);
+    const count = Number(n.rows[0]?.n ?? 0);
+    if (count >= limit) return { over: count };
+    return { created: await createResource(tx, tenantId, kind, id, attrs) };
+  });
 }
 
 /** Replaces the attributes, keeping the named operational keys (agent status); null when missing. */
@@ -255,20 +277,22 @@ export async function insertCallRecord(db: Queryable, tenantId: string, record: 
   return r.rows.length > 0;
 }
 
-export async function listCallRecords(db: Queryable, tenantId: string, page: PageRequest): Promise<Page<CallRecord>> {
+/** `since`: only records started at or after it are visible (the tenant's retention). */
+export async function listCallRecords(db: Queryable, tenantId: string, page: PageRequest, since?: string): Promise<Page<CallRecord>> {
   const r = await db.query<CallRecordRow>(
     `select ${CALL_COLUMNS} from tenant_service.call_records
-      where tenant_id = $1 and ($2::text is null or call_id > $2::text)
+      where tenant_id = $1 and ($2::text is null or call_id > $2::text) and ($4::timestamptz is null or started_at >= $4::timestamptz)
       order by call_id limit $3`,
-    [tenantId, page.after ?? null, page.limit + 1],
+    [tenantId, page.after ?? null, page.limit + 1, since ?? null],
   );
   return toPage(r.rows, page.limit, toCallRecord, (row) => row.call_id);
 }
 
-export async function getCallRecord(db: Queryable, tenantId: string, callId: string): Promise<CallRecord | null> {
+export async function getCallRecord(db: Queryable, tenantId: string, callId: string, since?: string): Promise<CallRecord | null> {
   const r = await db.query<CallRecordRow>(
-    `select ${CALL_COLUMNS} from tenant_service.call_records where tenant_id = $1 and call_id = $2`,
-    [tenantId, callId],
+    `select ${CALL_COLUMNS} from tenant_service.call_records
+      where tenant_id = $1 and call_id = $2 and ($3::timestamptz is null or started_at >= $3::timestamptz)`,
+    [tenantId, callId, since ?? null],
   );
   const row = r.rows[0];
   return row ? toCallRecord(row) : null;

@@ -8,6 +8,7 @@ import { Problem } from '../shared/problem.js';
 import { methodNotAllowed, notFound, type TenantServiceEnv, type TsContext } from './http.js';
 import {
   createResource,
+  createResourceCapped,
   deleteResource,
   getCallRecord,
   getResource,
@@ -18,7 +19,8 @@ import {
   setAgentStatus,
   type Page,
 } from './repository.js';
-import { summarizeNode, summarizeTenants } from './reports.js';
+import { callsSince, summarizeNode, summarizeTenants } from './reports.js';
+import { localDay, quotaExceeded, quotaOf, retentionCutoff, timezoneOf } from './settings.js';
 import { requireNodeScope } from './scope.js';
 import {
   agentStatusBodySchema,
@@ -34,6 +36,9 @@ import {
 export const TENANT_BASE = '/api/v1/tenants/:tenantId';
 
 type App = Hono<TenantServiceEnv>;
+
+/** Resource kinds (path segment) capped by a settings key. */
+const QUOTA_KEYS: Record<string, string> = { agents: 'quota.agents' };
 
 function pageBody<T>(page: Page<T>) {
   return { items: page.items, nextCursor: page.lastId === null ? null : encodeCursor(page.lastId) };
@@ -71,7 +76,16 @@ function registerWritableKind(app: App, db: Db, s: KindSchemas): void {
     const body = parseOr400(s.create, await readJsonBody(c), 'body');
     const id = body[kind.idParam] as string;
     const attrs = { ...s.defaults, ...without(body, kind.idParam), ...s.operational };
-    const created = await createResource(db, c.get('tenantId'), kind, id, attrs);
+    // The tenant's effective quota of this kind, from the assertion's settings claim.
+    const quota = QUOTA_KEYS[kind.segment] === undefined ? undefined : quotaOf(c.get('claims'), QUOTA_KEYS[kind.segment]!);
+    let created;
+    if (quota) {
+      const capped = await createResourceCapped(db, c.get('tenantId'), kind, id, attrs, quota.limit);
+      if ('over' in capped) throw quotaExceeded(quota, capped.over);
+      created = capped.created;
+    } else {
+      created = await createResource(db, c.get('tenantId'), kind, id, attrs);
+    }
     if (!created) {
       throw new Problem(409, 'conflict', 'Conflict', { detail: `${what(id)} already exists in this tenant` });
     }
@@ -118,10 +132,11 @@ function registerWritableKind(app: App, db: Db, s: KindSchemas): void {
 function registerCallRecords(app: App, db: Db, kind: ResourceKind): void {
   const collection = `${TENANT_BASE}/${kind.segment}`;
   const item = `${collection}/:id`;
-  app.get(collection, async (c) => c.json(pageBody(await listCallRecords(db, c.get('tenantId'), pageRequest(c)))));
+  // Records older than the tenant's recording.retention_days are not visible.
+  app.get(collection, async (c) => c.json(pageBody(await listCallRecords(db, c.get('tenantId'), pageRequest(c), retentionCutoff(c.get('claims'))))));
   app.get(item, async (c) => {
     const id = itemId(c, kind);
-    const found = await getCallRecord(db, c.get('tenantId'), id);
+    const found = await getCallRecord(db, c.get('tenantId'), id, retentionCutoff(c.get('claims')));
     if (!found) throw notFound(`${kind.idParam} ${id}`);
     return c.json(found);
   });
@@ -156,7 +171,11 @@ export function registerReportRoutes(app: App, db: Db): void {
   const tenantReport = `${TENANT_BASE}/reports/summary`;
   app.get(tenantReport, async (c) => {
     const [summary] = await summarizeTenants(db, [c.get('tenantId')]);
-    return c.json(summary);
+    // The tenant's local day, in its effective timezone: calls since local midnight.
+    const timezone = timezoneOf(c.get('claims'));
+    const day = localDay(timezone);
+    const calls = await callsSince(db, c.get('tenantId'), day.startsAt);
+    return c.json({ ...summary!, timezone, today: { date: day.date, startsAt: day.startsAt, calls } });
   });
   app.all(tenantReport, methodNotAllowed(['GET', 'HEAD']));
 

@@ -68,17 +68,22 @@ describe('apply demo/hierarchy.yaml', () => {
     expect(res.applied).toBe(false);
     expect(res.lines).toEqual([
       '+ create organization acme "Acme Contact Centres" with admins user:olivia',
+      '+ settings of organization:acme: +data.residency_region +quota.agents +recording.retention_days +security.require_mfa +timezone',
       '+ create division emea "EMEA" under organization:acme',
       '+ grant admin on division:emea to user:dana',
+      '+ settings of division:emea: +locale +quota.agents +timezone',
       '+ create division emea-north "EMEA North" under division:emea',
       '+ grant admin on division:emea-north to user:sam',
+      '+ settings of division:emea-north: +quota.agents +timezone',
       '+ create tenant north-support "North Support" under division:emea-north',
       '+ create tenant acme-sales "Acme Sales" under division:emea',
       '+ grant admin on tenant:acme-sales to user:tom',
       '+ grant member on tenant:acme-sales to user:uma',
+      '+ settings of tenant:acme-sales: +quota.agents +recording.retention_days',
       '+ create division apac "APAC" under organization:acme',
+      '+ settings of division:apac: +quota.agents +timezone',
       '+ create tenant apac-sales "APAC Sales" under division:apac',
-      'dry run: 11 change(s) planned, nothing written',
+      'dry run: 16 change(s) planned, nothing written',
     ]);
     expect(await snapshot()).toEqual(before);
     expect(before.organizations).toEqual([]);
@@ -88,7 +93,7 @@ describe('apply demo/hierarchy.yaml', () => {
   it('first run creates everything through the API, with one user per role', async () => {
     const res = await run(DEMO);
     expect(res.applied).toBe(true);
-    expect(res.lines.at(-1)).toBe('applied 11 change(s)');
+    expect(res.lines.at(-1)).toBe('applied 16 change(s)');
     const after = await snapshot();
     expect(after.organizations).toEqual([{ id: 'acme', name: 'Acme Contact Centres' }]);
     expect(after.divisions).toEqual([
@@ -101,7 +106,9 @@ describe('apply demo/hierarchy.yaml', () => {
       { id: 'apac-sales', name: 'APAC Sales', division_id: 'apac' },
       { id: 'north-support', name: 'North Support', division_id: 'emea-north' },
     ]);
-    expect(after.audit).toBe(11); // one entry per change
+    expect(after.audit).toBe(16); // one entry per change
+    const tz = await fx.call('olivia', 'GET', '/tenants/acme-sales/settings/keys/timezone');
+    expect(tz.body).toMatchObject({ value: 'Europe/Berlin', source: 'division:emea' });
     expect(await holds('platform-ops', 'admin', 'platform:root')).toBe(true);
     expect(await holds('olivia', 'admin', 'organization:acme')).toBe(true);
     expect(await holds('dana', 'admin', 'division:emea')).toBe(true);
@@ -124,17 +131,22 @@ describe('apply demo/hierarchy.yaml', () => {
       // north-support moves from emea-north to emea, next to acme-sales
       .replace('            tenants:\n              - id: north-support\n                name: North Support\n', '')
       .replace('          - id: acme-sales', '          - id: north-support\n            name: North Support\n          - id: acme-sales')
-      .replace('      - id: apac\n        name: APAC\n        tenants:\n', '      - id: apac\n        name: APAC\n        tenants:\n          - id: apac-care\n            name: APAC Care\n');
+      .replace('          - id: apac-sales\n', '          - id: apac-care\n            name: APAC Care\n          - id: apac-sales\n')
+      .replace('timezone: { set: Europe/Berlin }', 'timezone: { set: Europe/Paris }');
     const dry = await run(edited, { dryRun: true });
     expect(dry.lines).toEqual([
+      '~ settings of division:emea: ~timezone',
+      '    = division:emea timezone: "Europe/Berlin" → "Europe/Paris" (from division:emea)',
+      '    = tenant:acme-sales timezone: "Europe/Berlin" → "Europe/Paris" (from division:emea)',
       '> move tenant north-support from division:emea-north to division:emea',
       '+ grant member on tenant:acme-sales to user:ulf',
       '+ create tenant apac-care "APAC Care" under division:apac',
       '~ rename tenant apac-sales "APAC Sales" → "APAC Inside Sales"',
-      'dry run: 4 change(s) planned, nothing written',
+      'dry run: 5 change(s) planned, nothing written',
     ]);
     const res = await run(edited);
-    expect(res.lines.at(-1)).toBe('applied 4 change(s)');
+    expect(res.lines.at(-1)).toBe('applied 5 change(s)');
+    expect((await fx.call('olivia', 'GET', '/tenants/acme-sales/settings/keys/timezone')).body.value).toBe('Europe/Paris');
     expect((await fx.db.query('select division_id from admin_tenants where id = $1', ['north-support'])).rows).toEqual([{ division_id: 'emea' }]);
     expect(await holds('ulf', 'member', 'tenant:acme-sales')).toBe(true);
     expect((await run(edited)).lines).toEqual(['no changes: the admin API already matches the file']);
@@ -194,7 +206,7 @@ describe('applyDemo (npm start -- --demo)', () => {
       const lines: string[] = [];
       const first = await applyDemo({ gatewayUrl: url, file, platformAdmin: 'platform-ops', config, log: (l) => lines.push(l) });
       expect(first.applied).toBe(true);
-      expect(lines.at(-1)).toBe('applied 11 change(s)');
+      expect(lines.at(-1)).toBe('applied 16 change(s)');
       const second = await applyDemo({ gatewayUrl: url, file, platformAdmin: 'platform-ops', config, log: (l) => lines.push(l) });
       expect(second).toMatchObject({ applied: false, changes: [] });
       expect(lines.at(-1)).toBe('no changes: the admin API already matches the file');

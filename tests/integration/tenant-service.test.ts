@@ -48,12 +48,14 @@ interface AssertionOptions {
   /** Seconds from now; negative for an expired assertion. */
   expiresIn?: number;
   key?: CryptoKey;
+  /** The effective settings claim, as the gateway adds it. */
+  settings?: { node: string; values: Record<string, unknown>; sources: Record<string, string> };
 }
 
 function sign(o: AssertionOptions): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   const exp = now + (o.expiresIn ?? 60);
-  return new SignJWT({ scope: o.scope, tenants: o.tenants, htm: o.method, htu: o.path })
+  return new SignJWT({ scope: o.scope, tenants: o.tenants, htm: o.method, htu: o.path, ...(o.settings ? { settings: o.settings } : {}) })
     .setProtectedHeader({ alg: 'EdDSA', kid: KID })
     .setIssuer(o.iss ?? 'tiergate')
     .setAudience(o.aud ?? AUDIENCE)
@@ -811,6 +813,61 @@ describe('routing and storage', () => {
       expect((await asTenant('t-ro', 'GET', '/agents/1')).status).toBe(200);
     } finally {
       await svc.close();
+    }
+  });
+});
+
+describe('settings from the assertion', () => {
+  const settings = (tenant: string, values: Record<string, unknown>, source = 'division:d9') => ({
+    node: `tenant:${tenant}`,
+    values,
+    sources: Object.fromEntries(Object.keys(values).map((k) => [k, source])),
+  });
+  const as = (tenant: string, values: Record<string, unknown>): Grant => ({ ...tenantGrant(tenant), settings: settings(tenant, values) });
+
+  it('refuses an agent beyond quota.agents with 409, naming the quota and where it was set', async () => {
+    const grant = as('t-quota', { 'quota.agents': 1 });
+    expect((await call('POST', '/api/v1/tenants/t-quota/agents', { as: grant, body: { agentNo: '1', name: 'A' } })).status).toBe(201);
+    const p = await expectProblem(await call('POST', '/api/v1/tenants/t-quota/agents', { as: grant, body: { agentNo: '2', name: 'B' } }), 409);
+    expect(p).toMatchObject({ type: 'https://tiergate.dev/problems/quota-exceeded', quota: 'quota.agents', limit: 1, setBy: 'division:d9', current: 1 });
+    expect(p.detail).toBe('quota.agents is 1 (set by division:d9) and this tenant has 1; nothing was created');
+    // Queues are not capped by it; without the claim nothing is.
+    expect((await call('POST', '/api/v1/tenants/t-quota/queues', { as: grant, body: { queueNo: '1', name: 'Q' } })).status).toBe(201);
+    expect((await asTenant('t-quota', 'POST', '/agents', { agentNo: '2', name: 'B' })).status).toBe(201);
+  });
+
+  it('hides call records older than recording.retention_days', async () => {
+    const day = 86_400_000;
+    for (const [id, ago] of [['recent', 10], ['old', 100]] as const) {
+      await insertCallRecord(db, 't-ret', {
+        callId: id,
+        direction: 'inbound',
+        from: '+4930123',
+        to: '+4930456',
+        startedAt: new Date(Date.now() - ago * day).toISOString(),
+        disposition: 'answered',
+      });
+    }
+    const grant = as('t-ret', { 'recording.retention_days': 30 });
+    const list = await call('GET', '/api/v1/tenants/t-ret/call-records', { as: grant });
+    expect(((await list.json()) as { items: { callId: string }[] }).items.map((r) => r.callId)).toEqual(['recent']);
+    await expectProblem(await call('GET', '/api/v1/tenants/t-ret/call-records/old', { as: grant }), 404);
+    expect((await call('GET', '/api/v1/tenants/t-ret/call-records/recent', { as: grant })).status).toBe(200);
+    const longer = await call('GET', '/api/v1/tenants/t-ret/call-records', { as: as('t-ret', { 'recording.retention_days': 365 }) });
+    expect(((await longer.json()) as { items: unknown[] }).items).toHaveLength(2);
+  });
+
+  it('reports the local day in the tenant\'s timezone', async () => {
+    await insertCallRecord(db, 't-tz', { callId: 'now', direction: 'inbound', from: '+1', to: '+2', startedAt: new Date().toISOString(), disposition: 'answered' });
+    for (const tz of ['Pacific/Kiritimati', 'Pacific/Pago_Pago']) {
+      const res = await call('GET', '/api/v1/tenants/t-tz/reports/summary', { as: as('t-tz', { timezone: tz }) });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { timezone: string; today: { date: string; startsAt: string; calls: number } };
+      expect(body.timezone).toBe(tz);
+      expect(body.today.date).toBe(new Intl.DateTimeFormat('en-CA', { timeZone: tz }).format(new Date()));
+      // Local midnight of that date, in that zone.
+      expect(new Intl.DateTimeFormat('en-CA', { timeZone: tz, hourCycle: 'h23', hour: '2-digit', minute: '2-digit' }).format(new Date(body.today.startsAt))).toBe('00:00');
+      expect(body.today.calls).toBe(1);
     }
   });
 });

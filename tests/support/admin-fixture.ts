@@ -18,12 +18,18 @@ import { createTestStore, type TestStore } from './fga.js';
 export class RecordingInvalidator implements DecisionInvalidator {
   readonly changes: TupleChange[] = [];
   modelChanges = 0;
+  /** Nodes whose settings documents changed, in order, recorded on completion like tuple changes. */
+  readonly settings: string[][] = [];
   async tuplesChanged(change: TupleChange): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
     this.changes.push({ writes: [...change.writes], deletes: [...change.deletes] });
   }
   async modelChanged(): Promise<void> {
     this.modelChanges += 1;
+  }
+  async settingsChanged(nodes: readonly string[]): Promise<void> {
+    await new Promise((r) => setTimeout(r, 5));
+    this.settings.push([...nodes]);
   }
   /** Takes (and clears) what was recorded since the last call. */
   take(): TupleChange[] {

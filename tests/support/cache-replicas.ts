@@ -66,7 +66,12 @@ export interface ReplicaPair {
   stop(): Promise<void>;
 }
 
-export async function startReplicaPair(opts: { platformAdmin: string; redisRelay?: boolean }): Promise<ReplicaPair> {
+export async function startReplicaPair(opts: {
+  platformAdmin: string;
+  redisRelay?: boolean;
+  /** One PostgreSQL for both replicas (DATABASE_URL), as production replicas share one; each its own PGlite otherwise. */
+  databaseUrl?: string;
+}): Promise<ReplicaPair> {
   const fgaApiUrl = inject('openfgaUrl');
   const [store, redis0, issuer] = await Promise.all([
     createTestStore({ apiUrl: fgaApiUrl, platformAdmins: [opts.platformAdmin] }),
@@ -98,6 +103,7 @@ export async function startReplicaPair(opts: { platformAdmin: string; redisRelay
     // times, and a spurious timeout would turn a hit into a (correct) miss, blurring the
     // hit counts asserted here. A killed Redis refuses at once whatever the budget.
     REDIS_TIMEOUT_MS: '100',
+    ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
   };
   const start = async (name: 'A' | 'B', dataDir: string): Promise<Replica> => {
     const metricsPort = await freePort();

@@ -1,6 +1,7 @@
 // The folder layout's one rule, read from the import statements of src/: a lower folder
 // never imports a higher one. From the bottom: shared/, authz/ and config.ts (what every
-// part shares) → db/ → fga/ (OpenFGA clients) → decisions/ (the cache in front of OpenFGA)
+// part shares) → db/ → fga/ (OpenFGA clients) and settings/ (registry, documents, effective
+// values) → decisions/ (the cache in front of OpenFGA)
 // → gateway/ (the stages) and admin/ (the admin API) → server/ and cli/ (process wiring:
 // anything). The tenant service and stack/ stand beside, on shared/, db/ and config.ts.
 // Also: no `as never` in src/ (it hides a type that does not fit).
@@ -18,9 +19,10 @@ const ALLOWED: Record<string, readonly string[] | '*'> = {
   'config.ts': ['shared'],
   db: [...BASE],
   fga: [...BASE, 'db'],
+  settings: [...BASE, 'db'],
   decisions: [...BASE, 'db', 'fga'],
-  gateway: [...BASE, 'db', 'fga', 'decisions'],
-  admin: [...BASE, 'db', 'fga', 'decisions'],
+  gateway: [...BASE, 'db', 'fga', 'decisions', 'settings'],
+  admin: [...BASE, 'db', 'fga', 'decisions', 'settings'],
   'tenant-service': [...BASE, 'db'],
   stack: [...BASE],
   server: '*',

@@ -41,6 +41,7 @@ import {
   splitRef,
 } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validation.js';
+import { deleteDocument } from '../../settings/store.js';
 
 type AdminApp = OpenAPIHono<RequestEnv>;
 
@@ -315,6 +316,7 @@ async function deleteWithTuples(rt: AdminRuntime, a: AdminAction, kind: NodeKind
     }
     const scope = kind === 'organization' ? [PLATFORM_OBJECT, ref] : await ancestorPath(tx, ref);
     await deleteNode(tx, kind, id);
+    await deleteDocument(tx, ref);
     // The id is retired for good: no later node can take it and inherit anything of this one.
     await retireNodeId(tx, kind, id, node.organizationId);
     return {

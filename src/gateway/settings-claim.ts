@@ -1,0 +1,74 @@
+// The effective settings of a request's scope node, for the assertion's `settings`
+// claim (docs/settings.md). Cached per node against the settings-versions of the node's
+// path (organization … node, ../decisions/version-keys.ts `#d|<node>`): the admin API
+// bumps a node's version after its document is committed and before it answers, on every
+// replica (the same store and bus as the decision cache), so the next request anywhere
+// computes the claim again. Versions are read before the documents: a document written
+// meanwhile is either read, or its bump makes the entry stale. When the versions cannot
+// be read (Redis down) the claim is computed from the database and not cached; an entry
+// is kept at most maxAgeMs, which bounds a bump that failed (the admin API then answered
+// invalidation-failed) the way the ReadChanges poller bounds a missed tuple bump.
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { Db } from '../db/index.js';
+import type { HierarchyResolver } from '../fga/hierarchy.js';
+import type { VersionStore } from '../decisions/version-store.js';
+import type { Scope } from '../authz/types.js';
+import { effectiveValues } from '../settings/effective.js';
+import type { SettingsRegistry } from '../settings/registry.js';
+import { readEntries } from '../settings/store.js';
+import type { SignedSettings } from './assertion-signer.js';
+
+export interface SettingsClaimsOptions {
+  db: Db;
+  registry: SettingsRegistry;
+  hierarchy: Pick<HierarchyResolver, 'ancestors'>;
+  versions: Pick<VersionStore, 'read' | 'keys'>;
+  maxEntries?: number;
+  /** The longest a claim is served from the cache (default 60 s). */
+  maxAgeMs?: number;
+}
+
+export interface SettingsClaims {
+  /** The claim for `scope`'s node; rejects when the path, versions or documents cannot be read. */
+  claimFor(scope: Scope): Promise<SignedSettings>;
+  /** How claims were produced: from the cache, or computed now. */
+  readonly counts: { cached: number; computed: number };
+}
+
+const SETTINGS_NODE = /^(organization|division|tenant):/;
+
+export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaims {
+  const cache = new LRUCache<string, { key: string; signed: SignedSettings }>({ max: opts.maxEntries ?? 10_000, ttl: opts.maxAgeMs ?? 60_000 });
+  const counts = { cached: 0, computed: 0 };
+  return {
+    counts,
+    async claimFor(scope) {
+      const node = `${scope.type}:${scope.id}`;
+      // Nearest first (tenant, its divisions, the organization, the platform): root first here.
+      const above = (await opts.hierarchy.ancestors(node)).filter((n) => SETTINGS_NODE.test(n)).reverse();
+      const path = [...above, node];
+      const versions = await opts.versions.read(path.map((n) => opts.versions.keys.settingsKey(n))).catch(() => undefined);
+      const key = versions === undefined ? undefined : `${path.join('\0')}\0${versions.join(',')}`;
+      const hit = key === undefined ? undefined : cache.get(node);
+      if (hit && hit.key === key) {
+        counts.cached++;
+        return hit.signed;
+      }
+      const entries = await readEntries(opts.db, path);
+      const items = effectiveValues(
+        opts.registry,
+        path.map((n) => ({ node: n, entries: entries.get(n)! })),
+      );
+      const claim = {
+        node,
+        values: Object.fromEntries(items.map((v) => [v.key, v.value])),
+        sources: Object.fromEntries(items.map((v) => [v.key, v.source])),
+      };
+      const signed: SignedSettings = { claim, digest: createHash('sha256').update(JSON.stringify(claim)).digest('base64url').slice(0, 22) };
+      if (key !== undefined) cache.set(node, { key, signed });
+      counts.computed++;
+      return signed;
+    },
+  };
+}

@@ -1,0 +1,95 @@
+// The gateway's settings claim (src/gateway/settings-claim.ts) on a real database:
+// computed once per node and version set, computed again when any document on the
+// node's path changes version or the path itself changes, and the assertion signed
+// again (with the new claim) when the claim changes.
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrateAdmin } from '../../src/admin/app.js';
+import { openDb, type Db } from '../../src/db/index.js';
+import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
+import { VersionKeys } from '../../src/decisions/version-keys.js';
+import { structureOf } from '../../src/fga/hierarchy.js';
+import { loadModel } from '../../src/fga/model.js';
+import { createAssertionSigner } from '../../src/gateway/assertion-signer.js';
+import { createSettingsClaims } from '../../src/gateway/settings-claim.js';
+import { loadRegistry } from '../../src/settings/registry.js';
+import { writeDiff } from '../../src/settings/store.js';
+import { useCleanup } from '../support/cleanup.js';
+
+useCleanup();
+
+let db: Db;
+const versions = new LocalVersionStore({ keys: new VersionKeys(structureOf(loadModel().request)) });
+// Nearest first, as HierarchyResolver.ancestors answers; a test moves t1 by changing it.
+const above: Record<string, string[]> = {
+  'tenant:t1': ['division:d1', 'organization:o', 'platform:root'],
+  'division:d1': ['organization:o', 'platform:root'],
+};
+const claims = () =>
+  createSettingsClaims({
+    db,
+    registry: loadRegistry('policy/settings.yaml'),
+    hierarchy: { ancestors: async (node) => above[node] ?? [] },
+    versions,
+  });
+
+async function write(node: string, key: string, entry: Record<string, unknown>): Promise<void> {
+  await writeDiff(db, node, { upserts: { [key]: entry }, deletes: [] }, 'user:test');
+  await versions.bump([versions.keys.settingsKey(node)]);
+}
+
+beforeAll(async () => {
+  db = await openDb({});
+  await migrateAdmin(db);
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+describe('settings claims', () => {
+  it('computes once per version set, again when any node on the path changes', async () => {
+    const c = claims();
+    const scope = { type: 'tenant' as const, id: 't1' };
+    await write('organization:o', 'timezone', { set: 'Europe/Berlin' });
+    const first = await c.claimFor(scope);
+    expect(first.claim).toMatchObject({ node: 'tenant:t1' });
+    expect(first.claim.values.timezone).toBe('Europe/Berlin');
+    expect(first.claim.sources.timezone).toBe('organization:o');
+    expect(await c.claimFor(scope)).toBe(first);
+    expect(c.counts).toEqual({ cached: 1, computed: 1 });
+
+    await write('division:d1', 'quota.agents', { set: 7 });
+    const second = await c.claimFor(scope);
+    expect(second.claim.values['quota.agents']).toBe(7);
+    expect(second.digest).not.toBe(first.digest);
+
+    // A document written without its version bump is not seen until the bump: the
+    // cached claim stands for the versions it was read at.
+    await writeDiff(db, 'organization:o', { upserts: { locale: { set: 'de-DE' } }, deletes: [] }, 'user:test');
+    expect((await c.claimFor(scope)).claim.values.locale).toBe('en-US');
+    await versions.bump([versions.keys.settingsKey('organization:o')]);
+    expect((await c.claimFor(scope)).claim.values.locale).toBe('de-DE');
+    expect(c.counts.computed).toBe(3);
+  });
+
+  it('follows a move: a new path is a new key', async () => {
+    const c = claims();
+    const scope = { type: 'tenant' as const, id: 't1' };
+    expect((await c.claimFor(scope)).claim.values['quota.agents']).toBe(7);
+    above['tenant:t1'] = ['division:d2', 'organization:o', 'platform:root'];
+    expect((await c.claimFor(scope)).claim.values['quota.agents']).toBe(50);
+  });
+
+  it('the signer signs again when the claim changes, and the token carries it', async () => {
+    const signer = await createAssertionSigner({ audience: 'up', ttlSeconds: 60 });
+    const c = claims();
+    const scope = { type: 'division' as const, id: 'd1' };
+    const a = signer.sign('olivia', scope, ['t1'], 'GET', '/x', await c.claimFor(scope));
+    expect(signer.sign('olivia', scope, ['t1'], 'GET', '/x', await c.claimFor(scope))).toBe(a);
+    await write('division:d1', 'timezone', { set: 'Asia/Tokyo' });
+    const b = signer.sign('olivia', scope, ['t1'], 'GET', '/x', await c.claimFor(scope));
+    expect(b).not.toBe(a);
+    const { payload } = await jwtVerify(b, createLocalJWKSet(signer.jwks), { audience: 'up' });
+    expect(payload.settings).toMatchObject({ node: 'division:d1', values: { timezone: 'Asia/Tokyo' }, sources: { timezone: 'division:d1' } });
+  });
+});
