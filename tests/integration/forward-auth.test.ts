@@ -145,7 +145,10 @@ describe('answers', () => {
     const { iat: _i1, exp: _e1, ...proxyClaims } = decodeJwt(fromProxy);
     const { iat: _i2, exp: _e2, ...decisionClaims } = decodeJwt(fromDecision);
     expect(decisionClaims).toEqual(proxyClaims);
-    expect(decisionClaims).toEqual({ iss: ASSERTION_ISSUER, aud: 'tenant-service', sub: 'tom', scope: { type: 'tenant', id: 't1' }, tenants: ['t1'], htm: 'GET', htu: `${AGENTS}/a1` });
+    const { settings, ...identity } = decisionClaims;
+    expect(identity).toEqual({ iss: ASSERTION_ISSUER, aud: 'tenant-service', sub: 'tom', scope: { type: 'tenant', id: 't1' }, tenants: ['t1'], htm: 'GET', htu: `${AGENTS}/a1` });
+    // The tenant's effective settings travel with the decision as with a proxied request.
+    expect(settings).toMatchObject({ node: 'tenant:t1', values: expect.any(Object) });
     const keys = createLocalJWKSet(s.gateway.assertionJwks);
     await expect(jwtVerify(fromDecision, keys, { issuer: ASSERTION_ISSUER, audience: 'tenant-service' })).resolves.toBeTruthy();
     await expect(compactVerify(fromDecision, keys)).resolves.toBeTruthy();
