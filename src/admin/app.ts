@@ -138,13 +138,14 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
 
   app.use('*', strictJsonBody);
 
-  registerHierarchyRoutes(app, rt);
+  const settingsRegistry = deps.settings ?? loadRegistry(join(REPO_ROOT, 'policy', 'settings.yaml'));
+  registerHierarchyRoutes(app, rt, settingsRegistry);
   registerRoleRoutes(app, rt);
   registerBreakGlassRoutes(app, rt);
   registerTupleRoutes(app, rt);
   registerMeRoutes(app, rt);
   registerCheckRoutes(app, rt);
   registerAuditRoutes(app, rt);
-  registerSettingsRoutes(app, rt, deps.settings ?? loadRegistry(join(REPO_ROOT, 'policy', 'settings.yaml')));
+  registerSettingsRoutes(app, rt, settingsRegistry);
   return app;
 }

@@ -346,6 +346,31 @@ describe('audit and invalidation', () => {
   });
 });
 
+describe('moves and allocations', () => {
+  it('refuses a move whose allocations do not fit under the new parent, and moves what fits', async () => {
+    expectStatus(await fx.call('olivia', 'POST', '/organizations/acme/divisions', { id: 'no-seats', name: 'No seats' }), 201);
+    expectStatus(await fx.call('olivia', 'PUT', '/divisions/no-seats/settings/document/quota.agents', { set: 0 }), 200);
+    // acme-sales holds 40 seats of its own: they cannot go under a division that has none.
+    const refused = await fx.call('olivia', 'POST', '/tenants/acme-sales/move', { parent: 'division:no-seats' });
+    expectStatus(refused, 409);
+    expect(refused.body).toMatchObject({
+      type: `${PROBLEM}allocation-exceeded`,
+      key: 'quota.agents',
+      node: 'division:no-seats',
+      allocation: 0,
+      allocated: 40,
+      children: [{ node: 'tenant:acme-sales', allocation: 40 }],
+    });
+    expect((await fx.call('olivia', 'GET', '/tenants/acme-sales')).body).toMatchObject({ parent: 'division:emea' });
+    // A division carrying allocations below it is checked the same way.
+    const division = await fx.call('olivia', 'POST', '/divisions/emea-north/move', { parent: 'division:no-seats' });
+    expectStatus(division, 409);
+    expect(division.body).toMatchObject({ type: `${PROBLEM}allocation-exceeded`, node: 'division:no-seats' });
+    // A tenant without an allocation of its own takes nothing from its new parent.
+    expectStatus(await fx.call('olivia', 'POST', '/tenants/apac-sales/move', { parent: 'division:no-seats' }), 200);
+  });
+});
+
 describe('OpenAPI', () => {
   it('describes every settings route', async () => {
     const doc = await fx.call(null, 'GET', '/openapi.json');

@@ -42,6 +42,8 @@ import {
 } from '../store.js';
 import { allFieldsHook, CONFLICT, ERROR_RESPONSES, NOT_FOUND } from '../validation.js';
 import { deleteDocument } from '../../settings/store.js';
+import type { SettingsRegistry } from '../../settings/registry.js';
+import { checkAllocationsAfterMove } from './settings.js';
 
 type AdminApp = OpenAPIHono<RequestEnv>;
 
@@ -67,7 +69,7 @@ async function mustGet(q: Queryable, kind: NodeKind, id: string): Promise<NodeVi
   return node;
 }
 
-export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
+export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime, registry: SettingsRegistry): void {
   // ------------------------------------------------------------ create
   const createOrganization = createRoute({
     method: 'post',
@@ -209,7 +211,7 @@ export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime): void {
   for (const kind of ['organization', 'division', 'tenant'] as const) registerNodeRoutes(app, rt, kind);
 
   // ------------------------------------------------------------ move
-  for (const kind of ['division', 'tenant'] as const) registerMoveRoute(app, rt, kind);
+  for (const kind of ['division', 'tenant'] as const) registerMoveRoute(app, rt, registry, kind);
 }
 
 function registerNodeRoutes(app: AdminApp, rt: AdminRuntime, kind: NodeKind): void {
@@ -335,12 +337,12 @@ class MovedMeanwhile extends Problem {
   }
 }
 
-function registerMoveRoute(app: AdminApp, rt: AdminRuntime, kind: 'division' | 'tenant'): void {
+function registerMoveRoute(app: AdminApp, rt: AdminRuntime, registry: SettingsRegistry, kind: 'division' | 'tenant'): void {
   const route = createRoute({
     method: 'post',
     path: `/${PATH[kind]}/{${PARAM[kind]}}/move`,
     tags: [TAG],
-    summary: `Move a ${kind} within its organization (can_move on it, and can_create_${kind} on the new parent)`,
+    summary: `Move a ${kind} within its organization (can_move on it, and can_create_${kind} on the new parent); allocations that no longer fit → 409 allocation-exceeded`,
     request: { params: NodeParams[kind], body: { content: json(MoveBody), required: true } },
     responses: {
       200: { description: 'Moved (or already there)', content: json(MutationResult) },
@@ -392,6 +394,8 @@ function registerMoveRoute(app: AdminApp, rt: AdminRuntime, kind: 'division' | '
               if (kind === 'division') await setDivisionParent(tx, id, parentType === 'division' ? parentId : null);
               else await setTenantDivision(tx, id, parentId);
               const newScope = await ancestorPath(tx, ref);
+              // Allocations (quota.agents) the subtree carries must fit under its new ancestors.
+              await checkAllocationsAfterMove(tx, registry, node.organizationId, ref);
               // Admins of both the old and the new place see the move.
               return {
                 change: moveChange(kind, ref, node.parent!, parent),

@@ -25,6 +25,7 @@ import {
   effectiveValue,
   effectiveValues,
   lockAbove,
+  type AllocationViolation,
   type ChainLevel,
   type EffectiveValue,
 } from '../../settings/effective.js';
@@ -101,16 +102,34 @@ async function checkAgainstTree(
     const next = proposed[key]?.set;
     if (typeof next === 'number') explicit.set(ref, next);
     else explicit.delete(ref);
-    const violations = allocationViolations(def, tree, explicit, ref);
-    if (violations.length > 0) {
-      const v = violations[0]!;
-      throw new Problem(409, 'allocation-exceeded', 'Allocation exceeded', {
-        detail: `${key}: ${v.node} has ${v.allocation}, and ${v.children.map((c) => `${c.node} ${c.allocation}`).join(' + ')} = ${v.allocated} would exceed it; nothing was changed`,
-        extensions: { key, node: v.node, allocation: v.allocation, allocated: v.allocated, children: v.children },
-      });
-    }
+    throwOnViolation(key, allocationViolations(def, tree, explicit, ref));
   }
   return diff;
+}
+
+function throwOnViolation(key: string, violations: readonly AllocationViolation[]): void {
+  if (violations.length === 0) return;
+  const v = violations[0]!;
+  throw new Problem(409, 'allocation-exceeded', 'Allocation exceeded', {
+    detail: `${key}: ${v.node} has ${v.allocation}, and ${v.children.map((c) => `${c.node} ${c.allocation}`).join(' + ')} = ${v.allocated} would exceed it; nothing was changed`,
+    extensions: { key, node: v.node, allocation: v.allocation, allocated: v.allocated, children: v.children },
+  });
+}
+
+/**
+ * After `moved` was given a new parent (inside the caller's transaction, under the
+ * organization's lock, which every settings write of the organization also takes):
+ * refuse with 409 allocation-exceeded when the allocations the node carries, its own
+ * or its descendants', no longer fit under its new ancestors.
+ */
+export async function checkAllocationsAfterMove(q: Queryable, registry: SettingsRegistry, organizationId: string, moved: string): Promise<void> {
+  for (const def of registry.keys.values()) {
+    if (!def.allocation) continue;
+    const tree = await organizationTree(q, organizationId);
+    const explicit = new Map<string, number>();
+    for (const [node, e] of await entriesOfKey(q, def.key, [...tree.keys()])) if (typeof e.set === 'number') explicit.set(node, e.set);
+    throwOnViolation(def.key, allocationViolations(def, tree, explicit, moved));
+  }
 }
 
 /** Provenance as the caller may see it: authors of nodes whose settings it may not read are withheld. */
