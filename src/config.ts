@@ -103,6 +103,10 @@ export const configSchema = z.object({
   /** Gateway worker processes (node:cluster); 1 runs in-process. 0 means one per core. */
   GATEWAY_WORKERS: nonNegativeInt.default(1),
   POLICY_FILE: z.string().default('policy/routes.yaml'),
+  /** Reload the route policy when its file (or its directory's ConfigMap `..data` link) changes. */
+  POLICY_WATCH: boolFlag.default(true),
+  /** Quiet time after the last change in the policy file's directory before it is reloaded. */
+  POLICY_RELOAD_DEBOUNCE_MS: z.coerce.number().int().min(0).max(60_000).default(250),
   /** Peers (IPs or CIDR ranges) whose X-Forwarded-* and X-Request-Id headers and forward-auth questions are believed. */
   TRUSTED_PROXIES: csv
     .superRefine((list, ctx) => {

@@ -20,6 +20,7 @@ import { registerAuditRoutes } from './routes/audit.js';
 import { registerBreakGlassRoutes } from './routes/break-glass.js';
 import { registerCheckRoutes } from './routes/check.js';
 import { registerHierarchyRoutes } from './routes/hierarchy.js';
+import { registerPolicyRoutes, type PolicyReloader } from './routes/policy.js';
 import { registerMeRoutes } from './routes/me.js';
 import { registerRoleRoutes } from './routes/roles.js';
 import { registerTupleRoutes } from './routes/tuples.js';
@@ -27,6 +28,7 @@ import { registerTupleRoutes } from './routes/tuples.js';
 export { migrateAdmin } from './store.js';
 export { recordGatewayDenial, type GatewayDenial } from './audit.js';
 export { denyReason } from './explain.js';
+export type { PolicyReloader, PolicyReloadResult } from './routes/policy.js';
 
 export const ADMIN_BASE_PATH = '/admin/v1';
 
@@ -47,6 +49,8 @@ export interface AdminDeps {
   listObjectsDeadlineMs?: number;
   /** Largest accepted request body (default 256 KiB). */
   maxBodyBytes?: number;
+  /** POST /policy/reload (platform admins); the route is absent without it. */
+  reloadPolicy?: PolicyReloader;
 }
 
 // The media types zod-openapi's body validator parses as JSON (hono's validator test).
@@ -139,5 +143,6 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   registerMeRoutes(app, rt);
   registerCheckRoutes(app, rt);
   registerAuditRoutes(app, rt);
+  if (deps.reloadPolicy) registerPolicyRoutes(app, rt, deps.reloadPolicy);
   return app;
 }

@@ -24,9 +24,11 @@ import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
 import { createGatewayMetrics, upstreamObserver, type GatewayMetrics } from '../gateway/metrics.js';
 import { normalise, requestErrorResponse } from '../gateway/normalise.js';
-import { loadPolicy, matchPolicy, type CompiledPolicy } from '../gateway/policy.js';
+import { UpstreamRoutes } from '../gateway/forward.js';
+import type { LoadedModel } from '../fga/model.js';
 import { TENANT_SERVICE_UPSTREAM } from '../shared/upstream-url.js';
-import { resolveUpstreams, upstreamReadiness } from './upstreams.js';
+import { currentUpstreams, openPolicy, policyMetrics, policyReadiness, policyStage, type PolicyRuntime } from './active-policy.js';
+import { upstreamReadiness } from './upstreams.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -41,8 +43,10 @@ export interface GatewayRuntime {
   upstreamUrl: string;
   /** URLs of other upstreams this process wired (e.g. `npm start`'s reports listener); UPSTREAM_URLS wins over them. */
   upstreamUrls?: Readonly<Record<string, string>>;
-  /** The route policy, when the caller loaded it already; default loadPolicy(POLICY_FILE). */
-  policy?: CompiledPolicy;
+  /** The model the route policy is checked against; default loadModel() (model.fga). */
+  policyModel?: LoadedModel;
+  /** Told after the admin endpoint reloaded the policy here, so the other processes of a cluster reload too. */
+  onAdminReload?: () => void;
   db: Db;
   logger: Logger;
   /**
@@ -60,6 +64,8 @@ export interface RunningGateway {
   /** Every metric of this process (for the cluster primary's aggregation). */
   registry: Registry;
   cache: DecisionCache;
+  /** The route policy in force, reloadable (POLICY_FILE watched unless POLICY_WATCH=false). */
+  policy: PolicyRuntime;
   close(): Promise<void>;
 }
 
@@ -98,8 +104,15 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const log = rt.logger;
   const apiToken = rt.fgaApiToken ?? config.OPENFGA_API_TOKEN;
   // Before anything starts: a bad policy or an override naming no upstream stops here.
-  const policy = rt.policy ?? loadPolicy(config.POLICY_FILE);
-  const upstreams = resolveUpstreams(policy, config, { ...rt.upstreamUrls, [TENANT_SERVICE_UPSTREAM]: rt.upstreamUrl });
+  const upstreamRoutes = new UpstreamRoutes((name) => upstreamObserver(metrics, name));
+  const policy = await openPolicy({
+    config,
+    ...(rt.policyModel ? { model: rt.policyModel } : {}),
+    wired: { ...rt.upstreamUrls, [TENANT_SERVICE_UPSTREAM]: rt.upstreamUrl },
+    routes: upstreamRoutes,
+    log,
+  });
+  policyMetrics(registry, policy);
 
   const fga = createFgaClient({
     apiUrl: rt.fgaApiUrl,
@@ -154,7 +167,19 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     db: rt.db,
     onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'gateway denials not audited'),
   });
-  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log });
+  const admin = createAdminApp({
+    fga,
+    db: rt.db,
+    invalidator: cache.invalidator,
+    authenticate: authenticateStage,
+    log,
+    reloadPolicy: async () => {
+      const before = policy.current().version;
+      const o = await policy.reload('admin');
+      rt.onAdminReload?.();
+      return { result: o.result, version: o.snapshot.version, previousVersion: before, ...(o.result === 'refused' ? { error: o.error } : {}) };
+    },
+  });
 
   const app = createGatewayApp({
     logger: log,
@@ -162,7 +187,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     trustedProxies,
     normalise: normaliseStage,
     authenticate: authenticateStage,
-    matchPolicy: matchPolicy(policy),
+    matchPolicy: policyStage(policy),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,
     onDecision: observeDecision(metrics),
@@ -170,10 +195,10 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     // node and minute: the audit trail neither slows the refusal down nor grows per request.
     onDenied: (denied) => denialAudit.record({ ...denied, actor: denied.subject, status: 403 }),
     forward: {
-      upstreams,
+      upstreams: [],
+      routes: upstreamRoutes,
       signer,
       trustedProxies,
-      onUpstream: (name) => upstreamObserver(metrics, name),
       resolveTenants: async (scope) =>
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
     },
@@ -203,7 +228,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     }),
     assertionJwks: signer.jwks,
     ...(devIssuer ? { devIssuerJwks: devIssuer.jwks } : {}),
-    readiness: [
+    readiness: () => [
       {
         name: 'openfga',
         check: async () => {
@@ -211,7 +236,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
           return `model ${engine.authorizationModelId} pinned`;
         },
       },
-      ...upstreamReadiness(upstreams),
+      ...upstreamReadiness(currentUpstreams(policy)),
+      policyReadiness(policy),
       {
         name: 'decision-cache',
         optional: true,
@@ -265,7 +291,9 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     assertionJwks: signer.jwks,
     registry,
     cache,
+    policy,
     async close() {
+      policy.close();
       await Promise.all([closeServer(server), metricsServer ? closeServer(metricsServer) : Promise.resolve()]);
       await denialAudit.close();
       await cache.close();

@@ -55,6 +55,7 @@ export const PROBLEM_SLUGS = [
   'invalidation-failed',
   'rejected-by-openfga',
   'authorization-engine-unavailable',
+  'policy-invalid',
   // The tenant service
   'invalid-assertion',
   'assertion-keys-unavailable',
