@@ -132,7 +132,7 @@ describe('a file edit under GATEWAY_WORKERS=2', () => {
         expect(await waitFor(() => reloads(gw, policyVersion(text)).size === 2, 20_000), gw.output()).toBe(true);
         samples.push(Math.max(...reloads(gw, policyVersion(text)).values()) - t0);
       }
-      console.log(`policy reload convergence, 2 workers, POLICY_RELOAD_DEBOUNCE_MS=250: ${samples.join(', ')} ms from rename to the last worker's "policy reloaded" line`);
+      process.stdout.write(`policy reload convergence, 2 workers, POLICY_RELOAD_DEBOUNCE_MS=250: ${samples.join(', ')} ms from rename to the last worker's "policy reloaded" line\n`);
     } finally {
       await gw.stop();
     }
