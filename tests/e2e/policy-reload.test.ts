@@ -89,6 +89,10 @@ describe('reloading the route policy while the gateway runs', () => {
     expect(await waitFor(() => enforced() === policyVersion(STRICTER), 10_000)).toBe(true);
     // A tenant member is not a tenant admin: the rule now asks a question uma fails.
     expect(await listAgents()).toBe(403);
+    // The denial's audit entry names the version it was denied under.
+    const deniedUnder = async () =>
+      (await s.db.query<{ v: string | null }>("select detail->>'policyVersion' as v from admin_audit where action = 'gateway.deny' and actor = 'user:uma'")).rows.map((r) => r.v);
+    expect(await waitFor(async () => (await deniedUnder()).includes(policyVersion(STRICTER)), 10_000)).toBe(true);
     expect(s.logs.some((l) => l.includes('"msg":"policy reloaded"') && l.includes(`"policyVersion":"${policyVersion(STRICTER)}"`) && l.includes('"trigger":"file"'))).toBe(true);
     const access = s.logs.filter((l) => l.includes('"msg":"request"') && l.includes('/api/v1/tenants/t1/agents')).at(-1)!;
     expect(JSON.parse(access)).toMatchObject({ status: 403, policyVersion: policyVersion(STRICTER) });
