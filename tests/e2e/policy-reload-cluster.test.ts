@@ -73,7 +73,7 @@ describe('SIGHUP in the standalone gateway', () => {
     } finally {
       await gw.stop();
     }
-  });
+  }, 120_000);
 });
 
 describe('two cluster workers (GATEWAY_WORKERS=2) converge on one version', () => {
@@ -136,5 +136,5 @@ describe('a file edit under GATEWAY_WORKERS=2', () => {
     } finally {
       await gw.stop();
     }
-  });
+  }, 120_000);
 });
