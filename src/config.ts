@@ -105,6 +105,10 @@ export const configSchema = z.object({
   POLICY_FILE: z.string().default('policy/routes.yaml'),
   /** The settings registry: every key a node's settings document may hold (docs/settings.md). */
   SETTINGS_FILE: z.string().default('policy/settings.yaml'),
+  /** Reload the route policy when its file (or its directory's ConfigMap `..data` link) changes. */
+  POLICY_WATCH: boolFlag.default(true),
+  /** Quiet time after the last change in the policy file's directory before it is reloaded. */
+  POLICY_RELOAD_DEBOUNCE_MS: z.coerce.number().int().min(0).max(60_000).default(250),
   /** Peers (IPs or CIDR ranges) whose X-Forwarded-* and X-Request-Id headers and forward-auth questions are believed. */
   TRUSTED_PROXIES: csv
     .superRefine((list, ctx) => {

@@ -20,6 +20,7 @@ import { registerAuditRoutes } from './routes/audit.js';
 import { registerBreakGlassRoutes } from './routes/break-glass.js';
 import { registerCheckRoutes } from './routes/check.js';
 import { registerHierarchyRoutes } from './routes/hierarchy.js';
+import { registerPolicyRoutes, type PolicyReloader } from './routes/policy.js';
 import { registerMeRoutes } from './routes/me.js';
 import { registerRoleRoutes } from './routes/roles.js';
 import { registerTupleRoutes } from './routes/tuples.js';
@@ -31,6 +32,7 @@ import { join } from 'node:path';
 export { migrateAdmin } from './store.js';
 export { recordGatewayDenial, type GatewayDenial } from './audit.js';
 export { denyReason } from './explain.js';
+export type { PolicyReloader, PolicyReloadResult } from './routes/policy.js';
 
 export const ADMIN_BASE_PATH = '/admin/v1';
 
@@ -53,6 +55,8 @@ export interface AdminDeps {
   maxBodyBytes?: number;
   /** The settings registry (default: policy/settings.yaml of the repository). */
   settings?: SettingsRegistry;
+  /** POST /policy/reload (platform admins); the route is absent without it. */
+  reloadPolicy?: PolicyReloader;
 }
 
 // The media types zod-openapi's body validator parses as JSON (hono's validator test).
@@ -147,5 +151,6 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   registerCheckRoutes(app, rt);
   registerAuditRoutes(app, rt);
   registerSettingsRoutes(app, rt, settingsRegistry);
+  if (deps.reloadPolicy) registerPolicyRoutes(app, rt, deps.reloadPolicy);
   return app;
 }

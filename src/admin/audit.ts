@@ -50,6 +50,8 @@ export interface GatewayDenial {
   scope?: Scope;
   /** The HTTP status returned (403 by default). */
   status?: number;
+  /** The route policy version the request was matched under (the first denial's, for the minute's entry). */
+  policyVersion?: string | undefined;
 }
 
 const MINUTE_MS = 60_000;
@@ -97,6 +99,7 @@ export async function recordGatewayDenial(db: Db, d: GatewayDenial, count = 1, a
           rule,
           node,
           minute,
+          ...(d.policyVersion ? { policyVersion: d.policyVersion } : {}),
         }),
       ],
     );

@@ -43,7 +43,8 @@ export interface GatewayAppDeps {
   admin?: Hono<RequestEnv>;
   /** The AuthZEN PDP (./authzen.ts): its own paths (/access/v1, its metadata) and stages. */
   authzen?: Hono<GatewayEnv>;
-  readiness: ReadinessCheck[];
+  /** The checks, or a function naming them per probe (they follow a reloaded policy's upstreams). */
+  readiness: ReadinessCheck[] | (() => ReadinessCheck[]);
   /** Public keys of the assertions the gateway signs, for the upstream. */
   assertionJwks: { keys: JWK[] };
   /** Public keys of the development issuer, when it is trusted. */
@@ -60,7 +61,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     const results = await Promise.all(
-      deps.readiness.map(async (r) => {
+      (typeof deps.readiness === 'function' ? deps.readiness() : deps.readiness).map(async (r) => {
         try {
           const out = await r.check();
           return { name: r.name, ok: out !== false, optional: r.optional === true, detail: typeof out === 'string' ? out : undefined };

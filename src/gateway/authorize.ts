@@ -17,6 +17,8 @@ export interface DeniedRequest {
   scope: Scope;
   method: string;
   path: string;
+  /** The version of the route policy the request was matched under (when it is reloadable). */
+  policyVersion?: string | undefined;
 }
 
 export interface AuthorizeOptions {
@@ -65,6 +67,7 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
         scope: policy.scope,
         method: c.get('canonical').method,
         path: c.get('canonical').path,
+        policyVersion: c.get('policyVersion'),
       });
       // Name the missing permission and nothing else: not who holds it, not
       // whether the object exists, nothing about other tenants.

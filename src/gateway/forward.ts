@@ -112,8 +112,10 @@ export interface ForwardOptions extends AssertionOptions {
   /** Every upstream a rule names. */
   upstreams: readonly UpstreamTarget[];
   trustedProxies: TrustedPeers;
-  /** Called once per upstream at start: the observer of that upstream's exchanges (metrics). */
+  /** Called once per upstream proxy built: the observer of that upstream's exchanges (metrics). */
   onUpstream?: (upstream: string) => UpstreamObserver;
+  /** The proxies, when the caller builds them ahead (a policy reload); default one made from onUpstream. */
+  routes?: UpstreamRoutes;
 }
 
 interface ForwardState {
@@ -297,10 +299,33 @@ function upstreamRoute(up: UpstreamTarget, onUpstream: UpstreamObserver | undefi
   return { stripPrefix: up.stripPrefix, proxy };
 }
 
+/**
+ * The proxies, one per upstream target object: a reloaded policy whose upstream did not
+ * change hands over the same target object, so it keeps its proxy and keep-alive pool;
+ * a changed one gets a new proxy (built by prepare, before the policy that names it is
+ * swapped in), and the old one serves the requests still in flight.
+ */
+export class UpstreamRoutes {
+  private readonly built = new WeakMap<UpstreamTarget, UpstreamRoute>();
+  constructor(private readonly onUpstream?: (upstream: string) => UpstreamObserver) {}
+
+  prepare(targets: Iterable<UpstreamTarget>): void {
+    for (const t of targets) this.get(t);
+  }
+
+  get(target: UpstreamTarget): UpstreamRoute {
+    let route = this.built.get(target);
+    if (route === undefined) this.built.set(target, (route = upstreamRoute(target, this.onUpstream?.(target.name))));
+    return route;
+  }
+}
+
 export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
-  // Built once: the request looks its rule's upstream up by name.
-  const routes = new Map<string, UpstreamRoute>();
-  for (const up of opts.upstreams) routes.set(up.name, upstreamRoute(up, opts.onUpstream?.(up.name)));
+  // Built once: the request looks its rule's upstream up by name, in the upstream map
+  // of the policy it was matched under (set by the policy stage), else in opts.upstreams.
+  const routes = opts.routes ?? new UpstreamRoutes(opts.onUpstream);
+  const fixed = new Map(opts.upstreams.map((u) => [u.name, u] as const));
+  routes.prepare(fixed.values());
 
   return async (c) => {
     const { incoming, outgoing } = c.env;
@@ -308,9 +333,10 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     const principal = c.get('principal');
     const policy = c.get('policy');
     const requestId = c.get('requestId');
-    const route = routes.get(policy.upstream);
-    // The policy and the upstreams are checked against each other at start: never here.
-    if (route === undefined) throw new Error(`forward: no upstream named "${policy.upstream}"`);
+    const target = (c.get('upstreams') ?? fixed).get(policy.upstream);
+    // The policy and the upstreams are checked against each other at load: never here.
+    if (target === undefined) throw new Error(`forward: no upstream named "${policy.upstream}"`);
+    const route = routes.get(target);
     // The path the upstream receives is the one the assertion names (its `htu`).
     const path = forwardedPath(canonical.path, route.stripPrefix);
     const assertion = await identityAssertion(c, opts, path);

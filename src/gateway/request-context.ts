@@ -44,6 +44,7 @@ function finish(c: Context<GatewayEnv>, opts: RequestContextOptions, requestId: 
       principal: v.principal?.subject,
       permission: v.policy?.permission,
       object: v.policy?.object,
+      policyVersion: v.policyVersion,
       decision: v.decision ? (v.decision.allowed ? 'allow' : 'deny') : undefined,
       cacheLayer: v.decision?.layer,
       decisionMs: v.decision ? Number(v.decision.durationMs.toFixed(3)) : undefined,

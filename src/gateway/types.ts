@@ -2,6 +2,7 @@
 // reads what earlier stages set and adds its own part; nothing reaches back.
 import type { HttpBindings } from '@hono/node-server';
 import type { Decision, RequestVariables, Scope, TupleKey } from '../authz/types.js';
+import type { UpstreamTarget } from './forward.js';
 
 /** Stage 1 (normalise): the one canonical form of the request that is matched, authorized and forwarded. */
 export interface CanonicalRequest {
@@ -34,6 +35,10 @@ export interface PolicyDecisionRequest {
 export interface GatewayVariables extends RequestVariables {
   canonical: CanonicalRequest;
   policy: PolicyDecisionRequest;
+  /** The version (content hash) of the route policy the request was matched under, when it is reloadable. */
+  policyVersion?: string;
+  /** That policy's upstreams by name (the forward stage's targets); unset: the forward stage's own. */
+  upstreams?: ReadonlyMap<string, UpstreamTarget>;
   decision: Decision;
 }
 

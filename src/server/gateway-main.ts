@@ -17,6 +17,9 @@
 // Metrics: the primary serves /metrics on METRICS_PORT, aggregated over every
 // worker by prom-client's AggregatorRegistry (histograms and counters summed);
 // workers open no metrics listener of their own.
+// Policy reloads: every process watches POLICY_FILE itself. SIGHUP to the primary is
+// passed to every worker; an admin reload in one worker is passed, through the
+// primary, to the others (node:cluster IPC), so they all read the file again.
 import cluster, { type Worker } from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import { availableParallelism } from 'node:os';
@@ -42,7 +45,12 @@ interface ClusterBoot {
   authorizationModelId: string;
   createdStore?: boolean;
 }
-type WorkerMessage = { type: 'tiergate:ready'; url: string } | { type: 'tiergate:failed'; error: string };
+type WorkerMessage = { type: 'tiergate:ready'; url: string } | { type: 'tiergate:failed'; error: string } | PolicyReloadMessage;
+/** Worker → primary: the admin endpoint reloaded the policy here; primary → worker: reload it. */
+interface PolicyReloadMessage {
+  type: 'tiergate:policy-reload';
+}
+const POLICY_RELOAD: PolicyReloadMessage = { type: 'tiergate:policy-reload' };
 
 /** How many gateway processes GATEWAY_WORKERS asks for. */
 export function workerCount(config: Pick<Config, 'GATEWAY_WORKERS'>): number {
@@ -93,6 +101,9 @@ class StartRefused extends Error {}
 /** One gateway in this process: the single-process mode, and each cluster worker. */
 async function runGateway(config: Config, logger: Logger, boot: ClusterBoot | undefined, worker: boolean): Promise<void> {
   const { fgaApiUrl, upstreamUrl } = requireUpstreams(config);
+  // SIGHUP reloads the route policy; it no longer ends the process (before the gateway runs, it is ignored).
+  let reloadPolicy: (() => void) | undefined;
+  process.on('SIGHUP', () => reloadPolicy?.());
   const model = loadModel();
   const pinned = boot ?? (await bootstrapOnce(config, fgaApiUrl, model));
   const db = await openDb(config.DATABASE_URL ? { url: config.DATABASE_URL } : { pgliteDir: join(config.TIERGATE_DATA_DIR, 'pglite') });
@@ -114,7 +125,14 @@ async function runGateway(config: Config, logger: Logger, boot: ClusterBoot | un
     db,
     logger,
     metricsListener: !worker,
+    ...(worker ? { onAdminReload: () => process.send?.(POLICY_RELOAD) } : {}),
   });
+  reloadPolicy = () => void gateway.policy.reload('signal');
+  if (worker) {
+    process.on('message', (msg: WorkerMessage) => {
+      if (msg?.type === POLICY_RELOAD.type) void gateway.policy.reload('peer');
+    });
+  }
   if (worker) {
     // Answer the primary's metric requests from this worker's own registry.
     AggregatorRegistry.setRegistries(gateway.registry);
@@ -145,6 +163,11 @@ async function runGateway(config: Config, logger: Logger, boot: ClusterBoot | un
 
 async function runPrimary(config: Config, logger: Logger, workers: number): Promise<void> {
   const { fgaApiUrl } = requireUpstreams(config);
+  const liveWorkers = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+  process.on('SIGHUP', () => {
+    logger.info({ workers: liveWorkers().length }, 'SIGHUP: every worker reloads the route policy');
+    for (const w of liveWorkers()) w.send(POLICY_RELOAD);
+  });
   if (!config.DATABASE_URL) {
     throw new ConfigError([
       `DATABASE_URL: GATEWAY_WORKERS=${config.GATEWAY_WORKERS} runs ${workers} worker processes, and PGlite (the embedded default) cannot be shared between processes; set DATABASE_URL to PostgreSQL or use GATEWAY_WORKERS=1`,
@@ -231,6 +254,12 @@ async function runPrimary(config: Config, logger: Logger, workers: number): Prom
     fork().catch((err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'replacement worker failed'));
   });
   logger.info({ url: urls[0], workers, metrics: metricsUrl, db: 'postgres' }, 'gateway ready');
+
+  // A reload the admin endpoint made in one worker: the others read the file too.
+  cluster.on('message', (from: Worker, msg: WorkerMessage) => {
+    if (msg?.type !== POLICY_RELOAD.type) return;
+    for (const w of liveWorkers()) if (w !== from) w.send(POLICY_RELOAD);
+  });
 
   const stop = async (code: number) => {
     if (stopping) return;

@@ -24,9 +24,11 @@ import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
 import { createGatewayMetrics, upstreamObserver, type GatewayMetrics } from '../gateway/metrics.js';
 import { normalise, requestErrorResponse } from '../gateway/normalise.js';
-import { loadPolicy, matchPolicy, type CompiledPolicy } from '../gateway/policy.js';
+import { UpstreamRoutes } from '../gateway/forward.js';
+import type { LoadedModel } from '../fga/model.js';
 import { TENANT_SERVICE_UPSTREAM } from '../shared/upstream-url.js';
-import { resolveUpstreams, upstreamReadiness } from './upstreams.js';
+import { currentUpstreams, openPolicy, policyMetrics, policyReadiness, policyStage, type PolicyRuntime } from './active-policy.js';
+import { upstreamReadiness } from './upstreams.js';
 import { loadRegistry } from '../settings/registry.js';
 import { createSettingsClaims } from '../gateway/settings-claim.js';
 import type { Decision } from '../authz/types.js';
@@ -43,8 +45,10 @@ export interface GatewayRuntime {
   upstreamUrl: string;
   /** URLs of other upstreams this process wired (e.g. `npm start`'s reports listener); UPSTREAM_URLS wins over them. */
   upstreamUrls?: Readonly<Record<string, string>>;
-  /** The route policy, when the caller loaded it already; default loadPolicy(POLICY_FILE). */
-  policy?: CompiledPolicy;
+  /** The model the route policy is checked against; default loadModel() (model.fga). */
+  policyModel?: LoadedModel;
+  /** Told after the admin endpoint reloaded the policy here, so the other processes of a cluster reload too. */
+  onAdminReload?: () => void;
   db: Db;
   logger: Logger;
   /**
@@ -62,6 +66,8 @@ export interface RunningGateway {
   /** Every metric of this process (for the cluster primary's aggregation). */
   registry: Registry;
   cache: DecisionCache;
+  /** The route policy in force, reloadable (POLICY_FILE watched unless POLICY_WATCH=false). */
+  policy: PolicyRuntime;
   close(): Promise<void>;
 }
 
@@ -100,8 +106,15 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const log = rt.logger;
   const apiToken = rt.fgaApiToken ?? config.OPENFGA_API_TOKEN;
   // Before anything starts: a bad policy or an override naming no upstream stops here.
-  const policy = rt.policy ?? loadPolicy(config.POLICY_FILE);
-  const upstreams = resolveUpstreams(policy, config, { ...rt.upstreamUrls, [TENANT_SERVICE_UPSTREAM]: rt.upstreamUrl });
+  const upstreamRoutes = new UpstreamRoutes((name) => upstreamObserver(metrics, name));
+  const policy = await openPolicy({
+    config,
+    ...(rt.policyModel ? { model: rt.policyModel } : {}),
+    wired: { ...rt.upstreamUrls, [TENANT_SERVICE_UPSTREAM]: rt.upstreamUrl },
+    routes: upstreamRoutes,
+    log,
+  });
+  policyMetrics(registry, policy);
 
   const fga = createFgaClient({
     apiUrl: rt.fgaApiUrl,
@@ -158,7 +171,20 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   });
   const settings = loadRegistry(config.SETTINGS_FILE);
   const settingsClaims = createSettingsClaims({ db: rt.db, registry: settings, hierarchy: cache.hierarchy, versions: cache.versions });
-  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log, settings });
+  const admin = createAdminApp({
+    fga,
+    db: rt.db,
+    invalidator: cache.invalidator,
+    authenticate: authenticateStage,
+    log,
+    settings,
+    reloadPolicy: async () => {
+      const before = policy.current().version;
+      const o = await policy.reload('admin');
+      rt.onAdminReload?.();
+      return { result: o.result, version: o.snapshot.version, previousVersion: before, ...(o.result === 'refused' ? { error: o.error } : {}) };
+    },
+  });
 
   const app = createGatewayApp({
     logger: log,
@@ -166,7 +192,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     trustedProxies,
     normalise: normaliseStage,
     authenticate: authenticateStage,
-    matchPolicy: matchPolicy(policy),
+    matchPolicy: policyStage(policy),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,
     onDecision: observeDecision(metrics),
@@ -174,10 +200,10 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     // node and minute: the audit trail neither slows the refusal down nor grows per request.
     onDenied: (denied) => denialAudit.record({ ...denied, actor: denied.subject, status: 403 }),
     forward: {
-      upstreams,
+      upstreams: [],
+      routes: upstreamRoutes,
       signer,
       trustedProxies,
-      onUpstream: (name) => upstreamObserver(metrics, name),
       resolveTenants: async (scope) =>
         (await cache.hierarchy.tenantsUnder(`${scope.type}:${scope.id}`)).map((t) => t.slice('tenant:'.length)).sort(),
       settings: (scope) => settingsClaims.claimFor(scope),
@@ -208,7 +234,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     }),
     assertionJwks: signer.jwks,
     ...(devIssuer ? { devIssuerJwks: devIssuer.jwks } : {}),
-    readiness: [
+    readiness: () => [
       {
         name: 'openfga',
         check: async () => {
@@ -216,7 +242,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
           return `model ${engine.authorizationModelId} pinned`;
         },
       },
-      ...upstreamReadiness(upstreams),
+      ...upstreamReadiness(currentUpstreams(policy)),
+      policyReadiness(policy),
       {
         name: 'decision-cache',
         optional: true,
@@ -270,7 +297,9 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     assertionJwks: signer.jwks,
     registry,
     cache,
+    policy,
     async close() {
+      policy.close();
       await Promise.all([closeServer(server), metricsServer ? closeServer(metricsServer) : Promise.resolve()]);
       await denialAudit.close();
       await cache.close();

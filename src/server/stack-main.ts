@@ -62,6 +62,9 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => void stop(0));
   process.once('SIGTERM', () => void stop(0));
+  // SIGHUP reloads the route policy (once the gateway runs; before, there is nothing to reload).
+  let reloadPolicy: (() => void) | undefined;
+  process.on('SIGHUP', () => reloadPolicy?.());
 
   try {
     ensurePrivateDir(config.TIERGATE_DATA_DIR, say);
@@ -172,11 +175,11 @@ async function main(): Promise<void> {
       model: model.request,
       upstreamUrl,
       upstreamUrls,
-      policy,
       db,
       logger: logger.child({ component: 'gateway' }),
     });
     cleanups.push(() => gateway.close());
+    reloadPolicy = () => void gateway.policy.reload('signal');
     setUpstreamKeys?.(gateway.assertionJwks);
 
     if (demo) {

@@ -57,6 +57,7 @@ export const PROBLEM_SLUGS = [
   'authorization-engine-unavailable',
   'setting-locked',
   'allocation-exceeded',
+  'policy-invalid',
   // The tenant service
   'invalid-assertion',
   'assertion-keys-unavailable',
