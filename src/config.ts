@@ -103,6 +103,10 @@ export const configSchema = z.object({
   /** Gateway worker processes (node:cluster); 1 runs in-process. 0 means one per core. */
   GATEWAY_WORKERS: nonNegativeInt.default(1),
   POLICY_FILE: z.string().default('policy/routes.yaml'),
+  /** A candidate route policy evaluated beside POLICY_FILE and never enforced (docs/operations.md, "Shadow policy"). */
+  SHADOW_POLICY_FILE: optionalString,
+  /** The share of requests (0..1) evaluated against SHADOW_POLICY_FILE. */
+  SHADOW_SAMPLE_RATE: z.coerce.number().min(0).max(1).default(1),
   /** Peers (IPs or CIDR ranges) whose X-Forwarded-* and X-Request-Id headers and forward-auth questions are believed. */
   TRUSTED_PROXIES: csv
     .superRefine((list, ctx) => {

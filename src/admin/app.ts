@@ -21,6 +21,7 @@ import { registerBreakGlassRoutes } from './routes/break-glass.js';
 import { registerCheckRoutes } from './routes/check.js';
 import { registerHierarchyRoutes } from './routes/hierarchy.js';
 import { registerMeRoutes } from './routes/me.js';
+import { registerPolicyRoutes, type ShadowSummaryBody } from './routes/policy.js';
 import { registerRoleRoutes } from './routes/roles.js';
 import { registerTupleRoutes } from './routes/tuples.js';
 
@@ -47,6 +48,8 @@ export interface AdminDeps {
   listObjectsDeadlineMs?: number;
   /** Largest accepted request body (default 256 KiB). */
   maxBodyBytes?: number;
+  /** The shadow route policy's summary (GET /policy/shadow); the route is absent without it. */
+  shadowSummary?: () => ShadowSummaryBody;
 }
 
 // The media types zod-openapi's body validator parses as JSON (hono's validator test).
@@ -139,5 +142,6 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   registerMeRoutes(app, rt);
   registerCheckRoutes(app, rt);
   registerAuditRoutes(app, rt);
+  if (deps.shadowSummary) registerPolicyRoutes(app, rt, deps.shadowSummary);
   return app;
 }

@@ -25,6 +25,7 @@ import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
 import { createGatewayMetrics, upstreamObserver, type GatewayMetrics } from '../gateway/metrics.js';
 import { normalise, requestErrorResponse } from '../gateway/normalise.js';
 import { loadPolicy, matchPolicy, type CompiledPolicy } from '../gateway/policy.js';
+import { fileVersion, loadVersionedPolicy, shadowOffSummary, ShadowPolicy } from '../gateway/shadow.js';
 import { TENANT_SERVICE_UPSTREAM } from '../shared/upstream-url.js';
 import { resolveUpstreams, upstreamReadiness } from './upstreams.js';
 import type { Decision } from '../authz/types.js';
@@ -60,6 +61,8 @@ export interface RunningGateway {
   /** Every metric of this process (for the cluster primary's aggregation). */
   registry: Registry;
   cache: DecisionCache;
+  /** The shadow policy, when SHADOW_POLICY_FILE is set. */
+  shadow?: ShadowPolicy;
   close(): Promise<void>;
 }
 
@@ -100,6 +103,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   // Before anything starts: a bad policy or an override naming no upstream stops here.
   const policy = rt.policy ?? loadPolicy(config.POLICY_FILE);
   const upstreams = resolveUpstreams(policy, config, { ...rt.upstreamUrls, [TENANT_SERVICE_UPSTREAM]: rt.upstreamUrl });
+  // The candidate policy is checked like the enforced one: a bad file stops the start too.
+  const candidate = config.SHADOW_POLICY_FILE === undefined ? undefined : loadVersionedPolicy(config.SHADOW_POLICY_FILE);
 
   const fga = createFgaClient({
     apiUrl: rt.fgaApiUrl,
@@ -154,7 +159,12 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     db: rt.db,
     onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'gateway denials not audited'),
   });
-  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log });
+  const enforced = { policy, file: policy.source, version: fileVersion(policy.source) };
+  const shadow = candidate && new ShadowPolicy({ enforced, candidate, sampleRate: config.SHADOW_SAMPLE_RATE, authorizer, registry, log: log.child({ component: 'shadow-policy' }) });
+  if (shadow) log.info({ enforced: enforced.version, candidate: candidate.version, file: candidate.file, sampleRate: shadow.sampleRate }, 'shadow policy evaluated beside the enforced one');
+  const since = new Date().toISOString();
+  const shadowSummary = shadow ? () => shadow.summary() : () => shadowOffSummary({ file: enforced.file, version: enforced.version }, since);
+  const admin = createAdminApp({ fga, db: rt.db, invalidator: cache.invalidator, authenticate: authenticateStage, log, shadowSummary });
 
   const app = createGatewayApp({
     logger: log,
@@ -162,7 +172,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     trustedProxies,
     normalise: normaliseStage,
     authenticate: authenticateStage,
-    matchPolicy: matchPolicy(policy),
+    matchPolicy: shadow ? shadow.wrap(matchPolicy(policy)) : matchPolicy(policy),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,
     onDecision: observeDecision(metrics),
@@ -265,9 +275,11 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     assertionJwks: signer.jwks,
     registry,
     cache,
+    ...(shadow ? { shadow } : {}),
     async close() {
       await Promise.all([closeServer(server), metricsServer ? closeServer(metricsServer) : Promise.resolve()]);
       await denialAudit.close();
+      await shadow?.settled();
       await cache.close();
       await api.close();
     },
