@@ -39,6 +39,8 @@ function candidateText(): string {
 }
 
 const A = '/api/v1/tenants/t1';
+/** A test that starts a gateway of its own (a fresh store, tenant service and gateway). */
+const START_TIMEOUT_MS = 120_000;
 
 let upstream: RecordingUpstream;
 let s: TestStack;
@@ -198,7 +200,7 @@ describe('sampling and start checks', () => {
     expect(counter(await metricsText(zero), 'tiergate_shadow_evaluations_total', 'result="match"')).toBe(0);
     expect(counter(await metricsText(zero), 'tiergate_shadow_evaluations_total', 'result="divergent"')).toBe(0);
     await zero.stop();
-  });
+  }, START_TIMEOUT_MS);
 
   it('a bad shadow file stops the start naming file:line:col', async () => {
     const bad = join(tempDir('tiergate-shadow-bad-'), 'bad.yaml');
@@ -207,7 +209,7 @@ describe('sampling and start checks', () => {
     await expect(startTestStack({ upstreamUrl: upstream.url, env: { SHADOW_POLICY_FILE: bad } })).rejects.toThrow(
       new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:${line}:\\d+: rules\\[0\\]\\.permission: "can_fly" is not a relation`),
     );
-  });
+  }, START_TIMEOUT_MS);
 
   it('without SHADOW_POLICY_FILE the summary says shadow is off', async () => {
     const off = await startTestStack({ platformAdmins: ['pat'], upstreamUrl: upstream.url });
@@ -217,5 +219,5 @@ describe('sampling and start checks', () => {
     expect(sum.body.candidate).toBeUndefined();
     expect(off.gateway.shadow).toBeUndefined();
     await off.stop();
-  });
+  }, START_TIMEOUT_MS);
 });
