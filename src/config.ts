@@ -109,6 +109,10 @@ export const configSchema = z.object({
   POLICY_WATCH: boolFlag.default(true),
   /** Quiet time after the last change in the policy file's directory before it is reloaded. */
   POLICY_RELOAD_DEBOUNCE_MS: z.coerce.number().int().min(0).max(60_000).default(250),
+  /** A candidate route policy evaluated beside POLICY_FILE and never enforced (docs/operations.md, "Shadow policy"). */
+  SHADOW_POLICY_FILE: optionalString,
+  /** The share of requests (0..1) evaluated against SHADOW_POLICY_FILE. */
+  SHADOW_SAMPLE_RATE: z.coerce.number().min(0).max(1).default(1),
   /** Peers (IPs or CIDR ranges) whose X-Forwarded-* and X-Request-Id headers and forward-auth questions are believed. */
   TRUSTED_PROXIES: csv
     .superRefine((list, ctx) => {

@@ -20,7 +20,7 @@ import { registerAuditRoutes } from './routes/audit.js';
 import { registerBreakGlassRoutes } from './routes/break-glass.js';
 import { registerCheckRoutes } from './routes/check.js';
 import { registerHierarchyRoutes } from './routes/hierarchy.js';
-import { registerPolicyRoutes, type PolicyReloader } from './routes/policy.js';
+import { registerPolicyRoutes, type PolicyReloader, type ShadowSummaryBody } from './routes/policy.js';
 import { registerMeRoutes } from './routes/me.js';
 import { registerRoleRoutes } from './routes/roles.js';
 import { registerTupleRoutes } from './routes/tuples.js';
@@ -57,6 +57,8 @@ export interface AdminDeps {
   settings?: SettingsRegistry;
   /** POST /policy/reload (platform admins); the route is absent without it. */
   reloadPolicy?: PolicyReloader;
+  /** The shadow route policy's summary (GET /policy/shadow); the route is absent without it. */
+  shadowSummary?: () => ShadowSummaryBody;
 }
 
 // The media types zod-openapi's body validator parses as JSON (hono's validator test).
@@ -151,6 +153,6 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   registerCheckRoutes(app, rt);
   registerAuditRoutes(app, rt);
   registerSettingsRoutes(app, rt, settingsRegistry);
-  if (deps.reloadPolicy) registerPolicyRoutes(app, rt, deps.reloadPolicy);
+  if (deps.reloadPolicy || deps.shadowSummary) registerPolicyRoutes(app, rt, { reload: deps.reloadPolicy, shadowSummary: deps.shadowSummary });
   return app;
 }

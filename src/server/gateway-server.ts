@@ -26,6 +26,7 @@ import { createGatewayMetrics, upstreamObserver, type GatewayMetrics } from '../
 import { normalise, requestErrorResponse } from '../gateway/normalise.js';
 import { UpstreamRoutes } from '../gateway/forward.js';
 import type { LoadedModel } from '../fga/model.js';
+import { loadVersionedPolicy, shadowOffSummary, ShadowPolicy } from '../gateway/shadow.js';
 import { TENANT_SERVICE_UPSTREAM } from '../shared/upstream-url.js';
 import { currentUpstreams, openPolicy, policyMetrics, policyReadiness, policyStage, type PolicyRuntime } from './active-policy.js';
 import { upstreamReadiness } from './upstreams.js';
@@ -68,6 +69,8 @@ export interface RunningGateway {
   cache: DecisionCache;
   /** The route policy in force, reloadable (POLICY_FILE watched unless POLICY_WATCH=false). */
   policy: PolicyRuntime;
+  /** The shadow policy, when SHADOW_POLICY_FILE is set. */
+  shadow?: ShadowPolicy;
   close(): Promise<void>;
 }
 
@@ -115,6 +118,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     log,
   });
   policyMetrics(registry, policy);
+  // The candidate policy is checked like the enforced one: a bad file stops the start too.
+  const candidate = config.SHADOW_POLICY_FILE === undefined ? undefined : loadVersionedPolicy(config.SHADOW_POLICY_FILE, rt.policyModel);
 
   const fga = createFgaClient({
     apiUrl: rt.fgaApiUrl,
@@ -169,6 +174,15 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     db: rt.db,
     onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'gateway denials not audited'),
   });
+  // The shadow policy compares with the policy in force when each request was matched.
+  const enforced = () => {
+    const snapshot = policy.current();
+    return { policy: snapshot.value.policy, file: config.POLICY_FILE, version: snapshot.version };
+  };
+  const shadow = candidate && new ShadowPolicy({ enforced, candidate, sampleRate: config.SHADOW_SAMPLE_RATE, authorizer, registry, log: log.child({ component: 'shadow-policy' }) });
+  if (shadow) log.info({ enforced: enforced().version, candidate: candidate.version, file: candidate.file, sampleRate: shadow.sampleRate }, 'shadow policy evaluated beside the enforced one');
+  const since = new Date().toISOString();
+  const shadowSummary = shadow ? () => shadow.summary() : () => shadowOffSummary((({ file, version }) => ({ file, version }))(enforced()), since);
   const settings = loadRegistry(config.SETTINGS_FILE);
   const settingsClaims = createSettingsClaims({ db: rt.db, registry: settings, hierarchy: cache.hierarchy, versions: cache.versions });
   const admin = createAdminApp({
@@ -178,6 +192,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     authenticate: authenticateStage,
     log,
     settings,
+    shadowSummary,
     reloadPolicy: async () => {
       const before = policy.current().version;
       const o = await policy.reload('admin');
@@ -192,7 +207,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     trustedProxies,
     normalise: normaliseStage,
     authenticate: authenticateStage,
-    matchPolicy: policyStage(policy),
+    matchPolicy: shadow ? shadow.wrap(policyStage(policy)) : policyStage(policy),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,
     onDecision: observeDecision(metrics),
@@ -298,10 +313,12 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     registry,
     cache,
     policy,
+    ...(shadow ? { shadow } : {}),
     async close() {
       policy.close();
       await Promise.all([closeServer(server), metricsServer ? closeServer(metricsServer) : Promise.resolve()]);
       await denialAudit.close();
+      await shadow?.settled();
       await cache.close();
       await api.close();
     },

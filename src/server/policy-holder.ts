@@ -20,11 +20,10 @@ import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { policyVersion } from '../gateway/shadow.js';
 
-/** A short hash of the file's content: the policy version in logs, metrics and the audit. */
-export function policyVersion(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 12);
-}
+// The policy version (a short hash of the file's content) in logs, metrics and the audit.
+export { policyVersion };
 
 export interface PolicySnapshot<T> {
   /** policyVersion of the file's content. */

@@ -79,6 +79,8 @@ async function main(): Promise<void> {
     await requireFreePort(config.GATEWAY_PORT, config.GATEWAY_HOST, 'GATEWAY_PORT');
     if (!config.TENANT_SERVICE_URL) await requireFreePort(config.TENANT_SERVICE_PORT, config.TENANT_SERVICE_HOST, 'TENANT_SERVICE_PORT');
     const policy = loadPolicy(config.POLICY_FILE);
+    // A bad shadow (candidate) policy stops the start too, before anything is started.
+    if (config.SHADOW_POLICY_FILE !== undefined) loadPolicy(config.SHADOW_POLICY_FILE);
     // Beside an in-process tenant service, unless the operator named another reports service.
     const runReports = !config.TENANT_SERVICE_URL && policy.upstreams.has(REPORTS_UPSTREAM) && config.UPSTREAM_URLS?.[REPORTS_UPSTREAM] === undefined;
     if (runReports) await requireFreePort(config.REPORTS_SERVICE_PORT, config.TENANT_SERVICE_HOST, 'REPORTS_SERVICE_PORT');
