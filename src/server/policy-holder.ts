@@ -16,7 +16,6 @@
 //
 // Generic over what the file compiles to (`build`), so any policy-like file (the
 // route policy, a candidate policy evaluated beside it) is reloaded the same way.
-import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
