@@ -96,7 +96,7 @@ beforeAll(async () => {
     },
     { nodeArgs: ['--import', 'tsx', gatewayContainer.command.at(-1)!.replace(/^dist\/(.*)\.js$/, 'src/$1.ts')] },
   );
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   await gateway?.stop();
