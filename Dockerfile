@@ -21,6 +21,9 @@ COPY --from=build /app/dist ./dist
 COPY model.fga ./
 COPY policy ./policy
 COPY demo ./demo
+# TIERGATE_DATA_DIR of the deployments (docker-compose.yml, deploy/kubernetes): the
+# gateway's signing key lives there, so it belongs to the user the gateway runs as.
+RUN mkdir -p /var/lib/tiergate && chown node:node /var/lib/tiergate && chmod 0700 /var/lib/tiergate
 USER node
 EXPOSE 8080 8090 9464
 # The gateway by default; docker-compose.yml runs the tenant service from the same image

@@ -1,7 +1,7 @@
-// `npm run tools:build [-- openfga k6]`: builds the pinned Go tools once (see src/stack/go-tools.ts).
-import { ensureTool, K6, OPENFGA, ToolBuildError, type GoTool } from '../stack/go-tools.js';
+// `npm run tools:build [-- openfga k6 kubeconform]`: builds the pinned Go tools once (see src/stack/go-tools.ts).
+import { ensureTool, K6, KUBECONFORM, OPENFGA, ToolBuildError, type GoTool } from '../stack/go-tools.js';
 
-const known: Record<string, GoTool> = { openfga: OPENFGA, k6: K6 };
+const known: Record<string, GoTool> = { openfga: OPENFGA, k6: K6, kubeconform: KUBECONFORM };
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['openfga'];
 try {
   for (const name of names) {

@@ -1,4 +1,4 @@
-// Builds the Go programs tiergate runs (OpenFGA, k6) from the small pinned Go
+// Builds the Go programs tiergate runs (OpenFGA, k6, kubeconform) from the small pinned Go
 // modules under tools/, into the git-ignored .tools/bin, once per pin: a stamp
 // file holds the hash of go.mod + go.sum, and a build is reused while it matches.
 import { spawn, spawnSync } from 'node:child_process';
@@ -28,6 +28,13 @@ export const K6: GoTool = {
   name: 'k6',
   moduleDir: 'tools/k6',
   mainPackage: 'go.k6.io/k6',
+};
+
+/** Validates deploy/kubernetes against schemas made by tools/kubeconform/schemas (docs/deployment.md). */
+export const KUBECONFORM: GoTool = {
+  name: 'kubeconform',
+  moduleDir: 'tools/kubeconform',
+  mainPackage: 'github.com/yannh/kubeconform/cmd/kubeconform',
 };
 
 export class ToolBuildError extends Error {
