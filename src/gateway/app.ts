@@ -103,9 +103,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   if (deps.forwardAuth) {
     const decisions = forwardAuthApp({
       ...deps.forwardAuth,
-      authenticate: deps.authenticate,
-      matchPolicy: deps.matchPolicy,
-      authorize: authorizeStage,
+      authenticate: stageSpan('authenticate', deps.authenticate),
+      matchPolicy: stageSpan('policy', deps.matchPolicy, policySpanEnd),
+      authorize: stageSpan('authorize', authorizeStage, authorizeSpanEnd),
       assertion: deps.forward,
     });
     app.route(deps.forwardAuth.prefix, decisions);
