@@ -11,6 +11,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Authorizer, CheckRequest, Decision } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyResolver } from '../fga/hierarchy.js';
+import { SpanKind, startSpan, type Span } from '../shared/tracing.js';
 import { decisionKey } from './decision-key.js';
 import type { SharedDecisions } from './shared-decisions.js';
 import type { DecisionMetrics } from './decision-metrics.js';
@@ -76,6 +77,13 @@ export interface CachingAuthorizerOptions {
 export const RACE_BELOW_HIT_SHARE = 0.1;
 /** Weight of the latest lookup in the running hit share (about the last 32 lookups count). */
 const HIT_SHARE_WEIGHT = 1 / 32;
+
+const REDIS_SPAN_ATTRIBUTES = { 'db.system.name': 'redis', 'db.operation.name': 'GET' };
+
+function endLookupSpan(span: Span, answer: boolean | undefined): void {
+  span.setAttribute('tiergate.redis.hit', answer !== undefined);
+  span.end();
+}
 
 export class CachingAuthorizer implements Authorizer {
   private readonly engine: Authorizer;
@@ -240,7 +248,10 @@ export class CachingAuthorizer implements Authorizer {
     // With it off, every check is a Redis lookup that mostly hits: they wait for a miss.
     const early = this.l1 !== undefined && this.shared !== undefined ? this.knownDependencies(req).catch(() => undefined) : undefined;
     if (this.shared) {
+      const span = startSpan('tiergate.redis.lookup', SpanKind.CLIENT, REDIS_SPAN_ATTRIBUTES);
       const lookup = this.lookupShared(key, generation);
+      // lookupShared never rejects: a failed lookup is a miss.
+      if (span) void lookup.then((answer) => endLookupSpan(span, answer));
       if (early !== undefined && this.racing()) {
         const race: Race = { redisAnswered: false };
         return this.race(race, lookup, this.fill({ key, req, generation, depsAt, known: early, race }));

@@ -11,6 +11,7 @@
 // Every failure rejects with an AuthorizerError (./errors.ts); nothing here turns an
 // error into an answer.
 import { Pool, type Dispatcher } from 'undici';
+import { endSpan, injectTraceHeaders, SpanKind, startSpan } from '../shared/tracing.js';
 import { AuthorizerError, AuthorizerUnavailableError, fromFgaHttpError } from './errors.js';
 
 export interface FgaTuple {
@@ -67,12 +68,14 @@ export class FgaRequestClient {
   private readonly readPath: string;
   private readonly onCall: FgaRequestClientOptions['onCall'];
   private readonly headers: Record<string, string>;
+  private readonly origin: string;
 
   constructor(opts: FgaRequestClientOptions) {
     const url = new URL(opts.apiUrl);
     const base = url.pathname.replace(/\/+$/, '');
     const store = `${base}/stores/${encodeURIComponent(opts.storeId)}`;
     this.storeId = opts.storeId;
+    this.origin = url.host;
     this.checkPath = `${store}/check`;
     this.readPath = `${store}/read`;
     this.timeoutMs = opts.timeoutMs;
@@ -128,10 +131,18 @@ export class FgaRequestClient {
     const started = performance.now();
     let outcome: 'ok' | 'error' = 'error';
     const exchange = new Exchange();
+    // Tracing on: a CLIENT span, and OpenFGA is told its traceparent.
+    const span = startSpan(`openfga.${what}`, SpanKind.CLIENT, { 'rpc.system.name': 'openfga', 'rpc.method': what === 'check' ? 'Check' : 'Read', 'server.address': this.origin });
+    let headers = this.headers;
+    if (span) {
+      headers = { ...this.headers };
+      injectTraceHeaders(span, headers);
+    }
+    let failure: unknown;
     try {
       const answer = exchange.answer(this.timeoutMs);
       try {
-        this.pool.dispatch({ path, method: 'POST', headers: this.headers, body: JSON.stringify(body) }, exchange);
+        this.pool.dispatch({ path, method: 'POST', headers, body: JSON.stringify(body) }, exchange);
       } catch (err) {
         exchange.fail(err);
       }
@@ -152,9 +163,11 @@ export class FgaRequestClient {
       outcome = 'ok';
       return parsed;
     } catch (err) {
-      throw transportError(err, exchange.timedOut, what, this.timeoutMs);
+      failure = transportError(err, exchange.timedOut, what, this.timeoutMs);
+      throw failure;
     } finally {
       this.onCall?.(what, outcome, (performance.now() - started) / 1000);
+      if (span) endSpan(span, failure);
     }
   }
 }

@@ -12,6 +12,7 @@ import { forward, type ForwardOptions } from './forward.js';
 import { forwardAuthApp, type ForwardAuthOptions } from './forward-auth.js';
 import type { GatewayMetrics } from './metrics.js';
 import { requestContext } from './request-context.js';
+import { authorizeSpanEnd, policySpanEnd, stageSpan } from './stage-spans.js';
 import type { Authorizer, Decision } from '../authz/types.js';
 import type { GatewayEnv } from './types.js';
 import type { RequestEnv } from '../authz/types.js';
@@ -88,7 +89,14 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     onDecision: deps.onDecision,
   });
   const api = new Hono<GatewayEnv>();
-  api.use('*', deps.normalise, deps.authenticate, deps.matchPolicy, authorizeStage);
+  // Each stage in a span of its own when tracing is on (as they are when it is off).
+  api.use(
+    '*',
+    stageSpan('normalise', deps.normalise),
+    stageSpan('authenticate', deps.authenticate),
+    stageSpan('policy', deps.matchPolicy, policySpanEnd),
+    stageSpan('authorize', authorizeStage, authorizeSpanEnd),
+  );
   api.all('*', forward(deps.forward));
   app.route(API_PREFIX, api);
 
@@ -96,9 +104,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   if (deps.forwardAuth) {
     const decisions = forwardAuthApp({
       ...deps.forwardAuth,
-      authenticate: deps.authenticate,
-      matchPolicy: deps.matchPolicy,
-      authorize: authorizeStage,
+      authenticate: stageSpan('authenticate', deps.authenticate),
+      matchPolicy: stageSpan('policy', deps.matchPolicy, policySpanEnd),
+      authorize: stageSpan('authorize', authorizeStage, authorizeSpanEnd),
       assertion: deps.forward,
     });
     app.route(deps.forwardAuth.prefix, decisions);

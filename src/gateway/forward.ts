@@ -16,6 +16,7 @@ import { ASSERTION_HEADER } from '../shared/assertion.js';
 import { headerValue } from '../shared/node-incoming.js';
 import { PROBLEM_CONTENT_TYPE, Problem, type ProblemSlug } from '../shared/problem.js';
 import { identityAssertion, type AssertionOptions } from './identity-assertion.js';
+import { endSpan, injectTraceHeaders, SpanKind, startSpan, type Span } from '../shared/tracing.js';
 import type { TrustedPeers } from '../shared/trusted-proxies.js';
 import { forwardedPath } from './policy.js';
 import type { GatewayEnv } from './types.js';
@@ -49,8 +50,11 @@ function hasIdentityPrefix(folded: string): boolean {
   for (const p of IDENTITY_PREFIXES) if (folded.startsWith(p)) return true;
   return false;
 }
-/** Believed only from TRUSTED_PROXIES; http-proxy then appends the real peer. */
-const FORWARDING_HEADERS = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip']);
+/**
+ * Believed only from TRUSTED_PROXIES; http-proxy then appends the real peer. With
+ * tracing on, the gateway's own `traceparent` replaces whatever arrived.
+ */
+const FORWARDING_HEADERS = new Set(['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip', 'traceparent', 'tracestate']);
 /** Hop-by-hop (RFC 9110 §7.6.1) plus the client's bearer token, which the upstream must never need. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade', 'authorization']);
 
@@ -345,6 +349,12 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     h[ASSERTION_HEADER] = assertion;
     h[SUBJECT_HEADER] = principal.sub;
     h['x-request-id'] = requestId;
+    // Tracing on: the upstream continues the gateway's trace, from this CLIENT span.
+    const span = startSpan('tiergate.forward', SpanKind.CLIENT, { 'tiergate.upstream': policy.upstream, 'http.request.method': canonical.method });
+    if (span) {
+      injectTraceHeaders(span, h);
+      outgoing.once('close', () => endForwardSpan(span, outgoing));
+    }
     incoming.headers = h;
     // Forward exactly what was matched and authorized.
     incoming.url = canonical.query ? `${path}?${canonical.query}` : path;
@@ -361,4 +371,10 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     await route.proxy(incoming, outgoing);
     return RESPONSE_ALREADY_SENT;
   };
+}
+
+function endForwardSpan(span: Span, res: ServerResponse): void {
+  const status = res.statusCode;
+  span.setAttribute('http.response.status_code', status);
+  endSpan(span, status >= 500 || !res.writableFinished ? `status ${status}${res.writableFinished ? '' : ', response not finished'}` : undefined);
 }

@@ -37,6 +37,8 @@ import { withHeapFlags } from '../shared/node-flags.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
 import { startGateway } from './gateway-server.js';
+import { startTracing, stopTracing } from './tracing.js';
+import { traceLogMixin } from '../shared/tracing.js';
 
 /** What the primary hands every worker (environment variable, JSON). */
 const CLUSTER_ENV = 'TIERGATE_CLUSTER_BOOT';
@@ -147,6 +149,7 @@ async function runGateway(config: Config, logger: Logger, boot: ClusterBoot | un
     stopping = true;
     await gateway.close().catch(() => undefined);
     await db.close().catch(() => undefined);
+    await stopTracing();
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop());
@@ -287,7 +290,10 @@ async function runPrimary(config: Config, logger: Logger, workers: number): Prom
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const logger = pino({ level: config.LOG_LEVEL, base: undefined });
+  // OTEL_* (docs/operations.md, "Tracing"): off unless asked for; then every log line
+  // written inside a traced request carries its trace_id and span_id.
+  const tracing = startTracing();
+  const logger = pino({ level: config.LOG_LEVEL, base: undefined, ...(tracing ? { mixin: traceLogMixin } : {}) });
   if (cluster.isWorker) {
     const boot = JSON.parse(process.env[CLUSTER_ENV] ?? 'null') as ClusterBoot | null;
     if (boot === null) throw new Error(`${CLUSTER_ENV} missing: workers are started by the primary`);

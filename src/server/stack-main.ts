@@ -20,6 +20,8 @@ import { bootstrap } from '../fga/bootstrap.js';
 import { createFgaClient } from '../fga/client.js';
 import { loadModel } from '../fga/model.js';
 import { startGateway } from './gateway-server.js';
+import { startTracing, stopTracing } from './tracing.js';
+import { traceLogMixin } from '../shared/tracing.js';
 import { loadPolicy, PolicyError } from '../gateway/policy.js';
 import { ensurePrivateDir } from '../shared/private-dir.js';
 import { DataDirLockedError, lockDataDir } from '../stack/data-lock.js';
@@ -50,7 +52,9 @@ async function requireFreePort(port: number, host: string, variable: string): Pr
 async function main(): Promise<void> {
   const demo = process.argv.includes('--demo');
   const config: Config = loadConfig();
-  const logger = pino({ level: config.LOG_LEVEL, base: undefined });
+  // OTEL_* (docs/operations.md, "Tracing"): the gateway's spans; off unless asked for.
+  const tracing = startTracing();
+  const logger = pino({ level: config.LOG_LEVEL, base: undefined, ...(tracing ? { mixin: traceLogMixin } : {}) });
   const say = (line: string) => process.stderr.write(`${line}\n`);
   const cleanups: Array<() => Promise<void>> = [];
   let stopping = false;
@@ -58,6 +62,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    await stopTracing();
     process.exit(code);
   };
   process.once('SIGINT', () => void stop(0));
