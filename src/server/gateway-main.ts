@@ -37,7 +37,7 @@ import { withHeapFlags } from '../shared/node-flags.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
 import { startGateway } from './gateway-server.js';
-import { startTracing, stopTracing } from './tracing.js';
+import { startTracingIfRequested, stopTracing } from './tracing-env.js';
 import { traceLogMixin } from '../shared/tracing.js';
 
 /** What the primary hands every worker (environment variable, JSON). */
@@ -292,7 +292,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   // OTEL_* (docs/operations.md, "Tracing"): off unless asked for; then every log line
   // written inside a traced request carries its trace_id and span_id.
-  const tracing = startTracing();
+  const tracing = await startTracingIfRequested();
   const logger = pino({ level: config.LOG_LEVEL, base: undefined, ...(tracing ? { mixin: traceLogMixin } : {}) });
   if (cluster.isWorker) {
     const boot = JSON.parse(process.env[CLUSTER_ENV] ?? 'null') as ClusterBoot | null;

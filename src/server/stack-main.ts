@@ -20,7 +20,7 @@ import { bootstrap } from '../fga/bootstrap.js';
 import { createFgaClient } from '../fga/client.js';
 import { loadModel } from '../fga/model.js';
 import { startGateway } from './gateway-server.js';
-import { startTracing, stopTracing } from './tracing.js';
+import { startTracingIfRequested, stopTracing } from './tracing-env.js';
 import { traceLogMixin } from '../shared/tracing.js';
 import { loadPolicy, PolicyError } from '../gateway/policy.js';
 import { ensurePrivateDir } from '../shared/private-dir.js';
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const demo = process.argv.includes('--demo');
   const config: Config = loadConfig();
   // OTEL_* (docs/operations.md, "Tracing"): the gateway's spans; off unless asked for.
-  const tracing = startTracing();
+  const tracing = await startTracingIfRequested();
   const logger = pino({ level: config.LOG_LEVEL, base: undefined, ...(tracing ? { mixin: traceLogMixin } : {}) });
   const say = (line: string) => process.stderr.write(`${line}\n`);
   const cleanups: Array<() => Promise<void>> = [];

@@ -24,28 +24,13 @@ import {
 } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { useTracing } from '../shared/tracing.js';
+import { envValue as set, tracingRequested } from './tracing-env.js';
+
+export { tracingRequested };
 
 export const DEFAULT_SERVICE_NAME = 'tiergate-gateway';
 
 type Env = Readonly<Record<string, string | undefined>>;
-
-function set(env: Env, name: string): string | undefined {
-  const v = env[name]?.trim();
-  return v === undefined || v === '' ? undefined : v;
-}
-
-/** Whether the OTEL_* variables in `env` turn tracing on (throws on a value tiergate does not support). */
-export function tracingRequested(env: Env): boolean {
-  if (set(env, 'OTEL_SDK_DISABLED')?.toLowerCase() === 'true') return false;
-  const exporters = set(env, 'OTEL_TRACES_EXPORTER');
-  if (exporters !== undefined) {
-    const names = exporters.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== '');
-    const unsupported = names.filter((n) => n !== 'otlp' && n !== 'none');
-    if (unsupported.length > 0) throw new Error(`OTEL_TRACES_EXPORTER: ${unsupported.join(', ')} is not supported (otlp or none)`);
-    return names.includes('otlp');
-  }
-  return set(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') !== undefined || set(env, 'OTEL_EXPORTER_OTLP_ENDPOINT') !== undefined;
-}
 
 /** OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG; default parentbased_always_on. */
 export function samplerFromEnv(env: Env): Sampler {
