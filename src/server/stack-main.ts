@@ -95,11 +95,12 @@ async function main(): Promise<void> {
     let fgaApiUrl = config.OPENFGA_API_URL;
     let fgaApiToken = config.OPENFGA_API_TOKEN;
     if (!fgaApiUrl) {
-      await requireFreePort(config.OPENFGA_HTTP_PORT, '127.0.0.1', 'OPENFGA_HTTP_PORT');
-      await requireFreePort(config.OPENFGA_GRPC_PORT, '127.0.0.1', 'OPENFGA_GRPC_PORT');
+      // 0: any free port, picked as OpenFGA starts (and picked again if taken meanwhile).
+      if (config.OPENFGA_HTTP_PORT !== 0) await requireFreePort(config.OPENFGA_HTTP_PORT, '127.0.0.1', 'OPENFGA_HTTP_PORT');
+      if (config.OPENFGA_GRPC_PORT !== 0) await requireFreePort(config.OPENFGA_GRPC_PORT, '127.0.0.1', 'OPENFGA_GRPC_PORT');
       openfga = await startOpenFga({
-        httpPort: config.OPENFGA_HTTP_PORT,
-        grpcPort: config.OPENFGA_GRPC_PORT,
+        ...(config.OPENFGA_HTTP_PORT !== 0 ? { httpPort: config.OPENFGA_HTTP_PORT } : {}),
+        ...(config.OPENFGA_GRPC_PORT !== 0 ? { grpcPort: config.OPENFGA_GRPC_PORT } : {}),
         datastore: embeddedDatastore(config),
         // Only this process talks to it: a fresh key each start.
         presharedKey: 'random',

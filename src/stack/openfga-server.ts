@@ -64,8 +64,8 @@ export function describeDatastore(ds: OpenFgaDatastore): string {
 
 export async function startOpenFga(opts: OpenFgaServerOptions = {}): Promise<OpenFgaServer> {
   const bin = await ensureTool(OPENFGA, opts.log);
-  const httpPort = opts.httpPort ?? (await freePort());
-  const grpcPort = opts.grpcPort ?? (await freePort());
+  let httpPort = opts.httpPort ?? (await freePort());
+  let grpcPort = opts.grpcPort ?? (await freePort());
   const datastore = opts.datastore ?? { engine: 'memory' };
   if (datastore.engine === 'sqlite') {
     if (/[?#]/.test(datastore.file)) throw new Error(`the OpenFGA SQLite path may not contain ? or #: ${datastore.file}`);
@@ -85,6 +85,23 @@ export async function startOpenFga(opts: OpenFgaServerOptions = {}): Promise<Ope
     }
   }
   const apiToken = opts.presharedKey === 'random' ? randomPresharedKey() : opts.presharedKey;
+  // Ports this function picked were free a moment ago, not reserved: another process may
+  // bind one before OpenFGA does. Then it exits at once ("address already in use"), and
+  // the start is tried again on new ports; ports the caller chose are never changed.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await runOpenFga(bin, datastore, apiToken, httpPort, grpcPort);
+    } catch (err) {
+      const picked = opts.httpPort === undefined || opts.grpcPort === undefined;
+      if (!picked || attempt >= 3 || !(err instanceof Error) || !err.message.includes('address already in use')) throw err;
+      opts.log?.(`OpenFGA: a port picked for it was taken meanwhile; starting again on new ports`);
+      if (opts.httpPort === undefined) httpPort = await freePort();
+      if (opts.grpcPort === undefined) grpcPort = await freePort();
+    }
+  }
+}
+
+async function runOpenFga(bin: string, datastore: OpenFgaDatastore, apiToken: string | undefined, httpPort: number, grpcPort: number): Promise<OpenFgaServer> {
   const child = startChild('openfga', bin, [
     'run',
     ...datastoreArgs(datastore),

@@ -33,8 +33,10 @@ export async function npmStartEnv(dataDir: string, extra: Record<string, string>
     GATEWAY_PORT: String(await freePort()),
     TENANT_SERVICE_PORT: String(await freePort()),
     REPORTS_SERVICE_PORT: String(await freePort()),
-    OPENFGA_HTTP_PORT: String(await freePort()),
-    OPENFGA_GRPC_PORT: String(await freePort()),
+    // OpenFGA picks its own as it starts: a port picked here is not reserved, and the
+    // many servers of a parallel test run could take it before OpenFGA binds it.
+    OPENFGA_HTTP_PORT: '0',
+    OPENFGA_GRPC_PORT: '0',
     METRICS_PORT: String(await freePort()),
     LOG_LEVEL: 'warn',
     ...extra,
