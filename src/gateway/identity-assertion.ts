@@ -6,6 +6,7 @@ import type { Context } from 'hono';
 import { Problem } from '../shared/problem.js';
 import type { Scope } from '../authz/types.js';
 import type { AssertionSigner, SignedSettings } from './assertion-signer.js';
+import { scopeSettings, type SettingsForScope } from './scope-settings.js';
 import type { GatewayEnv } from './types.js';
 
 export interface AssertionOptions {
@@ -13,7 +14,7 @@ export interface AssertionOptions {
   /** The tenants a scope covers: the tenant itself, or every tenant under a division/organization. */
   resolveTenants: (scope: Scope) => Promise<string[]>;
   /** The scope node's effective settings for the assertion's `settings` claim (./settings-claim.ts); none when absent. */
-  settings?: (scope: Scope) => Promise<SignedSettings>;
+  settings?: SettingsForScope;
 }
 
 /**
@@ -30,7 +31,7 @@ export async function identityAssertion(c: Context<GatewayEnv>, opts: AssertionO
   try {
     [tenants, settings] = await Promise.all([
       policy.scope.type === 'tenant' ? [policy.scope.id] : opts.resolveTenants(policy.scope),
-      opts.settings?.(policy.scope),
+      opts.settings ? scopeSettings(c, opts.settings) : undefined,
     ]);
   } catch (err) {
     // The tenants under a division or organization come from OpenFGA, the settings from the

@@ -111,6 +111,13 @@ export interface GatewayMetrics {
   openfgaDuration: LatencyHistogram<'call' | 'outcome'>;
   /** Per upstream: answers by status class and failures, counted as plain numbers (see upstreamObserver). */
   upstreamCounts: Map<string, UpstreamCounts>;
+  /**
+   * The edge policies a request's scope node sets (network, authentication strength,
+   * rate limit, residency): per policy and outcome, counted as plain numbers.
+   */
+  edgePolicyCounts: Map<string, number>;
+  /** Counts one outcome (`passed`, `refused`, `degraded`, …) of one edge policy. */
+  countEdgePolicy(policy: string, outcome: string): void;
 }
 
 /** One upstream's counts: answers by status class (index 1..5 = 1xx..5xx), and failures without an answer. */
@@ -157,6 +164,7 @@ export function createGatewayMetrics(registry = new Registry()): GatewayMetrics 
   // Includes nodejs_eventloop_lag_* and process metrics.
   collectDefaultMetrics({ register: registry });
   const upstreamCounts = new Map<string, UpstreamCounts>();
+  const edgePolicyCounts = new Map<string, number>();
   new Counter({
     name: 'tiergate_upstream_requests_total',
     help: 'Answers from each upstream service, by upstream and status class (1xx..5xx); failures without an answer are in tiergate_upstream_errors_total.',
@@ -180,8 +188,26 @@ export function createGatewayMetrics(registry = new Registry()): GatewayMetrics 
       }
     },
   });
+  new Counter({
+    name: 'tiergate_edge_policy_total',
+    help: "Edge policies applied to requests (the scope node's effective security.*, api.* and data.* settings), by policy and outcome.",
+    labelNames: ['policy', 'outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [key, n] of edgePolicyCounts) {
+        const [policy, outcome] = key.split('\u0000') as [string, string];
+        this.inc({ policy, outcome }, n);
+      }
+    },
+  });
   return {
     upstreamCounts,
+    edgePolicyCounts,
+    countEdgePolicy(policy, outcome) {
+      const key = `${policy}\u0000${outcome}`;
+      edgePolicyCounts.set(key, (edgePolicyCounts.get(key) ?? 0) + 1);
+    },
     registry,
     requestDuration: new LatencyHistogram({
       name: 'tiergate_request_duration_seconds',

@@ -2,6 +2,7 @@
 // reads what earlier stages set and adds its own part; nothing reaches back.
 import type { HttpBindings } from '@hono/node-server';
 import type { Decision, RequestVariables, Scope, TupleKey } from '../authz/types.js';
+import type { SignedSettings } from './assertion-signer.js';
 import type { UpstreamTarget } from './forward.js';
 
 /** Stage 1 (normalise): the one canonical form of the request that is matched, authorized and forwarded. */
@@ -40,6 +41,8 @@ export interface GatewayVariables extends RequestVariables {
   /** That policy's upstreams by name (the forward stage's targets); unset: the forward stage's own. */
   upstreams?: ReadonlyMap<string, UpstreamTarget>;
   decision: Decision;
+  /** The scope node's effective settings, resolved once per request (./scope-settings.ts). */
+  scopeSettings?: SignedSettings;
 }
 
 export interface GatewayEnv {
