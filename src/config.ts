@@ -151,6 +151,13 @@ export const configSchema = z.object({
   AUTH_JWKS_COOLDOWN_S: nonNegativeInt.default(30),
   AUTH_JWKS_CACHE_MAX_AGE_S: positiveInt.default(600),
   AUTH_TOKEN_CACHE_MAX: positiveInt.default(10000),
+  /**
+   * `acr` values that count as a multi-factor sign-in for security.require_mfa (besides an
+   * `amr` that shows one), and the `acr_values` of the step-up challenge (RFC 9470).
+   */
+  AUTH_MFA_ACR_VALUES: csv
+    .refine((l) => l.every((v) => /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(v)), 'each value is printable ASCII without spaces, quotes or backslashes')
+    .default(['http://schemas.openid.net/pape/policies/2007/06/multi-factor']),
   /** Trust a locally generated development issuer when AUTH_ISSUERS is empty (never in production). */
   DEV_ISSUER: boolFlag.default(true),
   DEV_ISSUER_AUDIENCE: z.string().default('tiergate'),

@@ -150,7 +150,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   registerBreakGlassRoutes(app, rt);
   registerTupleRoutes(app, rt);
   registerMeRoutes(app, rt);
-  registerCheckRoutes(app, rt);
+  registerCheckRoutes(app, rt, settingsRegistry);
   registerAuditRoutes(app, rt);
   registerSettingsRoutes(app, rt, settingsRegistry);
   if (deps.reloadPolicy || deps.shadowSummary) registerPolicyRoutes(app, rt, { reload: deps.reloadPolicy, shadowSummary: deps.shadowSummary });

@@ -253,6 +253,20 @@ export const CheckResult = z
     object: z.string(),
     reasons: z.array(ReasonSchema),
     missing: z.string().optional(),
+    /** The edge policies at the object's node, which the gateway checks before the permission. */
+    edgePolicies: z
+      .array(
+        z.object({
+          policy: z.string(),
+          value: z.unknown(),
+          /** Whether it restricts anything (a non-empty allowlist, MFA required; the session age always). */
+          inForce: z.boolean(),
+          /** The node whose entry decided the value, or `default`. */
+          source: z.string(),
+          lockedBy: z.string().nullable(),
+        }),
+      )
+      .optional(),
   })
   .openapi('CheckResult');
 

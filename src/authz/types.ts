@@ -18,6 +18,12 @@ export interface Principal {
    * its `client_id` claim equals `sub`, RFC 9068 §2.2), not to an end user.
    */
   clientId?: string;
+  /** The token's `amr` (RFC 8176 authentication methods), when a list of strings. */
+  amr?: readonly string[];
+  /** The token's `acr` (authentication context class), when a string. */
+  acr?: string;
+  /** When the user signed in: the token's `auth_time`, else its `iat` (seconds since the epoch); unset when it has neither. */
+  authTime?: number;
 }
 
 export interface TupleKey {

@@ -1,4 +1,4 @@
-// `npm run -s token -- [--client] <sub> [--ttl 1h] [--aud <audience>]`
+// `npm run -s token -- [--client] [--no-mfa] <sub> [--ttl 1h] [--aud <audience>]`
 // Prints a development-issuer token for <sub> on stdout and nothing else (so
 // `TOKEN=$(npm run -s token -- alice)` works); errors go to stderr with exit 1.
 // Uses the same key files as the gateway, creating them if absent.
@@ -7,7 +7,7 @@ import { loadConfig, SUBJECT_ID } from '../config.js';
 import { devIssuerEnabled, loadOrCreateDevIssuerKeys, mintDevToken, parseTtl } from '../gateway/dev-issuer.js';
 
 const USAGE =
-  'usage: npm run -s token -- [--client] <sub> [--ttl 1h] [--aud <audience>]\n  <sub>  user id (a `user:` prefix is accepted), or with --client a client id (a client-credentials token for the AuthZEN API); ttl: 90s, 15m, 1h, 7d (default 1h, at most 30d)';
+  'usage: npm run -s token -- [--client] [--no-mfa] <sub> [--ttl 1h] [--aud <audience>]\n  <sub>  user id (a `user:` prefix is accepted), or with --client a client id (a client-credentials token for the AuthZEN API); ttl: 90s, 15m, 1h, 7d (default 1h, at most 30d)\n  user tokens show a multi-factor sign-in (amr ["pwd","mfa"]); --no-mfa mints a password-only one (amr ["pwd"]), which nodes with security.require_mfa refuse';
 
 export interface TokenArgs {
   sub: string;
@@ -15,6 +15,8 @@ export interface TokenArgs {
   aud?: string;
   /** Mint a client-credentials token (`client_id` = `sub`). */
   client?: boolean;
+  /** Mint a password-only sign-in (`amr: ["pwd"]`). */
+  noMfa?: boolean;
 }
 
 /** Parse argv (after the script name); throws with a message for the user. */
@@ -23,6 +25,7 @@ export function parseTokenArgs(argv: readonly string[]): TokenArgs {
   let ttlS = 3600;
   let aud: string | undefined;
   let client = false;
+  let noMfa = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
@@ -41,6 +44,8 @@ export function parseTokenArgs(argv: readonly string[]): TokenArgs {
       aud = value();
     } else if (arg === '--client') {
       client = true;
+    } else if (arg === '--no-mfa') {
+      noMfa = true;
     } else if (arg.startsWith('-')) {
       throw new Error(`unknown option ${JSON.stringify(flag)}`);
     } else if (sub === undefined) {
@@ -51,7 +56,7 @@ export function parseTokenArgs(argv: readonly string[]): TokenArgs {
     }
   }
   if (sub === undefined) throw new Error('missing <sub>');
-  return { sub, ttlS, ...(aud === undefined ? {} : { aud }), ...(client ? { client } : {}) };
+  return { sub, ttlS, ...(aud === undefined ? {} : { aud }), ...(client ? { client } : {}), ...(noMfa ? { noMfa } : {}) };
 }
 
 export interface Io {
@@ -72,7 +77,7 @@ export async function runTokenCli(argv: readonly string[], env: NodeJS.ProcessEn
       throw new Error('the gateway does not trust the development issuer here (AUTH_ISSUERS is set, DEV_ISSUER is false, or NODE_ENV=production)');
     }
     const keys = await loadOrCreateDevIssuerKeys(config.TIERGATE_DATA_DIR);
-    const token = await mintDevToken(keys, { sub: args.sub, audience: args.aud ?? config.DEV_ISSUER_AUDIENCE, ttlS: args.ttlS, client: args.client === true });
+    const token = await mintDevToken(keys, { sub: args.sub, audience: args.aud ?? config.DEV_ISSUER_AUDIENCE, ttlS: args.ttlS, client: args.client === true, mfa: args.noMfa !== true });
     io.out(`${token}\n`);
     return 0;
   } catch (err) {

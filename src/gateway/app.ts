@@ -1,5 +1,5 @@
 // Composes the gateway: the request pipeline for /api/v1 (normalise -> authenticate
-// -> match policy -> authorize -> forward), the admin plane at /admin/v1, and the
+// -> match policy -> edge policies -> authorize -> forward), the admin plane at /admin/v1, and the
 // operational endpoints. Stages are built elsewhere and passed in, so each stays a
 // small module with its own tests and this file only says in which order they run.
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
@@ -32,6 +32,8 @@ export interface GatewayAppDeps {
   normalise: MiddlewareHandler<GatewayEnv>;
   authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
+  /** The edge policies of the scope node (./edge-policy.ts), between policy and authorize; none when absent. */
+  edgePolicy?: MiddlewareHandler<GatewayEnv>;
   authorizer: Authorizer;
   forward: ForwardOptions;
   /** The forward-auth decision endpoints (nginx, Traefik, Envoy), mounted at their prefix; none when absent. */
@@ -89,14 +91,17 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     onDecision: deps.onDecision,
   });
   const api = new Hono<GatewayEnv>();
+  // The same edge-policy stage object in proxy and forward-auth mode.
+  const edgeStage = deps.edgePolicy ? stageSpan('edge_policy', deps.edgePolicy) : undefined;
   // Each stage in a span of its own when tracing is on (as they are when it is off).
   api.use(
     '*',
     stageSpan('normalise', deps.normalise),
     stageSpan('authenticate', deps.authenticate),
     stageSpan('policy', deps.matchPolicy, policySpanEnd),
-    stageSpan('authorize', authorizeStage, authorizeSpanEnd),
   );
+  if (edgeStage) api.use('*', edgeStage);
+  api.use('*', stageSpan('authorize', authorizeStage, authorizeSpanEnd));
   api.all('*', forward(deps.forward));
   app.route(API_PREFIX, api);
 
@@ -106,6 +111,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       ...deps.forwardAuth,
       authenticate: stageSpan('authenticate', deps.authenticate),
       matchPolicy: stageSpan('policy', deps.matchPolicy, policySpanEnd),
+      ...(edgeStage ? { edgePolicy: edgeStage } : {}),
       authorize: stageSpan('authorize', authorizeStage, authorizeSpanEnd),
       assertion: deps.forward,
     });

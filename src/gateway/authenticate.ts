@@ -15,6 +15,8 @@
 //   `exp`, `nbf` and `iat` must be finite numbers. `sub` is required and must be a
 //   non-empty string matching SUBJECT_ID. A refused token is never cached, so no
 //   principal (and no assertion) is ever made from it.
+// - `amr`, `acr` and `auth_time` (else `iat`) are kept on the principal for the edge
+//   policies (./edge-policy.ts); `auth_time` must be a finite number like the time claims.
 // - A token whose `client_id` claim equals its `sub` was issued to a client for itself
 //   (client credentials, RFC 9068 §2.2): the principal then carries `clientId`, which
 //   is what the AuthZEN API (./authzen.ts) accepts.
@@ -172,7 +174,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
 }
 
 /** The time claims jose checks the type of (a number) but not its finiteness. */
-const TIME_CLAIMS = ['exp', 'nbf', 'iat'] as const;
+const TIME_CLAIMS = ['exp', 'nbf', 'iat', 'auth_time'] as const;
 
 /**
  * What jose leaves to the caller: it checks `sub` is present but not that it is a
@@ -191,6 +193,13 @@ function principalOf(payload: JWTPayload, issuer: string): Principal {
   const principal: Principal = { subject: `user:${sub}`, sub, issuer, expiresAt: payload.exp! };
   // A client-credentials token names the client as its own subject (RFC 9068 §2.2).
   if (payload.client_id === sub) principal.clientId = sub;
+  // What the edge policies judge the sign-in by (./edge-policy.ts); a claim of another shape is left out.
+  const { amr, acr, auth_time: authTime, iat } = payload;
+  if (Array.isArray(amr) && amr.length <= 32 && amr.every((m) => typeof m === 'string')) principal.amr = amr as string[];
+  if (typeof acr === 'string') principal.acr = acr;
+  // A malformed auth_time was refused above (TIME_CLAIMS), never replaced by iat, which would make the sign-in look newer.
+  if (typeof authTime === 'number') principal.authTime = authTime;
+  else if (typeof iat === 'number') principal.authTime = iat;
   return principal;
 }
 

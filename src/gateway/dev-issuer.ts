@@ -114,13 +114,22 @@ export interface MintOptions {
   now?: number;
   /** A client-credentials token: `client_id` equals `sub` (what the AuthZEN API accepts). */
   client?: boolean;
+  /**
+   * A multi-factor sign-in (default true): `amr: ["pwd","mfa"]`, which security.require_mfa
+   * accepts; false mints `amr: ["pwd"]`, to try the step-up challenge. Client tokens have no amr.
+   */
+  mfa?: boolean;
+  /** When the user signed in (`auth_time`, seconds since the epoch); default the token's `iat`. */
+  authTime?: number;
 }
 
 export async function mintDevToken(keys: DevIssuerKeys, opts: MintOptions): Promise<string> {
   if (!SUBJECT_ID.test(opts.sub)) throw new Error(`invalid subject ${JSON.stringify(opts.sub)}: must match ${SUBJECT_ID}`);
   if (!Number.isInteger(opts.ttlS) || opts.ttlS <= 0 || opts.ttlS > MAX_TTL_S) throw new Error(`ttl must be between 1s and ${MAX_TTL_S}s`);
   const iat = opts.now ?? Math.floor(Date.now() / 1000);
-  return new SignJWT(opts.client === true ? { client_id: opts.sub } : {})
+  const claims =
+    opts.client === true ? { client_id: opts.sub } : { amr: opts.mfa === false ? ['pwd'] : ['pwd', 'mfa'], auth_time: opts.authTime ?? iat };
+  return new SignJWT(claims)
     .setProtectedHeader({ alg: DEV_ISSUER_ALG, kid: keys.kid, typ: 'JWT' })
     .setIssuer(DEV_ISSUER)
     .setAudience(opts.audience)

@@ -3,8 +3,10 @@
 // tiergate about a request and forwards it itself. The original request goes
 // through the same stages as a proxied one, without `forward`:
 //
-//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► authorize ──► 200 + assertion
-//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/503)
+//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► edge policies ──► authorize ──► 200 + assertion
+//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/401)         (403/503)
+//   The edge policies read the client address from the ingress's X-Forwarded-For (the
+//   ingress is a trusted proxy by then): it must send one.
 //
 // - Only a peer in TRUSTED_PROXIES is answered; anyone else gets 403 untrusted-peer,
 //   whatever it sends. The original method and target are read only from the
@@ -137,6 +139,8 @@ export function allow(opts: AssertionOptions): MiddlewareHandler<GatewayEnv> {
 export interface ForwardAuthAppDeps extends ForwardAuthOptions {
   authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
+  /** The proxy mode's edge-policy stage (./edge-policy.ts), the same object; none when absent. */
+  edgePolicy?: MiddlewareHandler<GatewayEnv>;
   authorize: MiddlewareHandler<GatewayEnv>;
   assertion: AssertionOptions;
 }
@@ -150,7 +154,8 @@ export function forwardAuthApp(deps: ForwardAuthAppDeps): Hono<GatewayEnv> {
     ['traefik', '/traefik'],
     ['envoy', '/envoy/*'],
   ] as const) {
-    app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, decide);
+    if (deps.edgePolicy) app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.edgePolicy, deps.authorize, decide);
+    else app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, decide);
   }
   return app;
 }

@@ -32,6 +32,7 @@ import { currentUpstreams, openPolicy, policyMetrics, policyReadiness, policySta
 import { upstreamReadiness } from './upstreams.js';
 import { loadRegistry } from '../settings/registry.js';
 import { createSettingsClaims } from '../gateway/settings-claim.js';
+import { edgePolicy } from '../gateway/edge-policy.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -208,6 +209,12 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     normalise: normaliseStage,
     authenticate: authenticateStage,
     matchPolicy: shadow ? shadow.wrap(policyStage(policy)) : policyStage(policy),
+    edgePolicy: edgePolicy({
+      settings: (scope) => settingsClaims.claimFor(scope),
+      trustedProxies,
+      metrics,
+      mfaAcrValues: config.AUTH_MFA_ACR_VALUES,
+    }),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,
     onDecision: observeDecision(metrics),

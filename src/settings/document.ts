@@ -83,6 +83,7 @@ export function checkDocument(
     if (lock && level === 'tenant') bad(`${name}.lock`, 'a tenant has nothing below it to lock');
     if (!hasSet && !hasMerge && !hasReset && !lock) bad(name, 'an entry sets, merges, resets or locks (delete the entry to inherit)');
     if (hasReset && def.allocation) bad(`${name}.reset`, 'an allocation is not reset: delete the entry to inherit');
+    if (hasReset && def.merge === 'tighten') bad(`${name}.reset`, 'a level may tighten this key but never loosen it: delete the entry to inherit');
     const entry: SettingEntry = {};
     if (hasSet) {
       const parsed = valueSchema(def).safeParse(raw.set);

@@ -2,7 +2,8 @@
 // provenance: for every key the value, the entries that produced it (node, operation,
 // author, time), which node locked it, and entries a lock above made void.
 import { opOf, sameEntry, type EntryOp, type SettingEntry, type SettingsDocument, type StoredEntry } from './document.js';
-import type { SettingDef, SettingsRegistry, SettingValue } from './registry.js';
+import { intersectCidrs, NO_NETWORK } from './cidr.js';
+import { durationSeconds, type SettingDef, type SettingsRegistry, type SettingValue } from './registry.js';
 
 /** One node on the path, root first, with its stored entries. */
 export interface ChainLevel {
@@ -65,7 +66,15 @@ export function effectiveValue(def: SettingDef, chain: readonly ChainLevel[]): E
     }
     const e = s.entry;
     steps.push(step(level.node, s));
-    if (e.set !== undefined) {
+    if (def.merge === 'tighten') {
+      if (e.set !== undefined) {
+        // The organization's value replaces the registry default; every level below only tightens.
+        const next = level === chain[0] ? e.set : tighter(def, value, e.set);
+        // The source is the node whose entry last made the value stricter (or the organization's).
+        if (level === chain[0] || !sameValue(next, value)) source = level.node;
+        value = next;
+      }
+    } else if (e.set !== undefined) {
       value = e.set;
       source = level.node;
     } else if (e.reset) {
@@ -83,6 +92,37 @@ export function effectiveValue(def: SettingDef, chain: readonly ChainLevel[]): E
   // A removal anywhere on the path wins over every append and set.
   if (def.merge === 'list' && removed.size > 0) value = (value as string[]).filter((x) => !removed.has(x));
   return { key: def.key, value, source, lockedBy, chain: steps, overridden };
+}
+
+function sameValue(a: SettingValue, b: SettingValue): boolean {
+  return Array.isArray(a) && Array.isArray(b) ? a.length === b.length && a.every((x, i) => x === b[i]) : a === b;
+}
+
+/**
+ * The stricter of an inherited value and a level's own (`merge: tighten`): true over false;
+ * the smaller integer or duration; for a CIDR list, the networks both admit. An empty list
+ * restricts nothing; two lists with no network in common admit nothing ([NO_NETWORK]),
+ * never "any network".
+ */
+export function tighter(def: SettingDef, inherited: SettingValue, own: SettingValue): SettingValue {
+  switch (def.type) {
+    case 'boolean':
+      return inherited === true || own === true;
+    case 'integer':
+      return Math.min(inherited as number, own as number);
+    case 'duration':
+      return (durationSeconds(own as string) ?? 0) < (durationSeconds(inherited as string) ?? 0) ? own : inherited;
+    case 'cidr_list': {
+      const a = inherited as string[];
+      const b = own as string[];
+      if (b.length === 0) return a;
+      if (a.length === 0) return [...new Set(b)];
+      const both = intersectCidrs(a, b);
+      return both.length > 0 ? both : [NO_NETWORK];
+    }
+    default:
+      throw new Error(`${def.key}: a ${def.type} does not tighten`);
+  }
 }
 
 /** Every registry key's effective value along `chain`, sorted by key. */

@@ -11,6 +11,12 @@ import { z } from 'zod';
 export const LEVELS = ['organization', 'division', 'tenant'] as const;
 export type Level = (typeof LEVELS)[number];
 
+export const MERGE_RULES = ['replace', 'list', 'tighten'] as const;
+export type MergeRule = (typeof MERGE_RULES)[number];
+
+/** The types a `tighten` key may have: each has an order from loose to strict. */
+export const TIGHTEN_TYPES: ReadonlySet<string> = new Set(['boolean', 'integer', 'duration', 'cidr_list']);
+
 export const SETTING_TYPES = ['boolean', 'integer', 'enum', 'string_list', 'duration', 'cidr_list', 'time_windows', 'timezone'] as const;
 export type SettingType = (typeof SETTING_TYPES)[number];
 
@@ -30,8 +36,12 @@ export interface SettingDef {
   description: string;
   type: SettingType;
   default: SettingValue;
-  /** `replace`: a child's value replaces the parent's; `list`: lists merge down the path, a removal at any level wins. */
-  merge: 'replace' | 'list';
+  /**
+   * `replace`: a child's value replaces the parent's; `list`: lists merge down the path, a
+   * removal at any level wins; `tighten`: every level's value counts and the strictest wins
+   * (boolean: true; integer, duration: the smallest; cidr_list: the networks every level admits).
+   */
+  merge: MergeRule;
   lockable: boolean;
   /** The lowest level that may set the key (`organization`: only the organization). */
   lowest: Level;
@@ -151,7 +161,7 @@ const defSchema = z
     description: z.string().min(1),
     type: z.enum(SETTING_TYPES),
     default: z.unknown(),
-    merge: z.enum(['replace', 'list']).default('replace'),
+    merge: z.enum(MERGE_RULES).default('replace'),
     lockable: z.boolean().default(true),
     lowest: z.enum(LEVELS).default('tenant'),
     min: z.number().int().optional(),
@@ -171,6 +181,8 @@ const defSchema = z
     if (d.type === 'integer' && (d.min === undefined || d.max === undefined)) issue('type', 'an integer needs min and max');
     if (d.min !== undefined && d.max !== undefined && d.min > d.max) issue('max', 'must not be below min');
     if (d.merge === 'list' && d.type !== 'string_list' && d.type !== 'cidr_list') issue('merge', 'only string_list and cidr_list keys merge as lists');
+    if (d.merge === 'tighten' && !TIGHTEN_TYPES.has(d.type)) issue('merge', 'only boolean, integer, duration and cidr_list keys tighten');
+    if (d.merge === 'tighten' && d.allocation) issue('merge', 'an allocation does not tighten');
     if (d.allocation && d.type !== 'integer') issue('allocation', 'only an integer is an allocation');
     if (d.allocation && d.min !== undefined && d.min < 0) issue('min', 'an allocation is never negative');
     if (d.pattern !== undefined && d.type !== 'string_list') issue('pattern', 'only a string_list has an item pattern');

@@ -44,6 +44,9 @@ export const PROBLEM_SLUGS = [
   'invalid-id',
   'policy-ambiguous',
   'authorization-unavailable',
+  // The gateway's edge-policy stage
+  'ip-not-allowed',
+  'insufficient-user-authentication',
   // The gateway's forward-auth (decision mode) endpoints
   'untrusted-peer',
   'invalid-original-request',

@@ -157,3 +157,37 @@ export function trustedPeers(entries: readonly string[]): TrustedPeers {
     },
   };
 }
+
+/**
+ * The client's address: the socket `peer`, or, only when the peer is a trusted proxy,
+ * the rightmost hop of X-Forwarded-For (`forwardedFor`, every line joined by commas)
+ * that is not itself a trusted proxy (all trusted: the leftmost). A hop that is not a
+ * plain address (`unknown`, an obfuscated name, garbage) makes the answer undefined: the
+ * address cannot be known, and a caller deciding by it refuses. `[v6]:port` and
+ * `v4:port` hops are read without the port.
+ */
+export function clientAddress(peer: string, forwardedFor: string | undefined, trusted: TrustedPeers): string | undefined {
+  if (forwardedFor === undefined || !trusted.has(peer)) return peer === '' ? undefined : peer;
+  const hops = forwardedFor.split(',');
+  let hop: string | undefined;
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const text = hopAddress(hops[i]!.trim());
+    if (text === undefined) return undefined;
+    hop = text;
+    if (!trusted.has(text)) return text;
+  }
+  return hop ?? peer;
+}
+
+function hopAddress(hop: string): string | undefined {
+  let text = hop;
+  if (text.startsWith('[')) {
+    const end = text.indexOf(']');
+    if (end < 0) return undefined;
+    text = text.slice(1, end);
+  } else if (text.indexOf(':') > 0 && text.indexOf(':') === text.lastIndexOf(':')) {
+    text = text.slice(0, text.indexOf(':'));
+  }
+  if (text.includes('%')) return undefined;
+  return ipaddr.IPv4.isValidFourPartDecimal(text) || ipaddr.IPv6.isValid(text) ? text : undefined;
+}

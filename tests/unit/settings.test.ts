@@ -44,7 +44,8 @@ describe('checkDocument', () => {
   it('accepts every operation and normalises lock: false away', () => {
     const r = checkDocument(registry, 'division:d', {
       'security.require_mfa': { set: true, lock: true },
-      'security.ip_allowlist': { append: ['10.0.0.0/8', '2001:db8::/32'], remove: ['192.168.0.1'] },
+      'security.ip_allowlist': { set: ['10.0.0.0/8', '2001:db8::/32'] },
+      'routing.allowed_countries': { append: ['DE', 'FR'], remove: ['US'] },
       locale: { reset: true, lock: false },
       timezone: { lock: true },
       business_hours: { set: [{ days: ['sat'], start: '10:00', end: '14:00' }] },
@@ -53,7 +54,8 @@ describe('checkDocument', () => {
       ok: true,
       document: {
         'security.require_mfa': { set: true, lock: true },
-        'security.ip_allowlist': { append: ['10.0.0.0/8', '2001:db8::/32'], remove: ['192.168.0.1'] },
+        'security.ip_allowlist': { set: ['10.0.0.0/8', '2001:db8::/32'] },
+        'routing.allowed_countries': { append: ['DE', 'FR'], remove: ['US'] },
         locale: { reset: true },
         timezone: { lock: true },
         business_hours: { set: [{ days: ['sat'], start: '10:00', end: '14:00' }] },
@@ -67,7 +69,7 @@ describe('checkDocument', () => {
       'security.require_mfa': { set: 'yes' },
       'recording.retention_days': { set: 0 },
       'data.residency_region': { set: 'eu' },
-      'security.ip_allowlist': { append: ['10.0.0.0/33'], extra: 1 },
+      'security.ip_allowlist': { set: ['10.0.0.0/33'], extra: 1 },
       timezone: { set: 'Mars/Base' },
       locale: { set: 'en-US', reset: true },
       'quota.agents': { reset: true },
@@ -82,7 +84,7 @@ describe('checkDocument', () => {
         'body.settings.no.such: unknown setting key (GET /settings/registry lists them)',
         'body.settings.data.residency_region: may be set at the organization level and above, not by a tenant',
         'body.settings.security.ip_allowlist.extra: unknown field',
-        'body.settings.security.ip_allowlist.append[0]: must be an IPv4 or IPv6 address or CIDR, e.g. 10.0.0.0/8',
+        'body.settings.security.ip_allowlist.set[0]: must be an IPv4 or IPv6 address or CIDR, e.g. 10.0.0.0/8',
         'body.settings.locale: set, append/remove and reset exclude each other',
         'body.settings.quota.agents.reset: an allocation is not reset: delete the entry to inherit',
         'body.settings.api.rate_limit_per_minute.lock: a tenant has nothing below it to lock',
@@ -120,11 +122,64 @@ describe('effective values', () => {
 
   it('merges lists down the path, and a removal anywhere wins over a later append', () => {
     const c = chain(
-      ['organization:o', { 'security.ip_allowlist': e({ set: ['10.0.0.0/8', '192.168.1.0/24'] }) }],
-      ['division:d', { 'security.ip_allowlist': e({ remove: ['192.168.1.0/24'] }) }],
-      ['tenant:t', { 'security.ip_allowlist': e({ append: ['192.168.1.0/24', '172.16.0.0/12'] }) }],
+      ['organization:o', { 'routing.allowed_countries': e({ set: ['DE', 'FR'] }) }],
+      ['division:d', { 'routing.allowed_countries': e({ remove: ['FR'] }) }],
+      ['tenant:t', { 'routing.allowed_countries': e({ append: ['FR', 'GB'] }) }],
     );
-    expect(effectiveValue(def('security.ip_allowlist'), c).value).toEqual(['10.0.0.0/8', '172.16.0.0/12']);
+    expect(effectiveValue(def('routing.allowed_countries'), c).value).toEqual(['DE', 'GB']);
+  });
+
+  it('security policies only tighten down the path: true wins, the shortest age wins, the source is who tightened', () => {
+    const mfa = effectiveValue(
+      def('security.require_mfa'),
+      chain(['organization:o', {}], ['division:d', { 'security.require_mfa': e({ set: true }) }], ['tenant:t', { 'security.require_mfa': e({ set: false }) }]),
+    );
+    expect(mfa).toMatchObject({ value: true, source: 'division:d' });
+    const age = effectiveValue(
+      def('security.session_max_age'),
+      chain(
+        ['organization:o', { 'security.session_max_age': e({ set: '8h' }) }],
+        ['division:d', { 'security.session_max_age': e({ set: '2d' }) }],
+        ['tenant:t', { 'security.session_max_age': e({ set: '90m' }) }],
+      ),
+    );
+    expect(age).toMatchObject({ value: '90m', source: 'tenant:t' });
+    expect(effectiveValue(def('security.session_max_age'), chain(['organization:o', { 'security.session_max_age': e({ set: '7d' }) }])).value).toBe('7d');
+    // The organization's value replaces the registry default; below it a level only tightens, the default included.
+    expect(effectiveValue(def('security.session_max_age'), chain(['organization:o', {}], ['division:d', { 'security.session_max_age': e({ set: '2d' }) }]))).toMatchObject({
+      value: '12h',
+      source: 'default',
+    });
+  });
+
+  it('allowlists intersect: a level narrows, never widens, and no network in common admits none', () => {
+    const list = (...levels: Array<string[] | undefined>) =>
+      effectiveValue(
+        def('security.ip_allowlist'),
+        chain(...levels.map((l, i): [string, Record<string, StoredEntry>] => [`division:l${i}`, l === undefined ? {} : { 'security.ip_allowlist': e({ set: l }) }])),
+      );
+    expect(list(['10.0.0.0/8', '192.168.0.0/16'], ['10.1.0.0/16', '172.16.0.0/12']).value).toEqual(['10.1.0.0/16']);
+    expect(list(['10.0.0.0/8', '192.168.0.0/16'], ['10.1.0.0/16', '0.0.0.0/0']).value).toEqual(['10.0.0.0/8', '192.168.0.0/16']);
+    expect(list(['10.0.0.0/8'], ['0.0.0.0/0', '::/0'])).toMatchObject({ value: ['10.0.0.0/8'], source: 'division:l0' });
+    expect(list(['10.0.0.0/8'], undefined, ['10.2.3.4'])).toMatchObject({ value: ['10.2.3.4'], source: 'division:l2' });
+    expect(list(['10.0.0.0/8'], [])).toMatchObject({ value: ['10.0.0.0/8'], source: 'division:l0' });
+    expect(list([], ['10.0.0.0/8']).value).toEqual(['10.0.0.0/8']);
+    expect(list(['10.0.0.0/8'], ['192.168.0.0/16']).value).toEqual(['none']);
+    expect(list(['10.0.0.0/8'], ['192.168.0.0/16'], ['192.168.0.0/16']).value).toEqual(['none']);
+    expect(list(['::ffff:10.0.0.0/104'], ['10.1.0.0/16']).value).toEqual(['10.1.0.0/16']);
+    expect(list(['2001:db8::/32', '10.0.0.0/8'], ['2001:db8:1::/48']).value).toEqual(['2001:db8:1::/48']);
+    expect(list([]).value).toEqual([]);
+  });
+
+  it('refuses reset and append on a key that only tightens', () => {
+    const r = checkDocument(registry, 'division:d', { 'security.require_mfa': { reset: true }, 'security.ip_allowlist': { append: ['10.0.0.0/8'] } });
+    expect(r).toEqual({
+      ok: false,
+      invalid: [
+        { name: 'body.settings.security.require_mfa.reset', reason: 'a level may tighten this key but never loosen it: delete the entry to inherit' },
+        { name: 'body.settings.security.ip_allowlist', reason: 'append/remove need a list-merged key; security.ip_allowlist is a cidr_list with merge tighten' },
+      ],
+    });
   });
 
   it('a lock makes entries below it void, and says who locked', () => {

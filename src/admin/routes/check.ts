@@ -1,4 +1,5 @@
-// POST /check: allowed or not, and why. Only for callers who administer the
+// POST /check: allowed or not, and why, with the edge policies in force at the
+// object's node (network, authentication strength) and where each was set. Only for callers who administer the
 // object's node (its audit readers, `can_read_audit`). The reasons name a grant's
 // node only where the caller could list its roles (`can_assign_admin`); grants
 // above the caller's reach are reported without the node (see explain.ts).
@@ -10,11 +11,37 @@ import { explain, objectContext } from '../explain.js';
 import { CheckBody, CheckResult } from '../schemas.js';
 import { ancestorPath, splitRef } from '../store.js';
 import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
+import { EDGE_POLICY_KEYS } from '../../settings/edge-keys.js';
+import { effectiveValue } from '../../settings/effective.js';
+import type { SettingsRegistry } from '../../settings/registry.js';
+import { readEntries } from '../../settings/store.js';
+import type { Queryable } from '../../db/index.js';
 
 type AdminApp = OpenAPIHono<RequestEnv>;
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 
-export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime): void {
+const SETTINGS_NODE = /^(organization|division|tenant):/;
+
+/**
+ * The edge policies in force at `node` (the gateway checks them before the permission):
+ * each key's effective value, the node that decided it and the node that locked it.
+ * Admins of the node may see these nodes; the gateway's refusals never name them.
+ */
+async function edgePoliciesAt(q: Queryable, registry: SettingsRegistry, node: string) {
+  if (!SETTINGS_NODE.test(node)) return [];
+  const path = (await ancestorPath(q, node)).filter((n) => SETTINGS_NODE.test(n));
+  const entries = await readEntries(q, path);
+  const chain = path.map((n) => ({ node: n, entries: entries.get(n)! }));
+  return EDGE_POLICY_KEYS.flatMap((key) => {
+    const def = registry.get(key);
+    if (!def) return [];
+    const v = effectiveValue(def, chain);
+    const inForce = Array.isArray(v.value) ? v.value.length > 0 : key === 'security.session_max_age' || v.value === true;
+    return [{ policy: key, value: v.value, inForce, source: v.source, lockedBy: v.lockedBy }];
+  });
+}
+
+export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime, settings?: SettingsRegistry): void {
   const route = createRoute({
     method: 'post',
     path: '/check',
@@ -40,8 +67,11 @@ export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime): void {
         'can_read_audit',
         node,
       );
-      const result = await explain(rt.engine, rt.db, c.get('principal').subject, user, permission, object);
-      return c.json({ user, permission, object, ...result }, 200);
+      const [result, edgePolicies] = await Promise.all([
+        explain(rt.engine, rt.db, c.get('principal').subject, user, permission, object),
+        settings ? edgePoliciesAt(rt.db, settings, node) : [],
+      ]);
+      return c.json({ user, permission, object, ...result, edgePolicies }, 200);
     },
     allFieldsHook(route),
   );

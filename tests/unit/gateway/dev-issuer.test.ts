@@ -79,6 +79,25 @@ describe('dev issuer keys', () => {
     expect(((await asUser.json()) as { clientId?: string }).clientId).toBeUndefined();
   });
 
+  it('a user token shows a multi-factor sign-in (amr, auth_time) unless minted with mfa: false; the principal keeps them', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const mfa = await mintDevToken(keys, { sub: 'alice', audience: 'tiergate', ttlS: 600, now });
+    const pwd = await mintDevToken(keys, { sub: 'alice', audience: 'tiergate', ttlS: 600, now, mfa: false, authTime: now - 100 });
+    const seen = async (t: string) => (await (await gateway(keys).request('/api/v1/x', { headers: { authorization: `Bearer ${t}` } })).json()) as Record<string, unknown>;
+    expect(await seen(mfa)).toMatchObject({ amr: ['pwd', 'mfa'], authTime: now });
+    expect(await seen(pwd)).toMatchObject({ amr: ['pwd'], authTime: now - 100 });
+    expect(parseTokenArgs(['--no-mfa', 'alice'])).toEqual({ sub: 'alice', ttlS: 3600, noMfa: true });
+  });
+
+  it('a token whose auth_time is not a number is refused', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const claims = `{"iss":"${DEV_ISSUER}","aud":"tiergate","sub":"alice","exp":${exp},"auth_time":"yesterday"}`;
+    const token = await new CompactSign(new TextEncoder().encode(claims)).setProtectedHeader({ alg: 'EdDSA', kid: keys.kid }).sign(keys.privateKey);
+    const res = await gateway(keys).request('/api/v1/x', { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe('Bearer error="invalid_token", error_description="auth_time claim must be a finite number"');
+  });
+
   it('a token for another audience is refused', async () => {
     const token = await mintDevToken(keys, { sub: 'alice', audience: 'elsewhere', ttlS: 600 });
     const res = await gateway(keys).request('/api/v1/x', { headers: { authorization: `Bearer ${token}` } });
