@@ -209,6 +209,8 @@ describe('check explains no more than the caller could list', () => {
       permission: 'can_read_configuration',
       object: 'tenant:t1',
       reasons: [{ role: 'admin', on: null, via: HIDDEN_VIA, path: ['tenant:t1'] }],
+      // The tenant's edge policies, as its settings API shows them to him.
+      edgePolicies: expect.any(Array),
     });
     expect(JSON.stringify(res.body.reasons)).not.toMatch(/acme|d1|olivia/);
     // The same for a division admin's grant, and the roles list it stands for is refused to him.

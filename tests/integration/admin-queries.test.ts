@@ -184,6 +184,12 @@ describe('check and explain', () => {
           path: ['organization:acme', 'division:emea', 'tenant:emea-sales', 'agent:emea-sales/2000'],
         },
       ],
+      // The edge policies at the agent's tenant, none set here: defaults.
+      edgePolicies: [
+        { policy: 'security.ip_allowlist', value: [], inForce: false, source: 'default', lockedBy: null },
+        { policy: 'security.require_mfa', value: false, inForce: false, source: 'default', lockedBy: null },
+        { policy: 'security.session_max_age', value: '12h', inForce: true, source: 'default', lockedBy: null },
+      ],
     });
     const onTenant = await fx.call('olivia', 'POST', '/check', { user: 'user:olivia', permission: 'can_manage_resources', object: 'tenant:north-sales' });
     expect(onTenant.body.reasons).toEqual([
@@ -198,7 +204,15 @@ describe('check and explain', () => {
     expect(umaReads.body).toMatchObject({ allowed: true, reasons: [{ role: 'member', on: 'tenant:emea-sales', via: 'inherited by queue:emea-sales/1000' }] });
     // uma holds member there, but member does not give can_write: no reason, and the missing permission.
     const umaWrites = await fx.call('dana', 'POST', '/check', { user: 'uma', permission: 'can_write', object: 'queue:emea-sales/1000' });
-    expect(umaWrites.body).toEqual({ allowed: false, user: 'user:uma', permission: 'can_write', object: 'queue:emea-sales/1000', reasons: [], missing: 'can_write' });
+    expect(umaWrites.body).toEqual({
+      allowed: false,
+      user: 'user:uma',
+      permission: 'can_write',
+      object: 'queue:emea-sales/1000',
+      reasons: [],
+      missing: 'can_write',
+      edgePolicies: expect.any(Array),
+    });
     const umaReports = await fx.call('dana', 'POST', '/check', { user: 'uma', permission: 'can_read', object: 'report:emea-sales/monthly' });
     expect(umaReports.body).toMatchObject({ allowed: false, reasons: [], missing: 'can_read' });
   });

@@ -1,6 +1,6 @@
 // Hierarchical settings through the admin API, on the demo hierarchy (demo/hierarchy.yaml),
 // against a real OpenFGA store and database: inherit, override, locks (409 naming the
-// node), list merge with removal winning, reset, allocations (409 with the numbers),
+// node), security settings that only tighten, reset, allocations (409 with the numbers),
 // effective values with provenance at every node, dry runs across nested divisions,
 // who may read and write what, and the audit trail.
 import { readFileSync } from 'node:fs';
@@ -76,13 +76,13 @@ const steps: Step[] = [
     expect: { node: 'organization:acme', changed: ['data.residency_region', 'locale', 'quota.agents', 'security.ip_allowlist', 'security.require_mfa', 'timezone'] },
   },
   {
-    name: 'division admin overrides, removes from the inherited list, and locks the locale for its subtree',
+    name: 'division admin overrides, narrows the inherited allowlist (a network beyond the organization\'s adds nothing), and locks the locale for its subtree',
     who: 'dana',
     method: 'PUT',
     path: '/divisions/emea/settings/document',
     body: {
       settings: {
-        'security.ip_allowlist': { remove: ['192.168.0.0/16'], append: ['172.16.0.0/12'] },
+        'security.ip_allowlist': { set: ['10.0.0.0/8', '172.16.0.0/12'] },
         timezone: { set: 'Europe/Berlin' },
         'quota.agents': { set: 60 },
         locale: { set: 'de-DE', lock: true },
@@ -91,13 +91,13 @@ const steps: Step[] = [
     status: 200,
   },
   {
-    name: 'sub-division admin appends, including what the division removed (the removal wins)',
+    name: 'sub-division admin narrows further; a network the division left out stays out',
     who: 'sam',
     method: 'PUT',
     path: '/divisions/emea-north/settings/document',
     body: {
       settings: {
-        'security.ip_allowlist': { append: ['192.168.0.0/16', '10.1.0.0/16'] },
+        'security.ip_allowlist': { set: ['192.168.0.0/16', '10.1.0.0/16'] },
         timezone: { set: 'Europe/Stockholm' },
         'quota.agents': { set: 20 },
       },
@@ -208,12 +208,12 @@ const effective: Row[] = [
   ['organization:acme', 'quota.agents', 100, 'organization:acme', null],
   ['organization:acme', 'recording.retention_days', 90, 'default', null],
   ['division:emea', 'timezone', 'Europe/Berlin', 'division:emea', null],
-  ['division:emea', 'security.ip_allowlist', ['10.0.0.0/8', '172.16.0.0/12'], 'division:emea', null],
+  ['division:emea', 'security.ip_allowlist', ['10.0.0.0/8'], 'division:emea', null],
   ['division:emea', 'security.require_mfa', true, 'organization:acme', { by: 'organization:acme', above: true }],
   ['division:emea', 'locale', 'de-DE', 'division:emea', { by: 'division:emea', above: false }],
   ['division:emea', 'quota.agents', 60, 'division:emea', null],
   ['division:emea-north', 'timezone', 'Europe/Stockholm', 'division:emea-north', null],
-  ['division:emea-north', 'security.ip_allowlist', ['10.0.0.0/8', '172.16.0.0/12', '10.1.0.0/16'], 'division:emea-north', null],
+  ['division:emea-north', 'security.ip_allowlist', ['10.1.0.0/16'], 'division:emea-north', null],
   ['division:emea-north', 'locale', 'de-DE', 'division:emea', { by: 'division:emea', above: true }],
   ['tenant:north-support', 'timezone', 'Europe/Stockholm', 'division:emea-north', null],
   ['tenant:north-support', 'quota.agents', 20, 'division:emea-north', null],
@@ -221,7 +221,7 @@ const effective: Row[] = [
   ['tenant:acme-sales', 'timezone', 'UTC', 'tenant:acme-sales', null],
   ['tenant:acme-sales', 'quota.agents', 40, 'tenant:acme-sales', null],
   ['tenant:acme-sales', 'locale', 'de-DE', 'division:emea', { by: 'division:emea', above: true }],
-  ['tenant:acme-sales', 'security.ip_allowlist', ['10.0.0.0/8', '172.16.0.0/12'], 'division:emea', null],
+  ['tenant:acme-sales', 'security.ip_allowlist', ['10.0.0.0/8'], 'division:emea', null],
   ['division:apac', 'timezone', 'Europe/London', 'organization:acme', null],
   ['division:apac', 'locale', 'en-GB', 'organization:acme', null],
   ['tenant:apac-sales', 'quota.agents', 100, 'organization:acme', null],
