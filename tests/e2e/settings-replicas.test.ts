@@ -5,7 +5,8 @@
 // replica: the admin API bumps the node's settings-version (and waits for every replica
 // to apply it) before it answers, and each gateway's cached claim is keyed by the
 // versions of the tenant's whole path. The tenant service shows what it received: the
-// report's timezone, and agents refused beyond quota.agents.
+// report's timezone, and agents refused beyond quota.agents. The gateway's own edge
+// policies (security.ip_allowlist) change on the next request the same way.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../src/stack/postgres-server.js';
 import { startReplicaPair, type Replica, type ReplicaPair } from '../support/cache-replicas.js';
@@ -64,6 +65,28 @@ describe('settings across two gateway replicas', () => {
     // A lock above makes it void, on the next request.
     await p.adminOk('olivia', 'PUT', '/organizations/acme/settings/document/timezone', { set: 'America/New_York', lock: true });
     for (const r of [B, A]) for (const t of TENANTS) expect(await timezoneSeen(r, t), `${r.name} ${t}`).toBe('America/New_York');
+  });
+
+  it('an allowlist changed through the admin API holds on the next request, on both replicas', async () => {
+    // The test connects straight from 127.0.0.1: no trusted proxy, the peer is the client.
+    for (const r of [A, B]) expect((await p.get(r, 'olivia', '/api/v1/tenants/t-deep/reports/summary')).status).toBe(200);
+    await p.adminOk('olivia', 'PUT', '/organizations/acme/settings/document/security.ip_allowlist', { set: ['10.0.0.0/8'] });
+    for (const r of [B, A]) {
+      for (const t of TENANTS) {
+        const res = await p.get(r, 'olivia', `/api/v1/tenants/${t}/reports/summary`);
+        expect(res.status, `${r.name} ${t}`).toBe(403);
+        expect(res.body).toMatchObject({ type: 'https://tiergate.dev/problems/ip-not-allowed', policy: 'security.ip_allowlist' });
+      }
+    }
+    // A division narrows to the loopback network: still refused, it is not inside the organization's list.
+    await p.adminOk('olivia', 'PUT', '/divisions/d1a/settings/document/security.ip_allowlist', { set: ['127.0.0.0/8'] });
+    expect((await p.get(B, 'olivia', '/api/v1/tenants/t-deep/reports/summary')).status).toBe(403);
+    // The organization lets it in: allowed again at once where the division's list admits it too.
+    await p.adminOk('olivia', 'PUT', '/organizations/acme/settings/document/security.ip_allowlist', { set: ['10.0.0.0/8', '127.0.0.1'] });
+    for (const r of [B, A]) expect((await p.get(r, 'olivia', '/api/v1/tenants/t-deep/reports/summary')).status, r.name).toBe(200);
+    await p.adminOk('olivia', 'DELETE', '/organizations/acme/settings/document/security.ip_allowlist');
+    await p.adminOk('olivia', 'DELETE', '/divisions/d1a/settings/document/security.ip_allowlist');
+    for (const r of [B, A]) for (const t of TENANTS) expect((await p.get(r, 'olivia', `/api/v1/tenants/${t}/reports/summary`)).status).toBe(200);
   });
 
   it('the tenant service refuses an agent beyond quota.agents, naming where it was set', async () => {
