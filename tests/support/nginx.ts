@@ -137,6 +137,7 @@ export function forwardAuthConfig(o: ForwardAuthConfig): { http: string; server:
       proxy_set_header Content-Length "";
       proxy_set_header ${o.methodHeader ?? 'X-Original-Method'} $request_method;
       proxy_set_header ${o.uriHeader ?? 'X-Original-URI'} $request_uri;
+      proxy_set_header X-Forwarded-For $remote_addr;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }`,
