@@ -104,10 +104,10 @@ describe('tracing with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
     expect(root.attributes['http.response.status_code']).toBe(200);
     expect(root.attributes['http.route']).toBe('/api/v1/tenants/{tenantId}/agents');
 
-    await receiver.trace(root.traceId, 7);
+    await receiver.trace(root.traceId, 8);
     await waitFor(() => childrenOf(root).some((sp) => sp.name === 'tiergate.forward'), 15_000);
     const children = childrenOf(root);
-    for (const stage of ['tiergate.normalise', 'tiergate.authenticate', 'tiergate.policy', 'tiergate.authorize']) {
+    for (const stage of ['tiergate.normalise', 'tiergate.authenticate', 'tiergate.policy', 'tiergate.edge_policy', 'tiergate.authorize']) {
       expect(only(children, stage).kind).toBe(SPAN_KIND.internal);
     }
     const authorize = only(children, 'tiergate.authorize');
@@ -145,9 +145,9 @@ describe('tracing with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
     expect(res.status).toBe(403);
     const root = await serverSpan(res.requestId);
     expect(root.attributes['http.response.status_code']).toBe(403);
-    await receiver.trace(root.traceId, 5);
+    await receiver.trace(root.traceId, 6);
     const children = childrenOf(root);
-    expect(children.map((sp) => sp.name).sort()).toEqual(['tiergate.authenticate', 'tiergate.authorize', 'tiergate.normalise', 'tiergate.policy']);
+    expect(children.map((sp) => sp.name).sort()).toEqual(['tiergate.authenticate', 'tiergate.authorize', 'tiergate.edge_policy', 'tiergate.normalise', 'tiergate.policy']);
     expect(only(children, 'tiergate.authorize').attributes['tiergate.decision']).toBe('deny');
     expect(receiver.spans.filter((sp) => sp.traceId === root.traceId && sp.name === 'tiergate.forward')).toEqual([]);
     expect(upstream.received).toHaveLength(0);
