@@ -3,8 +3,8 @@
 // tiergate about a request and forwards it itself. The original request goes
 // through the same stages as a proxied one, without `forward`:
 //
-//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► edge policies ──► authorize ──► 200 + assertion
-//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/401)         (403/503)
+//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► edge policies ──► authorize ──► residency ──► 200 + assertion
+//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/401)         (403/503)     (503)
 //   The edge policies read the client address from the ingress's X-Forwarded-For (the
 //   ingress is a trusted proxy by then): it must send one.
 //
@@ -28,6 +28,9 @@
 //   assertion proxy mode sends for the same canonical request. Envoy allows only
 //   200, so no other 2xx is used. Refused: the same problem+json, status and
 //   headers (WWW-Authenticate, Allow, Retry-After, the deny reason) as proxy mode.
+// - A rule whose upstream declares regions: the same residency refusal as proxy mode
+//   (503 no-upstream-in-region); allowed, X-Tiergate-Upstream (`<name>@<region>`) and
+//   X-Tiergate-Region name the one target the ingress may send the request to.
 import { Hono, type MiddlewareHandler } from 'hono';
 import { ASSERTION_HEADER } from '../shared/assertion.js';
 import { incomingOf } from '../shared/node-incoming.js';
@@ -37,6 +40,8 @@ import type { RequestEnv } from '../authz/types.js';
 import { SUBJECT_HEADER } from './forward.js';
 import { identityAssertion, type AssertionOptions } from './identity-assertion.js';
 import { canonicaliseRequest, checkHeaders, refusalProblem } from './normalise.js';
+import { regionalTargetName } from '../shared/upstream-url.js';
+import { REGION_HEADER, UPSTREAM_HEADER } from './residency.js';
 import type { GatewayEnv } from './types.js';
 
 export type ForwardAuthMode = 'nginx' | 'traefik' | 'envoy';
@@ -128,11 +133,17 @@ export function originalRequest(mode: ForwardAuthMode, opts: ForwardAuthOptions)
 export function allow(opts: AssertionOptions): MiddlewareHandler<GatewayEnv> {
   return async function allowStage(c) {
     const assertion = await identityAssertion(c, opts);
-    return c.body(null, 200, {
+    const headers: Record<string, string> = {
       [ASSERTION_HEADER]: assertion,
       [SUBJECT_HEADER]: c.get('principal').sub,
       'cache-control': 'no-store',
-    });
+    };
+    const region = c.get('region');
+    if (region !== undefined) {
+      headers[UPSTREAM_HEADER] = regionalTargetName(c.get('policy').upstream, region);
+      headers[REGION_HEADER] = region;
+    }
+    return c.body(null, 200, headers);
   };
 }
 
@@ -142,6 +153,8 @@ export interface ForwardAuthAppDeps extends ForwardAuthOptions {
   /** The proxy mode's edge-policy stage (./edge-policy.ts), the same object; none when absent. */
   edgePolicy?: MiddlewareHandler<GatewayEnv>;
   authorize: MiddlewareHandler<GatewayEnv>;
+  /** The residency stage (./residency.ts): the region of a regional upstream, or its refusal. */
+  residency: MiddlewareHandler<GatewayEnv>;
   assertion: AssertionOptions;
 }
 
@@ -154,8 +167,8 @@ export function forwardAuthApp(deps: ForwardAuthAppDeps): Hono<GatewayEnv> {
     ['traefik', '/traefik'],
     ['envoy', '/envoy/*'],
   ] as const) {
-    if (deps.edgePolicy) app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.edgePolicy, deps.authorize, decide);
-    else app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, decide);
+    if (deps.edgePolicy) app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.edgePolicy, deps.authorize, deps.residency, decide);
+    else app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, deps.residency, decide);
   }
   return app;
 }
