@@ -8,7 +8,7 @@
 //       tenant:acme-sales   (admin tom, member uma)
 //     division:apac
 //       tenant:apac-sales
-//   organization:globex (created without admins; break-glass admin bea)
+//   organization:globex (its admin gina removed; break-glass admin bea)
 //     division:gx
 //       tenant:gx-sales
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -50,7 +50,8 @@ async function fromAbove(sub: string, tenant: string, query = ''): Promise<{ sta
 }
 
 beforeAll(async () => {
-  s = await startTestStack({ platformAdmins: ['pat'] });
+  // The test client is the ingress asking forward-auth, so it is a trusted proxy.
+  s = await startTestStack({ platformAdmins: ['pat'], env: { TRUSTED_PROXIES: '127.0.0.1/32' } });
   await adminOk(s, 'pat', 'POST', '/organizations', { id: 'acme', name: 'Acme', admins: ['olivia', 'mia'] });
   await adminOk(s, 'olivia', 'POST', '/organizations/acme/divisions', { id: 'emea', name: 'EMEA' });
   await adminOk(s, 'olivia', 'POST', '/organizations/acme/divisions', { id: 'apac', name: 'APAC' });
@@ -62,11 +63,13 @@ beforeAll(async () => {
   await adminOk(s, 'olivia', 'PUT', '/tenants/acme-sales/roles/admin/mia');
   await adminOk(s, 'olivia', 'PUT', '/tenants/acme-sales/roles/member/uma');
   await adminOk(s, 'olivia', 'PUT', '/tenants/acme-sales/roles/member/max');
-  // An organization left without admins, entered through break-glass.
-  await adminOk(s, 'pat', 'POST', '/organizations', { id: 'globex', name: 'Globex' });
+  // An organization left without admins (its only admin's tuple removed straight from
+  // OpenFGA), entered again through break-glass.
+  await adminOk(s, 'pat', 'POST', '/organizations', { id: 'globex', name: 'Globex', admins: ['gina'] });
+  await adminOk(s, 'gina', 'POST', '/organizations/globex/divisions', { id: 'gx', name: 'GX' });
+  await adminOk(s, 'gina', 'POST', '/divisions/gx/tenants', { id: 'gx-sales', name: 'GX Sales' });
+  await s.store.client.write({ deletes: [{ user: 'user:gina', relation: 'admin', object: 'organization:globex' }] });
   await adminOk(s, 'pat', 'POST', '/organizations/globex/break-glass', { user: 'bea', reason: 'the last admin left the company' });
-  await adminOk(s, 'bea', 'POST', '/organizations/globex/divisions', { id: 'gx', name: 'GX' });
-  await adminOk(s, 'bea', 'POST', '/divisions/gx/tenants', { id: 'gx-sales', name: 'GX Sales' });
 });
 
 describe('accesses from above are recorded per hour, visible to the tenant and above', () => {
@@ -87,6 +90,11 @@ describe('accesses from above are recorded per hour, visible to the tenant and a
     // role; creating a queue needs the division admin role, so that one is recorded.
     expect(await api('max', 'GET', '/tenants/acme-sales/agents')).toBe(200);
     expect(await api('max', 'POST', '/tenants/acme-sales/queues', { queueNo: '1000', name: 'Sales' })).toBe(201);
+    // A tenant resource (agent:acme-sales/2000, linked to its tenant by a contextual tuple).
+    expect(await api('tom', 'POST', '/tenants/acme-sales/agents', { agentNo: '2000', name: 'Ada' })).toBe(201);
+    expect(await api('uma', 'GET', '/tenants/acme-sales/agents/2000')).toBe(200);
+    expect(await api('max', 'GET', '/tenants/acme-sales/agents/2000')).toBe(200);
+    expect(await api('dana', 'GET', '/tenants/acme-sales/agents/2000')).toBe(200);
     // Olivia elsewhere: recorded on apac-sales, never shown for acme-sales.
     expect(await api('olivia', 'GET', '/tenants/apac-sales/agents')).toBe(200);
 
@@ -95,7 +103,7 @@ describe('accesses from above are recorded per hour, visible to the tenant and a
       async () => {
         items = (await fromAbove('tom', 'acme-sales')).items;
         const o = items.find((r) => r.subject === 'user:olivia');
-        return o?.count === N && items.some((r) => r.subject === 'user:dana') && items.some((r) => r.subject === 'user:max');
+        return o?.count === N && items.filter((r) => r.subject === 'user:dana').length === 2 && items.some((r) => r.subject === 'user:max');
       },
       20_000,
       200,
@@ -119,7 +127,10 @@ describe('accesses from above are recorded per hour, visible to the tenant and a
     expect(Date.parse(o[0]!.hour)).toBeLessThanOrEqual(Date.parse(o[0]!.firstSeen));
 
     const d = items.filter((r) => r.subject === 'user:dana');
-    expect(d).toEqual([expect.objectContaining({ roleNode: 'division:emea', role: 'admin', count: 1, rule: 'agents.list' })]);
+    expect(d.map((r) => [r.rule, r.roleNode, r.role, r.count, r.route]).sort()).toEqual([
+      ['agents.list', 'division:emea', 'admin', 1, '/api/v1/tenants/{tenantId}/agents'],
+      ['agents.read', 'division:emea', 'admin', 1, '/api/v1/tenants/{tenantId}/agents/{agentNo}'],
+    ]);
 
     const m = items.filter((r) => r.subject === 'user:max');
     expect(m).toEqual([expect.objectContaining({ roleNode: 'division:emea', rule: 'queues.create', method: 'POST', permission: 'can_manage_resources' })]);
@@ -136,6 +147,22 @@ describe('accesses from above are recorded per hour, visible to the tenant and a
     expect((await fromAbove('olivia', 'apac-sales')).items).toEqual([
       expect.objectContaining({ subject: 'user:olivia', node: 'tenant:apac-sales', roleNode: 'organization:acme', count: 1 }),
     ]);
+  });
+
+  it('records forward-auth decisions too: an ingress asking is an access', async () => {
+    const res = await call(s.gatewayUrl, 'GET', '/forward-auth/envoy/api/v1/tenants/acme-sales/queues', { auth: await s.authHeader('olivia') });
+    expect(res.status, res.text).toBe(200);
+    let items: Row[] = [];
+    const seen = await waitFor(
+      async () => {
+        items = (await fromAbove('tom', 'acme-sales')).items;
+        return items.some((r) => r.subject === 'user:olivia' && r.rule === 'queues.list');
+      },
+      20_000,
+      200,
+    );
+    expect(seen, JSON.stringify(items)).toBe(true);
+    expect(items.find((r) => r.rule === 'queues.list')).toMatchObject({ roleNode: 'organization:acme', route: '/api/v1/tenants/{tenantId}/queues', count: 1 });
   });
 
   it('is readable by the tenant admin for their tenant only; tenant users and strangers are refused', async () => {
@@ -161,7 +188,8 @@ describe('accesses from above are recorded per hour, visible to the tenant and a
     expect([...first.items, ...rest]).toEqual(all);
 
     const bad = await fromAbove('tom', 'acme-sales', '?since=yesterday');
-    expect(bad.status).toBe(400);
+    expect(bad.status).toBe(422);
+    expect((bad.body as { 'invalid-params': { name: string }[] })['invalid-params'].map((p) => p.name)).toEqual(['query.since']);
     expect(bad.contentType).toContain(PROBLEM_CONTENT_TYPE);
   });
 });
