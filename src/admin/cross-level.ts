@@ -10,6 +10,8 @@
 // roles alone, and the audit trail for how an organization admin grant was made.
 import type { Db, Queryable } from '../db/index.js';
 import type { Scope, TupleKey } from '../authz/types.js';
+import { GLOBAL_KEY } from '../decisions/version-keys.js';
+import type { VersionStore } from '../decisions/version-store.js';
 import type { Engine } from './engine.js';
 import { ancestorPath, splitRef } from './store.js';
 
@@ -60,6 +62,9 @@ export const BREAK_GLASS_ACTION = 'organization.break-glass';
 const UNKNOWN = '-';
 
 interface Holding {
+  /** Version keys and values read before the tuples were; none when unavailable. */
+  versionKeys: string[];
+  versionValues: number[];
   path: string[];
   /** The subject's direct relations per node of the path. */
   roles: Map<string, string[]>;
@@ -73,8 +78,15 @@ export interface ResolverOptions {
   db: Queryable;
   engine: Pick<Engine, 'readAll' | 'check'>;
   /**
-   * How long one (subject, node) answer is reused (ms). Role changes reach the audit
-   * within this bound; the request path never waits for it. Default 30 s.
+   * The decision cache's versions: an answer is reused only while the versions of the
+   * node, its ancestors and the global epoch are the ones read before it was worked
+   * out (any tuple written on one of them, on any replica, bumps its version). Without
+   * them, or when they cannot be read, only ttlMs bounds how long an answer is reused.
+   */
+  versions?: Pick<VersionStore, 'read' | 'matches'>;
+  /**
+   * How long one (subject, node) answer is reused at most (ms); the request path never
+   * waits for it. Default 30 s.
    */
   ttlMs?: number;
   /** (subject, node) answers kept; the oldest go first. Default 10,000. */
@@ -82,15 +94,19 @@ export interface ResolverOptions {
   now?: () => number;
 }
 
+/** The audit actions that grant or revoke a role, each entry naming one tuple (src/admin/routes/{break-glass,roles,tuples}.ts). */
+export const ROLE_CHANGE_ACTIONS = [BREAK_GLASS_ACTION, 'role.grant', 'role.revoke', 'tuple.write', 'tuple.delete'] as const;
+
 /**
  * Is the latest grant of `admin` on the organization to the subject a break-glass one?
- * A later role.grant (after a revoke) makes it an ordinary grant again.
+ * A later ordinary grant (after a revoke; roles or tuples API) makes it ordinary again.
  */
 export async function heldByBreakGlass(q: Queryable, subject: string, organization: string): Promise<boolean> {
   const r = await q.query<{ action: string }>(
     `select action from admin_audit
-     where target = $1 and outcome = 'success' and action in ('${BREAK_GLASS_ACTION}', 'role.grant', 'role.revoke')
-       and coalesce(after->>'user', before->>'user') = $2 and coalesce(after->>'role', before->>'role') = '${INHERITED_ROLE}'
+     where target = $1 and outcome = 'success' and action in (${ROLE_CHANGE_ACTIONS.map((a) => `'${a}'`).join(', ')})
+       and coalesce(after->>'user', before->>'user') = $2
+       and coalesce(after->>'role', after->>'relation', before->>'role', before->>'relation') = '${INHERITED_ROLE}'
      order by seq desc limit 1`,
     [organization, subject],
   );
@@ -101,10 +117,26 @@ export function createRoleSourceResolver(opts: ResolverOptions): RoleSourceResol
   const ttlMs = opts.ttlMs ?? 30_000;
   const maxEntries = opts.maxEntries ?? 10_000;
   const now = opts.now ?? Date.now;
-  const cache = new Map<string, { at: number; holding: Promise<Holding> }>();
+  const cache = new Map<string, { at: number; holding: Promise<Holding>; settled?: Holding }>();
+  /** Still valid by the versions (an answer without versions lives by ttlMs alone). */
+  const current = (h: Holding) => h.versionKeys.length === 0 || opts.versions!.matches(h.versionKeys, h.versionValues);
 
   async function load(subject: string, node: string): Promise<Holding> {
+    const before = await ancestorPath(opts.db, node);
+    // Versions first, tuples after: a change in between bumps a version read here.
+    const keys = [GLOBAL_KEY, ...before];
+    let values: number[] | undefined;
+    try {
+      values = opts.versions ? await opts.versions.read(keys) : undefined;
+    } catch {
+      values = undefined; // Redis unavailable: this answer lives by ttlMs alone
+    }
+    // The path again, after the versions: when the node moved in between, the answer is
+    // used for this flush and never reused (-1 is no version's value).
     const path = await ancestorPath(opts.db, node);
+    const moved = path.length !== before.length || path.some((p, i) => p !== before[i]);
+    const versionKeys = values ? keys : [];
+    const versionValues = values ? (moved ? values.map(() => -1) : values) : [];
     const tuples = await Promise.all(path.map((object) => opts.engine.readAll({ user: subject, object })));
     const roles = new Map(path.map((object, i) => [object, tuples[i]!.map((t) => t.relation)]));
     const breakGlass = new Set<string>();
@@ -113,19 +145,22 @@ export function createRoleSourceResolver(opts: ResolverOptions): RoleSourceResol
         breakGlass.add(object);
       }
     }
-    return { path, roles, breakGlass, probes: new Map() };
+    return { versionKeys, versionValues, path, roles, breakGlass, probes: new Map() };
   }
 
   function holding(subject: string, node: string): Promise<Holding> {
     const key = `${subject}\0${node}`;
     const t = now();
     const hit = cache.get(key);
-    if (hit !== undefined && t - hit.at < ttlMs) return hit.holding;
+    if (hit !== undefined && t - hit.at < ttlMs && (hit.settled === undefined || current(hit.settled))) return hit.holding;
     cache.delete(key);
     if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
-    const entry = { at: t, holding: load(subject, node) };
-    // Never keep a failure.
-    entry.holding.catch(() => cache.get(key) === entry && cache.delete(key));
+    const entry: { at: number; holding: Promise<Holding>; settled?: Holding } = { at: t, holding: load(subject, node) };
+    entry.holding.then(
+      (h) => (entry.settled = h),
+      // Never keep a failure.
+      () => cache.get(key) === entry && cache.delete(key),
+    );
     cache.set(key, entry);
     return entry.holding;
   }

@@ -213,9 +213,9 @@ export const ADMIN_MIGRATIONS: Migration[] = [
       create trigger gateway_cross_level_access_no_truncate before truncate on gateway_cross_level_access
         for each statement execute function gateway_cross_level_access_grow_only();
       -- How an organization admin grant was made (break-glass or not): the latest grant
-      -- or revoke of the role, found by target.
+      -- or revoke of the role (break-glass, roles API, tuples API), found by target.
       create index admin_audit_role_changes on admin_audit (target, seq)
-        where action in ('organization.break-glass', 'role.grant', 'role.revoke');
+        where action in ('organization.break-glass', 'role.grant', 'role.revoke', 'tuple.write', 'tuple.delete');
     `,
   },
 ];

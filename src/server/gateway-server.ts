@@ -180,7 +180,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   // from above, or through break-glass, is resolved and written in the background.
   const crossLevelAudit = createCrossLevelAudit({
     db: rt.db,
-    resolver: createRoleSourceResolver({ db: rt.db, engine: createEngine(fga) }),
+    resolver: createRoleSourceResolver({ db: rt.db, engine: createEngine(fga), versions: cache.versions }),
     onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'cross-level accesses not audited'),
   });
   // The shadow policy compares with the policy in force when each request was matched.

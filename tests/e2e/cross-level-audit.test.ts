@@ -248,6 +248,25 @@ describe('break-glass accesses', () => {
       ),
     ).toBe(true);
     expect(items.find((r) => r.subject === 'user:gus')).toMatchObject({ roleNode: 'organization:globex', breakGlass: false });
+
+    // bea's grant, revoked and made again through the tuples API, is ordinary from then
+    // on: the tuple writes bump the organization's version, so the answer worked out
+    // for bea before is not reused.
+    await adminOk(s, 'gus', 'DELETE', '/organizations/globex/roles/admin/bea');
+    const grant = { user: 'user:bea', relation: 'admin', object: 'organization:globex' };
+    await adminOk(s, 'gus', 'POST', '/tuples', { writes: [grant], deletes: [] });
+    expect(await api('bea', 'GET', '/tenants/gx-sales/queues')).toBe(200);
+    expect(
+      await waitFor(
+        async () => {
+          items = (await fromAbove('gus', 'gx-sales')).items;
+          return items.some((r) => r.subject === 'user:bea' && r.rule === 'queues.list');
+        },
+        20_000,
+        200,
+      ),
+    ).toBe(true);
+    expect(items.find((r) => r.subject === 'user:bea' && r.rule === 'queues.list')).toMatchObject({ roleNode: 'organization:globex', breakGlass: false });
   });
 });
 
