@@ -18,6 +18,7 @@ import { createEngine } from './engine.js';
 import { issuesToInvalidParams, locationOf, renderError, TARGET_LOCATION, validationProblem } from './errors.js';
 import { registerAuditRoutes } from './routes/audit.js';
 import { registerBreakGlassRoutes } from './routes/break-glass.js';
+import { registerCrossLevelRoutes } from './routes/cross-level.js';
 import { registerCheckRoutes } from './routes/check.js';
 import { registerHierarchyRoutes } from './routes/hierarchy.js';
 import { registerPolicyRoutes, type PolicyReloader, type ShadowSummaryBody } from './routes/policy.js';
@@ -152,6 +153,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   registerMeRoutes(app, rt);
   registerCheckRoutes(app, rt, settingsRegistry);
   registerAuditRoutes(app, rt);
+  registerCrossLevelRoutes(app, rt);
   registerSettingsRoutes(app, rt, settingsRegistry);
   if (deps.reloadPolicy || deps.shadowSummary) registerPolicyRoutes(app, rt, { reload: deps.reloadPolicy, shadowSummary: deps.shadowSummary });
   return app;

@@ -167,6 +167,57 @@ export const ADMIN_MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: 'cross-level access counted per hour',
+    sql: `
+      -- Allowed gateway requests in a tenant through a role held above it, and every
+      -- access through a break-glass grant (src/admin/cross-level.ts), one row per
+      -- (hour, subject, accessed node, node holding the role, rule, method). Every gateway
+      -- adds what it counted; a count only grows. scope is the accessed node's ancestor
+      -- path (root first) when the row was started.
+      create table gateway_cross_level_access (
+        id bigserial unique,
+        hour timestamptz not null,
+        subject text not null,
+        node text not null,
+        role_node text not null,
+        role text not null,
+        break_glass boolean not null,
+        rule text not null,
+        method text not null,
+        route text not null,
+        permission text not null,
+        scope text[] not null,
+        first_seen timestamptz not null,
+        last_seen timestamptz not null,
+        count bigint not null check (count > 0),
+        primary key (hour, subject, node, role_node, rule, method)
+      );
+      create index gateway_cross_level_access_node on gateway_cross_level_access (node, id);
+      create index gateway_cross_level_access_break_glass on gateway_cross_level_access (id) where break_glass;
+      create function gateway_cross_level_access_grow_only() returns trigger language plpgsql as $$
+        begin
+          if tg_op = 'UPDATE' then
+            if (new.id, new.hour, new.subject, new.node, new.role_node, new.rule, new.method)
+                 = (old.id, old.hour, old.subject, old.node, old.role_node, old.rule, old.method)
+               and new.count >= old.count then
+              return new;
+            end if;
+          end if;
+          raise exception 'gateway_cross_level_access only grows: % refused', tg_op;
+        end
+      $$;
+      create trigger gateway_cross_level_access_grow_only before update or delete on gateway_cross_level_access
+        for each row execute function gateway_cross_level_access_grow_only();
+      create trigger gateway_cross_level_access_no_truncate before truncate on gateway_cross_level_access
+        for each statement execute function gateway_cross_level_access_grow_only();
+      -- How an organization admin grant was made (break-glass or not): the latest grant
+      -- or revoke of the role (break-glass, roles API, tuples API), found by target.
+      create index admin_audit_role_changes on admin_audit (target, seq)
+        where action in ('organization.break-glass', 'role.grant', 'role.revoke', 'tuple.write', 'tuple.delete');
+    `,
+  },
 ];
 
 /** Creates or upgrades the admin tables (idempotent). */

@@ -7,7 +7,7 @@ import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { Problem } from '../shared/problem.js';
 import type { TrustedPeers } from '../shared/trusted-proxies.js';
-import { authorize, type DeniedRequest } from './authorize.js';
+import { authorize, type AllowedRequest, type DeniedRequest } from './authorize.js';
 import { forward, type ForwardOptions } from './forward.js';
 import { forwardAuthApp, type ForwardAuthOptions } from './forward-auth.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -41,6 +41,8 @@ export interface GatewayAppDeps {
   forwardAuth?: ForwardAuthOptions;
   denyReasonHeader?: string;
   onDenied?: (denied: DeniedRequest) => void;
+  /** Every allowed request on the data path and forward-auth (not AuthZEN evaluations): the cross-level access audit. */
+  onAllowed?: (allowed: AllowedRequest) => void;
   /** Every decision (metrics: latency by the cache layer that answered). */
   onDecision?: (decision: Decision) => void;
   /** The admin API (an app of its own), mounted at /admin/v1. */
@@ -89,6 +91,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     authorizer: deps.authorizer,
     denyReasonHeader: deps.denyReasonHeader,
     onDenied: deps.onDenied,
+    onAllowed: deps.onAllowed,
     onDecision: deps.onDecision,
   });
   // Only a rule whose upstream declares regions reads the settings here (no span: for

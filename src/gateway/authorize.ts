@@ -4,7 +4,7 @@
 // timeout or unreachable engine is 503 and the request is not forwarded.
 import type { MiddlewareHandler } from 'hono';
 import { Problem } from '../shared/problem.js';
-import type { Authorizer, Decision, Scope } from '../authz/types.js';
+import type { Authorizer, Decision, Scope, TupleKey } from '../authz/types.js';
 import type { GatewayEnv } from './types.js';
 
 export interface DeniedRequest {
@@ -21,12 +21,27 @@ export interface DeniedRequest {
   policyVersion?: string | undefined;
 }
 
+/** An allowed request (the cross-level access audit counts them). */
+export interface AllowedRequest {
+  subject: string;
+  rule: string;
+  permission: string;
+  object: string;
+  contextualTuples: readonly TupleKey[];
+  scope: Scope;
+  method: string;
+  /** The rule's path template, not the request's path. */
+  route: string;
+}
+
 export interface AuthorizeOptions {
   authorizer: Authorizer;
   /** Response header naming the missing permission; empty or undefined sends none. */
   denyReasonHeader?: string;
   /** Told about every denial (the audit trail); never delays the answer. */
   onDenied?: (denied: DeniedRequest) => void;
+  /** Told about every allowed request before it goes on; must only count (never waits, never throws). */
+  onAllowed?: (allowed: AllowedRequest) => void;
   /** Told about every decision, allowed or not, with the layer that answered (metrics). */
   onDecision?: (decision: Decision) => void;
 }
@@ -77,6 +92,16 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
         ...(reasonHeader ? { headers: { [reasonHeader]: `missing ${policy.permission}` } } : {}),
       });
     }
+    opts.onAllowed?.({
+      subject: principal.subject,
+      rule: policy.ruleId,
+      permission: policy.permission,
+      object: policy.object,
+      contextualTuples: policy.contextualTuples,
+      scope: policy.scope,
+      method: c.get('canonical').method,
+      route: policy.route,
+    });
     await next();
   };
 }

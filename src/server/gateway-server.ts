@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createAdminApp, migrateAdmin } from '../admin/app.js';
 import { createDenialAudit } from '../admin/audit.js';
+import { createCrossLevelAudit, createRoleSourceResolver } from '../admin/cross-level.js';
+import { createEngine } from '../admin/engine.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
 import { DecisionCache, decisionCacheSettings } from '../decisions/index.js';
@@ -178,6 +180,13 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     db: rt.db,
     onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'gateway denials not audited'),
   });
+  // Allowed requests are counted in memory; whether each (subject, node) was reached
+  // from above, or through break-glass, is resolved and written in the background.
+  const crossLevelAudit = createCrossLevelAudit({
+    db: rt.db,
+    resolver: createRoleSourceResolver({ db: rt.db, engine: createEngine(fga), versions: cache.versions }),
+    onError: (err, lost) => log.error({ err: err instanceof Error ? err.message : String(err), lost }, 'cross-level accesses not audited'),
+  });
   // The shadow policy compares with the policy in force when each request was matched.
   const enforced = () => {
     const snapshot = policy.current();
@@ -223,6 +232,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     // Counted in memory and written in the background, once a second per principal, rule,
     // node and minute: the audit trail neither slows the refusal down nor grows per request.
     onDenied: (denied) => denialAudit.record({ ...denied, actor: denied.subject, status: 403 }),
+    // One map update per allowed request (proxy and forward-auth; AuthZEN answers are decisions, not accesses).
+    onAllowed: (allowed) => crossLevelAudit.record(allowed),
     forward: {
       upstreams: [],
       routes: upstreamRoutes,
@@ -326,7 +337,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     async close() {
       policy.close();
       await Promise.all([closeServer(server), metricsServer ? closeServer(metricsServer) : Promise.resolve()]);
-      await denialAudit.close();
+      await Promise.all([denialAudit.close(), crossLevelAudit.close()]);
       await shadow?.settled();
       await cache.close();
       await api.close();
