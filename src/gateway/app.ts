@@ -1,5 +1,5 @@
 // Composes the gateway: the request pipeline for /api/v1 (normalise -> authenticate
-// -> match policy -> authorize -> forward), the admin plane at /admin/v1, and the
+// -> match policy -> rate limit -> authorize -> forward), the admin plane at /admin/v1, and the
 // operational endpoints. Stages are built elsewhere and passed in, so each stays a
 // small module with its own tests and this file only says in which order they run.
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
@@ -32,6 +32,8 @@ export interface GatewayAppDeps {
   normalise: MiddlewareHandler<GatewayEnv>;
   authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
+  /** The rate-limit stage (./rate-limit.ts), between policy and authorize; none: no limits. */
+  rateLimit?: MiddlewareHandler<GatewayEnv>;
   authorizer: Authorizer;
   forward: ForwardOptions;
   /** The forward-auth decision endpoints (nginx, Traefik, Envoy), mounted at their prefix; none when absent. */
@@ -88,6 +90,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     onDenied: deps.onDenied,
     onDecision: deps.onDecision,
   });
+  const rateLimitStage = deps.rateLimit && stageSpan('rate_limit', deps.rateLimit);
   const api = new Hono<GatewayEnv>();
   // Each stage in a span of its own when tracing is on (as they are when it is off).
   api.use(
@@ -95,8 +98,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     stageSpan('normalise', deps.normalise),
     stageSpan('authenticate', deps.authenticate),
     stageSpan('policy', deps.matchPolicy, policySpanEnd),
-    stageSpan('authorize', authorizeStage, authorizeSpanEnd),
   );
+  if (rateLimitStage) api.use('*', rateLimitStage);
+  api.use('*', stageSpan('authorize', authorizeStage, authorizeSpanEnd));
   api.all('*', forward(deps.forward));
   app.route(API_PREFIX, api);
 
@@ -106,6 +110,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       ...deps.forwardAuth,
       authenticate: stageSpan('authenticate', deps.authenticate),
       matchPolicy: stageSpan('policy', deps.matchPolicy, policySpanEnd),
+      ...(rateLimitStage ? { rateLimit: rateLimitStage } : {}),
       authorize: stageSpan('authorize', authorizeStage, authorizeSpanEnd),
       assertion: deps.forward,
     });

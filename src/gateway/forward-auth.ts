@@ -3,8 +3,8 @@
 // tiergate about a request and forwards it itself. The original request goes
 // through the same stages as a proxied one, without `forward`:
 //
-//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► authorize ──► 200 + assertion
-//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/503)
+//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► rate limit ──► authorize ──► 200 + assertion
+//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (429)          (403/503)
 //
 // - Only a peer in TRUSTED_PROXIES is answered; anyone else gets 403 untrusted-peer,
 //   whatever it sends. The original method and target are read only from the
@@ -137,6 +137,8 @@ export function allow(opts: AssertionOptions): MiddlewareHandler<GatewayEnv> {
 export interface ForwardAuthAppDeps extends ForwardAuthOptions {
   authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
+  /** The rate-limit stage, between policy and authorize, as in proxy mode; none: no limits. */
+  rateLimit?: MiddlewareHandler<GatewayEnv>;
   authorize: MiddlewareHandler<GatewayEnv>;
   assertion: AssertionOptions;
 }
@@ -150,7 +152,8 @@ export function forwardAuthApp(deps: ForwardAuthAppDeps): Hono<GatewayEnv> {
     ['traefik', '/traefik'],
     ['envoy', '/envoy/*'],
   ] as const) {
-    app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, decide);
+    if (deps.rateLimit) app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.rateLimit, deps.authorize, decide);
+    else app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, decide);
   }
   return app;
 }

@@ -32,6 +32,7 @@ import { currentUpstreams, openPolicy, policyMetrics, policyReadiness, policySta
 import { upstreamReadiness } from './upstreams.js';
 import { loadRegistry } from '../settings/registry.js';
 import { createSettingsClaims } from '../gateway/settings-claim.js';
+import { createRequestCounter, rateLimit } from '../gateway/rate-limit.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -208,6 +209,12 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     normalise: normaliseStage,
     authenticate: authenticateStage,
     matchPolicy: shadow ? shadow.wrap(policyStage(policy)) : policyStage(policy),
+    // Counted in the replicas' Redis; each process alone while Redis is away (or unset).
+    rateLimit: rateLimit({
+      settingsFor: (scope) => settingsClaims.claimFor(scope),
+      counter: createRequestCounter({ ...(cache.requestRedis ? { redis: cache.requestRedis } : {}), keyPrefix: `tg:${rt.storeId}:rl` }),
+      onOutcome: (outcome) => metrics.countEdgePolicy('rate_limit', outcome),
+    }),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,
     onDecision: observeDecision(metrics),

@@ -30,8 +30,12 @@ export interface SettingDef {
   description: string;
   type: SettingType;
   default: SettingValue;
-  /** `replace`: a child's value replaces the parent's; `list`: lists merge down the path, a removal at any level wins. */
-  merge: 'replace' | 'list';
+  /**
+   * `replace`: a child's value replaces the parent's; `list`: lists merge down the path, a
+   * removal at any level wins; `min` (integers, 0 = no limit): the smallest non-zero value
+   * set on the path wins, so a node below can tighten a limit but never raise or remove it.
+   */
+  merge: 'replace' | 'list' | 'min';
   lockable: boolean;
   /** The lowest level that may set the key (`organization`: only the organization). */
   lowest: Level;
@@ -151,7 +155,7 @@ const defSchema = z
     description: z.string().min(1),
     type: z.enum(SETTING_TYPES),
     default: z.unknown(),
-    merge: z.enum(['replace', 'list']).default('replace'),
+    merge: z.enum(['replace', 'list', 'min']).default('replace'),
     lockable: z.boolean().default(true),
     lowest: z.enum(LEVELS).default('tenant'),
     min: z.number().int().optional(),
@@ -171,6 +175,7 @@ const defSchema = z
     if (d.type === 'integer' && (d.min === undefined || d.max === undefined)) issue('type', 'an integer needs min and max');
     if (d.min !== undefined && d.max !== undefined && d.min > d.max) issue('max', 'must not be below min');
     if (d.merge === 'list' && d.type !== 'string_list' && d.type !== 'cidr_list') issue('merge', 'only string_list and cidr_list keys merge as lists');
+    if (d.merge === 'min' && (d.type !== 'integer' || (d.min ?? 0) < 0)) issue('merge', 'only a non-negative integer key merges as min');
     if (d.allocation && d.type !== 'integer') issue('allocation', 'only an integer is an allocation');
     if (d.allocation && d.min !== undefined && d.min < 0) issue('min', 'an allocation is never negative');
     if (d.pattern !== undefined && d.type !== 'string_list') issue('pattern', 'only a string_list has an item pattern');

@@ -44,6 +44,7 @@ export const PROBLEM_SLUGS = [
   'invalid-id',
   'policy-ambiguous',
   'authorization-unavailable',
+  'rate-limited',
   // The gateway's forward-auth (decision mode) endpoints
   'untrusted-peer',
   'invalid-original-request',
