@@ -89,7 +89,7 @@ export const RegistrySchema = z
         description: z.string(),
         type: z.string(),
         default: Value,
-        merge: z.enum(['replace', 'list', 'tighten']),
+        merge: z.enum(['replace', 'list', 'tighten', 'min']),
         lockable: z.boolean(),
         lowest: z.enum(['organization', 'division', 'tenant']),
       }).passthrough(),

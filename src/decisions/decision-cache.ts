@@ -32,6 +32,7 @@ import { DecisionMetrics } from './decision-metrics.js';
 import { globalBump, VersionKeys } from './version-keys.js';
 import { ParentQuestions } from './parent-questions.js';
 import { ReadChangesPoller, type PollerStatus } from './read-changes-poller.js';
+import type { Redis } from 'ioredis';
 import { RedisLink } from './redis-link.js';
 import { assertDecisionModel } from './soundness.js';
 import { LocalVersionStore } from './local-version-store.js';
@@ -340,6 +341,15 @@ export class DecisionCache {
       await Promise.race([this.poller.firstTick, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * The request-path Redis connection (fails fast: no offline queue, REDIS_TIMEOUT_MS),
+   * for other request-path counters that share the replicas' Redis (the rate limits);
+   * none without REDIS_URL.
+   */
+  get requestRedis(): Redis | undefined {
+    return this.link?.hot;
   }
 
   status(): DecisionCacheStatus {

@@ -1,5 +1,5 @@
 // Composes the gateway: the request pipeline for /api/v1 (normalise -> authenticate
-// -> match policy -> edge policies -> authorize -> residency -> forward), the admin plane at /admin/v1, and the
+// -> match policy -> edge policies -> authorize -> rate limit -> residency -> forward), the admin plane at /admin/v1, and the
 // operational endpoints. Stages are built elsewhere and passed in, so each stays a
 // small module with its own tests and this file only says in which order they run.
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
@@ -35,6 +35,8 @@ export interface GatewayAppDeps {
   matchPolicy: MiddlewareHandler<GatewayEnv>;
   /** The edge policies of the scope node (./edge-policy.ts), between policy and authorize; none when absent. */
   edgePolicy?: MiddlewareHandler<GatewayEnv>;
+  /** The rate-limit stage (./rate-limit.ts), after authorize: only callers allowed into a node spend its budget; none: no limits. */
+  rateLimit?: MiddlewareHandler<GatewayEnv>;
   authorizer: Authorizer;
   forward: ForwardOptions;
   /** The forward-auth decision endpoints (nginx, Traefik, Envoy), mounted at their prefix; none when absent. */
@@ -97,6 +99,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   // Only a rule whose upstream declares regions reads the settings here (no span: for
   // every other rule the stage does nothing).
   const residencyStage = residency({ settings: deps.forward.settings, onOutcome: (outcome) => deps.metrics.countEdgePolicy('residency', outcome) });
+  const rateLimitStage = deps.rateLimit && stageSpan('rate_limit', deps.rateLimit);
   const api = new Hono<GatewayEnv>();
   // The same edge-policy stage object in proxy and forward-auth mode.
   const edgeStage = deps.edgePolicy ? stageSpan('edge_policy', deps.edgePolicy) : undefined;
@@ -108,7 +111,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     stageSpan('policy', deps.matchPolicy, policySpanEnd),
   );
   if (edgeStage) api.use('*', edgeStage);
-  api.use('*', stageSpan('authorize', authorizeStage, authorizeSpanEnd), residencyStage);
+  api.use('*', stageSpan('authorize', authorizeStage, authorizeSpanEnd));
+  if (rateLimitStage) api.use('*', rateLimitStage);
+  api.use('*', residencyStage);
   api.all('*', forward(deps.forward));
   app.route(API_PREFIX, api);
 
@@ -119,6 +124,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       authenticate: stageSpan('authenticate', deps.authenticate),
       matchPolicy: stageSpan('policy', deps.matchPolicy, policySpanEnd),
       ...(edgeStage ? { edgePolicy: edgeStage } : {}),
+      ...(rateLimitStage ? { rateLimit: rateLimitStage } : {}),
       authorize: stageSpan('authorize', authorizeStage, authorizeSpanEnd),
       residency: residencyStage,
       assertion: deps.forward,

@@ -3,8 +3,8 @@
 // tiergate about a request and forwards it itself. The original request goes
 // through the same stages as a proxied one, without `forward`:
 //
-//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► edge policies ──► authorize ──► residency ──► 200 + assertion
-//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/401)         (403/503)     (503)
+//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► edge policies ──► authorize ──► rate limit ──► residency ──► 200 + assertion
+//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/401)         (403/503)     (429)          (503)
 //   The edge policies read the client address from the ingress's X-Forwarded-For (the
 //   ingress is a trusted proxy by then): it must send one.
 //
@@ -147,11 +147,16 @@ export function allow(opts: AssertionOptions): MiddlewareHandler<GatewayEnv> {
   };
 }
 
+/** A stage that is not configured. */
+const pass: MiddlewareHandler<GatewayEnv> = (_c, next) => next();
+
 export interface ForwardAuthAppDeps extends ForwardAuthOptions {
   authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
   /** The proxy mode's edge-policy stage (./edge-policy.ts), the same object; none when absent. */
   edgePolicy?: MiddlewareHandler<GatewayEnv>;
+  /** The rate-limit stage, after authorize, as in proxy mode; none: no limits. */
+  rateLimit?: MiddlewareHandler<GatewayEnv>;
   authorize: MiddlewareHandler<GatewayEnv>;
   /** The residency stage (./residency.ts): the region of a regional upstream, or its refusal. */
   residency: MiddlewareHandler<GatewayEnv>;
@@ -167,8 +172,7 @@ export function forwardAuthApp(deps: ForwardAuthAppDeps): Hono<GatewayEnv> {
     ['traefik', '/traefik'],
     ['envoy', '/envoy/*'],
   ] as const) {
-    if (deps.edgePolicy) app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.edgePolicy, deps.authorize, deps.residency, decide);
-    else app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, deps.residency, decide);
+    app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.edgePolicy ?? pass, deps.authorize, deps.rateLimit ?? pass, deps.residency, decide);
   }
   return app;
 }

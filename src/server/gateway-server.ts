@@ -36,6 +36,7 @@ import { loadRegistry } from '../settings/registry.js';
 import { createSettingsClaims } from '../gateway/settings-claim.js';
 import { edgePolicy } from '../gateway/edge-policy.js';
 import { RESIDENCY_SETTING } from '../gateway/residency.js';
+import { createRequestCounter, rateLimit } from '../gateway/rate-limit.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -225,6 +226,12 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
       trustedProxies,
       metrics,
       mfaAcrValues: config.AUTH_MFA_ACR_VALUES,
+    }),
+    // Counted in the replicas' Redis; each process alone while Redis is away (or unset).
+    rateLimit: rateLimit({
+      settingsFor: (scope) => settingsClaims.claimFor(scope),
+      counter: createRequestCounter({ ...(cache.requestRedis ? { redis: cache.requestRedis } : {}), keyPrefix: `tg:${rt.storeId}:rl` }),
+      onOutcome: (outcome) => metrics.countEdgePolicy('rate_limit', outcome),
     }),
     authorizer,
     denyReasonHeader: config.DENY_REASON_HEADER,

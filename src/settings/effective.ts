@@ -49,6 +49,13 @@ function step(node: string, s: StoredEntry): ProvenanceStep {
   };
 }
 
+/** The tighter of two limits, where 0 means no limit. */
+export function lowerLimit(a: number, b: number): number {
+  if (a === 0) return b;
+  if (b === 0) return a;
+  return Math.min(a, b);
+}
+
 /** One key's effective value along `chain` (root first). */
 export function effectiveValue(def: SettingDef, chain: readonly ChainLevel[]): EffectiveValue {
   let value: SettingValue = def.default;
@@ -74,9 +81,16 @@ export function effectiveValue(def: SettingDef, chain: readonly ChainLevel[]): E
         if (level === chain[0] || !sameValue(next, value)) source = level.node;
         value = next;
       }
+    } else if (e.set !== undefined && def.merge === 'min') {
+      // A limit: a node below may tighten it, never raise or remove it (0 = no limit).
+      const next = lowerLimit(value as number, e.set as number);
+      if (next !== value || source === 'default') source = level.node;
+      value = next;
     } else if (e.set !== undefined) {
       value = e.set;
       source = level.node;
+    } else if (e.reset && def.merge === 'min') {
+      // Back to the default here, which is no tighter than what is set above: nothing changes.
     } else if (e.reset) {
       value = def.default;
       source = level.node;

@@ -11,7 +11,7 @@ import { z } from 'zod';
 export const LEVELS = ['organization', 'division', 'tenant'] as const;
 export type Level = (typeof LEVELS)[number];
 
-export const MERGE_RULES = ['replace', 'list', 'tighten'] as const;
+export const MERGE_RULES = ['replace', 'list', 'tighten', 'min'] as const;
 export type MergeRule = (typeof MERGE_RULES)[number];
 
 /** The types a `tighten` key may have: each has an order from loose to strict. */
@@ -39,7 +39,9 @@ export interface SettingDef {
   /**
    * `replace`: a child's value replaces the parent's; `list`: lists merge down the path, a
    * removal at any level wins; `tighten`: every level's value counts and the strictest wins
-   * (boolean: true; integer, duration: the smallest; cidr_list: the networks every level admits).
+   * (boolean: true; integer, duration: the smallest; cidr_list: the networks every level admits);
+   * `min` (integers, 0 = no limit): the smallest non-zero value set on the path wins, so a
+   * node below can tighten a limit but never raise or remove it.
    */
   merge: MergeRule;
   lockable: boolean;
@@ -183,6 +185,7 @@ const defSchema = z
     if (d.merge === 'list' && d.type !== 'string_list' && d.type !== 'cidr_list') issue('merge', 'only string_list and cidr_list keys merge as lists');
     if (d.merge === 'tighten' && !TIGHTEN_TYPES.has(d.type)) issue('merge', 'only boolean, integer, duration and cidr_list keys tighten');
     if (d.merge === 'tighten' && d.allocation) issue('merge', 'an allocation does not tighten');
+    if (d.merge === 'min' && (d.type !== 'integer' || (d.min ?? 0) < 0)) issue('merge', 'only a non-negative integer key merges as min');
     if (d.allocation && d.type !== 'integer') issue('allocation', 'only an integer is an allocation');
     if (d.allocation && d.min !== undefined && d.min < 0) issue('min', 'an allocation is never negative');
     if (d.pattern !== undefined && d.type !== 'string_list') issue('pattern', 'only a string_list has an item pattern');

@@ -47,6 +47,7 @@ export const PROBLEM_SLUGS = [
   // The gateway's edge-policy stage
   'ip-not-allowed',
   'insufficient-user-authentication',
+  'rate-limited',
   // The gateway's forward-auth (decision mode) endpoints
   'untrusted-peer',
   'invalid-original-request',

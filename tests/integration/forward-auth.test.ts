@@ -231,3 +231,26 @@ describe('the original target is refused exactly as a proxied one', () => {
     expect(problemOf(res)).toEqual({ status: 400, type: typeOf('override-header'), contentType: PROBLEM_CONTENT_TYPE });
   });
 });
+
+describe('rate limits', () => {
+  it('an allowed decision carries the RateLimit fields for the ingress; over the limit the answer is 429 rate-limited', async () => {
+    const ok = (sub: string, method: string, path: string, body?: unknown) => adminOk(s, sub, method, path, body);
+    await ok('olivia', 'POST', '/divisions/d1/tenants', { id: 't3', name: 'T3' });
+    await ok('olivia', 'PUT', '/tenants/t3/roles/admin/tom');
+    await ok('olivia', 'PUT', '/tenants/t3/settings/document/api.rate_limit_per_minute', { set: 2 });
+    const uri = '/api/v1/tenants/t3/agents';
+    for (const left of [1, 0]) {
+      const res = await askNginx('GET', uri);
+      expect(res.status, res.body).toBe(200);
+      expect(res.headers[ASSERTION_HEADER]).toBeDefined();
+      expect(res.headers['ratelimit-policy']).toBe('"node";q=2;w=60');
+      expect(res.headers['ratelimit']).toMatch(new RegExp(`^"node";r=${left};t=\\d+$`));
+    }
+    const refused = await sendRaw(s.gatewayPort, `GET /forward-auth/envoy${uri}`, [tom], { localAddress: PROXY });
+    expect(problemOf(refused)).toEqual({ status: 429, type: typeOf('rate-limited'), contentType: PROBLEM_CONTENT_TYPE });
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(refused.headers['ratelimit-policy']).toBe('"node";q=2;w=60');
+    expect(refused.headers['ratelimit']).toMatch(/^"node";r=0;t=\d+$/);
+    expect(refused.headers[ASSERTION_HEADER]).toBeUndefined();
+  });
+});
