@@ -74,13 +74,10 @@ export function effectiveValue(def: SettingDef, chain: readonly ChainLevel[]): E
     const e = s.entry;
     steps.push(step(level.node, s));
     if (def.merge === 'tighten') {
-      if (e.set !== undefined) {
-        // The organization's value replaces the registry default; every level below only tightens.
-        const next = level === chain[0] ? e.set : tighter(def, value, e.set);
-        // The source is the node whose entry last made the value stricter (or the organization's).
-        if (level === chain[0] || !sameValue(next, value)) source = level.node;
-        value = next;
-      }
+      const next = tightened(def, value, e, level === chain[0]);
+      // The source is the node whose entry last made the value stricter (or the organization's).
+      if ((level === chain[0] && (e.set !== undefined || e.reset || e.append)) || !sameValue(next, value)) source = level.node;
+      value = next;
     } else if (e.set !== undefined && def.merge === 'min') {
       // A limit: a node below may tighten it, never raise or remove it (0 = no limit).
       const next = lowerLimit(value as number, e.set as number);
@@ -110,6 +107,24 @@ export function effectiveValue(def: SettingDef, chain: readonly ChainLevel[]): E
 
 function sameValue(a: SettingValue, b: SettingValue): boolean {
   return Array.isArray(a) && Array.isArray(b) ? a.length === b.length && a.every((x, i) => x === b[i]) : a === b;
+}
+
+/**
+ * A `tighten` key's value after one level's entry. The organization's `set` (or `reset`,
+ * `append`) replaces the default; below it only what narrows counts. Entries written before
+ * the key tightened (`append`, `remove`, `reset`; no longer accepted) never loosen: an
+ * append below the organization adds nothing, a removal narrows, a reset is void.
+ */
+function tightened(def: SettingDef, value: SettingValue, e: SettingEntry, root: boolean): SettingValue {
+  let next = value;
+  if (e.set !== undefined) next = root ? e.set : tighter(def, value, e.set);
+  else if (e.reset && root) next = def.default;
+  else if (e.append && root) next = [...new Set(e.append)];
+  if (e.remove && Array.isArray(next) && next.length > 0) {
+    const kept = (next as string[]).filter((x) => !e.remove!.includes(x));
+    next = kept.length > 0 ? kept : [NO_NETWORK];
+  }
+  return next;
 }
 
 /**

@@ -171,6 +171,19 @@ describe('effective values', () => {
     expect(list([]).value).toEqual([]);
   });
 
+  it('entries written before a key tightened never loosen it', () => {
+    const c = chain(
+      ['organization:o', { 'security.ip_allowlist': e({ append: ['10.0.0.0/8', '192.168.0.0/16'] }) }],
+      ['division:d', { 'security.ip_allowlist': e({ append: ['0.0.0.0/0'], remove: ['192.168.0.0/16'] }) }],
+      ['tenant:t', { 'security.ip_allowlist': e({ reset: true }) }],
+    );
+    expect(effectiveValue(def('security.ip_allowlist'), c)).toMatchObject({ value: ['10.0.0.0/8'], source: 'division:d' });
+    const all = chain(['organization:o', { 'security.ip_allowlist': e({ set: ['10.0.0.0/8'] }) }], ['division:d', { 'security.ip_allowlist': e({ remove: ['10.0.0.0/8'] }) }]);
+    expect(effectiveValue(def('security.ip_allowlist'), all).value).toEqual(['none']);
+    const mfa = chain(['organization:o', { 'security.require_mfa': e({ set: true }) }], ['division:d', { 'security.require_mfa': e({ reset: true }) }]);
+    expect(effectiveValue(def('security.require_mfa'), mfa)).toMatchObject({ value: true, source: 'organization:o' });
+  });
+
   it('refuses reset and append on a key that only tightens', () => {
     const r = checkDocument(registry, 'division:d', { 'security.require_mfa': { reset: true }, 'security.ip_allowlist': { append: ['10.0.0.0/8'] } });
     expect(r).toEqual({
