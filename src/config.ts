@@ -2,7 +2,7 @@
 // A bad value stops the start with a message naming the variable and what is allowed.
 import { z } from 'zod';
 import { parseTrustedProxies } from './shared/trusted-proxies.js';
-import { TENANT_SERVICE_UPSTREAM, UPSTREAM_NAME, UPSTREAM_NAME_RULE, upstreamUrlProblem } from './shared/upstream-url.js';
+import { REGION_NAME, REGION_NAME_RULE, TENANT_SERVICE_UPSTREAM, UPSTREAM_NAME, UPSTREAM_NAME_RULE, upstreamUrlProblem } from './shared/upstream-url.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -75,15 +75,20 @@ const upstreamUrls = z.string().transform((v, ctx) => {
   const out: Record<string, string> = {};
   for (const item of v.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
     const eq = item.indexOf('=');
-    const name = item.slice(0, Math.max(eq, 0)).trim();
+    const key = item.slice(0, Math.max(eq, 0)).trim();
+    // `name@region`: one regional target of an upstream that declares regions.
+    const at = key.indexOf('@');
+    const name = at < 0 ? key : key.slice(0, at);
+    const region = at < 0 ? undefined : key.slice(at + 1);
     const url = item.slice(eq + 1).trim();
     const problem = eq < 0 ? undefined : upstreamUrlProblem(url);
-    if (eq <= 0) ctx.addIssue({ code: 'custom', message: `"${item}" must be <upstream>=<url>` });
+    if (eq <= 0) ctx.addIssue({ code: 'custom', message: `"${item}" must be <upstream>=<url> or <upstream>@<region>=<url>` });
     else if (!UPSTREAM_NAME.test(name)) ctx.addIssue({ code: 'custom', message: `upstream name "${name}" ${UPSTREAM_NAME_RULE}` });
+    else if (region !== undefined && !REGION_NAME.test(region)) ctx.addIssue({ code: 'custom', message: `${key}: region "${region}" ${REGION_NAME_RULE}` });
     else if (name === TENANT_SERVICE_UPSTREAM) ctx.addIssue({ code: 'custom', message: `${name}: its URL is TENANT_SERVICE_URL` });
-    else if (Object.hasOwn(out, name)) ctx.addIssue({ code: 'custom', message: `${name} is named twice` });
-    else if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${name}: "${url}" ${problem}` });
-    else out[name] = url;
+    else if (Object.hasOwn(out, key)) ctx.addIssue({ code: 'custom', message: `${key} is named twice` });
+    else if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${key}: "${url}" ${problem}` });
+    else out[key] = url;
   }
   return out;
 });

@@ -1,5 +1,5 @@
 // Composes the gateway: the request pipeline for /api/v1 (normalise -> authenticate
-// -> match policy -> authorize -> forward), the admin plane at /admin/v1, and the
+// -> match policy -> authorize -> residency -> forward), the admin plane at /admin/v1, and the
 // operational endpoints. Stages are built elsewhere and passed in, so each stays a
 // small module with its own tests and this file only says in which order they run.
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
@@ -12,6 +12,7 @@ import { forward, type ForwardOptions } from './forward.js';
 import { forwardAuthApp, type ForwardAuthOptions } from './forward-auth.js';
 import type { GatewayMetrics } from './metrics.js';
 import { requestContext } from './request-context.js';
+import { residency } from './residency.js';
 import { authorizeSpanEnd, policySpanEnd, stageSpan } from './stage-spans.js';
 import type { Authorizer, Decision } from '../authz/types.js';
 import type { GatewayEnv } from './types.js';
@@ -88,6 +89,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     onDenied: deps.onDenied,
     onDecision: deps.onDecision,
   });
+  // Only a rule whose upstream declares regions reads the settings here (no span: for
+  // every other rule the stage does nothing).
+  const residencyStage = residency({ settings: deps.forward.settings, onOutcome: (outcome) => deps.metrics.countEdgePolicy('residency', outcome) });
   const api = new Hono<GatewayEnv>();
   // Each stage in a span of its own when tracing is on (as they are when it is off).
   api.use(
@@ -96,6 +100,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     stageSpan('authenticate', deps.authenticate),
     stageSpan('policy', deps.matchPolicy, policySpanEnd),
     stageSpan('authorize', authorizeStage, authorizeSpanEnd),
+    residencyStage,
   );
   api.all('*', forward(deps.forward));
   app.route(API_PREFIX, api);
@@ -107,6 +112,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
       authenticate: stageSpan('authenticate', deps.authenticate),
       matchPolicy: stageSpan('policy', deps.matchPolicy, policySpanEnd),
       authorize: stageSpan('authorize', authorizeStage, authorizeSpanEnd),
+      residency: residencyStage,
       assertion: deps.forward,
     });
     app.route(deps.forwardAuth.prefix, decisions);

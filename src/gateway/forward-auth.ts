@@ -3,8 +3,8 @@
 // tiergate about a request and forwards it itself. The original request goes
 // through the same stages as a proxied one, without `forward`:
 //
-//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► authorize ──► 200 + assertion
-//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/503)
+//   trusted peer? ──► original method + target ──► canonicaliseRequest ──► authenticate ──► match policy ──► authorize ──► residency ──► 200 + assertion
+//   (403)             (400)                        (400, as proxy mode)    (401)            (404/405/400)     (403/503)     (503)
 //
 // - Only a peer in TRUSTED_PROXIES is answered; anyone else gets 403 untrusted-peer,
 //   whatever it sends. The original method and target are read only from the
@@ -26,6 +26,9 @@
 //   assertion proxy mode sends for the same canonical request. Envoy allows only
 //   200, so no other 2xx is used. Refused: the same problem+json, status and
 //   headers (WWW-Authenticate, Allow, Retry-After, the deny reason) as proxy mode.
+// - A rule whose upstream declares regions: the same residency refusal as proxy mode
+//   (503 no-upstream-in-region); allowed, X-Tiergate-Upstream (`<name>@<region>`) and
+//   X-Tiergate-Region name the one target the ingress may send the request to.
 import { Hono, type MiddlewareHandler } from 'hono';
 import { ASSERTION_HEADER } from '../shared/assertion.js';
 import { incomingOf } from '../shared/node-incoming.js';
@@ -35,6 +38,8 @@ import type { RequestEnv } from '../authz/types.js';
 import { SUBJECT_HEADER } from './forward.js';
 import { identityAssertion, type AssertionOptions } from './identity-assertion.js';
 import { canonicaliseRequest, checkHeaders, refusalProblem } from './normalise.js';
+import { regionalTargetName } from '../shared/upstream-url.js';
+import { REGION_HEADER, UPSTREAM_HEADER } from './residency.js';
 import type { GatewayEnv } from './types.js';
 
 export type ForwardAuthMode = 'nginx' | 'traefik' | 'envoy';
@@ -126,11 +131,17 @@ export function originalRequest(mode: ForwardAuthMode, opts: ForwardAuthOptions)
 export function allow(opts: AssertionOptions): MiddlewareHandler<GatewayEnv> {
   return async function allowStage(c) {
     const assertion = await identityAssertion(c, opts);
-    return c.body(null, 200, {
+    const headers: Record<string, string> = {
       [ASSERTION_HEADER]: assertion,
       [SUBJECT_HEADER]: c.get('principal').sub,
       'cache-control': 'no-store',
-    });
+    };
+    const region = c.get('region');
+    if (region !== undefined) {
+      headers[UPSTREAM_HEADER] = regionalTargetName(c.get('policy').upstream, region);
+      headers[REGION_HEADER] = region;
+    }
+    return c.body(null, 200, headers);
   };
 }
 
@@ -138,6 +149,8 @@ export interface ForwardAuthAppDeps extends ForwardAuthOptions {
   authenticate: MiddlewareHandler<RequestEnv>;
   matchPolicy: MiddlewareHandler<GatewayEnv>;
   authorize: MiddlewareHandler<GatewayEnv>;
+  /** The residency stage (./residency.ts): the region of a regional upstream, or its refusal. */
+  residency: MiddlewareHandler<GatewayEnv>;
   assertion: AssertionOptions;
 }
 
@@ -150,7 +163,7 @@ export function forwardAuthApp(deps: ForwardAuthAppDeps): Hono<GatewayEnv> {
     ['traefik', '/traefik'],
     ['envoy', '/envoy/*'],
   ] as const) {
-    app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, decide);
+    app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.authorize, deps.residency, decide);
   }
   return app;
 }

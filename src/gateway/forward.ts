@@ -18,6 +18,7 @@ import { PROBLEM_CONTENT_TYPE, Problem, type ProblemSlug } from '../shared/probl
 import { identityAssertion, type AssertionOptions } from './identity-assertion.js';
 import { endSpan, injectTraceHeaders, SpanKind, startSpan, type Span } from '../shared/tracing.js';
 import type { TrustedPeers } from '../shared/trusted-proxies.js';
+import { regionalTargetName } from '../shared/upstream-url.js';
 import { forwardedPath } from './policy.js';
 import type { GatewayEnv } from './types.js';
 
@@ -337,9 +338,13 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     const principal = c.get('principal');
     const policy = c.get('policy');
     const requestId = c.get('requestId');
-    const target = (c.get('upstreams') ?? fixed).get(policy.upstream);
+    // A regional upstream's targets are `<name>@<region>`, the region chosen by the
+    // residency stage; without one, the plain name is not a target of it: refused (500).
+    const region = c.get('region');
+    const targetName = region === undefined ? policy.upstream : regionalTargetName(policy.upstream, region);
+    const target = (c.get('upstreams') ?? fixed).get(targetName);
     // The policy and the upstreams are checked against each other at load: never here.
-    if (target === undefined) throw new Error(`forward: no upstream named "${policy.upstream}"`);
+    if (target === undefined) throw new Error(`forward: no upstream named "${targetName}"`);
     const route = routes.get(target);
     // The path the upstream receives is the one the assertion names (its `htu`).
     const path = forwardedPath(canonical.path, route.stripPrefix);
@@ -350,7 +355,7 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     h[SUBJECT_HEADER] = principal.sub;
     h['x-request-id'] = requestId;
     // Tracing on: the upstream continues the gateway's trace, from this CLIENT span.
-    const span = startSpan('tiergate.forward', SpanKind.CLIENT, { 'tiergate.upstream': policy.upstream, 'http.request.method': canonical.method });
+    const span = startSpan('tiergate.forward', SpanKind.CLIENT, { 'tiergate.upstream': targetName, 'http.request.method': canonical.method });
     if (span) {
       injectTraceHeaders(span, h);
       outgoing.once('close', () => endForwardSpan(span, outgoing));

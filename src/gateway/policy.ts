@@ -14,6 +14,9 @@
 // `defaultUpstream` (the built-in `tenant-service` when unset) or to its own `upstream`.
 // An unknown upstream, a bad URL or a `stripPrefix` a rule's path does not start with
 // stops the start like any other error; so does a declared upstream no rule uses.
+// An upstream may declare `regions` (region → url) instead of one `url`: a request is
+// then served only by the target of its scope node's data.residency_region
+// (./residency.ts), never by another region's.
 import { readFileSync } from 'node:fs';
 import type { MiddlewareHandler } from 'hono';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
@@ -21,7 +24,7 @@ import { z } from 'zod';
 import { loadModel, type LoadedModel } from '../fga/model.js';
 import { ID_PATTERN } from '../shared/resource-kinds.js';
 import { Problem } from '../shared/problem.js';
-import { TENANT_SERVICE_UPSTREAM, UPSTREAM_NAME, UPSTREAM_NAME_RULE, upstreamUrlProblem } from '../shared/upstream-url.js';
+import { REGION_NAME, REGION_NAME_RULE, TENANT_SERVICE_UPSTREAM, UPSTREAM_NAME, UPSTREAM_NAME_RULE, upstreamUrlProblem } from '../shared/upstream-url.js';
 import { excerpt } from './excerpt.js';
 import type { Scope, TupleKey } from '../authz/types.js';
 import type { GatewayEnv, PolicyDecisionRequest } from './types.js';
@@ -52,6 +55,7 @@ const upstreamSchema = z.strictObject({
   timeoutMs: z.number().int().positive().max(600_000).optional(),
   stripPrefix: z.string().optional(),
   healthPath: z.string().optional(),
+  regions: z.record(z.string(), z.strictObject({ url: z.string() })).optional(),
 });
 const policySchema = z.strictObject({
   version: z.literal(1),
@@ -161,6 +165,8 @@ export interface CompiledRule {
   consistency: 'cached' | 'strong';
   /** The name of the upstream the request is forwarded to. */
   upstream: string;
+  /** The regions that upstream serves, when it declares regions (the request goes to its scope's region only). */
+  regions: readonly string[] | undefined;
   line: number;
 }
 
@@ -175,6 +181,12 @@ export interface CompiledUpstream {
   stripPrefix: string | undefined;
   /** Probed by /readyz (GET, expects 2xx). */
   healthPath: string;
+  /**
+   * Region → default URL, when the upstream declares regions (then `url` is undefined):
+   * each region is a target of its own (`<name>@<region>`), and a request is sent only to
+   * the one of its scope node's data.residency_region.
+   */
+  regions: ReadonlyMap<string, string> | undefined;
   /** Where it is declared (0 for the built-in tenant-service when the file does not declare it). */
   line: number;
 }
@@ -263,7 +275,7 @@ function parseObjectRef(
   return userset === undefined ? { type, id: compact } : { type, id: compact, userset };
 }
 
-function compileRule(rule: RuleInput, index: number, model: ModelIndex, upstream: string, check: Checker): CompiledRule | undefined {
+function compileRule(rule: RuleInput, index: number, model: ModelIndex, upstream: CompiledUpstream | undefined, upstreamName: string, check: Checker): CompiledRule | undefined {
   const at: Path = ['rules', index];
   const before = check.issues.length;
   const shape = parsePathTemplate(rule, at, check);
@@ -308,20 +320,27 @@ function compileRule(rule: RuleInput, index: number, model: ModelIndex, upstream
     tuples,
     scope: { type: scope[1] as Scope['type'], param: scope[2]! },
     consistency: rule.consistency ?? 'cached',
-    upstream,
+    upstream: upstreamName,
+    regions: upstream?.regions === undefined ? undefined : [...upstream.regions.keys()],
     line: check.lineOf(at),
   };
 }
 
 /** The declared upstreams (plus the built-in tenant-service unless declared), checked; undefined names an invalid one. */
-function compileUpstreams(declared: Record<string, UpstreamInput>, check: Checker): Map<string, CompiledUpstream | undefined> {
+function compileUpstreams(declared: Record<string, UpstreamInput>, knownRegions: readonly string[] | undefined, check: Checker): Map<string, CompiledUpstream | undefined> {
   const out = new Map<string, CompiledUpstream | undefined>();
   for (const [name, u] of Object.entries(declared)) {
     const at: Path = ['upstreams', name];
     const before = check.issues.length;
     if (!UPSTREAM_NAME.test(name)) check.add(['upstreams'], `upstream name "${name}" ${UPSTREAM_NAME_RULE}`, name);
+    const regions = u.regions === undefined ? undefined : compileRegions(u.regions, [...at, 'regions'], knownRegions, check);
     if (name === TENANT_SERVICE_UPSTREAM) {
       if (u.url !== undefined) check.add([...at, 'url'], `the built-in ${TENANT_SERVICE_UPSTREAM} upstream takes its URL from TENANT_SERVICE_URL (or is the service npm start runs): remove url`);
+      if (u.regions !== undefined) check.add([...at, 'regions'], `the built-in ${TENANT_SERVICE_UPSTREAM} upstream cannot declare regions: declare a named upstream with regions and send the rules there`);
+    } else if (u.regions !== undefined) {
+      if (u.url !== undefined) {
+        check.add([...at, 'url'], 'an upstream with regions has no url of its own: a request is sent only to the target of its region, never to another (remove url)');
+      }
     } else if (u.url === undefined) {
       check.add(at, 'needs a url (the default; UPSTREAM_URLS can override it at deploy time)');
     } else {
@@ -336,11 +355,45 @@ function compileUpstreams(declared: Record<string, UpstreamInput>, check: Checke
       name,
       check.issues.length > before
         ? undefined
-        : { name, url: u.url, timeoutMs: u.timeoutMs, stripPrefix: u.stripPrefix, healthPath: u.healthPath ?? DEFAULT_HEALTH_PATH, line: check.lineOf(['upstreams'], name) },
+        : {
+            name,
+            url: u.url,
+            timeoutMs: u.timeoutMs,
+            stripPrefix: u.stripPrefix,
+            healthPath: u.healthPath ?? DEFAULT_HEALTH_PATH,
+            regions,
+            line: check.lineOf(['upstreams'], name),
+          },
     );
   }
   if (!out.has(TENANT_SERVICE_UPSTREAM)) {
-    out.set(TENANT_SERVICE_UPSTREAM, { name: TENANT_SERVICE_UPSTREAM, url: undefined, timeoutMs: undefined, stripPrefix: undefined, healthPath: DEFAULT_HEALTH_PATH, line: 0 });
+    out.set(TENANT_SERVICE_UPSTREAM, {
+      name: TENANT_SERVICE_UPSTREAM,
+      url: undefined,
+      timeoutMs: undefined,
+      stripPrefix: undefined,
+      healthPath: DEFAULT_HEALTH_PATH,
+      regions: undefined,
+      line: 0,
+    });
+  }
+  return out;
+}
+
+/** An upstream's `regions`: region → an http(s) origin, each region a known one (a value of data.residency_region). */
+function compileRegions(regions: Record<string, { url: string }>, at: Path, knownRegions: readonly string[] | undefined, check: Checker): Map<string, string> {
+  const out = new Map<string, string>();
+  const entries = Object.entries(regions);
+  if (entries.length === 0) check.add(at, 'declares no region: list at least one (region: { url }), or use url instead');
+  for (const [region, { url }] of entries) {
+    if (!REGION_NAME.test(region)) {
+      check.add(at, `region "${region}" ${REGION_NAME_RULE}`, region);
+    } else if (knownRegions !== undefined && !knownRegions.includes(region)) {
+      check.add(at, `region "${region}" is not a value of data.residency_region (${knownRegions.join(', ')})`, region);
+    }
+    const problem = upstreamUrlProblem(url);
+    if (problem !== undefined) check.add([...at, region, 'url'], `"${url}" ${problem}`);
+    out.set(region, url);
   }
   return out;
 }
@@ -462,6 +515,8 @@ export interface PolicyOptions {
   model: LoadedModel;
   /** File name used in error messages. */
   source?: string;
+  /** The values a region of an upstream may take (data.residency_region's); unset: any well-formed name. */
+  regions?: readonly string[];
 }
 
 /** Parse, validate against the model and compile. Throws PolicyError naming lines. */
@@ -489,7 +544,7 @@ export function parsePolicy(text: string, opts: PolicyOptions): CompiledPolicy {
   }
 
   const model = indexModel(opts.model);
-  const declared = compileUpstreams(parsed.data.upstreams ?? {}, check);
+  const declared = compileUpstreams(parsed.data.upstreams ?? {}, opts.regions, check);
   const known = () => [...declared.keys()].join(', ');
   const defaultUpstream = parsed.data.defaultUpstream ?? TENANT_SERVICE_UPSTREAM;
   if (!declared.has(defaultUpstream)) check.add(['defaultUpstream'], `unknown upstream "${defaultUpstream}" (declared: ${known()})`);
@@ -511,7 +566,7 @@ export function parsePolicy(text: string, opts: PolicyOptions): CompiledPolicy {
         `path ${rule.path} does not start with the stripPrefix ${upstream.stripPrefix} of upstream "${upstream.name}" (line ${upstream.line})`,
       );
     }
-    const compiled = compileRule(rule, i, model, upstreamName, check);
+    const compiled = compileRule(rule, i, model, upstream, upstreamName, check);
     if (compiled) rules.push(compiled);
   });
   for (const [name, u] of declared) {
@@ -551,6 +606,7 @@ export function decisionRequest(rule: CompiledRule, params: Record<string, strin
     scope: { type: rule.scope.type, id: params[rule.scope.param]! },
     consistency: rule.consistency,
     upstream: rule.upstream,
+    regions: rule.regions,
   };
 }
 

@@ -30,6 +30,8 @@ export interface PolicyDecisionRequest {
   consistency: 'cached' | 'strong';
   /** The name of the upstream the request is forwarded to (the rule's, else the policy's default). */
   upstream: string;
+  /** The regions of that upstream, when it declares regions: the residency stage picks the one of the scope node. */
+  regions?: readonly string[] | undefined;
 }
 
 /** Hono context variables set by the stages. */
@@ -43,6 +45,8 @@ export interface GatewayVariables extends RequestVariables {
   decision: Decision;
   /** The scope node's effective settings, resolved once per request (./scope-settings.ts). */
   scopeSettings?: SignedSettings;
+  /** The region whose target of a regional upstream serves the request (./residency.ts); unset for an upstream without regions. */
+  region?: string;
 }
 
 export interface GatewayEnv {

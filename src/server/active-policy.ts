@@ -39,6 +39,8 @@ export interface OpenPolicyOptions {
   config: Pick<Config, 'POLICY_FILE' | 'POLICY_WATCH' | 'POLICY_RELOAD_DEBOUNCE_MS' | 'UPSTREAM_URLS' | 'UPSTREAM_TIMEOUT_MS'>;
   /** Default loadModel() (model.fga), as at start. */
   model?: LoadedModel;
+  /** The regions an upstream may declare (the values of data.residency_region). */
+  regions?: readonly string[];
   /** URLs the process wired (the built-in tenant-service, `npm start`'s reports listener). */
   wired: Readonly<Record<string, string | undefined>>;
   routes: UpstreamRoutes;
@@ -55,7 +57,7 @@ export async function openPolicy(opts: OpenPolicyOptions): Promise<PolicyRuntime
     debounceMs: config.POLICY_RELOAD_DEBOUNCE_MS,
     onWatchError: (err) => log.error({ err: err.message, file: config.POLICY_FILE }, 'policy file no longer watched: reload with SIGHUP or the admin endpoint'),
     build: (text, file, previous) => {
-      const policy = parsePolicy(text, { model, source: file });
+      const policy = parsePolicy(text, { model, source: file, ...(opts.regions ? { regions: opts.regions } : {}) });
       const upstreams = new Map<string, ResolvedUpstream>();
       for (const u of resolveUpstreams(policy, config, wired)) {
         const before = previous?.upstreams.get(u.name);

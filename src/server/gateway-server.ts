@@ -32,6 +32,7 @@ import { currentUpstreams, openPolicy, policyMetrics, policyReadiness, policySta
 import { upstreamReadiness } from './upstreams.js';
 import { loadRegistry } from '../settings/registry.js';
 import { createSettingsClaims } from '../gateway/settings-claim.js';
+import { RESIDENCY_SETTING } from '../gateway/residency.js';
 import type { Decision } from '../authz/types.js';
 import { join } from 'node:path';
 
@@ -110,8 +111,10 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const apiToken = rt.fgaApiToken ?? config.OPENFGA_API_TOKEN;
   // Before anything starts: a bad policy or an override naming no upstream stops here.
   const upstreamRoutes = new UpstreamRoutes((name) => upstreamObserver(metrics, name));
+  const settings = loadRegistry(config.SETTINGS_FILE);
   const policy = await openPolicy({
     config,
+    regions: settings.get(RESIDENCY_SETTING)?.values ?? [],
     ...(rt.policyModel ? { model: rt.policyModel } : {}),
     wired: { ...rt.upstreamUrls, [TENANT_SERVICE_UPSTREAM]: rt.upstreamUrl },
     routes: upstreamRoutes,
@@ -183,7 +186,6 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   if (shadow) log.info({ enforced: enforced().version, candidate: candidate.version, file: candidate.file, sampleRate: shadow.sampleRate }, 'shadow policy evaluated beside the enforced one');
   const since = new Date().toISOString();
   const shadowSummary = shadow ? () => shadow.summary() : () => shadowOffSummary((({ file, version }) => ({ file, version }))(enforced()), since);
-  const settings = loadRegistry(config.SETTINGS_FILE);
   const settingsClaims = createSettingsClaims({ db: rt.db, registry: settings, hierarchy: cache.hierarchy, versions: cache.versions });
   const admin = createAdminApp({
     fga,

@@ -4,15 +4,23 @@
 // A URL comes from, first to last: UPSTREAM_URLS (the operator), the process wiring
 // (TENANT_SERVICE_URL or the tenant service `npm start` runs, for the built-in
 // tenant-service; `npm start`'s reports listener), the policy file's default.
+// An upstream that declares regions is one target per region, `<name>@<region>`
+// (its UPSTREAM_URLS key, metrics label and /readyz check); the process wiring
+// never stands for a regional target, and `name=` alone does not override one.
 import type { Config } from '../config.js';
 import { ConfigError } from '../config.js';
 import type { ReadinessCheck } from '../gateway/app.js';
 import type { UpstreamTarget } from '../gateway/forward.js';
 import type { CompiledPolicy } from '../gateway/policy.js';
-import { TENANT_SERVICE_UPSTREAM, upstreamUrlProblem } from '../shared/upstream-url.js';
+import { regionalTargetName, TENANT_SERVICE_UPSTREAM, upstreamUrlProblem } from '../shared/upstream-url.js';
 
 export interface ResolvedUpstream extends UpstreamTarget {
   healthPath: string;
+}
+
+/** Every target name UPSTREAM_URLS may set: plain upstreams by name, regional ones as `<name>@<region>`. */
+function targetNames(policy: CompiledPolicy): string[] {
+  return [...policy.upstreams.values()].flatMap((u) => (u.regions === undefined ? [u.name] : [...u.regions.keys()].map((r) => regionalTargetName(u.name, r))));
 }
 
 /** How long a /readyz probe of one upstream may take. */
@@ -29,12 +37,23 @@ export function resolveUpstreams(
 ): ResolvedUpstream[] {
   const problems: string[] = [];
   const overrides = config.UPSTREAM_URLS ?? {};
-  const unknown = Object.keys(overrides).filter((name) => !policy.upstreams.has(name));
+  const targets = targetNames(policy);
+  const unknown = Object.keys(overrides).filter((name) => !targets.includes(name));
   if (unknown.length > 0) {
-    problems.push(`UPSTREAM_URLS: ${unknown.map((n) => `"${n}"`).join(', ')} not an upstream of ${policy.source} (its upstreams: ${[...policy.upstreams.keys()].join(', ')})`);
+    problems.push(`UPSTREAM_URLS: ${unknown.map((n) => `"${n}"`).join(', ')} not an upstream of ${policy.source} (its upstreams: ${targets.join(', ')})`);
   }
   const out: ResolvedUpstream[] = [];
   for (const u of policy.upstreams.values()) {
+    if (u.regions !== undefined) {
+      for (const [region, fileUrl] of u.regions) {
+        const name = regionalTargetName(u.name, region);
+        const url = overrides[name] ?? fileUrl;
+        const problem = upstreamUrlProblem(url);
+        if (problem !== undefined) problems.push(`upstream ${name}: ${problem}`);
+        else out.push({ name, url, timeoutMs: u.timeoutMs ?? config.UPSTREAM_TIMEOUT_MS, stripPrefix: u.stripPrefix, healthPath: u.healthPath });
+      }
+      continue;
+    }
     const url = overrides[u.name] ?? wired[u.name] ?? u.url;
     const problem = url === undefined ? 'has no URL' : upstreamUrlProblem(url);
     if (problem !== undefined || url === undefined) {

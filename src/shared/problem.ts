@@ -50,6 +50,7 @@ export const PROBLEM_SLUGS = [
   // The gateway's forward stage
   'upstream-timeout',
   'upstream-unavailable',
+  'no-upstream-in-region',
   // The admin API
   'id-retired',
   'invalidation-failed',

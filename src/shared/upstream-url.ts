@@ -6,6 +6,18 @@
 export const UPSTREAM_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 export const UPSTREAM_NAME_RULE = 'must be lower-case letters, digits and "-", starting with a letter (at most 63)';
 
+/** A region of a regional upstream (`regions:` in the policy file): a value of the `data.residency_region` setting. */
+export const REGION_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+export const REGION_NAME_RULE = 'must be lower-case letters, digits and "-", starting with a letter (at most 32)';
+
+/**
+ * The name of one regional target of an upstream, `<upstream>@<region>`: its UPSTREAM_URLS
+ * key, its `upstream` metrics label and its `/readyz` check (`upstream:reports@eu`).
+ */
+export function regionalTargetName(upstream: string, region: string): string {
+  return `${upstream}@${region}`;
+}
+
 /** The upstream the tenant-resource service is: its URL is TENANT_SERVICE_URL, or the service `npm start` runs. */
 export const TENANT_SERVICE_UPSTREAM = 'tenant-service';
 

@@ -162,13 +162,13 @@ const steps: Step[] = [
     expect: { type: `${PROBLEM}allocation-exceeded`, node: 'division:emea', allocation: 59, allocated: 60 },
   },
   {
-    name: 'a key only the organization may set, written by a tenant: 422',
+    name: 'a key only the organization and divisions may set, written by a tenant: 422',
     who: 'tom',
     method: 'PUT',
     path: '/tenants/acme-sales/settings/document/data.residency_region',
     body: { set: 'us' },
     status: 422,
-    expect: { 'invalid-params': [{ name: 'body', reason: 'may be set at the organization level and above, not by a tenant' }] },
+    expect: { 'invalid-params': [{ name: 'body', reason: 'may be set at the division level and above, not by a tenant' }] },
   },
   {
     name: 'unknown keys and wrong types: 422 naming each',

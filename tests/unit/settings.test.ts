@@ -16,7 +16,7 @@ describe('registry', () => {
     for (const k of ['security.ip_allowlist', 'security.require_mfa', 'security.session_max_age', 'recording.retention_days', 'data.residency_region', 'api.rate_limit_per_minute', 'quota.agents', 'business_hours', 'locale', 'timezone']) {
       expect(registry.get(k), k).toBeDefined();
     }
-    expect(def('data.residency_region').lowest).toBe('organization');
+    expect(def('data.residency_region').lowest).toBe('division');
     expect(def('quota.agents').allocation).toBe(true);
   });
 
@@ -80,7 +80,7 @@ describe('checkDocument', () => {
     expect(names).toEqual(
       expect.arrayContaining([
         'body.settings.no.such: unknown setting key (GET /settings/registry lists them)',
-        'body.settings.data.residency_region: may be set at the organization level and above, not by a tenant',
+        'body.settings.data.residency_region: may be set at the division level and above, not by a tenant',
         'body.settings.security.ip_allowlist.extra: unknown field',
         'body.settings.security.ip_allowlist.append[0]: must be an IPv4 or IPv6 address or CIDR, e.g. 10.0.0.0/8',
         'body.settings.locale: set, append/remove and reset exclude each other',
