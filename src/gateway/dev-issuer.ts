@@ -114,13 +114,20 @@ export interface MintOptions {
   now?: number;
   /** A client-credentials token: `client_id` equals `sub` (what the AuthZEN API accepts). */
   client?: boolean;
+  /** Authentication methods (`amr`, RFC 8176), e.g. ["pwd", "mfa"]. */
+  amr?: readonly string[];
+  /** When the user authenticated (`auth_time`, seconds since the epoch). */
+  authTime?: number;
 }
 
 export async function mintDevToken(keys: DevIssuerKeys, opts: MintOptions): Promise<string> {
   if (!SUBJECT_ID.test(opts.sub)) throw new Error(`invalid subject ${JSON.stringify(opts.sub)}: must match ${SUBJECT_ID}`);
   if (!Number.isInteger(opts.ttlS) || opts.ttlS <= 0 || opts.ttlS > MAX_TTL_S) throw new Error(`ttl must be between 1s and ${MAX_TTL_S}s`);
   const iat = opts.now ?? Math.floor(Date.now() / 1000);
-  return new SignJWT(opts.client === true ? { client_id: opts.sub } : {})
+  const claims: Record<string, unknown> = opts.client === true ? { client_id: opts.sub } : {};
+  if (opts.amr !== undefined) claims.amr = [...opts.amr];
+  if (opts.authTime !== undefined) claims.auth_time = opts.authTime;
+  return new SignJWT(claims)
     .setProtectedHeader({ alg: DEV_ISSUER_ALG, kid: keys.kid, typ: 'JWT' })
     .setIssuer(DEV_ISSUER)
     .setAudience(opts.audience)
