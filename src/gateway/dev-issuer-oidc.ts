@@ -198,6 +198,7 @@ export function devOidcApp(opts: DevOidcOptions): Hono {
       ttlS: TOKEN_TTL_S,
       amr: ['pwd', 'mfa'],
       authTime: pending.authTime,
+      now: now(),
     });
     return c.json({ access_token: accessToken, token_type: 'Bearer', expires_in: TOKEN_TTL_S, scope: 'tiergate' }, 200, {
       'cache-control': 'no-store',

@@ -7,17 +7,19 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useCleanup, tempDir } from '../support/cleanup.js';
 import { launchChromium, openPage, screenshot, type ConsolePage } from '../support/browser.js';
-import { npmStartEnv, startMain, type NpmStart } from '../support/npm-start.js';
+import { call } from '../support/json-call.js';
+import { npmRun, npmStartEnv, startMain, type NpmStart } from '../support/npm-start.js';
 
 useCleanup();
 
 let main: NpmStart;
+let env: NodeJS.ProcessEnv;
 let browser: Browser;
 let base: string;
 const opened: ConsolePage[] = [];
 
 beforeAll(async () => {
-  const env = await npmStartEnv(tempDir('tiergate-console-'));
+  env = await npmStartEnv(tempDir('tiergate-console-'));
   main = await startMain(env, ['--demo'], 110_000);
   expect(main.readyLine !== undefined && main.exitCode() === null, `the demo stack did not start:\n${main.output()}`).toBe(true);
   base = main.gatewayUrl;
@@ -258,4 +260,33 @@ describe('the console (Chromium, npm start -- --demo)', () => {
     await screenshot(p.page, '12-api-reference');
     await p.context.close();
   }, 120_000);
+
+  it("answers the console's two questions: my permissions on a node, and what a request line maps to", async () => {
+    const token = async (sub: string) => `Bearer ${(await npmRun('token', [sub], env)).stdout.trim()}`;
+    const [tom, uma, dana] = await Promise.all(['tom', 'uma', 'dana'].map(token));
+    const admin = `${base}/admin/v1`;
+    const perms = async (auth: string, object: string) =>
+      ((await call(admin, 'GET', `/me/permissions?object=${object}`, { auth })).body as { permissions: Record<string, boolean> }).permissions;
+    expect(await perms(tom!, 'tenant:acme-sales')).toMatchObject({ can_assign_admin: true, can_assign_member: true, can_delete: false, can_view: true });
+    expect(Object.values(await perms(tom!, 'tenant:apac-sales')).some(Boolean)).toBe(false);
+    expect(await perms(uma!, 'tenant:acme-sales')).toMatchObject({ can_view: true, can_read_settings: true, can_assign_admin: false, can_write_settings: false });
+    expect((await call(admin, 'GET', '/me/permissions?object=agent:acme-sales/1', { auth: tom! })).status).toBe(422);
+
+    const explainLine = (auth: string, method: string, target: string) => call(admin, 'POST', '/check/request', { auth, body: { user: 'tom', method, target } });
+    const ok = await explainLine(dana!, 'GET', '/api/v1/tenants/acme-sales/agents');
+    expect(ok.status, ok.text).toBe(200);
+    expect(ok.body).toMatchObject({
+      allowed: true,
+      permission: 'can_read_operational',
+      object: 'tenant:acme-sales',
+      request: { method: 'GET', path: '/api/v1/tenants/acme-sales/agents', permission: 'can_read_operational', object: 'tenant:acme-sales' },
+      reasons: [{ role: 'admin', on: 'tenant:acme-sales', via: 'direct grant' }],
+    });
+    expect((await explainLine(dana!, 'POST', '/api/v1/tenants/north-support/queues')).body).toMatchObject({ allowed: false, missing: 'can_manage_resources' });
+    expect((await explainLine(dana!, 'GET', '/api/v1/tenants/apac-sales/../acme-sales/agents')).body).toMatchObject({ status: 400, type: 'https://tiergate.dev/problems/dot-segment' });
+    expect((await explainLine(dana!, 'GET', '/api/v1/nothing-here')).body).toMatchObject({ status: 404, type: 'https://tiergate.dev/problems/no-route' });
+    expect((await explainLine(dana!, 'get', '/api/v1/tenants/acme-sales/agents')).status).toBe(422);
+    // Explaining needs the audit reader's role on the node, as POST /check does.
+    expect((await explainLine(uma!, 'GET', '/api/v1/tenants/acme-sales/agents')).status).toBe(403);
+  }, 60_000);
 });
