@@ -101,7 +101,7 @@ export function Audit() {
         <button type="submit">Filter</button>
       </form>
       <ProblemView error={error} />
-      <table class="audit">
+      <table class="audit stack">
         <caption>Newest first</caption>
         <thead>
           <tr>
@@ -116,14 +116,14 @@ export function Audit() {
         <tbody>
           {items.map((e) => (
             <tr key={e.seq} class={`outcome-${e.outcome}`}>
-              <td>{new Date(e.at).toISOString().replace('T', ' ').slice(0, 19)}</td>
-              <td>{e.actor.replace(/^user:/, '')}</td>
-              <td>
+              <td data-label="when">{new Date(e.at).toISOString().replace('T', ' ').slice(0, 19)}</td>
+              <td data-label="actor">{e.actor.replace(/^user:/, '')}</td>
+              <td data-label="action">
                 {e.action}
                 {e.count > 1 ? ` ×${e.count}` : ''}
               </td>
-              <td>{e.target}</td>
-              <td>{e.outcome}</td>
+              <td data-label="target">{e.target}</td>
+              <td data-label="outcome">{e.outcome}</td>
               <td>
                 {(e.before !== null || e.after !== null || e.detail !== null) && (
                   <details>

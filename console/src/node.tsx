@@ -248,7 +248,7 @@ function People({ node, perms, up }: { node: NodeView; perms: Record<string, boo
       <div aria-live="polite">{done && <p class="ok">{done}</p>}</div>
       <ProblemView error={actionError} />
       {data && (
-        <table>
+        <table class="stack">
           <caption>Roles at {r}</caption>
           <thead>
             <tr>
@@ -263,13 +263,17 @@ function People({ node, perms, up }: { node: NodeView; perms: Record<string, boo
           <tbody>
             {data.direct.map((g) => (
               <tr key={`${g.user}-${g.role}`}>
-                <td>{g.user.replace(/^user:/, '')}</td>
-                <td>{g.role}</td>
-                <td>here</td>
+                <td data-label="user">{g.user.replace(/^user:/, '')}</td>
+                <td data-label="role">{g.role}</td>
+                <td data-label="held">here</td>
                 <td>
                   {perms[`can_assign_${g.role}`] && (
-                    <button type="button" onClick={() => void change('DELETE', g.role, g.user.replace(/^user:/, ''))}>
-                      Revoke {g.role} from {g.user.replace(/^user:/, '')}
+                    <button
+                      type="button"
+                      aria-label={`Revoke ${g.role} from ${g.user.replace(/^user:/, '')}`}
+                      onClick={() => void change('DELETE', g.role, g.user.replace(/^user:/, ''))}
+                    >
+                      Revoke
                     </button>
                   )}
                 </td>
@@ -278,9 +282,9 @@ function People({ node, perms, up }: { node: NodeView; perms: Record<string, boo
             {data.inherited.flatMap(({ from, grants }) =>
               grants.map((g) => (
                 <tr key={`${ref(from)}-${g.user}`} class="inherited">
-                  <td>{g.user.replace(/^user:/, '')}</td>
-                  <td>{g.role}</td>
-                  <td>inherited from {ref(from)}</td>
+                  <td data-label="user">{g.user.replace(/^user:/, '')}</td>
+                  <td data-label="role">{g.role}</td>
+                  <td data-label="held">inherited from {ref(from)}</td>
                   <td />
                 </tr>
               )),
@@ -367,7 +371,7 @@ function Settings({ node, perms }: { node: NodeView; perms: Record<string, boole
       <ProblemView error={error} />
       <div aria-live="polite">{done && <p class="ok">{done}</p>}</div>
       {data && (
-        <table>
+        <table class="stack">
           <caption>Effective settings at {r}</caption>
           <thead>
             <tr>
@@ -383,18 +387,18 @@ function Settings({ node, perms }: { node: NodeView; perms: Record<string, boole
           <tbody>
             {data.items.map((s) => (
               <tr key={s.key}>
-                <td>
+                <td data-label="key">
                   <code>{s.key}</code>
                 </td>
-                <td>
+                <td data-label="value">
                   <code>{json(s.value)}</code>
                 </td>
-                <td>{s.source}</td>
-                <td>{s.locked ? `locked by ${s.locked.by}` : ''}</td>
+                <td data-label="from">{s.source}</td>
+                <td data-label="lock">{s.locked ? `locked by ${s.locked.by}` : ''}</td>
                 <td>
                   {canWrite && !s.locked?.above && (
-                    <button type="button" onClick={() => (setEditing({ key: s.key, text: json(s.value) }), setPreview(undefined))}>
-                      Edit {s.key}
+                    <button type="button" aria-label={`Edit ${s.key}`} onClick={() => (setEditing({ key: s.key, text: json(s.value) }), setPreview(undefined))}>
+                      Edit
                     </button>
                   )}
                 </td>
