@@ -37,7 +37,7 @@ export function registerDocsPage(app: Hono<RequestEnv>, basePath: string): void 
   const init = `window.ui = SwaggerUIBundle({ url: ${JSON.stringify(`${basePath}/openapi.json`)}, dom_id: '#swagger-ui', deepLinking: true, persistAuthorization: false });\n`;
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>tiergate admin API</title><link rel="stylesheet" href="${basePath}/docs/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div><script src="${basePath}/docs/swagger-ui-bundle.js"></script><script src="${basePath}/docs/init.js"></script></body></html>`;
+<body><noscript><p>The reference needs JavaScript; the document itself: <a href="${basePath}/openapi.json">${basePath}/openapi.json</a></p></noscript><div id="swagger-ui"></div><script src="${basePath}/docs/swagger-ui-bundle.js"></script><script src="${basePath}/docs/init.js"></script></body></html>`;
 
   app.get('/docs', (c) => c.body(html, 200, headers('text/html; charset=utf-8', 'no-cache')));
   app.get('/docs/init.js', (c) => c.body(init, 200, headers('text/javascript; charset=utf-8', 'no-cache')));
