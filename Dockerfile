@@ -2,13 +2,15 @@
 # LTS. OpenFGA runs from its own image in docker-compose.yml; nothing here downloads
 # binaries at run time.
 
-# Build: the dev dependencies (TypeScript) compile src/ into dist/.
+# Build: the dev dependencies (TypeScript, Vite) compile src/ into dist/ and bundle the
+# web console (console/) into dist/console/.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY console ./console
 RUN npm run build
 
 # Run: production dependencies and the compiled code only (no tsx, no TypeScript).

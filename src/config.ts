@@ -167,6 +167,14 @@ export const configSchema = z.object({
   DEV_ISSUER: boolFlag.default(true),
   DEV_ISSUER_AUDIENCE: z.string().default('tiergate'),
 
+  // --- web console (/console, docs/console.md) ---
+  /** The identity provider the console signs in with (OIDC discovery, authorization code + PKCE); unset: the dev issuer, when trusted. */
+  CONSOLE_OIDC_ISSUER: optionalUrl,
+  /** The console's client id at CONSOLE_OIDC_ISSUER (a public client: no secret). */
+  CONSOLE_OIDC_CLIENT_ID: z.string().trim().min(1).default('tiergate-console'),
+  /** Scopes the console asks CONSOLE_OIDC_ISSUER for (space-separated). */
+  CONSOLE_OIDC_SCOPE: z.string().trim().min(1).default('openid'),
+
   // --- upstream (tenant-resource service) ---
   TENANT_SERVICE_URL: optionalUrl,
   TENANT_SERVICE_HOST: z.string().default('127.0.0.1'),

@@ -4,7 +4,6 @@
 // schemas that validate every request.
 import { randomUUID } from 'node:crypto';
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { swaggerUI } from '@hono/swagger-ui';
 import type { MiddlewareHandler } from 'hono';
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { Logger } from 'pino';
@@ -14,12 +13,13 @@ import { bodyLimitWhenBody } from '../shared/body-limit.js';
 import { parseJsonBody } from '../shared/json-body.js';
 import { Problem } from '../shared/problem.js';
 import type { AdminRuntime } from './action.js';
+import { registerDocsPage } from './docs-page.js';
 import { createEngine } from './engine.js';
 import { issuesToInvalidParams, locationOf, renderError, TARGET_LOCATION, validationProblem } from './errors.js';
 import { registerAuditRoutes } from './routes/audit.js';
 import { registerBreakGlassRoutes } from './routes/break-glass.js';
 import { registerCrossLevelRoutes } from './routes/cross-level.js';
-import { registerCheckRoutes } from './routes/check.js';
+import { registerCheckRoutes, type RequestMapper } from './routes/check.js';
 import { registerHierarchyRoutes } from './routes/hierarchy.js';
 import { registerPolicyRoutes, type PolicyReloader, type ShadowSummaryBody } from './routes/policy.js';
 import { registerMeRoutes } from './routes/me.js';
@@ -34,6 +34,7 @@ export { migrateAdmin } from './store.js';
 export { recordGatewayDenial, type GatewayDenial } from './audit.js';
 export { denyReason } from './explain.js';
 export type { PolicyReloader, PolicyReloadResult } from './routes/policy.js';
+export type { MappedRequest, RequestMapper } from './routes/check.js';
 
 export const ADMIN_BASE_PATH = '/admin/v1';
 
@@ -60,6 +61,8 @@ export interface AdminDeps {
   reloadPolicy?: PolicyReloader;
   /** The shadow route policy's summary (GET /policy/shadow); the route is absent without it. */
   shadowSummary?: () => ShadowSummaryBody;
+  /** The gateway's normalise + route policy (POST /check/request); the route is absent without it. */
+  mapRequest?: RequestMapper;
 }
 
 // The media types zod-openapi's body validator parses as JSON (hono's validator test).
@@ -124,7 +127,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
     servers: [{ url: basePath }],
     security: [{ bearer: [] }],
   });
-  app.get('/docs', swaggerUI({ url: `${basePath}/openapi.json` }));
+  registerDocsPage(app, basePath);
 
   app.use('*', async (c, next) => {
     if (!c.get('requestId')) c.set('requestId', randomUUID());
@@ -151,7 +154,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
   registerBreakGlassRoutes(app, rt);
   registerTupleRoutes(app, rt);
   registerMeRoutes(app, rt);
-  registerCheckRoutes(app, rt, settingsRegistry);
+  registerCheckRoutes(app, rt, settingsRegistry, deps.mapRequest);
   registerAuditRoutes(app, rt);
   registerCrossLevelRoutes(app, rt);
   registerSettingsRoutes(app, rt, settingsRegistry);

@@ -210,6 +210,15 @@ export const MeList = z
   })
   .openapi('VisibleNodes');
 export const MeResult = z.object({ subject: z.string() }).openapi('Me');
+export const MePermissionsQuery = z.strictObject({
+  object: z
+    .string()
+    .regex(/^(?:platform:root|(?:organization|division|tenant):[A-Za-z0-9][A-Za-z0-9_-]{0,63})$/, 'must be platform:root or <organization|division|tenant>:<id>')
+    .openapi({ example: 'tenant:acme-sales' }),
+});
+export const MePermissions = z
+  .object({ object: z.string(), permissions: z.record(z.string(), z.boolean()).openapi({ example: { can_assign_admin: true, can_assign_member: true } }) })
+  .openapi('MyPermissions');
 
 // ---------------------------------------------------------------- check / explain
 
@@ -269,6 +278,22 @@ export const CheckResult = z
       .optional(),
   })
   .openapi('CheckResult');
+
+export const CheckRequestBody = z
+  .strictObject({
+    user: UserRef,
+    method: z.string().regex(/^[A-Z]{1,16}$/, 'must be an HTTP method in upper case, e.g. GET').openapi({ example: 'GET' }),
+    target: z
+      .string()
+      .min(1)
+      .max(4096)
+      .regex(/^\/[\x21-\x7e]*$/, 'must be a request target starting with /, e.g. /api/v1/tenants/acme-sales/agents')
+      .openapi({ example: '/api/v1/tenants/acme-sales/agents' }),
+  })
+  .openapi('CheckRequestLine');
+export const CheckRequestResult = CheckResult.extend({
+  request: z.object({ method: z.string(), path: z.string(), rule: z.string(), permission: z.string(), object: z.string() }),
+}).openapi('CheckRequestResult');
 
 // ---------------------------------------------------------------- audit
 

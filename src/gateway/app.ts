@@ -9,6 +9,7 @@ import { Problem } from '../shared/problem.js';
 import type { TrustedPeers } from '../shared/trusted-proxies.js';
 import { authorize, type AllowedRequest, type DeniedRequest } from './authorize.js';
 import { forward, type ForwardOptions } from './forward.js';
+import { DEV_OIDC_PATH } from './dev-issuer-oidc.js';
 import { forwardAuthApp, type ForwardAuthOptions } from './forward-auth.js';
 import type { GatewayMetrics } from './metrics.js';
 import { requestContext } from './request-context.js';
@@ -57,10 +58,15 @@ export interface GatewayAppDeps {
   assertionJwks: { keys: JWK[] };
   /** Public keys of the development issuer, when it is trusted. */
   devIssuerJwks?: { keys: JWK[] };
+  /** The development issuer's sign-in endpoints (./dev-issuer-oidc.ts), mounted at /dev-issuer when it is trusted. */
+  devOidc?: Hono;
+  /** The web console's static bundle and sign-in settings, mounted at /console. */
+  console?: Hono<GatewayEnv>;
 }
 
 export const API_PREFIX = '/api/v1';
 export const ADMIN_PREFIX = '/admin/v1';
+export const CONSOLE_PREFIX = '/console';
 
 export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
@@ -137,6 +143,12 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono<GatewayEnv> {
     admin.use('*', deps.normalise);
     admin.route('/', deps.admin);
     app.route(ADMIN_PREFIX, admin);
+  }
+
+  if (deps.devOidc) app.route(DEV_OIDC_PATH, deps.devOidc);
+  if (deps.console) {
+    app.get(CONSOLE_PREFIX, (c) => c.redirect(`${CONSOLE_PREFIX}/`, 301));
+    app.route(CONSOLE_PREFIX, deps.console);
   }
 
   if (deps.authzen) app.route('/', deps.authzen);

@@ -616,11 +616,17 @@ export function matchPolicy(policy: CompiledPolicy): MiddlewareHandler<GatewayEn
   return async (c, next) => {
     const canonical = c.get('canonical');
     if (canonical === undefined) throw new Error('matchPolicy needs the normalise stage before it');
-    const result = policy.match(canonical.method, canonical.segments);
+    c.set('policy', matchedRequest(policy, canonical));
+    return next();
+  };
+}
+
+/** The decision request of the one rule matching a canonical request; the policy stage's refusals are thrown. */
+export function matchedRequest(policy: CompiledPolicy, canonical: { method: string; path: string; segments: readonly string[] }): PolicyDecisionRequest {
+  const result = policy.match(canonical.method, canonical.segments);
     switch (result.kind) {
       case 'matched':
-        c.set('policy', decisionRequest(result.rule, result.params));
-        return next();
+        return decisionRequest(result.rule, result.params);
       case 'no-route':
         throw new Problem(404, 'no-route', 'No such route', { detail: `no route matches ${canonical.method} ${excerpt(canonical.path, 200)}` });
       case 'method-not-allowed':
@@ -636,5 +642,4 @@ export function matchPolicy(policy: CompiledPolicy): MiddlewareHandler<GatewayEn
       case 'ambiguous':
         throw new Problem(500, 'policy-ambiguous', 'Route policy is ambiguous', { detail: 'more than one rule matches; the request is denied' });
     }
-  };
 }

@@ -24,8 +24,11 @@ import { createAuthzenApp } from '../gateway/authzen.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner } from '../gateway/assertion-signer.js';
 import { authenticate, createTokenVerifier } from '../gateway/authenticate.js';
 import { resolveTrustedIssuers } from '../gateway/dev-issuer.js';
+import { devOidcApp } from '../gateway/dev-issuer-oidc.js';
+import { consoleApp, consoleSignIn, hierarchyUsers } from './console.js';
 import { createGatewayMetrics, upstreamObserver, type GatewayMetrics } from '../gateway/metrics.js';
-import { normalise, requestErrorResponse } from '../gateway/normalise.js';
+import { canonicaliseRequest, normalise, refusalProblem, requestErrorResponse } from '../gateway/normalise.js';
+import { matchedRequest } from '../gateway/policy.js';
 import { UpstreamRoutes } from '../gateway/forward.js';
 import type { LoadedModel } from '../fga/model.js';
 import { loadVersionedPolicy, shadowOffSummary, ShadowPolicy } from '../gateway/shadow.js';
@@ -159,6 +162,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const authorizer = config.CACHE_ENABLED ? cache.authorizer : engine;
 
   const { issuers, devIssuer } = await resolveTrustedIssuers(config);
+  let demoUsers: string[] | undefined;
   const verifier = createTokenVerifier({ issuers, clockToleranceS: config.AUTH_CLOCK_TOLERANCE_S, tokenCacheMax: config.AUTH_TOKEN_CACHE_MAX });
   const authenticateStage = authenticate(verifier);
   const normaliseStage = normalise({ maxPathLength: config.MAX_PATH_LENGTH, maxHeaderBytes: config.MAX_HEADER_BYTES });
@@ -206,6 +210,13 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     log,
     settings,
     shadowSummary,
+    // What the policy in force makes of a request line (the console's Why page): normalise + match, nothing forwarded.
+    mapRequest: (method, target) => {
+      const canonical = canonicaliseRequest(method, target, config.MAX_PATH_LENGTH);
+      if (!canonical.ok) throw refusalProblem(canonical.refusal);
+      const d = matchedRequest(policy.current().value.policy, canonical.value);
+      return { method, path: canonical.value.path, rule: d.ruleId, permission: d.permission, object: d.object };
+    },
     reloadPolicy: async () => {
       const before = policy.current().version;
       const o = await policy.reload('admin');
@@ -276,6 +287,8 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
     }),
     assertionJwks: signer.jwks,
     ...(devIssuer ? { devIssuerJwks: devIssuer.jwks } : {}),
+    ...(devIssuer ? { devOidc: devOidcApp({ keys: devIssuer, audience: config.DEV_ISSUER_AUDIENCE, users: () => (demoUsers ??= hierarchyUsers()) }) } : {}),
+    console: consoleApp({ signIn: consoleSignIn(config, devIssuer !== undefined) }),
     readiness: () => [
       {
         name: 'openfga',

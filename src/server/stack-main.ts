@@ -32,6 +32,7 @@ import { portInUse } from '../stack/ports.js';
 import { startTenantService, type StartTenantServiceOptions } from '../tenant-service/server.js';
 import { createLocalJWKSet } from 'jose';
 import { ApplyError, applyDemo } from '../cli/apply.js';
+import { ensureConsoleBuilt } from '../stack/console-build.js';
 
 const DEMO_FILE = join(REPO_ROOT, 'demo', 'hierarchy.yaml');
 /** The route policy's upstream that `npm start` serves with a reports-only listener. */
@@ -175,6 +176,9 @@ async function main(): Promise<void> {
       }
     }
 
+    await ensureConsoleBuilt(say).catch((err: unknown) => {
+      throw new StartError(err instanceof Error ? err.message : String(err));
+    });
     const gateway = await startGateway(config, {
       fgaApiUrl,
       fgaApiToken,

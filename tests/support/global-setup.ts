@@ -1,6 +1,7 @@
 import type { TestProject } from 'vitest/node';
 import { startOpenFga } from '../../src/stack/openfga-server.js';
 import { startRedis } from '../../src/stack/redis-server.js';
+import { ensureConsoleBuilt } from '../../src/stack/console-build.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -23,7 +24,8 @@ const holder = globalThis as { [KEY]?: SharedServers };
 
 async function startServers(): Promise<Awaited<SharedServers['started']>> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const [fga, redis] = await Promise.all([startOpenFga({ log, presharedKey: 'random' }), startRedis()]);
+  // The console bundle the gateways under test serve (built once here, not by each `npm start`).
+  const [fga, redis] = await Promise.all([startOpenFga({ log, presharedKey: 'random' }), startRedis(), ensureConsoleBuilt(log)]);
   log(`test servers: OpenFGA ${fga.apiUrl}, redis ${redis.url}`);
   return {
     openfgaUrl: fga.apiUrl,

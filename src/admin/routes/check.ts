@@ -8,7 +8,7 @@ import type { RequestEnv } from '../../authz/types.js';
 import { reader, type AdminRuntime } from '../action.js';
 import { unprocessable } from '../errors.js';
 import { explain, objectContext } from '../explain.js';
-import { CheckBody, CheckResult } from '../schemas.js';
+import { CheckBody, CheckRequestBody, CheckRequestResult, CheckResult } from '../schemas.js';
 import { ancestorPath, splitRef } from '../store.js';
 import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
 import { EDGE_POLICY_KEYS } from '../../settings/edge-keys.js';
@@ -41,7 +41,23 @@ async function edgePoliciesAt(q: Queryable, registry: SettingsRegistry, node: st
   });
 }
 
-export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime, settings?: SettingsRegistry): void {
+/** What the gateway's route policy makes of a request, without forwarding it. */
+export interface MappedRequest {
+  method: string;
+  /** The canonical path the rule matched. */
+  path: string;
+  rule: string;
+  permission: string;
+  object: string;
+}
+
+/**
+ * Runs the gateway's normalise and route-policy stages on a method and raw target; a
+ * target they refuse throws the same Problem the gateway would answer with.
+ */
+export type RequestMapper = (method: string, target: string) => MappedRequest;
+
+export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime, settings?: SettingsRegistry, mapRequest?: RequestMapper): void {
   const route = createRoute({
     method: 'post',
     path: '/check',
@@ -74,5 +90,29 @@ export function registerCheckRoutes(app: AdminApp, rt: AdminRuntime, settings?: 
       return c.json({ user, permission, object, ...result, edgePolicies }, 200);
     },
     allFieldsHook(route),
+  );
+
+  if (mapRequest === undefined) return;
+  const request = createRoute({
+    method: 'post',
+    path: '/check/request',
+    tags: ['Check'],
+    summary:
+      'Map an API request (method and target, e.g. GET /api/v1/tenants/acme-sales/agents) through the route policy, then check and explain it like POST /check; nothing is forwarded',
+    request: { body: { content: json(CheckRequestBody), required: true } },
+    responses: { 200: { description: 'The rule that matched, the decision and the role grants that produce it', content: json(CheckRequestResult) }, ...ERROR_RESPONSES },
+  });
+  app.openapi(
+    request,
+    async (c) => {
+      const { user, method, target } = c.req.valid('json');
+      // Refusals (400 bad target, 404 no route, 405) are the gateway's own answers.
+      const mapped = mapRequest(method, target);
+      const { node } = objectContext(mapped.object);
+      await reader(rt, c, { action: 'check.explain', target: mapped.object, scope: (q) => ancestorPath(q, node) }).authorize('can_read_audit', node);
+      const result = await explain(rt.engine, rt.db, c.get('principal').subject, user, mapped.permission, mapped.object);
+      return c.json({ user, permission: mapped.permission, object: mapped.object, request: mapped, ...result }, 200);
+    },
+    allFieldsHook(request),
   );
 }

@@ -6,7 +6,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { RequestEnv } from '../../authz/types.js';
 import type { AdminRuntime } from '../action.js';
-import { MeList, MeListQuery, MeResult, type NodeKind } from '../schemas.js';
+import { MeList, MeListQuery, MePermissions, MePermissionsQuery, MeResult, type NodeKind } from '../schemas.js';
 import { allOrganizationIds, getNodes, subtree } from '../store.js';
 import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
 
@@ -60,6 +60,29 @@ export function registerMeRoutes(app: AdminApp, rt: AdminRuntime): void {
     responses: { 200: { description: 'The caller', content: json(MeResult) }, ...ERROR_RESPONSES },
   });
   app.openapi(me, (c) => c.json({ subject: c.get('principal').subject }, 200), allFieldsHook(me));
+
+  const permissions = createRoute({
+    method: 'get',
+    path: '/me/permissions',
+    tags: [TAG],
+    summary: "The caller's own node permissions (can_*) on one node, as the model answers them: what the console offers",
+    request: { query: MePermissionsQuery },
+    responses: { 200: { description: 'Each can_* relation of the node type, allowed or not', content: json(MePermissions) }, ...ERROR_RESPONSES },
+  });
+  app.openapi(
+    permissions,
+    async (c) => {
+      const { object } = c.req.valid('query');
+      const type = object.slice(0, object.indexOf(':'));
+      // Only the caller's own permissions: nothing about other users, and the answer for a
+      // node that does not exist is the same as for one the caller has no role on.
+      const relations = [...((await rt.engine.relationsByType()).get(type) ?? [])].filter((r) => r.startsWith('can_')).sort();
+      const subject = c.get('principal').subject;
+      const allowed = await rt.engine.checkMany(relations.map((relation) => ({ user: subject, relation, object })));
+      return c.json({ object, permissions: Object.fromEntries(relations.map((r, i) => [r, allowed[i] === true])) }, 200);
+    },
+    allFieldsHook(permissions),
+  );
 
   for (const kind of ['organization', 'division', 'tenant'] as const) {
     const route = createRoute({
