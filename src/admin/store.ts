@@ -243,6 +243,15 @@ export async function insertTenant(q: Queryable, id: string, name: string, divis
   await q.query('insert into admin_tenants (id, name, division_id) values ($1, $2, $3)', [id, name, divisionId]);
 }
 
+/** Tenants of one division, one statement. */
+export async function insertTenants(q: Queryable, divisionId: string, tenants: readonly { id: string; name: string }[]): Promise<void> {
+  await q.query('insert into admin_tenants (id, name, division_id) select id, name, $3 from unnest($1::text[], $2::text[]) as t(id, name)', [
+    tenants.map((t) => t.id),
+    tenants.map((t) => t.name),
+    divisionId,
+  ]);
+}
+
 export async function renameNode(q: Queryable, type: NodeKind, id: string, name: string): Promise<void> {
   await q.query(`update ${TABLE[type]} set name = $2, updated_at = now() where id = $1`, [id, name]);
 }
