@@ -25,6 +25,7 @@ export function scaleReport(r: ScaleResult, head: string): { md: string; charts:
       `| ${i + 1} | ${n(p.tenants)} | ${n(p.tuples)} | ${p.seconds.toFixed(1)} | ${p.tenantSeconds.toFixed(1)}, ${(p.tenants / p.tenantSeconds).toFixed(0)} | ${rs.toFixed(1)}, ${(roles / rs).toFixed(0)} | ${p.tenantCalls} tenant batches, ${p.tupleCalls} tuple batches |`,
     );
   });
+  if (r.retries > 0) lines.push('', `${r.retries} admin calls answered 503 (OpenFGA did not answer within the admin API's timeout on the loaded machine; nothing changed) and were sent again.`);
   if (r.singleCreatePerS) lines.push('', `For comparison, tenants created one call each (\`POST /admin/v1/divisions/{id}/tenants\`, 4 at a time): ${r.singleCreatePerS.toFixed(0)} tenants/s.`);
   lines.push('');
 

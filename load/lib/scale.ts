@@ -96,6 +96,8 @@ export interface MoveResult {
 }
 
 export interface ScaleResult {
+  /** Admin calls answered 503 (OpenFGA slower than the admin API's timeout) and tried again. */
+  retries: number;
   provision: ProvisionStep[];
   singleCreatePerS?: number;
   sizes: SizeResult[];
@@ -107,6 +109,8 @@ type Mint = (sub: string) => Promise<string>;
 
 class Api {
   private readonly dispatcher = new Agent({ connections: 16 });
+  /** Calls answered 503 and tried again (a loaded machine: OpenFGA slower than the admin API's timeout). */
+  retries = 0;
   constructor(private readonly base: string) {}
   async call(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
     const res = await undiciFetch(`${this.base}${path}`, {
@@ -118,8 +122,14 @@ class Api {
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   }
+  /** A call that must answer one of `expect`; a 503 (OpenFGA did not answer in time: nothing was changed) is tried again, up to 5 times. */
   async ok(method: string, path: string, token: string, body?: unknown, expect = [200, 201]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-    const r = await this.call(method, path, token, body);
+    let r = await this.call(method, path, token, body);
+    for (let attempt = 1; r.status === 503 && attempt < 5; attempt++) {
+      this.retries++;
+      await new Promise((res) => setTimeout(res, 500 * attempt));
+      r = await this.call(method, path, token, body);
+    }
     if (!expect.includes(r.status)) throw new Error(`${method} ${path} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 400)}`);
     return r.body;
   }
@@ -242,19 +252,22 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         r.cold = await measureCold(o, a, made, perTenant - 1 - (round % perTenant), mint, `c${size}`);
         say(`  cold: p50 ${r.cold.k6.p50.toFixed(2)} ms, decision p50 ${r.cold.decisionP50Ms.toFixed(2)} ms, gateway ${r.cold.cpuUsPerRequest.toFixed(0)} µs CPU/request`);
       } catch (err) {
-        failures.push(`cold at ${made + 1}: ${String(err)}`);
+        failures.push(`cold at ${total}: ${String(err)}`);
+        say(`  cold FAILED: ${String(err)}`);
       }
       try {
         r.listing = await measureListing(api, oa, total, o.quick ? 2 : 5);
         say(`  /me/tenants: first page p50 ${r.listing.firstPage.p50.toFixed(0)} ms, complete ${r.listing.complete.p50.toFixed(0)} ms over ${r.listing.pages} pages (${r.listing.source}), ${r.listing.correct ? 'complete and sorted' : 'NOT COMPLETE'}`);
       } catch (err) {
-        failures.push(`listing at ${made + 1}: ${String(err)}`);
+        failures.push(`listing at ${total}: ${String(err)}`);
+        say(`  listing FAILED: ${String(err)}`);
       }
       try {
         r.move = await measureMove({ a, b, api, apiB, oa, mint, made, perTenant, warmItems: warmItems(a), say });
         say(`  move of ${r.move.subtreeTenants} tenants: admin answer ${r.move.adminAnswerMs.toFixed(0)} ms, every replica right after ${r.move.everyReplicaMs.toFixed(0)} ms; storm: ${r.move.stormOpenfgaChecks} OpenFGA checks for ${r.move.stormQuestions} questions (${r.move.stormRequests} requests)`);
       } catch (err) {
-        failures.push(`move at ${made + 1}: ${String(err)}`);
+        failures.push(`move at ${total}: ${String(err)}`);
+        say(`  move FAILED: ${String(err)}`);
       }
     }
     sizes.push(r);
@@ -267,11 +280,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   } catch (err) {
     failures.push(`memory: ${String(err)}`);
   }
+  if (api.retries > 0) say(`  admin calls tried again after a 503: ${api.retries}`);
   await api.close();
   await apiB.close();
   await a.stop();
   await b.stop();
-  return { provision, ...(singleCreatePerS ? { singleCreatePerS } : {}), sizes, ...(memory ? { memory } : {}), failures };
+  return { retries: api.retries, provision, ...(singleCreatePerS ? { singleCreatePerS } : {}), sizes, ...(memory ? { memory } : {}), failures };
 }
 
 /** Role tuples through POST /admin/v1/tuples, 100 per call; returns the number of calls. */
