@@ -11,7 +11,7 @@
 // to the other cores; rounds are interleaved (bare, tiergate, heimdall, heimdall without cache, …).
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { bootstrap } from '../../src/fga/bootstrap.js';
@@ -20,6 +20,7 @@ import { DEV_ISSUER, DEV_ISSUER_JWKS_PATH } from '../../src/gateway/dev-issuer.j
 import { startChild, waitUntilReady, type ManagedChild } from '../../src/stack/child.js';
 import { ensureTool, HEIMDALL } from '../../src/stack/go-tools.js';
 import { freePort } from '../../src/stack/ports.js';
+import { REPO_ROOT } from '../../src/shared/repo-root.js';
 import { runK6, type K6Result } from './k6.js';
 import { cpuMsBetween, processTree, readProcs, snapshot as cpuSnapshot } from './proc-cpu.js';
 import { seed } from './seed.js';
@@ -88,6 +89,7 @@ management:
   port: ${o.mgmtPort}
 log:
   level: error
+  format: gelf
 metrics:
   enabled: false
 cache:
@@ -188,7 +190,8 @@ export async function runPeer(o: PeerOptions): Promise<PeerResult> {
   let heimdallError: string | undefined;
   try {
     const bin = await ensureTool(HEIMDALL, say);
-    heimdallVersion = execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim().split('\n')[0];
+    // Built from its module, the binary says `master`: the version is the one tools/heimdall/go.mod pins.
+    heimdallVersion = /github\.com\/dadrus\/heimdall (v\S+)/.exec(readFileSync(join(REPO_ROOT, 'tools/heimdall/go.mod'), 'utf8'))?.[1];
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const keyFile = join(stack.dataDir, 'heimdall-signer.pem');
     writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
@@ -264,7 +267,7 @@ export function peerReport(r: PeerResult, head: string): { md: string; charts: R
     head,
     '',
     `Setup: the same 1,024 reads (32 members of tenant acme-sales × 32 agents, GET /api/v1/tenants/acme-sales/agents/{id}) through each server, to the same do-nothing upstream. ` +
-      `tiergate: \`src/server/gateway-main.ts\`, one worker. Heimdall${r.heimdallVersion ? ` (${r.heimdallVersion})` : ''}: \`heimdall serve proxy\` built from \`tools/heimdall\`, GOMAXPROCS=1; its JWT authenticator against the dev issuer's JWKS (served by the tiergate gateway), its remote authorizer posting the same OpenFGA Check (can_read on the agent, the tenant link contextual), its JWT finalizer signing an assertion (ES256) in X-Tiergate-Assertion; with its caches in memory (\`cache: in-memory\`, cache_ttl 5m on authenticator and authorizer) and off (\`cache: noop\`). ` +
+      `tiergate: \`src/server/gateway-main.ts\`, one worker. Heimdall${r.heimdallVersion ? ` (${r.heimdallVersion})` : ''}: \`heimdall serve proxy\` built from \`tools/heimdall\`, GOMAXPROCS=1; its JWT authenticator against the dev issuer's JWKS (served by the tiergate gateway), its remote authorizer posting the same OpenFGA Check (can_read on the agent, the tenant link contextual), its JWT finalizer signing an assertion (ES256) in X-Tiergate-Assertion; it writes two access-log lines per request whatever \`log.level\` says (here \`error\`, gelf format), tiergate none at LOG_LEVEL=warn; with its caches in memory (\`cache: in-memory\`, cache_ttl 5m on authenticator and authorizer) and off (\`cache: noop\`). ` +
       (r.pinned ? 'Each server pinned to core 0 (taskset), k6, OpenFGA, Redis and the upstream to the other core(s). ' : 'Not pinned (one core only). ') +
       'Rounds interleaved (bare, tiergate, Heimdall, Heimdall without cache, …); medians of the rounds, with their range.',
     '',
