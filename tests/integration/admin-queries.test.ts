@@ -165,6 +165,28 @@ describe('what can I see', () => {
     // Below the limit nothing changes: ListObjects' own answer is complete.
     expect(await get('uma', '/me/tenants')).toMatchObject({ source: 'list-objects', total: 1 });
   });
+
+  it('walks the hierarchy when ListObjects does not answer in time, instead of failing', async () => {
+    // The real store, except that ListObjects times out (as it does over thousands of tenants on a slow OpenFGA).
+    const timingOut = new Proxy(fx.store.client, {
+      get(target, prop, receiver) {
+        if (prop === 'listObjects') return () => Promise.reject(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' }));
+        return Reflect.get(target, prop, receiver) as unknown;
+      },
+    });
+    const admin = createAdminApp({ fga: timingOut, db: fx.db, invalidator: fx.invalidator, authenticate: fx.auth.authenticate });
+    const app = new OpenAPIHono<RequestEnv>().route(ADMIN_BASE_PATH, admin);
+    const get = async (sub: string, path: string) => {
+      const res = await app.request(`${ADMIN_BASE_PATH}${path}`, { headers: { authorization: `Bearer ${await fx.auth.token(sub)}` } });
+      expect(res.status).toBe(200);
+      return (await res.json()) as { items: { id: string }[]; source: string; total: number };
+    };
+    const tenants = await get('olivia', '/me/tenants?limit=2');
+    expect(tenants).toMatchObject({ source: 'hierarchy-walk', total: 4 });
+    expect(tenants.items.map((n) => n.id)).toEqual(['apac-sales', 'emea-sales']);
+    expect(await get('uma', '/me/tenants')).toMatchObject({ source: 'hierarchy-walk', total: 1 });
+    expect((await get('gina', '/me/tenants')).items.map((n) => n.id)).toEqual(['gx-sales']);
+  });
 });
 
 describe('check and explain', () => {

@@ -6,6 +6,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { RequestEnv } from '../../authz/types.js';
 import type { AdminRuntime } from '../action.js';
+import { EngineUnavailableError } from '../errors.js';
 import { MeList, MeListQuery, MeResult, type NodeKind } from '../schemas.js';
 import { allOrganizationIds, getNodes, subtree } from '../store.js';
 import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
@@ -22,7 +23,16 @@ export interface VisibleIds {
 
 export async function visibleIds(rt: AdminRuntime, subject: string, kind: NodeKind): Promise<VisibleIds> {
   const started = performance.now();
-  const objects = await rt.engine.listObjects(subject, 'can_view', kind);
+  let objects: string[];
+  try {
+    objects = await rt.engine.listObjects(subject, 'can_view', kind);
+  } catch (err) {
+    // ListObjects over a large subtree can outlast the client's OPENFGA_TIMEOUT_MS before
+    // its own deadline: the walk answers instead (its checks are small batches).
+    if (!(err instanceof EngineUnavailableError)) throw err;
+    rt.log?.info({ subject, kind, elapsedMs: Math.round(performance.now() - started) }, 'ListObjects did not answer in time; walking the hierarchy');
+    return { ids: await walk(rt, subject, kind), source: 'hierarchy-walk' };
+  }
   const elapsed = performance.now() - started;
   // Either bound reached: the answer may be a silent subset.
   const maybeTruncated = objects.length >= rt.listObjectsMaxResults || elapsed >= rt.listObjectsDeadlineMs * 0.9;
