@@ -216,8 +216,9 @@ export const MeList = z
   .object({
     items: z.array(NodeSchema),
     nextCursor: z.string().nullable(),
-    /** How the full list was computed: OpenFGA ListObjects, or the hierarchy walk when ListObjects may have been truncated. */
+    /** How the list is computed: the stored hierarchy under the caller's direct grants, each item confirmed by the model ('list-objects' is no longer answered). */
     source: z.enum(['list-objects', 'hierarchy-walk']),
+    /** Candidates under the caller's direct grants; equal to the visible count while the stored hierarchy matches the model's. */
     total: z.number().int(),
   })
   .openapi('VisibleNodes');
