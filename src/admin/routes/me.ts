@@ -17,6 +17,9 @@ const TAG = 'Me';
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 const PLURAL: Record<NodeKind, string> = { organization: 'organizations', division: 'divisions', tenant: 'tenants' };
 
+/** Candidates confirmed per BatchCheck (the SDK sends them as two calls of 50, in parallel). */
+const CONFIRM_BATCH = 100;
+
 /** The nodes where the subject holds a role directly: where its `can_view` can reach from. */
 export async function visibleRoots(rt: AdminRuntime, subject: string, kind: NodeKind): Promise<VisibleRoots> {
   const types = kind === 'organization' ? ['platform', 'organization'] : kind === 'division' ? ['organization', 'division'] : ['organization', 'division', 'tenant'];
@@ -48,7 +51,9 @@ export async function visiblePage(
   const items: NodeView[] = [];
   let after = cursor;
   for (;;) {
-    const want = limit - items.length;
+    // At most CONFIRM_BATCH candidates per BatchCheck: a page of 1,000 is confirmed in rounds whose
+    // calls each fit OPENFGA_TIMEOUT_MS on a busy OpenFGA, rather than 20 parallel calls at once.
+    const want = Math.min(limit - items.length, CONFIRM_BATCH);
     // One more than needed tells whether anything follows the page.
     const rows = await candidatePage(rt.db, kind, roots, after, want + 1);
     const batch = rows.slice(0, want);
