@@ -41,11 +41,16 @@ import { cleanPerfMaps } from './lib/perf-map.js';
 import { cpuMsBetween, processTree, readProcs, snapshot as cpuSnapshot, ticksPerSecond } from './lib/proc-cpu.js';
 import { busyMs, cpuTimes, stealShare } from './lib/steal.js';
 import { inBatches } from './lib/concurrency.js';
+import { runScale } from './lib/scale.js';
+import { scaleReport } from './lib/scale-report.js';
+import { peerReport, runPeer } from './lib/peer.js';
 import { grantMember, missMembers, seed, TENANT, type Fixtures } from './lib/seed.js';
 import { BENCH_ALLOW_TTL_S, BenchStack, parseGatewayEnv, STORE_NAME, type BenchVariation, type GatewayProcess } from './lib/stack.js';
 
 const PARTS = ['instrument', 'floor', 'bare', 'warm', 'framework', 'miss', 'openfga', 'new', 'mixed', 'redis', 'revocation', 'layers'] as const;
 type Part = (typeof PARTS)[number];
+/** Runs of their own, only when asked for by name (`--only scale`, `--only peer`): their own stack and report. */
+const SEPARATE = ['scale', 'peer'] as const;
 
 const execFileAsync = promisify(execFile);
 
@@ -69,6 +74,8 @@ const { values: args } = parseArgs({
     'profile-rate': { type: 'string' },
     perf: { type: 'boolean', default: false },
     'perf-miss': { type: 'boolean', default: false },
+    tenants: { type: 'string' },
+    users: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -78,7 +85,11 @@ if (args.help) {
 }
 const quick = args.quick === true;
 const only = new Set((args.only ?? PARTS.join(',')).split(',').map((s) => s.trim()));
-for (const p of only) if (!PARTS.includes(p as Part)) throw new Error(`--only: unknown part "${p}" (known: ${PARTS.join(', ')})`);
+for (const p of only) {
+  if (!PARTS.includes(p as Part) && !(SEPARATE as readonly string[]).includes(p)) throw new Error(`--only: unknown part "${p}" (known: ${[...PARTS, ...SEPARATE].join(', ')})`);
+}
+const separate = SEPARATE.filter((p) => only.has(p));
+if (separate.length > 0 && only.size > 1) throw new Error(`--only ${separate[0]} runs by itself`);
 const want = (p: Part) => only.has(p);
 const RATE = Number(args.rate ?? 1000);
 const DURATION_S = Number(args.duration ?? (quick ? 3 : 20));
@@ -214,12 +225,20 @@ let workDir = '';
 
 try {
   say(`tiergate bench: ${quick ? 'QUICK smoke run' : 'full run'}; k6 and the system under test share ${cpus().length} cores; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
-  await stack.start(args.workers ? { workers: Number(args.workers) } : {});
+  if (separate[0] === 'scale') {
+    await stack.start({ openfga: 'postgres', baselines: 'bare' });
+  } else if (separate[0] === 'peer') {
+    await stack.start({ workers: 1, baselines: 'bare' });
+  } else await stack.start(args.workers ? { workers: Number(args.workers) } : {});
   say(`database: ${stack.db.note}; ${stack.workers} gateway worker(s), and as many bare proxy processes`);
   workDir = join(stack.dataDir, 'k6');
   mkdirSync(workDir, { recursive: true });
 
-  if (args.profile || args['profile-miss']) {
+  if (separate[0] === 'scale') {
+    await scaleRun();
+  } else if (separate[0] === 'peer') {
+    await peerRun();
+  } else if (args.profile || args['profile-miss']) {
     await profileRun(args['profile-miss'] === true);
   } else if (args.perf || args['perf-miss']) {
     await perfRun(args['perf-miss'] === true);
@@ -228,6 +247,51 @@ try {
   }
 } finally {
   if (!interrupted) await stack.stop();
+}
+
+// ---------------------------------------------------------------- scale and peer
+
+/** The header of a separate run's report: command, code, machine, load. */
+function runHead(title: string): string {
+  const loadAfter = loadavg();
+  return (
+    `# ${title} — ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC${quick ? ' (QUICK smoke run: too short to quote)' : ''}\n\n` +
+    `Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\`. Code: ${git}. Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, ${k6Version}; ` +
+    `k6 and every process under test share these cores. Load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}` +
+    `${loadBefore[0]! > 1 ? ' (other work was running: figures are noisy)' : ''}.`
+  );
+}
+
+/** Writes a separate run's report and charts; `latest` names only on a full (not quick) run. */
+function writeSeparate(name: string, md: string, charts: Record<string, string>, json: unknown): void {
+  const outDir = join(REPO_ROOT, 'load', 'results');
+  mkdirSync(outDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  writeFileSync(join(outDir, `${name}-${stamp}.json`), JSON.stringify(json, null, 2));
+  if (!quick && !varied) {
+    writeFileSync(join(outDir, `${name}-latest.md`), md);
+    for (const [file, svg] of Object.entries(charts)) writeFileSync(join(outDir, file), svg);
+  }
+  process.stdout.write(md);
+  say(`results: load/results/${name}-${stamp}.json${!quick && !varied ? `, load/results/${name}-latest.md and its charts` : ' (quick or varied run: the latest files left as they were)'}`);
+}
+
+async function scaleRun(): Promise<void> {
+  const sizes = (args.tenants ?? (quick ? '300' : '1000,10000')).split(',').map(Number);
+  if (sizes.some((x) => !(x >= 10))) throw new Error('--tenants: tenant counts, comma-separated, each at least 10');
+  const users = Number(args.users ?? (quick ? 3000 : 100_000));
+  const result = await runScale({ stack, k6, workDir, say, sizes: sizes.sort((a, b) => a - b), users, rate: Number(args.rate ?? 500), durationS: DURATION_S, quick });
+  const head = `${runHead('tiergate at scale')}\n\nSetup: OpenFGA on PostgreSQL (its own database in a throwaway cluster: \`--datastore-engine postgres\`, migrated), redis-server, the admin plane on the same PostgreSQL; two gateway replicas A and B (\`src/server/gateway-main.ts\`, one worker each, LOG_LEVEL=warn, CACHE_ALLOW_TTL_S=${BENCH_ALLOW_TTL_S}). One organization, 100 divisions nested 4 deep, tenants added at each step (every 5th under the division that is moved), ${users.toLocaleString('en-US')} users at the largest size (members of tenants, 5 organization admins, 2 admins per division, about 300 tenant admins). Warm row: k6 at ${Number(args.rate ?? 500)} req/s for ${DURATION_S} s against replica A, the same 1,024 reads at every size (32 members of a tenant at depth 4 × 32 agents), after warming until ≥ 99.5% hits. Cold row: 1,000 members never asked before (their tokens verified beforehand), one read each at 100 req/s. CPU per request: replica A's process, from /proc.`;
+  const { md, charts } = scaleReport(result, head);
+  writeSeparate('scale', md, charts, { startedAt, git, quick, sizes, users, result });
+  if (result.failures.length > 0) process.exitCode = 1;
+}
+
+async function peerRun(): Promise<void> {
+  const result = await runPeer({ stack, k6, workDir, say, quick, rate: Number(args.rate ?? 300), durationS: DURATION_S, rounds: ROUNDS, maxVus: MAX_VUS, maxS: MAX_S });
+  const { md, charts } = peerReport(result, runHead('tiergate against Heimdall and the bare proxy'));
+  writeSeparate('peer', md, charts, { startedAt, git, quick, result });
+  if (result.failures.length > 0) process.exitCode = 1;
 }
 
 // ---------------------------------------------------------------- the run

@@ -5,6 +5,7 @@
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { configSchema } from '../../src/config.js';
 import { cleanEnv } from './child-env.js';
 import { ASSERTION_KEY_FILE, createAssertionSigner, type AssertionSigner } from '../../src/gateway/assertion-signer.js';
@@ -84,7 +85,7 @@ export interface BenchVariation {
 }
 
 /** A bench service (load/services/): ready once it prints `READY <url>` on stdout. */
-async function startBenchService(name: string, script: string, env: Record<string, string>, nodeFlags: readonly string[]): Promise<NodeService> {
+export async function startBenchService(name: string, script: string, env: Record<string, string>, nodeFlags: readonly string[]): Promise<NodeService> {
   return startNodeService(name, {
     nodeArgs: [...nodeFlags, '--import', 'tsx', join(REPO_ROOT, script)],
     env: { ...cleanEnv(), ...env },
@@ -127,14 +128,28 @@ export class BenchStack {
   /** Gateway worker processes of the main rows; the bare proxy runs as many. */
   workers = 1;
 
-  /** `workers`: gateway workers wanted (default one per core; 1 whatever is asked on PGlite). */
-  async start(opts: { workers?: number } = {}): Promise<void> {
+  /**
+   * `workers`: gateway workers wanted (default one per core; 1 whatever is asked on PGlite).
+   * `openfga`: its datastore — memory (default), or a database of its own in the throwaway
+   * PostgreSQL (`openfga migrate` first), as production runs it. `baselines`: which of the
+   * comparison servers to start (default all; `bare` = the bare proxy only).
+   */
+  async start(opts: { workers?: number; openfga?: 'memory' | 'postgres'; baselines?: 'all' | 'bare' } = {}): Promise<void> {
     const cores = availableParallelism();
-    const [fga, redis] = await Promise.all([startOpenFga({ log: this.say }), startRedis()]);
+    if (opts.openfga === 'postgres') {
+      if (!postgresAvailable()) throw new Error('OpenFGA on PostgreSQL needs initdb and pg_ctl (Debian: apt-get install postgresql)');
+      this.pg = await startThrowawayPostgres();
+      const admin = new pg.Client({ connectionString: this.pg.url });
+      await admin.connect();
+      await admin.query('create database openfga');
+      await admin.end();
+    }
+    const datastore = this.pg ? { engine: 'postgres' as const, uri: this.pg.url.replace(/\/postgres$/, '/openfga') } : { engine: 'memory' as const };
+    const [fga, redis] = await Promise.all([startOpenFga({ log: this.say, datastore }), startRedis()]);
     this.fga = fga;
     this.redis = redis;
     if (postgresAvailable()) {
-      this.pg = await startThrowawayPostgres();
+      this.pg ??= await startThrowawayPostgres();
       this.db = { kind: 'postgres (throwaway)', url: this.pg.url, workers: cores, note: `throwaway PostgreSQL from ${this.pg.binDir}` };
     } else if (process.env.DATABASE_URL) {
       this.db = { kind: 'postgres (DATABASE_URL)', url: process.env.DATABASE_URL, workers: cores, note: 'PostgreSQL from DATABASE_URL' };
@@ -175,6 +190,7 @@ export class BenchStack {
     const bare = await proxy('bare-proxy', this.variation.bareBurnUs > 0 ? { BURN_US: String(this.variation.bareBurnUs) } : {});
     this.bareChild = bare.child;
     this.bareUrl = bare.url;
+    if (opts.baselines === 'bare') return;
     const hono = await proxy('hono-proxy', { HONO_MIDDLEWARES: '5' });
     this.honoChild = hono.child;
     this.honoProxyUrl = hono.url;

@@ -17,8 +17,6 @@ export interface AdminRuntime {
   engine: Engine;
   invalidator: DecisionInvalidator;
   log?: Logger | undefined;
-  listObjectsMaxResults: number;
-  listObjectsDeadlineMs: number;
 }
 
 /** Raised when the change is committed everywhere but the decision caches were not told. */

@@ -49,10 +49,6 @@ export interface AdminDeps {
   log?: Logger;
   /** Where the app is mounted (for the docs page and the document's server URL). */
   basePath?: string;
-  /** OpenFGA's --listObjects-max-results (its default: 1000). */
-  listObjectsMaxResults?: number;
-  /** OpenFGA's --listObjects-deadline in ms (its default: 3000). */
-  listObjectsDeadlineMs?: number;
   /** Largest accepted request body (default 256 KiB). */
   maxBodyBytes?: number;
   /** The settings registry (default: policy/settings.yaml of the repository). */
@@ -96,8 +92,6 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<RequestEnv> {
     engine: createEngine(deps.fga),
     invalidator: deps.invalidator,
     log: deps.log,
-    listObjectsMaxResults: deps.listObjectsMaxResults ?? 1000,
-    listObjectsDeadlineMs: deps.listObjectsDeadlineMs ?? 3000,
   };
 
   const app = new OpenAPIHono<RequestEnv>({

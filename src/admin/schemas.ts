@@ -71,6 +71,17 @@ export const CreateOrganizationBody = z
   .openapi('CreateOrganization');
 
 export const CreateNodeBody = z.strictObject({ id: NodeId, name: NodeName }).openapi('CreateNode');
+/** POST /divisions/{id}/tenants/batch: tenants of one division, ids unique within the batch. */
+export const CreateTenantsBody = z
+  .strictObject({ tenants: z.array(CreateNodeBody).min(1).max(MAX_TUPLES_PER_WRITE) })
+  .superRefine((body, ctx) => {
+    const seen = new Set<string>();
+    body.tenants.forEach((t, i) => {
+      if (seen.has(t.id)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `${t.id} appears twice in the batch` });
+      seen.add(t.id);
+    });
+  })
+  .openapi('CreateTenants');
 export const RenameBody = z.strictObject({ name: NodeName }).openapi('Rename');
 
 /** `organization:<id>` (top-level division) or `division:<id>`. */
@@ -96,6 +107,7 @@ export const NodeSchema = z
 export type NodeView = z.infer<typeof NodeSchema>;
 
 export const MutationResult = z.object({ changed: z.boolean(), node: NodeSchema }).openapi('NodeMutation');
+export const CreatedNodes = z.object({ items: z.array(NodeSchema) }).openapi('CreatedNodes');
 export const DeleteResult = z.object({ deleted: z.string() }).openapi('Deleted');
 
 // ---------------------------------------------------------------- roles
@@ -204,8 +216,9 @@ export const MeList = z
   .object({
     items: z.array(NodeSchema),
     nextCursor: z.string().nullable(),
-    /** How the full list was computed: OpenFGA ListObjects, or the hierarchy walk when ListObjects may have been truncated. */
+    /** How the list is computed: the stored hierarchy under the caller's direct grants, each item confirmed by the model ('list-objects' is no longer answered). */
     source: z.enum(['list-objects', 'hierarchy-walk']),
+    /** Candidates under the caller's direct grants; equal to the visible count while the stored hierarchy matches the model's. */
     total: z.number().int(),
   })
   .openapi('VisibleNodes');

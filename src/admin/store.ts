@@ -294,6 +294,15 @@ export async function insertTenant(q: Queryable, id: string, name: string, divis
   await q.query('insert into admin_tenants (id, name, division_id) values ($1, $2, $3)', [id, name, divisionId]);
 }
 
+/** Tenants of one division, one statement. */
+export async function insertTenants(q: Queryable, divisionId: string, tenants: readonly { id: string; name: string }[]): Promise<void> {
+  await q.query('insert into admin_tenants (id, name, division_id) select id, name, $3 from unnest($1::text[], $2::text[]) as t(id, name)', [
+    tenants.map((t) => t.id),
+    tenants.map((t) => t.name),
+    divisionId,
+  ]);
+}
+
 export async function renameNode(q: Queryable, type: NodeKind, id: string, name: string): Promise<void> {
   await q.query(`update ${TABLE[type]} set name = $2, updated_at = now() where id = $1`, [id, name]);
 }
@@ -445,4 +454,51 @@ export async function hierarchyRows(q: Queryable): Promise<{
     divisions: d.rows.map((r) => ({ id: r.id, organizationId: r.organization_id, parentDivisionId: r.parent_division_id })),
     tenants: t.rows.map((r) => ({ id: r.id, divisionId: r.division_id })),
   };
+}
+
+/** Where a caller's `can_view` may reach, from its direct grants: the roots of the listing walk. */
+export interface VisibleRoots {
+  /** Platform admin: every organization. */
+  allOrganizations: boolean;
+  organizations: string[];
+  divisions: string[];
+  /** Tenants granted directly (admin or member). */
+  tenants: string[];
+}
+
+// The candidates of one kind under the roots, as a `with` prefix and a where clause over SELECT[kind].
+function candidateQuery(kind: NodeKind, roots: VisibleRoots): { sql: string; params: unknown[] } {
+  if (kind === 'organization') {
+    return { sql: `${SELECT.organization} where ($1::boolean or o.id = any($2::text[]))`, params: [roots.allOrganizations, roots.organizations] };
+  }
+  const sub = `with recursive sub(id, depth) as (
+       select id, 0 from admin_divisions where organization_id = any($1::text[]) or id = any($2::text[])
+       union
+       select d.id, s.depth + 1 from admin_divisions d join sub s on d.parent_division_id = s.id where s.depth < ${MAX_DEPTH}
+     ) `;
+  const params = [roots.organizations, roots.divisions];
+  if (kind === 'division') return { sql: `${sub}${SELECT.division} where d.id in (select id from sub)`, params };
+  return { sql: `${sub}${SELECT.tenant} where (t.division_id in (select id from sub) or t.id = any($3::text[]))`, params: [...params, roots.tenants] };
+}
+
+/**
+ * Up to `limit` candidates of one kind under the roots whose id sorts after `after` (byte order),
+ * sorted by id: one page of the listing walk, paged by the primary key.
+ */
+export async function candidatePage(q: Queryable, kind: NodeKind, roots: VisibleRoots, after: string | undefined, limit: number): Promise<NodeView[]> {
+  const { sql, params } = candidateQuery(kind, roots);
+  const a = ALIAS[kind];
+  const r = await q.query<NodeRow>(
+    `${sql} and ($${params.length + 1}::text is null or ${a}.id collate "C" > $${params.length + 1}::text collate "C")
+     order by ${a}.id collate "C" limit $${params.length + 2}`,
+    [...params, after ?? null, limit],
+  );
+  return r.rows.map((row) => toView(kind, row));
+}
+
+/** How many candidates of one kind the roots reach. */
+export async function countCandidates(q: Queryable, kind: NodeKind, roots: VisibleRoots): Promise<number> {
+  const { sql, params } = candidateQuery(kind, roots);
+  const r = await q.query<{ n: number }>(`select count(*)::int as n from (${sql}) c`, params);
+  return r.rows[0]?.n ?? 0;
 }

@@ -1,7 +1,7 @@
-// `npm run tools:build [-- openfga k6 kubeconform]`: builds the pinned Go tools once (see src/stack/go-tools.ts).
-import { ensureTool, K6, KUBECONFORM, OPENFGA, ToolBuildError, type GoTool } from '../stack/go-tools.js';
+// `npm run tools:build [-- openfga k6 kubeconform heimdall]`: builds the pinned Go tools once (see src/stack/go-tools.ts).
+import { ensureTool, HEIMDALL, K6, KUBECONFORM, OPENFGA, ToolBuildError, type GoTool } from '../stack/go-tools.js';
 
-const known: Record<string, GoTool> = { openfga: OPENFGA, k6: K6, kubeconform: KUBECONFORM };
+const known: Record<string, GoTool> = { openfga: OPENFGA, k6: K6, kubeconform: KUBECONFORM, heimdall: HEIMDALL };
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['openfga'];
 try {
   for (const name of names) {

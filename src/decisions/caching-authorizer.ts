@@ -108,6 +108,8 @@ export class CachingAuthorizer implements Authorizer {
    * do not race.
    */
   private redisHitShare = 1;
+  /** One copy of each dependency key and version list in process, shared by the entries naming it. */
+  private readonly interned = new DependencyInterner();
 
   constructor(opts: CachingAuthorizerOptions) {
     this.opts = opts;
@@ -393,7 +395,8 @@ export class CachingAuthorizer implements Authorizer {
       this.sawLookup(true);
       // `expiresAt` is the writer's clock: capped, so a skewed clock can't stretch an entry's life.
       const ttlMs = Math.min(stored.expiresAt - Date.now(), this.maxTtlMs(stored.allowed));
-      this.remember(key, { allowed: stored.allowed, deps: stored.deps, versions: stored.versions, generation }, ttlMs);
+      const deps = this.interned.keys(stored.deps);
+      this.remember(key, { allowed: stored.allowed, deps, versions: this.interned.versions(stored.versions), generation }, ttlMs);
       return stored.allowed;
     } catch {
       // Slow or down Redis: straight to the engine (counted; the status shows why).
@@ -463,7 +466,13 @@ export class CachingAuthorizer implements Authorizer {
     const own = [...slots].map((slot) => (principal !== undefined ? vkeys.roleKeyOfSlot(slot, principal) : slot));
     const ownVersions = await this.versions.read(own);
     own.forEach((k, i) => byKey.set(k, ownVersions[i]!));
-    return { keys: [...byKey.keys()], versions: [...byKey.values()], nodes: new Set(objects), pending, openNodes: false };
+    return {
+      keys: this.interned.keys([...byKey.keys()]),
+      versions: this.interned.versions([...byKey.values()]),
+      nodes: new Set(objects),
+      pending,
+      openNodes: false,
+    };
   }
 }
 
@@ -500,6 +509,48 @@ interface Dependencies {
   pending: Array<{ object: string; version: number }>;
   /** A hierarchy node's parents were not cached: the closure is incomplete. */
   openNodes: boolean;
+}
+
+/**
+ * Shares what in-process entries repeat: a dependency key (the global epoch, a node's
+ * structure-version, a principal's role-version on a node) is one string however many
+ * decisions name it, and equal version lists are one array. The lists are never mutated.
+ * Bounded: past its size it starts over (entries keep their copies; only sharing is lost).
+ */
+const ROLE_KEY_PREFIX = '#r|';
+
+export class DependencyInterner {
+  private strings = new Map<string, string>();
+  private lists = new Map<string, number[]>();
+
+  constructor(
+    private readonly maxStrings = 200_000,
+    private readonly maxLists = 20_000,
+  ) {}
+
+  /** The same keys, each the shared copy. */
+  keys(keys: string[]): string[] {
+    if (this.strings.size + keys.length > this.maxStrings) this.strings = new Map();
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      // A principal's role-version key is rarely shared by another entry: pooling it would cost more than it saves.
+      if (k.startsWith(ROLE_KEY_PREFIX)) continue;
+      const shared = this.strings.get(k);
+      if (shared === undefined) this.strings.set(k, k);
+      else keys[i] = shared;
+    }
+    return keys;
+  }
+
+  /** The shared array equal to `versions`. */
+  versions(versions: number[]): number[] {
+    const id = versions.join(',');
+    const shared = this.lists.get(id);
+    if (shared !== undefined) return shared;
+    if (this.lists.size >= this.maxLists) this.lists = new Map();
+    this.lists.set(id, versions);
+    return versions;
+  }
 }
 
 /** The object, every object a contextual tuple names, and the scope node. */

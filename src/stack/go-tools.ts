@@ -37,6 +37,16 @@ export const KUBECONFORM: GoTool = {
   mainPackage: 'github.com/yannh/kubeconform/cmd/kubeconform',
 };
 
+/**
+ * Heimdall, the peer the benchmark compares against (`npm run bench -- --only peer`): built
+ * from tools/heimdall, a small module whose main calls heimdall's own, only when asked for.
+ */
+export const HEIMDALL: GoTool = {
+  name: 'heimdall',
+  moduleDir: 'tools/heimdall',
+  mainPackage: '.',
+};
+
 export class ToolBuildError extends Error {
   override name = 'ToolBuildError';
 }

@@ -9,8 +9,10 @@ import { mutation, reader, type AdminAction, type AdminRuntime } from '../action
 import { Problem } from '../../shared/problem.js';
 import { conflict, idRetired, notFound, unprocessable } from '../errors.js';
 import {
+  CreatedNodes,
   CreateNodeBody,
   CreateOrganizationBody,
+  CreateTenantsBody,
   DeleteResult,
   DivisionParams,
   MAX_TUPLES_PER_WRITE,
@@ -30,9 +32,11 @@ import {
   deleteNode,
   divisionChain,
   getNode,
+  getNodes,
   insertDivision,
   insertOrganization,
   insertTenant,
+  insertTenants,
   PLATFORM_LOCK,
   renameNode,
   retireNodeId,
@@ -205,6 +209,55 @@ export function registerHierarchyRoutes(app: AdminApp, rt: AdminRuntime, registr
       });
     },
     allFieldsHook(createTenant),
+  );
+
+  // Operators provisioning many tenants at once: up to MAX_TUPLES_PER_WRITE tenants of one
+  // division per call, each exactly as POST …/tenants makes it (id claimed, row, structural
+  // tuple, one tenant.create audit entry), in one transaction and ONE atomic OpenFGA write:
+  // all of the batch or none of it.
+  const createTenants = createRoute({
+    method: 'post',
+    path: '/divisions/{divisionId}/tenants/batch',
+    tags: [TAG],
+    summary: `Create up to ${MAX_TUPLES_PER_WRITE} tenants of one division at once, all or none (can_create_tenant on the division)`,
+    request: { params: DivisionParams, body: { content: json(CreateTenantsBody), required: true } },
+    responses: { 201: { description: 'Created, in the order given', content: json(CreatedNodes) }, ...ERROR_RESPONSES, ...NOT_FOUND, ...CONFLICT },
+  });
+  app.openapi(
+    createTenants,
+    async (c) => {
+      const { divisionId } = c.req.valid('param');
+      const { tenants } = c.req.valid('json');
+      const parentRef = `division:${divisionId}`;
+      const refs = tenants.map((t) => `tenant:${t.id}`);
+      const scope = async (q: Queryable) => [...(await ancestorPath(q, parentRef)), ...refs];
+      return mutation(rt, c, { action: 'tenant.create-batch', target: parentRef, scope }, async (a) => {
+        await a.authorize('can_create_tenant', parentRef);
+        const writes = refs.map((ref) => ({ user: parentRef, relation: 'division', object: ref }));
+        const items = await a.writeLocked([parentRef, ...refs], async (tx) => {
+          const parent = await mustGet(tx, 'division', divisionId);
+          const path = await ancestorPath(tx, parentRef);
+          for (const t of tenants) await claimId(tx, 'tenant', t.id, parent.organizationId);
+          await insertTenants(tx, divisionId, tenants);
+          const byId = new Map((await getNodes(tx, 'tenant', tenants.map((t) => t.id))).map((n) => [n.id, n]));
+          return {
+            change: { writes, deletes: [] },
+            result: tenants.map((t) => byId.get(t.id)!),
+            scope: [...path, ...refs],
+            detail: { tenants: refs },
+            // Each tenant's own entry, the one POST …/tenants writes.
+            extra: tenants.map((t) => ({
+              action: 'tenant.create',
+              target: `tenant:${t.id}`,
+              scope: [...path, `tenant:${t.id}`],
+              after: { name: t.name, parent: parentRef },
+            })),
+          };
+        });
+        return c.json({ items }, 201);
+      });
+    },
+    allFieldsHook(createTenants),
   );
 
   // ------------------------------------------------------------ read, rename, delete

@@ -1,13 +1,15 @@
 // GET /me/{organizations|divisions|tenants}: every node the caller may see
-// (`can_view`), complete and paged. OpenFGA's ListObjects silently stops at its
-// max-results and deadline, so an answer that reaches either bound is replaced by
-// a walk of the hierarchy from the caller's direct grants, each candidate then
-// confirmed by the model (BatchCheck).
+// (`can_view`), complete and paged. OpenFGA's ListObjects over thousands of nodes
+// outlasts any request deadline (and silently stops at its max-results), so the
+// listing walks the stored hierarchy instead: the caller's direct grants (an
+// OpenFGA Read by user) give the roots, the admin database expands their subtrees
+// and pages them by id, and only the page's candidates are confirmed by the model
+// (one BatchCheck of at most a page), so a page never shows what the model denies.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { RequestEnv } from '../../authz/types.js';
 import type { AdminRuntime } from '../action.js';
-import { MeList, MeListQuery, MePermissions, MePermissionsQuery, MeResult, type NodeKind } from '../schemas.js';
-import { allOrganizationIds, getNodes, subtree } from '../store.js';
+import { MeList, MeListQuery, MePermissions, MePermissionsQuery, MeResult, type NodeKind, type NodeView } from '../schemas.js';
+import { candidatePage, countCandidates, type VisibleRoots } from '../store.js';
 import { allFieldsHook, ERROR_RESPONSES } from '../validation.js';
 
 type AdminApp = OpenAPIHono<RequestEnv>;
@@ -15,39 +17,52 @@ const TAG = 'Me';
 const json = <T>(schema: T) => ({ 'application/json': { schema } });
 const PLURAL: Record<NodeKind, string> = { organization: 'organizations', division: 'divisions', tenant: 'tenants' };
 
-export interface VisibleIds {
-  ids: string[];
-  source: 'list-objects' | 'hierarchy-walk';
+/** Candidates confirmed per BatchCheck (the SDK sends them as two calls of 50, in parallel). */
+const CONFIRM_BATCH = 100;
+
+/** The nodes where the subject holds a role directly: where its `can_view` can reach from. */
+export async function visibleRoots(rt: AdminRuntime, subject: string, kind: NodeKind): Promise<VisibleRoots> {
+  const types = kind === 'organization' ? ['platform', 'organization'] : kind === 'division' ? ['organization', 'division'] : ['organization', 'division', 'tenant'];
+  const read = await Promise.all(types.map(async (t) => [t, await rt.engine.readAll({ user: subject, object: `${t}:` })] as const));
+  const byType = new Map(read);
+  const idsWith = (type: string, relations: string[]) =>
+    (byType.get(type) ?? []).filter((t) => relations.includes(t.relation)).map((t) => t.object.slice(t.object.indexOf(':') + 1));
+  return {
+    allOrganizations: idsWith('platform', ['admin']).length > 0,
+    organizations: idsWith('organization', ['admin']),
+    divisions: idsWith('division', ['admin']),
+    tenants: idsWith('tenant', ['admin', 'member']),
+  };
 }
 
-export async function visibleIds(rt: AdminRuntime, subject: string, kind: NodeKind): Promise<VisibleIds> {
-  const started = performance.now();
-  const objects = await rt.engine.listObjects(subject, 'can_view', kind);
-  const elapsed = performance.now() - started;
-  // Either bound reached: the answer may be a silent subset.
-  const maybeTruncated = objects.length >= rt.listObjectsMaxResults || elapsed >= rt.listObjectsDeadlineMs * 0.9;
-  if (!maybeTruncated) return { ids: objects.map((o) => o.slice(kind.length + 1)), source: 'list-objects' };
-  rt.log?.info({ subject, kind, returned: objects.length, elapsedMs: Math.round(elapsed) }, 'ListObjects may be truncated; walking the hierarchy');
-  return { ids: await walk(rt, subject, kind), source: 'hierarchy-walk' };
-}
-
-/** Candidates from the caller's direct grants and the stored hierarchy, confirmed by the model. */
-async function walk(rt: AdminRuntime, subject: string, kind: NodeKind): Promise<string[]> {
-  const [platform, orgs, divisions, tenants] = await Promise.all(
-    ['platform', 'organization', 'division', 'tenant'].map((t) => rt.engine.readAll({ user: subject, object: `${t}:` })),
-  );
-  const idsWith = (tuples: { relation: string; object: string }[] | undefined, relations: string[]) =>
-    (tuples ?? []).filter((t) => relations.includes(t.relation)).map((t) => t.object.slice(t.object.indexOf(':') + 1));
-  let candidates: string[];
-  if (kind === 'organization') {
-    candidates = idsWith(platform, ['admin']).length > 0 ? await allOrganizationIds(rt.db) : idsWith(orgs, ['admin']);
-  } else {
-    const sub = await subtree(rt.db, { organizations: idsWith(orgs, ['admin']), divisions: idsWith(divisions, ['admin']) });
-    candidates = kind === 'division' ? sub.divisions : [...sub.tenants, ...idsWith(tenants, ['admin', 'member'])];
+/**
+ * One page of the visible nodes after `cursor`: candidates from the database in id
+ * order, each confirmed by the model; a refused candidate is skipped and the page
+ * filled from the next ones. `nextCursor` is the last candidate examined.
+ */
+export async function visiblePage(
+  rt: AdminRuntime,
+  subject: string,
+  kind: NodeKind,
+  roots: VisibleRoots,
+  cursor: string | undefined,
+  limit: number,
+): Promise<{ items: NodeView[]; nextCursor: string | null }> {
+  const items: NodeView[] = [];
+  let after = cursor;
+  for (;;) {
+    // At most CONFIRM_BATCH candidates per BatchCheck: a page of 1,000 is confirmed in rounds whose
+    // calls each fit OPENFGA_TIMEOUT_MS on a busy OpenFGA, rather than 20 parallel calls at once.
+    const want = Math.min(limit - items.length, CONFIRM_BATCH);
+    // One more than needed tells whether anything follows the page.
+    const rows = await candidatePage(rt.db, kind, roots, after, want + 1);
+    const batch = rows.slice(0, want);
+    const allowed = await rt.engine.checkMany(batch.map((n) => ({ user: subject, relation: 'can_view', object: `${kind}:${n.id}` })));
+    items.push(...batch.filter((_, i) => allowed[i]));
+    if (rows.length <= want) return { items, nextCursor: null };
+    after = batch[batch.length - 1]!.id;
+    if (items.length === limit) return { items, nextCursor: after };
   }
-  const unique = [...new Set(candidates)];
-  const allowed = await rt.engine.checkMany(unique.map((id) => ({ user: subject, relation: 'can_view', object: `${kind}:${id}` })));
-  return unique.filter((_, i) => allowed[i]);
 }
 
 export function registerMeRoutes(app: AdminApp, rt: AdminRuntime): void {
@@ -97,14 +112,10 @@ export function registerMeRoutes(app: AdminApp, rt: AdminRuntime): void {
       route,
       async (c) => {
         const { limit, cursor } = c.req.valid('query');
-        const { ids, source } = await visibleIds(rt, c.get('principal').subject, kind);
-        // Names come from PostgreSQL; getNodes sorts by id, so a cursor is the last id seen.
-        const all = await getNodes(rt.db, kind, ids);
-        const start = cursor ? all.findIndex((n) => n.id > cursor) : 0;
-        const from = start < 0 ? all.length : start;
-        const items = all.slice(from, from + limit);
-        const more = from + limit < all.length;
-        return c.json({ items, nextCursor: more ? items[items.length - 1]!.id : null, source, total: all.length }, 200);
+        const subject = c.get('principal').subject;
+        const roots = await visibleRoots(rt, subject, kind);
+        const [page, total] = await Promise.all([visiblePage(rt, subject, kind, roots, cursor, limit), countCandidates(rt.db, kind, roots)]);
+        return c.json({ ...page, source: 'hierarchy-walk' as const, total }, 200);
       },
       allFieldsHook(route),
     );
