@@ -3,6 +3,7 @@
 // principal, rule, scope node and minute with the minute's count.
 // Each entry stores the target's ancestor path (`scope`), so "what may this
 // reader see" is an array-overlap query, not a graph walk.
+import { createCountedBatches } from './counted-batches.js';
 import type { Db, Queryable } from '../db/index.js';
 import type { Scope } from '../authz/types.js';
 import type { AuditOutcome } from './schemas.js';
@@ -154,48 +155,23 @@ export function createDenialAudit(opts: DenialAuditOptions): DenialAudit {
   const now = opts.now ?? Date.now;
   const onError = opts.onError ?? (() => undefined);
   type Pending = { denial: GatewayDenial; atMs: number; count: number };
-  let pending = new Map<string, Pending>();
-  let dropped = 0;
-  let timer: NodeJS.Timeout | undefined;
-  // The write in progress: one at a time, and none is queued behind it. While it runs,
-  // denials go on being counted (in at most maxKeys keys) and are written after it.
-  let writing: Promise<void> | undefined;
-
-  function schedule(): void {
-    if (timer !== undefined || writing !== undefined) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      void flush();
-    }, flushMs);
-    timer.unref();
-  }
-
-  async function write(batch: Map<string, Pending>, lost: number): Promise<void> {
-    if (lost > 0) onError(new Error(`${lost} gateway denials not audited: more than ${maxKeys} distinct keys between two writes`), lost);
-    for (const p of batch.values()) {
-      try {
-        await recordGatewayDenial(opts.db, p.denial, p.count, p.atMs);
-      } catch (err) {
-        onError(err, p.count);
+  const batches = createCountedBatches<Pending>({
+    flushMs,
+    maxKeys,
+    async write(batch, lost) {
+      if (lost > 0) onError(new Error(`${lost} gateway denials not audited: more than ${maxKeys} distinct keys between two writes`), lost);
+      for (const p of batch.values()) {
+        try {
+          await recordGatewayDenial(opts.db, p.denial, p.count, p.atMs);
+        } catch (err) {
+          onError(err, p.count);
+        }
       }
-    }
-  }
-
-  async function flush(): Promise<void> {
-    if (timer !== undefined) clearTimeout(timer);
-    timer = undefined;
-    while (writing !== undefined) await writing;
-    if (pending.size === 0 && dropped === 0) return;
-    const batch = pending;
-    const lost = dropped;
-    pending = new Map();
-    dropped = 0;
-    writing = write(batch, lost).finally(() => {
-      writing = undefined;
-      if (pending.size > 0 || dropped > 0) schedule();
-    });
-    await writing;
-  }
+    },
+    merge(into, from) {
+      into.count += from.count;
+    },
+  });
 
   return {
     record(d) {
@@ -203,22 +179,14 @@ export function createDenialAudit(opts: DenialAuditOptions): DenialAudit {
       const minute = Math.floor(atMs / MINUTE_MS);
       // Ids, rule ids and subjects hold no NUL, so NUL separates unambiguously.
       const key = `${minute}\0${d.actor}\0${d.rule ?? NO_RULE}\0${d.scope?.type ?? ''}\0${d.scope?.id ?? ''}`;
-      const hit = pending.get(key);
-      if (hit !== undefined) {
-        hit.count++;
-        return;
-      }
-      if (pending.size >= maxKeys) {
-        dropped++;
-        return;
-      }
-      pending.set(key, { denial: d, atMs, count: 1 });
-      schedule();
+      batches.count(
+        key,
+        (hit) => hit.count++,
+        () => ({ denial: d, atMs, count: 1 }),
+      );
     },
-    flush,
-    async close() {
-      await flush();
-    },
+    flush: batches.flush,
+    close: batches.close,
   };
 }
 

@@ -8,6 +8,7 @@
 // the background (RoleSourceResolver): the subject's own tuples on the node and its
 // ancestors (OpenFGA Read), one Check of the rule's permission with the tenant's own
 // roles alone, and the audit trail for how an organization admin grant was made.
+import { createCountedBatches } from './counted-batches.js';
 import type { Db, Queryable } from '../db/index.js';
 import type { Scope, TupleKey } from '../authz/types.js';
 import { GLOBAL_KEY } from '../decisions/version-keys.js';
@@ -298,81 +299,47 @@ export function createCrossLevelAudit(opts: CrossLevelAuditOptions): CrossLevelA
   const now = opts.now ?? Date.now;
   const onError = opts.onError ?? (() => undefined);
   type Pending = { access: AllowedAccess; hour: number; first: number; last: number; count: number };
-  let pending = new Map<string, Pending>();
-  let dropped = 0;
-  let closing = false;
-  let timer: NodeJS.Timeout | undefined;
-  let writing: Promise<void> | undefined;
-
-  function schedule(): void {
-    if (timer !== undefined || writing !== undefined) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      void flush();
-    }, flushMs);
-    timer.unref();
-  }
-
-  function requeue(key: string, p: Pending): boolean {
-    const hit = pending.get(key);
-    if (hit !== undefined) {
-      hit.count += p.count;
-      hit.first = Math.min(hit.first, p.first);
-      return true;
-    }
-    if (pending.size >= maxKeys) return false;
-    pending.set(key, p);
-    return true;
-  }
-
-  async function write(batch: Map<string, Pending>, lost: number): Promise<void> {
-    if (lost > 0) onError(new Error(`${lost} allowed accesses not audited for cross-level access: more than ${maxKeys} distinct keys between two writes`), lost);
-    // A few resolutions at a time: the background must not flood OpenFGA.
-    const entries = [...batch];
-    for (let i = 0; i < entries.length; i += RESOLVE_CONCURRENCY) {
-      await Promise.all(entries.slice(i, i + RESOLVE_CONCURRENCY).map(async ([key, p]) => {
-        const a = p.access;
-        try {
-          const { source, path } = await opts.resolver.resolve(a);
-          if (source === undefined) return;
-          await upsertCrossLevel(opts.db, {
-            hourMs: p.hour * HOUR_MS,
-            subject: a.subject,
-            node: `${a.scope.type}:${a.scope.id}`,
-            source,
-            path,
-            rule: a.rule,
-            permission: a.permission,
-            method: a.method,
-            route: a.route,
-            firstMs: p.first,
-            lastMs: p.last,
-            count: p.count,
-          });
-        } catch (err) {
-          // Retried once more at the next flush; on close, or when full, it is lost and said so.
-          const kept = !closing && requeue(key, p);
-          onError(err, kept ? 0 : p.count);
-        }
-      }));
-    }
-  }
-
-  async function flush(): Promise<void> {
-    if (timer !== undefined) clearTimeout(timer);
-    timer = undefined;
-    while (writing !== undefined) await writing;
-    if (pending.size === 0 && dropped === 0) return;
-    const batch = pending;
-    const lost = dropped;
-    pending = new Map();
-    dropped = 0;
-    writing = write(batch, lost).finally(() => {
-      writing = undefined;
-      if (pending.size > 0 || dropped > 0) schedule();
-    });
-    await writing;
-  }
+  const batches = createCountedBatches<Pending>({
+    flushMs,
+    maxKeys,
+    async write(batch, lost, requeue) {
+      if (lost > 0) onError(new Error(`${lost} allowed accesses not audited for cross-level access: more than ${maxKeys} distinct keys between two writes`), lost);
+      // A few resolutions at a time: the background must not flood OpenFGA.
+      const entries = [...batch];
+      for (let i = 0; i < entries.length; i += RESOLVE_CONCURRENCY) {
+        await Promise.all(
+          entries.slice(i, i + RESOLVE_CONCURRENCY).map(async ([key, p]) => {
+            const a = p.access;
+            try {
+              const { source, path } = await opts.resolver.resolve(a);
+              if (source === undefined) return;
+              await upsertCrossLevel(opts.db, {
+                hourMs: p.hour * HOUR_MS,
+                subject: a.subject,
+                node: `${a.scope.type}:${a.scope.id}`,
+                source,
+                path,
+                rule: a.rule,
+                permission: a.permission,
+                method: a.method,
+                route: a.route,
+                firstMs: p.first,
+                lastMs: p.last,
+                count: p.count,
+              });
+            } catch (err) {
+              // Retried once more at the next flush; on close, or when full, it is lost and said so.
+              onError(err, requeue(key, p) ? 0 : p.count);
+            }
+          }),
+        );
+      }
+    },
+    merge(into, from) {
+      into.count += from.count;
+      into.first = Math.min(into.first, from.first);
+    },
+  });
 
   return {
     record(a) {
@@ -380,24 +347,17 @@ export function createCrossLevelAudit(opts: CrossLevelAuditOptions): CrossLevelA
       const hour = Math.floor(t / HOUR_MS);
       // Ids, rule ids, subjects and methods hold no NUL, so NUL separates unambiguously.
       const key = `${hour}\0${a.subject}\0${a.scope.type}\0${a.scope.id}\0${a.rule}\0${a.method}`;
-      const hit = pending.get(key);
-      if (hit !== undefined) {
-        hit.count++;
-        hit.last = t;
-        return;
-      }
-      if (pending.size >= maxKeys) {
-        dropped++;
-        return;
-      }
-      pending.set(key, { access: a, hour, first: t, last: t, count: 1 });
-      schedule();
+      batches.count(
+        key,
+        (hit) => {
+          hit.count++;
+          hit.last = t;
+        },
+        () => ({ access: a, hour, first: t, last: t, count: 1 }),
+      );
     },
-    flush,
-    async close() {
-      closing = true;
-      await flush();
-    },
+    flush: batches.flush,
+    close: batches.close,
   };
 }
 
