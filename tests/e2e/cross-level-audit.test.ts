@@ -18,24 +18,12 @@ import { call } from '../support/json-call.js';
 import { adminOk, startTestStack, type TestStack } from '../support/test-stack.js';
 import { inBatches } from '../../load/lib/concurrency.js';
 import { sleep, waitFor } from '../support/wait.js';
+import type { CrossLevelRow } from '../../src/admin/cross-level.js';
 
 useCleanup();
 
-interface Row {
-  subject: string;
-  node: string;
-  roleNode: string;
-  role: string;
-  breakGlass: boolean;
-  rule: string;
-  permission: string;
-  method: string;
-  route: string;
-  hour: string;
-  firstSeen: string;
-  lastSeen: string;
-  count: number;
-}
+/** A row of the admin API's answer: the store's row as JSON. */
+type Row = Omit<CrossLevelRow, 'id'>;
 
 let s: TestStack;
 
