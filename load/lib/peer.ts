@@ -8,7 +8,8 @@
 //     assertion the tenant service verifies, so the upstream checks nothing for any of them).
 // Heimdall runs with its caches on (in-memory: JWT validation, authorizer answers, finalizer
 // JWTs) and off (noop). Each server is pinned to core 0 with taskset, k6 and everything else
-// to the other cores; rounds are interleaved (bare, tiergate, heimdall, heimdall without cache, …).
+// to the other cores; rounds are interleaved (bare, tiergate, tiergate without its decision cache,
+// heimdall, heimdall without cache, …).
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -182,9 +183,12 @@ export async function runPeer(o: PeerOptions): Promise<PeerResult> {
   const fx = await seed(gw.url, stack.dataDir, { readers: 32, mixed: 0, revoked: 0, agents: 0 }, say);
   const boot = await bootstrap({ apiUrl: stack.fga.apiUrl, storeName: STORE_NAME, platformAdmins: [], timeoutMs: 5000, model: loadModel() });
   const agents = Array.from({ length: 32 }, (_, i) => `a${i}`);
+  // Every decision asked of OpenFGA: no decision cache in process or in Redis (the peer of `heimdall-nocache`).
+  const uncached = await stack.startGateway({ name: 'peer-nocache', l1: false, workers: 1, env: { TENANT_SERVICE_URL: noop.url, CACHE_ENABLED: 'false' } });
   const servers: Server[] = [
     { name: 'bare proxy', url: bare.url, pid: () => bare.child.process.pid, stop: () => bare.child.stop() },
     { name: 'tiergate', url: gw.url, pid: () => gw.child.process.pid, stop: () => gw.stop() },
+    { name: 'tiergate-nocache', url: uncached.url, pid: () => uncached.child.process.pid, stop: () => uncached.stop() },
   ];
   let heimdallVersion: string | undefined;
   let heimdallError: string | undefined;
@@ -260,6 +264,38 @@ export async function runPeer(o: PeerOptions): Promise<PeerResult> {
   return { ...(heimdallVersion ? { heimdallVersion } : {}), ...(heimdallError ? { heimdallError } : {}), pinned, rows, failures };
 }
 
+/** The ratios the peer row is judged by, each from the medians of this run, with the spread of the rounds. */
+function targetLines(rows: PeerRow[]): string[] {
+  const by = new Map(rows.map((r) => [r.server, r]));
+  const ratio = (a: number[] | undefined, b: number[] | undefined) => {
+    if (!a?.length || !b?.length) return undefined;
+    const lo = Math.min(...a) / Math.max(...b);
+    const hi = Math.max(...a) / Math.min(...b);
+    return { mid: median(a) / median(b), lo, hi };
+  };
+  const targets: Array<{ what: string; r: ReturnType<typeof ratio>; holds: (x: number) => boolean; goal: string }> = [
+    { what: 'tiergate ÷ Heimdall, warm max throughput', r: ratio(by.get('tiergate')?.max.rps, by.get('heimdall')?.max.rps), holds: (x) => x >= 1.5, goal: '≥ 1.5' },
+    { what: 'tiergate ÷ Heimdall, CPU per request at the fixed rate', r: ratio(by.get('tiergate')?.rate.cpuUs, by.get('heimdall')?.rate.cpuUs), holds: (x) => x <= 0.85, goal: '≤ 0.85' },
+    {
+      what: 'tiergate ÷ Heimdall, max throughput with every decision asked of OpenFGA',
+      r: ratio(by.get('tiergate-nocache')?.max.rps, by.get('heimdall-nocache')?.max.rps),
+      holds: (x) => x >= 1.3,
+      goal: '≥ 1.3',
+    },
+    { what: 'tiergate ÷ bare proxy, warm max throughput', r: ratio(by.get('tiergate')?.max.rps, by.get('bare proxy')?.max.rps), holds: (x) => x >= 0.8, goal: '≥ 0.8' },
+  ];
+  const f = (x: number) => x.toFixed(2);
+  return [
+    '| ratio (medians; range from the rounds\' extremes) | target | measured | holds |',
+    '| --- | ---: | ---: | --- |',
+    ...targets.map((t) =>
+      t.r === undefined
+        ? `| ${t.what} | ${t.goal} | – | not measured |`
+        : `| ${t.what} | ${t.goal} | ${f(t.r.mid)} (${f(t.r.lo)}–${f(t.r.hi)}) | ${t.holds(t.r.mid) ? (t.holds(t.r.lo) && t.holds(t.r.hi) ? 'yes' : 'yes, within the spread of the rounds') : t.holds(t.r.lo) || t.holds(t.r.hi) ? 'no, within the spread of the rounds' : 'no'} |`,
+    ),
+  ];
+}
+
 export function peerReport(r: PeerResult, head: string): { md: string; charts: Record<string, string> } {
   const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
   const spread = (xs: number[], d = 2) => (xs.length > 1 ? `${f(roundSpread(xs).min, d)}–${f(roundSpread(xs).max, d)}` : '–');
@@ -269,7 +305,7 @@ export function peerReport(r: PeerResult, head: string): { md: string; charts: R
     `Setup: the same 1,024 reads (32 members of tenant acme-sales × 32 agents, GET /api/v1/tenants/acme-sales/agents/{id}) through each server, to the same do-nothing upstream. ` +
       `tiergate: \`src/server/gateway-main.ts\`, one worker. Heimdall${r.heimdallVersion ? ` (${r.heimdallVersion})` : ''}: \`heimdall serve proxy\` built from \`tools/heimdall\`, GOMAXPROCS=1; its JWT authenticator against the dev issuer's JWKS (served by the tiergate gateway), its remote authorizer posting the same OpenFGA Check (can_read on the agent, the tenant link contextual), its JWT finalizer signing an assertion (ES256) in X-Tiergate-Assertion; it writes two access-log lines per request whatever \`log.level\` says (here \`error\`, gelf format), tiergate none at LOG_LEVEL=warn; with its caches in memory (\`cache: in-memory\`, cache_ttl 5m on authenticator and authorizer) and off (\`cache: noop\`). ` +
       (r.pinned ? 'Each server pinned to core 0 (taskset), k6, OpenFGA, Redis and the upstream to the other core(s). ' : 'Not pinned (one core only). ') +
-      'Rounds interleaved (bare, tiergate, Heimdall, Heimdall without cache, …); medians of the rounds, with their range.',
+      '`tiergate-nocache` is the same gateway with `CACHE_ENABLED=false`: every decision is an OpenFGA Check. Rounds interleaved (bare, tiergate, tiergate without cache, Heimdall, Heimdall without cache, …); medians of the rounds, with their range.',
     '',
   ];
   if (r.heimdallError) lines.push(`**Heimdall could not be measured here:** ${r.heimdallError.split('\n').slice(0, 6).join(' ')}`, '');
@@ -283,7 +319,7 @@ export function peerReport(r: PeerResult, head: string): { md: string; charts: R
       `| ${row.server} | ${f(median(row.rate.p50))} (${spread(row.rate.p50)}) | ${f(median(row.rate.p99))} (${spread(row.rate.p99)}) | ${f(median(row.rate.cpuUs), 0)} (${spread(row.rate.cpuUs, 0)}) | ${f(median(row.max.rps), 0)} (${spread(row.max.rps, 0)}) | ${f(median(row.max.cpuUs), 0)} | ${row.rate.errors + row.max.errors} |`,
     );
   }
-  lines.push('', 'Charts: [CPU per request and throughput](peer.svg).', '');
+  lines.push('', ...targetLines(r.rows), '', 'Charts: [CPU per request and throughput](peer.svg).', '');
   const charts = {
     'peer.svg': barChart({
       title: 'One core per server: CPU per request and max throughput',
