@@ -26,14 +26,27 @@ export interface Fixtures {
   agents: string[];
 }
 
-async function call(url: string, method: string, token: string, body?: unknown): Promise<number> {
+async function send(url: string, method: string, token: string, body?: unknown): Promise<{ status: number; text: string }> {
   const res = await fetch(url, {
     method,
     headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
-  await res.arrayBuffer();
-  return res.status;
+  return { status: res.status, text: await res.text() };
+}
+
+async function call(url: string, method: string, token: string, body?: unknown): Promise<number> {
+  return (await send(url, method, token, body)).status;
+}
+
+/** The problem type's slug of a problem+json answer (`…/problems/<slug>`), if it is one. */
+function problemSlug(text: string): string | undefined {
+  try {
+    const type = (JSON.parse(text) as { type?: unknown }).type;
+    return typeof type === 'string' ? type.slice(type.lastIndexOf('/') + 1) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Tokens from the development issuer the gateway trusts (its key is in the bench's data dir). */
@@ -68,9 +81,18 @@ export async function seed(
     if (status !== 200) throw new Error(`granting member to ${u.id} answered ${status}`);
   });
   const agents = Array.from({ length: counts.agents }, (_, i) => `a${i}`);
+  if (agents.length > 0) {
+    // The demo gives acme-sales fewer agent seats (quota.agents) than a bench may read: its
+    // organization admin allocates what the run needs (within the division's own allocation).
+    const seats = await send(`${gatewayUrl}/admin/v1/tenants/${TENANT}/settings/document/quota.agents`, 'PUT', await mint('olivia'), { set: Math.max(agents.length, 25) });
+    if (seats.status !== 200) throw new Error(`allocating ${agents.length} agent seats to ${TENANT} answered ${seats.status}: ${seats.text.slice(0, 300)}`);
+  }
   await inBatches(agents, 4, async (id) => {
-    const status = await call(`${gatewayUrl}/api/v1/tenants/${TENANT}/agents`, 'POST', adminToken, { agentNo: id, name: `Bench agent ${id}` });
-    if (status !== 201 && status !== 409) throw new Error(`creating agent ${id} answered ${status}`);
+    const res = await send(`${gatewayUrl}/api/v1/tenants/${TENANT}/agents`, 'POST', adminToken, { agentNo: id, name: `Bench agent ${id}` });
+    // 409 `conflict` is an agent left by an earlier seed of the same data; any other refusal (a quota) is a broken fixture.
+    if (res.status !== 201 && !(res.status === 409 && problemSlug(res.text) === 'conflict')) {
+      throw new Error(`creating agent ${id} answered ${res.status}: ${res.text.slice(0, 300)}`);
+    }
   });
   say(`seeded: demo hierarchy, ${readers.length + mixed.length + revoked.length} members of tenant ${TENANT}, ${agents.length} agents`);
   return { tenant: TENANT, adminToken, readers, mixed, revoked, agents };
