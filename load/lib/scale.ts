@@ -76,7 +76,16 @@ export interface SizeResult {
   tuples: number;
   warm: { k6: K6Result; cpuUsPerRequest: number; hitRatio: number | undefined; steal: number; busy: number; decisionP50Us: number };
   cold?: { k6: K6Result; cpuUsPerRequest: number; layers: Record<string, number>; decisionP50Ms: number; decisionP99Ms: number; openfgaChecks: number };
-  listing?: { firstPage: Summary; complete: Summary; pages: number; total: number; source: string; correct: boolean };
+  listing?: {
+    firstPage: Summary;
+    /** The first page's Server-Timing parts (roots, candidates, confirm, count, total): p50 ms each. */
+    firstPageParts?: Record<string, number>;
+    complete: Summary;
+    pages: number;
+    total: number;
+    source: string;
+    correct: boolean;
+  };
   move?: MoveResult;
 }
 
@@ -112,7 +121,7 @@ class Api {
   /** Calls answered 503 and tried again (a loaded machine: OpenFGA slower than the admin API's timeout). */
   retries = 0;
   constructor(private readonly base: string) {}
-  async call(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  async call(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: any; serverTiming?: string | undefined }> { // eslint-disable-line @typescript-eslint/no-explicit-any
     const res = await undiciFetch(`${this.base}${path}`, {
       method,
       dispatcher: this.dispatcher,
@@ -120,7 +129,7 @@ class Api {
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
     const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    return { status: res.status, body: text ? JSON.parse(text) : undefined, serverTiming: res.headers.get('server-timing') ?? undefined };
   }
   /** A call that must answer one of `expect`; a 503 (OpenFGA did not answer in time: nothing was changed) is tried again, up to 5 times. */
   async ok(method: string, path: string, token: string, body?: unknown, expect = [200, 201]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -371,11 +380,14 @@ async function measureListing(api: Api, token: string, expected: number, repeats
   let total = 0;
   let source = '';
   let correct = true;
+  const parts = new Map<string, number[]>();
   for (let r = 0; r < repeats; r++) {
     const t0 = performance.now();
-    const page = await api.ok('GET', '/admin/v1/me/tenants?limit=100', token);
+    const res = await api.call('GET', '/admin/v1/me/tenants?limit=100', token);
     first.push(performance.now() - t0);
-    source = page.source;
+    if (res.status !== 200) throw new Error(`GET /admin/v1/me/tenants?limit=100 answered ${res.status}: ${JSON.stringify(res.body).slice(0, 400)}`);
+    source = res.body.source;
+    for (const [name, ms] of serverTimings(res.serverTiming)) parts.set(name, [...(parts.get(name) ?? []), ms]);
   }
   for (let r = 0; r < Math.min(repeats, 2); r++) {
     const t0 = performance.now();
@@ -397,7 +409,15 @@ async function measureListing(api: Api, token: string, expected: number, repeats
     const sorted = ids.every((id, i) => i === 0 || ids[i - 1]! < id);
     correct &&= sorted && new Set(ids).size === ids.length && ids.length === expected && total === expected;
   }
-  return { firstPage: summarize(first), complete: summarize(complete), pages, total, source, correct };
+  const firstParts = Object.fromEntries([...parts].map(([name, xs]) => [name, summarize(xs).p50]));
+  return { firstPage: summarize(first), firstPageParts: firstParts, complete: summarize(complete), pages, total, source, correct };
+}
+
+/** `name;dur=…` pairs of a Server-Timing header. */
+function serverTimings(header: string | undefined): Array<[string, number]> {
+  const out: Array<[string, number]> = [];
+  for (const m of (header ?? '').matchAll(/(?:^|,)\s*([\w-]+)(?:;[^,;]*?)*?;dur=([\d.]+)/g)) out.push([m[1]!, Number(m[2])]);
+  return out;
 }
 
 async function measureMove(m: {

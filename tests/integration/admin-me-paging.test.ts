@@ -88,4 +88,22 @@ describe('a listing over a few hundred tenants', () => {
       await fx.store.client.write({ writes: cut.map((id) => ({ user: 'division:apac', relation: 'division', object: `tenant:${id}` })) });
     }
   });
+
+  it('says in Server-Timing where the time went: roots, candidate pages, BatchCheck rounds, the count', async () => {
+    const res = await fx.app.request('/admin/v1/me/tenants?limit=250', { headers: { authorization: `Bearer ${await fx.auth.token('olivia')}` } });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { items: unknown[] }).items).toHaveLength(250);
+    const metrics = new Map(
+      (res.headers.get('server-timing') ?? '').split(',').map((m) => {
+        const [name, ...params] = m.trim().split(';');
+        return [name, Object.fromEntries(params.map((p) => p.split('=') as [string, string]))] as const;
+      }),
+    );
+    expect([...metrics.keys()].sort()).toEqual(['candidates', 'confirm', 'count', 'roots', 'total']);
+    for (const m of metrics.values()) expect(Number(m.dur)).toBeGreaterThanOrEqual(0);
+    // 250 confirmed at most 100 at a time: three rounds.
+    expect(metrics.get('confirm')!.desc).toBe('"can_view BatchCheck rounds: 3"');
+    expect(metrics.get('candidates')!.desc).toBe('"database pages: 3"');
+    expect(Number(metrics.get('total')!.dur)).toBeGreaterThanOrEqual(Number(metrics.get('confirm')!.dur));
+  });
 });

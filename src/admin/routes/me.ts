@@ -5,7 +5,11 @@
 // OpenFGA Read by user) give the roots, the admin database expands their subtrees
 // and pages them by id, and only the page's candidates are confirmed by the model
 // (one BatchCheck of at most a page), so a page never shows what the model denies.
+//
+// Each listing answers with a Server-Timing header: the time spent finding the roots, reading
+// candidates from the database, confirming them with OpenFGA, and counting them.
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { setMetric, timing } from 'hono/timing';
 import type { RequestEnv } from '../../authz/types.js';
 import type { AdminRuntime } from '../action.js';
 import { MeList, MeListQuery, MePermissions, MePermissionsQuery, MeResult, type NodeKind, type NodeView } from '../schemas.js';
@@ -47,6 +51,7 @@ export async function visiblePage(
   roots: VisibleRoots,
   cursor: string | undefined,
   limit: number,
+  spent: PageTimes = { candidatesMs: 0, confirmMs: 0, rounds: 0 },
 ): Promise<{ items: NodeView[]; nextCursor: string | null }> {
   const items: NodeView[] = [];
   let after = cursor;
@@ -55,14 +60,27 @@ export async function visiblePage(
     // calls each fit OPENFGA_TIMEOUT_MS on a busy OpenFGA, rather than 20 parallel calls at once.
     const want = Math.min(limit - items.length, CONFIRM_BATCH);
     // One more than needed tells whether anything follows the page.
+    const t0 = performance.now();
     const rows = await candidatePage(rt.db, kind, roots, after, want + 1);
     const batch = rows.slice(0, want);
+    const t1 = performance.now();
     const allowed = await rt.engine.checkMany(batch.map((n) => ({ user: subject, relation: 'can_view', object: `${kind}:${n.id}` })));
+    spent.candidatesMs += t1 - t0;
+    spent.confirmMs += performance.now() - t1;
+    spent.rounds++;
     items.push(...batch.filter((_, i) => allowed[i]));
     if (rows.length <= want) return { items, nextCursor: null };
     after = batch[batch.length - 1]!.id;
     if (items.length === limit) return { items, nextCursor: after };
   }
+}
+
+/** Where a page's time went (the listing's Server-Timing header). */
+export interface PageTimes {
+  candidatesMs: number;
+  confirmMs: number;
+  /** Candidate reads and BatchChecks, one each per round. */
+  rounds: number;
 }
 
 export function registerMeRoutes(app: AdminApp, rt: AdminRuntime): void {
@@ -108,13 +126,25 @@ export function registerMeRoutes(app: AdminApp, rt: AdminRuntime): void {
       request: { query: MeListQuery },
       responses: { 200: { description: 'One page of the complete list', content: json(MeList) }, ...ERROR_RESPONSES },
     });
+    app.use(`/me/${PLURAL[kind]}`, timing({ total: true }));
     app.openapi(
       route,
       async (c) => {
         const { limit, cursor } = c.req.valid('query');
         const subject = c.get('principal').subject;
+        const t0 = performance.now();
         const roots = await visibleRoots(rt, subject, kind);
-        const [page, total] = await Promise.all([visiblePage(rt, subject, kind, roots, cursor, limit), countCandidates(rt.db, kind, roots)]);
+        const t1 = performance.now();
+        const spent: PageTimes = { candidatesMs: 0, confirmMs: 0, rounds: 0 };
+        let countMs = 0;
+        const [page, total] = await Promise.all([
+          visiblePage(rt, subject, kind, roots, cursor, limit, spent),
+          countCandidates(rt.db, kind, roots).finally(() => (countMs = performance.now() - t1)),
+        ]);
+        setMetric(c, 'roots', t1 - t0, 'direct grants (OpenFGA Read)');
+        setMetric(c, 'candidates', spent.candidatesMs, `database pages: ${spent.rounds}`);
+        setMetric(c, 'confirm', spent.confirmMs, `can_view BatchCheck rounds: ${spent.rounds}`);
+        setMetric(c, 'count', countMs, 'candidates counted alongside');
         return c.json({ ...page, source: 'hierarchy-walk' as const, total }, 200);
       },
       allFieldsHook(route),
