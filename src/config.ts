@@ -236,6 +236,11 @@ export const configSchema = z.object({
    * answers, ask OpenFGA alongside the Redis lookup instead of after its "no".
    */
   CACHE_RACE_LOOKUPS: boolFlag.default(true),
+  /**
+   * With Redis: how long a miss waits for another replica already asking OpenFGA the same
+   * question (holding the key's fill lease) before asking itself; 0 = never wait.
+   */
+  CACHE_FILL_WAIT_MS: nonNegativeInt.max(10_000).default(500),
   READCHANGES_POLL_MS: positiveInt.default(1000),
 
   // --- persistence ---
