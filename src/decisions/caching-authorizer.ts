@@ -117,7 +117,8 @@ export class CachingAuthorizer implements Authorizer {
   private readonly raceLookups: boolean;
   private readonly fillWaitMs: number;
   /**
-   * Share of recent Redis lookups that found a valid answer (moving average). It starts
+   * Share of recent Redis lookups that found a valid answer, or another replica asking the
+   * engine the same question (leaseOrWait; moving average). It starts
    * at 1: a replica races only once Redis has been seen not to hold its answers (about 70
    * misses in a row from the start), so replicas that find each other's decisions there
    * do not race.
@@ -444,9 +445,10 @@ export class CachingAuthorizer implements Authorizer {
       return NOT_FOUND;
     }
     const found = await this.leaseOrWait(key, generation, racing, seen);
-    // Another replica's answer served counts as a hit: this replica's questions are being
-    // answered in Redis, so it has no reason to race.
-    this.sawLookup(found.allowed !== undefined);
+    // Another replica's answer served counts as a hit, and so does finding another replica
+    // asking the same question while racing: replicas ask this one's questions too, and a
+    // race then costs an engine call the wait would have saved.
+    this.sawLookup(found.allowed !== undefined || found.elsewhere === true);
     return found;
   }
 
@@ -470,7 +472,7 @@ export class CachingAuthorizer implements Authorizer {
         if (seen.lease === 'held') {
           if (racing) {
             leases.raced++;
-            return NOT_FOUND;
+            return FILLED_ELSEWHERE;
           }
           const left = deadline - performance.now();
           if (left <= 0 || !this.sharedUp()) {
@@ -600,9 +602,12 @@ interface SharedLookup {
   allowed?: boolean;
   /** The key's fill lease, taken for this miss: given up once its fill is done. */
   lease?: FillLease;
+  /** Another replica holds the lease; this miss, racing, did not wait for its answer. */
+  elsewhere?: boolean;
 }
 
 const NOT_FOUND: SharedLookup = {};
+const FILLED_ELSEWHERE: SharedLookup = { elsewhere: true };
 
 /** Redis' side of a race when it holds no valid answer (never reported: see CachingAuthorizer.race). */
 const NO_ANSWER = Symbol('no answer in Redis');

@@ -96,7 +96,7 @@ export interface DecisionCacheOptions {
   /**
    * With Redis: how long a miss waits for another replica that is asking the engine the
    * same question (holds the key's fill lease), and how long such a lease lasts; 0 = no
-   * leases (CACHE_FILL_WAIT_MS, default 500; CachingAuthorizer.leaseOrWait).
+   * leases (CACHE_FILL_WAIT_MS, default OPENFGA_TIMEOUT_MS; here 1000; CachingAuthorizer.leaseOrWait).
    */
   fillWaitMs?: number;
   /** Replace the OpenFGA structure reader (unit tests, benchmarks). */
@@ -120,7 +120,7 @@ export function decisionCacheSettings(config: Config): Pick<
     ttlJitter: config.CACHE_TTL_JITTER,
     pollMs: config.READCHANGES_POLL_MS,
     raceLookups: config.CACHE_RACE_LOOKUPS,
-    fillWaitMs: config.CACHE_FILL_WAIT_MS,
+    fillWaitMs: config.CACHE_FILL_WAIT_MS ?? config.OPENFGA_TIMEOUT_MS,
   };
 }
 
@@ -229,7 +229,7 @@ export class DecisionCache {
       metrics,
       ...((opts.parentQuestions ?? true) ? { parentQuestions: new ParentQuestions(opts.model, structure) } : {}),
       raceLookups: opts.raceLookups ?? true,
-      fillWaitMs: opts.fillWaitMs ?? 500,
+      fillWaitMs: opts.fillWaitMs ?? 1000,
     }));
     const dropLocal = () => {
       versions.drop();

@@ -236,6 +236,38 @@ describe('a miss both replicas have at once is asked of the engine once', () => 
     for (const r of [p.A, p.B]) expect((await check(r, 'user:moved')).allowed).toBe(false);
   });
 
+  it("a racing replica still takes the lease, so the other waits for it; racing, it does not wait for another's", async () => {
+    const p = await replicas('5000');
+    // Misses nobody else asked: Redis holds none of A's answers, so A races (CachingAuthorizer.racing).
+    for (let i = 0; i < 80; i++) await check(p.A, `user:lone${i}`);
+    const before = { ...p.A.metrics.counts.race };
+    const calls = p.engine.calls.length;
+
+    p.engine.set('user:raced', 'can_view', 'tenant:tA', true);
+    p.engine.hold();
+    const first = check(p.A, 'user:raced');
+    expect(await waitFor(() => p.A.metrics.counts.lease.acquired === 81 && p.engine.calls.length === calls + 1, 5000, 5)).toBe(true);
+    const second = check(p.B, 'user:raced');
+    expect(await waitFor(() => p.B.metrics.counts.redis.miss === 1, 5000, 5)).toBe(true);
+    p.engine.release();
+    expect(await first).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(await second).toMatchObject({ allowed: true, layer: 'redis' });
+    expect(p.A.metrics.counts.race.openfga).toBe(before.openfga + 1);
+    expect(p.engine.calls).toHaveLength(calls + 1);
+    expect(p.B.metrics.counts.lease.waited_served).toBe(1);
+
+    // B holds the lease now; A, racing, asks the engine without waiting for B's answer.
+    p.engine.set('user:raced2', 'can_view', 'tenant:tA', true);
+    p.engine.hold();
+    const byB = check(p.B, 'user:raced2');
+    expect(await waitFor(() => p.B.metrics.counts.lease.acquired === 1 && p.engine.calls.length === calls + 2, 5000, 5)).toBe(true);
+    const byA = check(p.A, 'user:raced2');
+    expect(await waitFor(() => p.engine.calls.length === calls + 3, 5000, 5)).toBe(true);
+    p.engine.release();
+    expect((await Promise.all([byA, byB])).map((d) => d.layer)).toEqual(['openfga', 'openfga']);
+    expect(p.A.metrics.counts.lease.raced).toBe(1);
+  });
+
   it('with CACHE_FILL_WAIT_MS=0 each replica asks for itself', async () => {
     const p = await replicas('0');
     p.engine.set('user:solo', 'can_view', 'tenant:tA', true);
