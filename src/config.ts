@@ -236,6 +236,12 @@ export const configSchema = z.object({
    * answers, ask OpenFGA alongside the Redis lookup instead of after its "no".
    */
   CACHE_RACE_LOOKUPS: boolFlag.default(true),
+  /**
+   * With Redis: how long a miss waits for another replica already asking OpenFGA the same
+   * question (holding the key's fill lease) before asking itself; 0 = never wait. Unset:
+   * OPENFGA_TIMEOUT_MS, by when the other replica has its answer or has given up.
+   */
+  CACHE_FILL_WAIT_MS: optionalString.pipe(z.coerce.number<string | undefined>().int().min(0).max(60_000).optional()),
   READCHANGES_POLL_MS: positiveInt.default(1000),
 
   // --- persistence ---

@@ -100,6 +100,8 @@ export interface MoveResult {
   stormQuestions: number;
   stormRequests: number;
   stormOpenfgaChecks: number;
+  /** The storm's misses by fill lease outcome (tiergate_decision_fill_leases_total), both replicas summed. */
+  stormLeases: Record<string, number>;
   outsideHitRatio: number | undefined;
   outsideOpenfgaChecks: number;
 }
@@ -273,7 +275,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       }
       try {
         r.move = await measureMove({ a, b, api, apiB, oa, mint, made, perTenant, warmItems: warmItems(a), say });
-        say(`  move of ${r.move.subtreeTenants} tenants: admin answer ${r.move.adminAnswerMs.toFixed(0)} ms, every replica right after ${r.move.everyReplicaMs.toFixed(0)} ms; storm: ${r.move.stormOpenfgaChecks} OpenFGA checks for ${r.move.stormQuestions} questions (${r.move.stormRequests} requests)`);
+        say(`  move of ${r.move.subtreeTenants} tenants: admin answer ${r.move.adminAnswerMs.toFixed(0)} ms, every replica right after ${r.move.everyReplicaMs.toFixed(0)} ms; storm: ${r.move.stormOpenfgaChecks} OpenFGA checks for ${r.move.stormQuestions} questions (${r.move.stormRequests} requests; fill leases ${Object.entries(r.move.stormLeases).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'})`);
       } catch (err) {
         failures.push(`move at ${total}: ${String(err)}`);
         say(`  move FAILED: ${String(err)}`);
@@ -488,6 +490,13 @@ async function measureMove(m: {
   const [ea, eb] = await Promise.all([scrape(m.a.metricsUrl), scrape(m.b.metricsUrl)]);
   const checks = (before: typeof sa, after: typeof sa) => deltaBy(before, after, 'tiergate_openfga_request_duration_seconds_count', 'call').get('check') ?? 0;
   const stormOpenfgaChecks = checks(sa, ea) + checks(sb, eb);
+  const stormLeases: Record<string, number> = {};
+  for (const [before, after] of [
+    [sa, ea],
+    [sb, eb],
+  ] as const) {
+    for (const [outcome, n] of deltaBy(before, after, 'tiergate_decision_fill_leases_total', 'outcome')) stormLeases[outcome] = (stormLeases[outcome] ?? 0) + n;
+  }
 
   // Outside the subtree: the readers' decisions are still in process.
   const oBefore = await scrape(m.a.metricsUrl);
@@ -506,6 +515,7 @@ async function measureMove(m: {
     stormQuestions: members.length,
     stormRequests: storm.length,
     stormOpenfgaChecks,
+    stormLeases,
     outsideHitRatio: hitRatio(decisionsByLayer(oBefore, oAfter)),
     outsideOpenfgaChecks: checks(oBefore, oAfter),
   };

@@ -1,19 +1,21 @@
 // CachingAuthorizer: an Authorizer in front of another (the engine), with
 //   L1  a bounded in-process LRU, served only while the version copy is trusted;
 //   L2  Redis shared by replicas, validated against the current versions;
-//   coalescing of identical in-flight checks;
+//   coalescing of identical in-flight checks, in process and, through a fill lease in
+//   Redis, across replicas;
 // and never an answer made up from an error: engine failures reject and are not cached.
 //
 // A cached decision records the version keys it depends on and their versions, read
 // before the engine was asked (see ./soundness.ts for why that set is enough): the
 // global epoch and, for every node its answer can depend on, the node's structure-version
 // and the principal's own role-version there. Its life (TTL) counts from that read.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { Authorizer, CheckRequest, Decision } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyResolver } from '../fga/hierarchy.js';
 import { SpanKind, startSpan, type Span } from '../shared/tracing.js';
 import { decisionKey } from './decision-key.js';
-import type { SharedDecisions } from './shared-decisions.js';
+import { unexpiredStored, type FillLease, type SharedDecisions, type SharedLook } from './shared-decisions.js';
 import type { DecisionMetrics } from './decision-metrics.js';
 import { GLOBAL_KEY, plainSubject } from './version-keys.js';
 import type { ParentQuestions } from './parent-questions.js';
@@ -62,6 +64,12 @@ export interface CachingAuthorizerOptions {
    */
   raceLookups?: boolean;
   /**
+   * With Redis: how long a miss waits for the answer of another replica that holds the
+   * key's fill lease (is asking the engine the same question), and how long a lease lasts;
+   * 0 = no leases, every replica asks for itself (default 0; CACHE_FILL_WAIT_MS).
+   */
+  fillWaitMs?: number;
+  /**
    * Ask the engine with HIGHER_CONSISTENCY when filling the cache (default true):
    * an entry lives for minutes, so it must not come from OpenFGA's own cache.
    */
@@ -78,7 +86,13 @@ export const RACE_BELOW_HIT_SHARE = 0.1;
 /** Weight of the latest lookup in the running hit share (about the last 32 lookups count). */
 const HIT_SHARE_WEIGHT = 1 / 32;
 
+/** First pause of a miss waiting for another replica's fill; doubled after each look, up to the next. */
+const FIRST_FILL_POLL_MS = 2;
+const MAX_FILL_POLL_MS = 25;
+
 const REDIS_SPAN_ATTRIBUTES = { 'db.system.name': 'redis', 'db.operation.name': 'GET' };
+/** With fill leases the lookup is a script (GET, else take the lease). */
+const REDIS_LEASE_SPAN_ATTRIBUTES = { 'db.system.name': 'redis', 'db.operation.name': 'EVALSHA' };
 
 function endLookupSpan(span: Span, answer: boolean | undefined): void {
   span.setAttribute('tiergate.redis.hit', answer !== undefined);
@@ -101,8 +115,10 @@ export class CachingAuthorizer implements Authorizer {
   private readonly random: () => number;
   private readonly parentQuestions: ParentQuestions | undefined;
   private readonly raceLookups: boolean;
+  private readonly fillWaitMs: number;
   /**
-   * Share of recent Redis lookups that found a valid answer (moving average). It starts
+   * Share of recent Redis lookups that found a valid answer, or another replica asking the
+   * engine the same question (leaseOrWait; moving average). It starts
    * at 1: a replica races only once Redis has been seen not to hold its answers (about 70
    * misses in a row from the start), so replicas that find each other's decisions there
    * do not race.
@@ -125,6 +141,7 @@ export class CachingAuthorizer implements Authorizer {
     this.random = opts.random ?? Math.random;
     this.parentQuestions = opts.parentQuestions;
     this.raceLookups = (opts.raceLookups ?? true) && opts.l1Enabled && opts.shared !== undefined;
+    this.fillWaitMs = opts.fillWaitMs ?? 0;
     // ttlResolution 0: lru-cache otherwise caches "now" for 1 ms with a new timer each
     // time it reads the clock, i.e. a setTimeout on nearly every lookup under load.
     this.l1 = opts.l1Enabled
@@ -249,19 +266,25 @@ export class CachingAuthorizer implements Authorizer {
     // entry itself), so these reads start alongside it: Redis gets both in one round trip.
     // With it off, every check is a Redis lookup that mostly hits: they wait for a miss.
     const early = this.l1 !== undefined && this.shared !== undefined ? this.knownDependencies(req).catch(() => undefined) : undefined;
+    let lease: FillLease | undefined;
     if (this.shared) {
-      const span = startSpan('tiergate.redis.lookup', SpanKind.CLIENT, REDIS_SPAN_ATTRIBUTES);
-      const lookup = this.lookupShared(key, generation);
+      const racing = early !== undefined && this.racing();
+      const span = startSpan('tiergate.redis.lookup', SpanKind.CLIENT, this.fillWaitMs > 0 ? REDIS_LEASE_SPAN_ATTRIBUTES : REDIS_SPAN_ATTRIBUTES);
+      const lookup = this.lookupShared(key, generation, racing);
       // lookupShared never rejects: a failed lookup is a miss.
-      if (span) void lookup.then((answer) => endLookupSpan(span, answer));
-      if (early !== undefined && this.racing()) {
+      if (span) void lookup.then((found) => endLookupSpan(span, found.allowed));
+      if (racing) {
+        // The lease the lookup takes (if any) is released when this fill is done, so other
+        // replicas asking the same question meanwhile wait for this one's answer.
         const race: Race = { redisAnswered: false };
-        return this.race(race, lookup, this.fill({ key, req, generation, depsAt, known: early, race }));
+        const lease = lookup.then((found) => found.lease);
+        return this.race(race, lookup.then((found) => found.allowed), this.fill({ key, req, generation, depsAt, known: early, race, lease }));
       }
-      const fromShared = await lookup;
-      if (fromShared !== undefined) return { allowed: fromShared, layer: 'redis' };
+      const found = await lookup;
+      if (found.allowed !== undefined) return { allowed: found.allowed, layer: 'redis' };
+      lease = found.lease;
     }
-    return this.fill({ key, req, generation, depsAt, known: early ?? this.knownDependencies(req).catch(() => undefined) });
+    return this.fill({ key, req, generation, depsAt, known: early ?? this.knownDependencies(req).catch(() => undefined), lease });
   }
 
   /**
@@ -307,10 +330,29 @@ export class CachingAuthorizer implements Authorizer {
   }
 
   /**
+   * `askAndStore`, then the key's fill lease given up if this miss holds it: whether the
+   * engine answered or failed, so replicas waiting for it look no longer than needed. The
+   * entry's write is issued first, on the same connection, so it lands before the release.
+   */
+  private fill(miss: Miss): Promise<{ allowed: boolean; layer: 'openfga' }> {
+    const filled = this.askAndStore(miss);
+    const held = miss.lease;
+    if (held !== undefined) {
+      const release = () => void Promise.resolve(held).then((lease) => lease && this.releaseLease(lease));
+      filled.then(release, release);
+    }
+    return filled;
+  }
+
+  private releaseLease(lease: FillLease): void {
+    this.shared!.release(lease).catch(() => this.opts.metrics.redisError('l2_release'));
+  }
+
+  /**
    * Reads the versions (`deps`), asks the engine, and caches its answer when it can be
    * validated later (in Redis too, unless Redis answered the race: it holds an answer).
    */
-  private async fill(miss: Miss): Promise<{ allowed: boolean; layer: 'openfga' }> {
+  private async askAndStore(miss: Miss): Promise<{ allowed: boolean; layer: 'openfga' }> {
     const { key, req, generation, depsAt, race } = miss;
     let deps: Dependencies | undefined = await miss.known;
     if (deps !== undefined && deps.openNodes) {
@@ -370,39 +412,117 @@ export class CachingAuthorizer implements Authorizer {
     }
   }
 
-  /** The answer from Redis if present and still valid, else undefined. */
-  private async lookupShared(key: string, generation: number): Promise<boolean | undefined> {
+  /**
+   * The answer from Redis if present and still valid; else, with fill leases on, the key's
+   * lease for this miss, or the answer of the replica that holds it (`leaseOrWait`).
+   */
+  private async lookupShared(key: string, generation: number, racing: boolean): Promise<SharedLookup> {
     if (!this.sharedUp()) {
       this.counts.redis.bypass++;
-      return undefined;
+      return NOT_FOUND;
     }
+    let seen: SharedLook;
     try {
-      const stored = await this.shared!.get(key);
-      if (stored === undefined) {
+      seen = this.fillWaitMs > 0 ? await this.shared!.look(key, this.fillWaitMs) : { raw: await this.shared!.get(key), lease: undefined };
+      if (seen.raw === undefined) {
         this.counts.redis.miss++;
-        this.sawLookup(false);
-        return undefined;
-      }
-      const current = await this.versions.read(stored.deps);
-      for (let i = 0; i < current.length; i++) {
-        if (current[i] !== stored.versions[i]) {
-          this.counts.redis.stale++;
-          this.sawLookup(false);
-          return undefined;
+      } else {
+        const found = await this.validated(key, seen.raw, generation);
+        if (typeof found === 'boolean') {
+          this.counts.redis.hit++;
+          this.sawLookup(true);
+          return { allowed: found };
         }
+        this.counts.redis[found]++;
       }
-      this.counts.redis.hit++;
-      this.sawLookup(true);
-      // `expiresAt` is the writer's clock: capped, so a skewed clock can't stretch an entry's life.
-      const ttlMs = Math.min(stored.expiresAt - Date.now(), this.maxTtlMs(stored.allowed));
-      const deps = this.interned.keys(stored.deps);
-      this.remember(key, { allowed: stored.allowed, deps, versions: this.interned.versions(stored.versions), generation }, ttlMs);
-      return stored.allowed;
     } catch {
       // Slow or down Redis: straight to the engine (counted; the status shows why).
       this.counts.redis.error++;
-      return undefined;
+      return NOT_FOUND;
     }
+    if (this.fillWaitMs === 0) {
+      this.sawLookup(false);
+      return NOT_FOUND;
+    }
+    const found = await this.leaseOrWait(key, generation, racing, seen);
+    // Another replica's answer served counts as a hit, and so does finding another replica
+    // asking the same question while racing: replicas ask this one's questions too, and a
+    // race then costs an engine call the wait would have saved.
+    this.sawLookup(found.allowed !== undefined || found.elsewhere === true);
+    return found;
+  }
+
+  /**
+   * After a lookup found no valid answer (`seen`): the key's fill lease, taken for this miss
+   * (which then asks the engine for every replica), or the answer of the replica holding it,
+   * polled for with growing pauses while it holds the lease, at most fillWaitMs, and
+   * validated like any entry (./soundness.ts, section 5). Nothing — ask the engine without
+   * the lease — once the wait is over, when racing (a racing miss does not wait), or on
+   * Redis trouble: a lease never fails a check.
+   */
+  private async leaseOrWait(key: string, generation: number, racing: boolean, seen: SharedLook): Promise<SharedLookup> {
+    const leases = this.counts.lease;
+    const deadline = performance.now() + this.fillWaitMs;
+    let pause = FIRST_FILL_POLL_MS;
+    let waited = false;
+    // The entry last found at the key and not valid: the next look takes the lease past it.
+    let unusable = seen.raw;
+    try {
+      for (;;) {
+        if (seen.lease === 'held') {
+          if (racing) {
+            leases.raced++;
+            return FILLED_ELSEWHERE;
+          }
+          const left = deadline - performance.now();
+          if (left <= 0 || !this.sharedUp()) {
+            leases.waited_filled++;
+            return NOT_FOUND;
+          }
+          waited = true;
+          await sleep(Math.min(pause, left));
+          pause = Math.min(2 * pause, MAX_FILL_POLL_MS);
+        } else if (seen.lease !== undefined) {
+          leases[waited ? 'waited_filled' : 'acquired']++;
+          return { lease: seen.lease };
+        } else if (seen.raw !== undefined && seen.raw !== unusable) {
+          // A new entry: the lease holder's answer, or another fill's.
+          const found = await this.validated(key, seen.raw, generation);
+          if (typeof found === 'boolean') {
+            leases.waited_served++;
+            return { allowed: found };
+          }
+          unusable = seen.raw;
+          if (performance.now() >= deadline) {
+            if (waited) leases.waited_filled++;
+            return NOT_FOUND;
+          }
+        }
+        seen = await this.shared!.look(key, this.fillWaitMs, unusable);
+      }
+    } catch {
+      this.opts.metrics.redisError('l2_lease');
+      if (waited) leases.waited_filled++;
+      return NOT_FOUND;
+    }
+  }
+
+  /**
+   * The answer of a stored entry if it is well-formed, unexpired and its recorded versions
+   * are the current ones (then it is kept in process too); else why not.
+   */
+  private async validated(key: string, raw: string, generation: number): Promise<boolean | 'miss' | 'stale'> {
+    const stored = unexpiredStored(raw);
+    if (stored === undefined) return 'miss';
+    const current = await this.versions.read(stored.deps);
+    for (let i = 0; i < current.length; i++) {
+      if (current[i] !== stored.versions[i]) return 'stale';
+    }
+    // `expiresAt` is the writer's clock: capped, so a skewed clock can't stretch an entry's life.
+    const ttlMs = Math.min(stored.expiresAt - Date.now(), this.maxTtlMs(stored.allowed));
+    const deps = this.interned.keys(stored.deps);
+    this.remember(key, { allowed: stored.allowed, deps, versions: this.interned.versions(stored.versions), generation }, ttlMs);
+    return stored.allowed;
   }
 
   /**
@@ -476,6 +596,19 @@ export class CachingAuthorizer implements Authorizer {
   }
 }
 
+/** What the Redis lookup of a miss came to (CachingAuthorizer.lookupShared). */
+interface SharedLookup {
+  /** A valid answer, found there or written there by the replica that held the key's lease. */
+  allowed?: boolean;
+  /** The key's fill lease, taken for this miss: given up once its fill is done. */
+  lease?: FillLease;
+  /** Another replica holds the lease; this miss, racing, did not wait for its answer. */
+  elsewhere?: boolean;
+}
+
+const NOT_FOUND: SharedLookup = {};
+const FILLED_ELSEWHERE: SharedLookup = { elsewhere: true };
+
 /** Redis' side of a race when it holds no valid answer (never reported: see CachingAuthorizer.race). */
 const NO_ANSWER = Symbol('no answer in Redis');
 
@@ -491,6 +624,8 @@ interface Miss {
   known: Promise<Dependencies | undefined>;
   /** The race against the Redis lookup this fill runs in, if any. */
   race?: Race;
+  /** The key's fill lease, if this miss took it (while racing: once the lookup says so). */
+  lease?: FillLease | Promise<FillLease | undefined> | undefined;
 }
 
 /** One race of the engine against a Redis lookup (CachingAuthorizer.race). */

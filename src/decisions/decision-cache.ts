@@ -93,6 +93,12 @@ export interface DecisionCacheOptions {
    * lookups find an answer there (CACHE_RACE_LOOKUPS, default true; CachingAuthorizer.racing).
    */
   raceLookups?: boolean;
+  /**
+   * With Redis: how long a miss waits for another replica that is asking the engine the
+   * same question (holds the key's fill lease), and how long such a lease lasts; 0 = no
+   * leases (CACHE_FILL_WAIT_MS, default OPENFGA_TIMEOUT_MS; here 1000; CachingAuthorizer.leaseOrWait).
+   */
+  fillWaitMs?: number;
   /** Replace the OpenFGA structure reader (unit tests, benchmarks). */
   structureSource?: StructureSource;
   /** Optional event log hook (Redis errors, poll errors, resyncs). */
@@ -102,7 +108,7 @@ export interface DecisionCacheOptions {
 /** The subset of Config the cache reads. */
 export function decisionCacheSettings(config: Config): Pick<
   DecisionCacheOptions,
-  'redisUrl' | 'redisTimeoutMs' | 'l1Enabled' | 'l1MaxEntries' | 'allowTtlS' | 'denyTtlS' | 'ttlJitter' | 'pollMs' | 'raceLookups'
+  'redisUrl' | 'redisTimeoutMs' | 'l1Enabled' | 'l1MaxEntries' | 'allowTtlS' | 'denyTtlS' | 'ttlJitter' | 'pollMs' | 'raceLookups' | 'fillWaitMs'
 > {
   return {
     ...(config.REDIS_URL ? { redisUrl: config.REDIS_URL } : {}),
@@ -114,6 +120,7 @@ export function decisionCacheSettings(config: Config): Pick<
     ttlJitter: config.CACHE_TTL_JITTER,
     pollMs: config.READCHANGES_POLL_MS,
     raceLookups: config.CACHE_RACE_LOOKUPS,
+    fillWaitMs: config.CACHE_FILL_WAIT_MS ?? config.OPENFGA_TIMEOUT_MS,
   };
 }
 
@@ -213,7 +220,7 @@ export class DecisionCache {
       modelId: opts.modelId,
       versions,
       hierarchy,
-      ...(this.link ? { shared: new SharedDecisions(this.link, `${prefix}d:`), sharedUp: () => !this.fenced && this.link!.hot.status === 'ready' } : {}),
+      ...(this.link ? { shared: new SharedDecisions(this.link, `${prefix}d:`, `${prefix}f:`), sharedUp: () => !this.fenced && this.link!.hot.status === 'ready' } : {}),
       l1Enabled: opts.l1Enabled,
       l1MaxEntries: opts.l1MaxEntries,
       allowTtlMs: opts.allowTtlS * 1000,
@@ -222,6 +229,7 @@ export class DecisionCache {
       metrics,
       ...((opts.parentQuestions ?? true) ? { parentQuestions: new ParentQuestions(opts.model, structure) } : {}),
       raceLookups: opts.raceLookups ?? true,
+      fillWaitMs: opts.fillWaitMs ?? 1000,
     }));
     const dropLocal = () => {
       versions.drop();

@@ -127,6 +127,12 @@
  * ## 5. Replicas and failures
  * - L2 (Redis) entries are validated against the current versions: Redis', or the
  *   in-process copy's while it is trusted (below).
+ * - A fill lease (./caching-authorizer.ts, leaseOrWait) decides only who asks the engine.
+ *   A replica waiting for the lease holder's answer serves it as an L2 hit: read from
+ *   Redis after the wait began, and validated against the current versions exactly as
+ *   above, so the theorem of section 4 applies to it unchanged; a write whose bump
+ *   completed while the holder was asking makes it fail to validate, and the waiter asks
+ *   the engine itself. Lost, expired or never released leases cost engine calls, not answers.
  * - The in-process copy (./redis-version-store.ts) is bounded: it forgets the versions not used for a
  *   while (two generations), and a forgotten version is unknown — an entry depending on it
  *   does not validate in process; the next read fetches it from Redis. Claim: once a bump
