@@ -38,8 +38,8 @@
 // contain no `#`), and the prefixes `#b|`, `#s|`, `#p|`, `#c|`, `#d|` and the keys `#p`, `#g`
 // differ, so keys of different kinds never collide. (`#p|P` needs no length prefix: P is
 // all that follows it.) The per-node role-versions of the scheme before this one were
-// named `#r|<len(s)>:s<P>`: nothing reads or bumps those names any more (./caching-authorizer.ts
-// refuses a Redis entry recorded under them).
+// named `#r|<len(s)>:s<P>`: nothing reads or bumps those names any more
+// (./caching-authorizer.ts refuses a Redis entry recorded under them).
 import type { TupleChange, TupleKey } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyStructure } from '../fga/hierarchy.js';
 
@@ -156,9 +156,9 @@ export interface Bumps {
   keys: string[];
   /**
    * Role-version keys to set, each paired with the counter it takes its value from (the
-   * role counter, which is in `keys`): a role key takes that counter's value after the
-   * increments. Values of a role key therefore never repeat, even after it was forgotten
-   * (see ./version-store.ts).
+   * role counter, which the store increments along with `keys`): a role key takes that
+   * counter's value after the increments. Values of a role key therefore never repeat,
+   * even after it was forgotten (see ./version-store.ts).
    */
   roles: Array<[key: string, from: string]>;
   /** What the change was, for metrics: one count per changed tuple. */

@@ -10,6 +10,9 @@ import type { Authorizer, CheckRequest, Decision } from '../../src/authz/types.j
 import { MODEL, resourceCheck } from '../support/decisions-fixture.js';
 import { timersStartedBy } from '../support/timers.js';
 import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
+import { useCleanup } from '../support/cleanup.js';
+
+useCleanup();
 
 /** Answers from a table; optionally holds every call until release(). */
 class TableEngine implements Authorizer {

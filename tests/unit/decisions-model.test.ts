@@ -3,6 +3,9 @@ import { parseModel, loadModel } from '../../src/fga/model.js';
 import { structureOf } from '../../src/fga/hierarchy.js';
 import { bumpsFor, GLOBAL_KEY, plainSubject, ROLE_COUNTER_KEY, VersionKeys } from '../../src/decisions/version-keys.js';
 import { assertDecisionModel, decisionModelProblems } from '../../src/decisions/soundness.js';
+import { useCleanup } from '../support/cleanup.js';
+
+useCleanup();
 
 const model = loadModel().request;
 const structure = structureOf(model);

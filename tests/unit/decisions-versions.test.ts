@@ -10,6 +10,9 @@ import type { RedisLink } from '../../src/decisions/redis-link.js';
 import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
 import { RedisVersionStore } from '../../src/decisions/redis-version-store.js';
 import type { VersionStore } from '../../src/decisions/version-store.js';
+import { useCleanup } from '../support/cleanup.js';
+
+useCleanup();
 
 const keys = new VersionKeys(structureOf(loadModel().request));
 
