@@ -3,7 +3,7 @@
 // one check at a time (latency, not throughput), each timed with performance.now():
 //   l1       warm decisions from the in-process layer (key hash + LRU + version check)
 //   redis    the same decisions with the in-process layer off (Redis GET + version reads)
-//   openfga  a miss: the reader's role-version on the tenant is bumped before each check
+//   openfga  a miss: the reader's role-version is bumped (a grant on the tenant) before each check
 //            (a new object alone is no miss: its permission is asked of the tenant, whose
 //            decision is cached), so it is a Redis lookup that finds the entry outdated,
 //            dependency versions, OpenFGA Check (HIGHER_CONSISTENCY), fill of both layers

@@ -7,8 +7,9 @@
 //
 // A cached decision records the version keys it depends on and their versions, read
 // before the engine was asked (see ./soundness.ts for why that set is enough): the
-// global epoch and, for every node its answer can depend on, the node's structure-version
-// and the principal's own role-version there. Its life (TTL) counts from that read.
+// global epoch, the structure-version of every node its answer can depend on, and the
+// principal's role-version. Its life (TTL) counts from that read. In process, the first
+// two are one list per path and versions, shared by every principal's entries on it.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { Authorizer, CheckRequest, Decision } from '../authz/types.js';
@@ -17,16 +18,20 @@ import { SpanKind, startSpan, type Span } from '../shared/tracing.js';
 import { decisionKey } from './decision-key.js';
 import { unexpiredStored, type FillLease, type SharedDecisions, type SharedLook } from './shared-decisions.js';
 import type { DecisionMetrics } from './decision-metrics.js';
-import { GLOBAL_KEY, plainSubject } from './version-keys.js';
+import { GLOBAL_KEY, plainSubject, ROLE_KEY_PREFIX } from './version-keys.js';
 import type { ParentQuestions } from './parent-questions.js';
 import type { VersionStore } from './version-store.js';
 
 interface L1Entry {
   allowed: boolean;
-  deps: string[];
-  versions: number[];
   /** VersionStore generation at the time the versions were read. */
   generation: number;
+  /** The path's keys and their versions: shared lists (DependencyInterner), never mutated. */
+  deps: readonly string[];
+  versions: readonly number[];
+  /** The principal's role-version key (undefined for a subject that is not plain) and its version. */
+  roleKey: string | undefined;
+  roleVersion: number;
 }
 
 interface Flight {
@@ -198,7 +203,11 @@ export class CachingAuthorizer implements Authorizer {
       if (this.versions.trusted()) {
         const e = l1.get(key);
         if (e === undefined) this.counts.l1.miss++;
-        else if (e.generation === this.versions.generation && this.versions.matches(e.deps, e.versions)) {
+        else if (
+          e.generation === this.versions.generation &&
+          this.versions.matches(e.deps, e.versions) &&
+          (e.roleKey === undefined || this.versions.matchesKey(e.roleKey, e.roleVersion))
+        ) {
           this.counts.l1.hit++;
           return { allowed: e.allowed, layer: 'l1', durationMs: performance.now() - started };
         } else {
@@ -270,7 +279,7 @@ export class CachingAuthorizer implements Authorizer {
     if (this.shared) {
       const racing = early !== undefined && this.racing();
       const span = startSpan('tiergate.redis.lookup', SpanKind.CLIENT, this.fillWaitMs > 0 ? REDIS_LEASE_SPAN_ATTRIBUTES : REDIS_SPAN_ATTRIBUTES);
-      const lookup = this.lookupShared(key, generation, racing);
+      const lookup = this.lookupShared(key, req, generation, racing);
       // lookupShared never rejects: a failed lookup is a miss.
       if (span) void lookup.then((found) => endLookupSpan(span, found.allowed));
       if (racing) {
@@ -388,11 +397,15 @@ export class CachingAuthorizer implements Authorizer {
 
     const ttlMs = this.ttlMs(allowed) - (performance.now() - depsAt);
     if (deps && ttlMs >= 1) {
-      this.remember(key, { allowed, deps: deps.keys, versions: deps.versions, generation }, ttlMs);
+      const { keys, versions, roleKey, roleVersion } = deps;
+      this.remember(key, { allowed, generation, deps: keys, versions, roleKey, roleVersion }, ttlMs);
       if (this.shared && this.sharedUp() && race?.redisAnswered !== true) {
-        this.shared
-          .set(key, { allowed, deps: deps.keys, versions: deps.versions, expiresAt: Date.now() + ttlMs }, ttlMs)
-          .catch(() => this.opts.metrics.redisError('l2_set'));
+        // One flat list in Redis, the role key last (lookupShared requires it there).
+        const stored =
+          roleKey === undefined
+            ? { allowed, deps: keys.slice(), versions: versions.slice(), expiresAt: Date.now() + ttlMs }
+            : { allowed, deps: [...keys, roleKey], versions: [...versions, roleVersion], expiresAt: Date.now() + ttlMs };
+        this.shared.set(key, stored, ttlMs).catch(() => this.opts.metrics.redisError('l2_set'));
       }
     }
     return { allowed, layer: 'openfga' };
@@ -416,7 +429,7 @@ export class CachingAuthorizer implements Authorizer {
    * The answer from Redis if present and still valid; else, with fill leases on, the key's
    * lease for this miss, or the answer of the replica that holds it (`leaseOrWait`).
    */
-  private async lookupShared(key: string, generation: number, racing: boolean): Promise<SharedLookup> {
+  private async lookupShared(key: string, req: CheckRequest, generation: number, racing: boolean): Promise<SharedLookup> {
     if (!this.sharedUp()) {
       this.counts.redis.bypass++;
       return NOT_FOUND;
@@ -427,7 +440,7 @@ export class CachingAuthorizer implements Authorizer {
       if (seen.raw === undefined) {
         this.counts.redis.miss++;
       } else {
-        const found = await this.validated(key, seen.raw, generation);
+        const found = await this.validated(key, req, seen.raw, generation);
         if (typeof found === 'boolean') {
           this.counts.redis.hit++;
           this.sawLookup(true);
@@ -444,7 +457,7 @@ export class CachingAuthorizer implements Authorizer {
       this.sawLookup(false);
       return NOT_FOUND;
     }
-    const found = await this.leaseOrWait(key, generation, racing, seen);
+    const found = await this.leaseOrWait(key, req, generation, racing, seen);
     // Another replica's answer served counts as a hit, and so does finding another replica
     // asking the same question while racing: replicas ask this one's questions too, and a
     // race then costs an engine call the wait would have saved.
@@ -460,7 +473,7 @@ export class CachingAuthorizer implements Authorizer {
    * the lease — once the wait is over, when racing (a racing miss does not wait), or on
    * Redis trouble: a lease never fails a check.
    */
-  private async leaseOrWait(key: string, generation: number, racing: boolean, seen: SharedLook): Promise<SharedLookup> {
+  private async leaseOrWait(key: string, req: CheckRequest, generation: number, racing: boolean, seen: SharedLook): Promise<SharedLookup> {
     const leases = this.counts.lease;
     const deadline = performance.now() + this.fillWaitMs;
     let pause = FIRST_FILL_POLL_MS;
@@ -487,7 +500,7 @@ export class CachingAuthorizer implements Authorizer {
           return { lease: seen.lease };
         } else if (seen.raw !== undefined && seen.raw !== unusable) {
           // A new entry: the lease holder's answer, or another fill's.
-          const found = await this.validated(key, seen.raw, generation);
+          const found = await this.validated(key, req, seen.raw, generation);
           if (typeof found === 'boolean') {
             leases.waited_served++;
             return { allowed: found };
@@ -509,35 +522,54 @@ export class CachingAuthorizer implements Authorizer {
 
   /**
    * The answer of a stored entry if it is well-formed, unexpired and its recorded versions
-   * are the current ones (then it is kept in process too); else why not.
+   * are the current ones (then it is kept in process too); else why not. An entry for a
+   * plain subject must name that subject's role key last: one recorded under another
+   * version scheme (per-node role keys, which nothing bumps any more) is never believed.
    */
-  private async validated(key: string, raw: string, generation: number): Promise<boolean | 'miss' | 'stale'> {
+  private async validated(key: string, req: CheckRequest, raw: string, generation: number): Promise<boolean | 'miss' | 'stale'> {
     const stored = unexpiredStored(raw);
     if (stored === undefined) return 'miss';
+    const roleKey = this.roleKeyOf(req);
+    const last = stored.deps.length - 1;
+    if (roleKey === undefined ? stored.deps.some((k) => k.startsWith(ROLE_KEY_PREFIX)) : stored.deps[last] !== roleKey) return 'stale';
     const current = await this.versions.read(stored.deps);
     for (let i = 0; i < current.length; i++) {
       if (current[i] !== stored.versions[i]) return 'stale';
     }
     // `expiresAt` is the writer's clock: capped, so a skewed clock can't stretch an entry's life.
     const ttlMs = Math.min(stored.expiresAt - Date.now(), this.maxTtlMs(stored.allowed));
-    const deps = this.interned.keys(stored.deps);
-    this.remember(key, { allowed: stored.allowed, deps, versions: this.interned.versions(stored.versions), generation }, ttlMs);
+    const own = roleKey === undefined ? stored.deps.length : last;
+    this.remember(
+      key,
+      {
+        allowed: stored.allowed,
+        generation,
+        deps: this.interned.list(stored.deps.slice(0, own)),
+        versions: this.interned.versions(stored.versions.slice(0, own)),
+        roleKey,
+        roleVersion: roleKey === undefined ? 0 : stored.versions[last]!,
+      },
+      ttlMs,
+    );
     return stored.allowed;
   }
 
   /**
    * Version keys of everything the answer to `req` can depend on (./soundness.ts):
    *   - the global epoch;
+   *   - the principal's role-version when it is a plain object (read with the epoch: it
+   *     does not depend on the path);
    *   - Reach: the object, every object named in a contextual tuple (and the scope), and
    *     everything above them through stored structural tuples — each node's
    *     structure-version, read (by the closure) before that node's structural tuples;
-   *   - on each node of Reach, the principal's own role-version there; for a subject that
-   *     is not a plain object (a wildcard, a userset), the node's any-version instead.
+   *   - for a subject that is not a plain object (a wildcard, a userset), each node's
+   *     any-version too.
    */
   private async dependencies(req: CheckRequest): Promise<Dependencies> {
-    const [globalVersion] = await this.versions.read([GLOBAL_KEY]);
+    const roleKey = this.roleKeyOf(req);
+    const head = await this.versions.read(roleKey === undefined ? GLOBAL_ONLY : [GLOBAL_KEY, roleKey]);
     const closure = await this.hierarchy.closure(rootsOf(req));
-    return this.withRoleVersions(req, globalVersion!, closure.objects, closure.versions, []);
+    return this.withNodeVersions(head, roleKey, closure.objects, closure.versions, []);
   }
 
   /**
@@ -547,7 +579,8 @@ export class CachingAuthorizer implements Authorizer {
    * hierarchy node (then the caller resolves the closure first).
    */
   private async knownDependencies(req: CheckRequest): Promise<Dependencies> {
-    const [globalVersion] = await this.versions.read([GLOBAL_KEY]);
+    const roleKey = this.roleKeyOf(req);
+    const head = await this.versions.read(roleKey === undefined ? GLOBAL_ONLY : [GLOBAL_KEY, roleKey]);
     const closure = await this.hierarchy.knownClosure(rootsOf(req));
     const nodeTypes = this.hierarchy.structure.nodeTypes;
     const pending: Array<{ object: string; version: number }> = [];
@@ -557,14 +590,20 @@ export class CachingAuthorizer implements Authorizer {
       if (nodeTypes.has(typeOf(object))) openNodes = true;
       else pending.push({ object, version: closure.versions[i]! });
     }
-    const deps = await this.withRoleVersions(req, globalVersion!, closure.objects, closure.versions, pending);
+    const deps = await this.withNodeVersions(head, roleKey, closure.objects, closure.versions, pending);
     deps.openNodes = openNodes;
     return deps;
   }
 
-  private async withRoleVersions(
-    req: CheckRequest,
-    globalVersion: number,
+  /** The principal's role-version key; undefined for a subject that is not a plain object. */
+  private roleKeyOf(req: CheckRequest): string | undefined {
+    return plainSubject(req.user) ? this.versions.keys.roleKey(req.user) : undefined;
+  }
+
+  /** `head`: the versions of the global epoch and of `roleKey`, when there is one. */
+  private async withNodeVersions(
+    head: readonly number[],
+    roleKey: string | undefined,
     objects: readonly string[],
     structureVersions: readonly number[],
     pending: Dependencies['pending'],
@@ -572,7 +611,7 @@ export class CachingAuthorizer implements Authorizer {
     const vkeys = this.versions.keys;
     // Several objects can share a bucket; keep the oldest version read for its key
     // (the conservative one: it stops validating as soon as anything newer is seen).
-    const byKey = new Map<string, number>([[GLOBAL_KEY, globalVersion]]);
+    const byKey = new Map<string, number>([[GLOBAL_KEY, head[0]!]]);
     const slots = new Set<string>();
     objects.forEach((o, i) => {
       const slot = vkeys.slot(o);
@@ -582,13 +621,16 @@ export class CachingAuthorizer implements Authorizer {
       const cur = byKey.get(k);
       if (cur === undefined || v < cur) byKey.set(k, v);
     });
-    const principal = plainSubject(req.user) ? req.user : undefined;
-    const own = [...slots].map((slot) => (principal !== undefined ? vkeys.roleKeyOfSlot(slot, principal) : slot));
-    const ownVersions = await this.versions.read(own);
-    own.forEach((k, i) => byKey.set(k, ownVersions[i]!));
+    if (roleKey === undefined) {
+      const any = [...slots];
+      const anyVersions = await this.versions.read(any);
+      any.forEach((k, i) => byKey.set(k, anyVersions[i]!));
+    }
     return {
-      keys: this.interned.keys([...byKey.keys()]),
+      keys: this.interned.list([...byKey.keys()]),
       versions: this.interned.versions([...byKey.values()]),
+      roleKey,
+      roleVersion: roleKey === undefined ? 0 : head[1]!,
       nodes: new Set(objects),
       pending,
       openNodes: false,
@@ -608,6 +650,7 @@ interface SharedLookup {
 
 const NOT_FOUND: SharedLookup = {};
 const FILLED_ELSEWHERE: SharedLookup = { elsewhere: true };
+const GLOBAL_ONLY = [GLOBAL_KEY];
 
 /** Redis' side of a race when it holds no valid answer (never reported: see CachingAuthorizer.race). */
 const NO_ANSWER = Symbol('no answer in Redis');
@@ -636,8 +679,12 @@ interface Race {
 
 /** What a fill records, and what it still has to confirm. */
 interface Dependencies {
-  keys: string[];
-  versions: number[];
+  /** The path's keys (shared: never mutated) and their versions. */
+  keys: readonly string[];
+  versions: readonly number[];
+  /** The principal's role-version key (undefined for a subject that is not plain) and its version. */
+  roleKey: string | undefined;
+  roleVersion: number;
   /** The objects whose versions were read (the closure, once `pending` is confirmed). */
   nodes: ReadonlySet<string>;
   /** Resources whose stored parents are still to be read, with the structure-version read for each. */
@@ -647,29 +694,40 @@ interface Dependencies {
 }
 
 /**
- * Shares what in-process entries repeat: a dependency key (the global epoch, a node's
- * structure-version, a principal's role-version on a node) is one string however many
- * decisions name it, and equal version lists are one array. The lists are never mutated.
- * Bounded: past its size it starts over (entries keep their copies; only sharing is lost).
+ * Shares what in-process entries repeat: a path's key list (the global epoch and its
+ * nodes' structure-versions) is one array however many principals' decisions name it,
+ * each key in it one string whatever list it is in, and equal version lists are one
+ * array. The lists are never mutated. Bounded: past its size a pool starts over
+ * (entries keep their copies; only sharing is lost).
  */
-const ROLE_KEY_PREFIX = '#r|';
-
 export class DependencyInterner {
   private strings = new Map<string, string>();
-  private lists = new Map<string, number[]>();
+  private lists = new Map<string, readonly string[]>();
+  private versionLists = new Map<string, readonly number[]>();
 
   constructor(
     private readonly maxStrings = 200_000,
     private readonly maxLists = 20_000,
   ) {}
 
+  /** The shared array equal to `keys`, each key the shared copy. */
+  list(keys: string[]): readonly string[] {
+    // Length-prefixed, so two different lists never share an id whatever their keys contain;
+    // joined, so the id kept is one flat string rather than a rope of every piece.
+    const id = keys.map((k) => `${k.length}:${k}`).join('');
+    const shared = this.lists.get(id);
+    if (shared !== undefined) return shared;
+    if (this.lists.size >= this.maxLists) this.lists = new Map();
+    const list = this.keys(keys);
+    this.lists.set(id, list);
+    return list;
+  }
+
   /** The same keys, each the shared copy. */
   keys(keys: string[]): string[] {
     if (this.strings.size + keys.length > this.maxStrings) this.strings = new Map();
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
-      // A principal's role-version key is rarely shared by another entry: pooling it would cost more than it saves.
-      if (k.startsWith(ROLE_KEY_PREFIX)) continue;
       const shared = this.strings.get(k);
       if (shared === undefined) this.strings.set(k, k);
       else keys[i] = shared;
@@ -678,12 +736,12 @@ export class DependencyInterner {
   }
 
   /** The shared array equal to `versions`. */
-  versions(versions: number[]): number[] {
+  versions(versions: number[]): readonly number[] {
     const id = versions.join(',');
-    const shared = this.lists.get(id);
+    const shared = this.versionLists.get(id);
     if (shared !== undefined) return shared;
-    if (this.lists.size >= this.maxLists) this.lists = new Map();
-    this.lists.set(id, versions);
+    if (this.versionLists.size >= this.maxLists) this.versionLists = new Map();
+    this.versionLists.set(id, versions);
     return versions;
   }
 }

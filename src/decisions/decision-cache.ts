@@ -14,10 +14,14 @@
 //   conservatively (as structural), so a newer model's new relations are covered.
 // - All replicas sharing a Redis must run the same version scheme (./version-keys.ts): one
 //   that bumped only a node's any-version for a role change (before principal-scoped
-//   versions) does not invalidate decisions recorded by one that depends on role- and
-//   structure-versions. Replace every replica, don't mix them. (Entries such an older
-//   replica left in Redis depend on any-versions, which every tuple change still bumps,
-//   so they are never served stale.)
+//   versions), or a per-node role-version `#r|…` (before one role-version per
+//   principal), does not invalidate decisions recorded by one that depends on the
+//   principal's role-version `#p|…` and structure-versions. Replace every replica, don't
+//   mix them. (Entries an older replica left in Redis are never served stale: a plain
+//   subject's entry is believed only if it names that subject's `#p|…` key, and the
+//   others depend on any-versions, which every tuple change still bumps. The per-node
+//   `#r|…` versions it left in Redis are read by nobody; they have no TTL, so delete
+//   them once no older replica runs.)
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
@@ -75,8 +79,8 @@ export interface DecisionCacheOptions {
   /** In-process hits need an own heartbeat younger than this (default = ackTimeoutMs). */
   fenceMs?: number;
   /**
-   * Without Redis: how long a principal's role-version on a node is kept in process after
-   * its last bump (in Redis they are kept). Must exceed the longest life of a cached decision,
+   * Without Redis: how long a principal's role-version is kept in process after its last
+   * bump (in Redis they are kept). Must exceed the longest life of a cached decision,
    * max(allowTtlS, denyTtlS) × (1 + ttlJitter), by at least a minute. Default: the larger
    * of 15 minutes and three times that life.
    */

@@ -1,11 +1,11 @@
 // Version counters without Redis (one replica): the in-process map is the truth.
 //
-// Only bumped keys are stored (unknown reads 0, so reads add nothing); node keys are
-// kept, role keys are swept `roleTtlMs` after their last bump (monotonic clock) and read 0
-// again. Safe because roleTtlMs exceeds the longest life of a cached decision counted
-// from when its versions were read (DecisionCache enforces it): every entry that recorded
-// 0 before the key's last bump is gone by then, and the next bump gives a value it never
-// had (./soundness.ts, V).
+// Only bumped keys are stored (unknown reads 0, so reads add nothing); node keys and the
+// role counter are kept, principals' role keys are swept `roleTtlMs` after their last
+// bump (monotonic clock) and read 0 again. Safe because roleTtlMs exceeds the longest
+// life of a cached decision counted from when its versions were read (DecisionCache
+// enforces it): every entry that recorded 0 before the key's last bump is gone by then,
+// and the next bump gives a value it never had (./soundness.ts, V).
 import { DEFAULT_ROLE_TTL_MS, keysToIncrement, type VersionStore } from './version-store.js';
 import type { VersionKeys } from './version-keys.js';
 
@@ -47,6 +47,10 @@ export class LocalVersionStore implements VersionStore {
       if ((this.versions.get(keys[i]!) ?? 0) !== versions[i]) return false;
     }
     return true;
+  }
+
+  matchesKey(key: string, version: number): boolean {
+    return (this.versions.get(key) ?? 0) === version;
   }
 
   get size(): number {

@@ -3,7 +3,7 @@
 //
 // How many are kept:
 //   - in Redis, every version that was ever bumped (role keys included: one per principal
-//     and slot that saw a grant or revocation). None has a TTL: with maxmemory-policy
+//     that saw a grant or revocation). None has a TTL: with maxmemory-policy
 //     volatile-* Redis may evict keys that have one, and a role key evicted before every
 //     entry recorded under its old value is gone would let those entries validate again;
 //   - in process: a bounded copy in two generations (`cur`, `prev`); lookups promote from
@@ -25,8 +25,8 @@ import { keysToIncrement, VersionsUnavailableError, type VersionStore } from './
 
 // Increments KEYS[1..n] (a missing global epoch is created at a time-based value first,
 // so it never repeats a value it held before Redis lost its data), then sets each role
-// key KEYS[n+j] to the new value of KEYS[ARGV[3+j]].
-// ARGV: 1 global key, 2 epoch seed, 3 n, 4.. index of each role key's any-key.
+// key KEYS[n+j] to the new value of KEYS[ARGV[3+j]] (the role counter).
+// ARGV: 1 global key, 2 epoch seed, 3 n, 4.. index of each role key's counter.
 const BUMP_SCRIPT = `
 local n = tonumber(ARGV[3])
 local out = {}
@@ -102,6 +102,10 @@ export class RedisVersionStore implements VersionStore {
       if (v !== versions[i]) return false;
     }
     return true;
+  }
+
+  matchesKey(key: string, version: number): boolean {
+    return (this.cur.get(key) ?? this.promote(key)) === version;
   }
 
   get size(): number {

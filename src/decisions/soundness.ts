@@ -38,14 +38,16 @@
  * lemma is used without the filter: any tuple on Reach.)
  *
  * ## 2. What a cached decision records
- * The fill reads the global epoch `#g`, computes Reach with HierarchyResolver.closure —
+ * The fill reads the global epoch `#g` and, when P is plain, P's *role-version* `#p|P`
+ * (one per principal, whatever the path); computes Reach with HierarchyResolver.closure —
  * reading each node's *structure-version* before reading that node's structural tuples —
- * then reads, for every slot N of Reach, the *role-version* of (N, P) when P is plain, or
- * N's *any-version* when it is not; only then does it ask the engine (with
- * HIGHER_CONSISTENCY, bypassing OpenFGA's own cache). The entry stores those keys and
- * versions, and lives at most max TTL (allow or deny, with jitter) counted from the first
- * of those reads (./caching-authorizer.ts; an in-process copy of a Redis entry gets at most max TTL
- * from the moment it was validated).
+ * then, when P is not plain, reads every slot N of Reach's *any-version*; only then does
+ * it ask the engine (with HIGHER_CONSISTENCY, bypassing OpenFGA's own cache). The entry
+ * stores those keys and versions, and lives at most max TTL (allow or deny, with jitter)
+ * counted from the first of those reads (./caching-authorizer.ts; an in-process copy of a
+ * Redis entry gets at most max TTL from the moment it was validated). In process, the
+ * epoch and structure part is one list shared by every entry on the same path; that
+ * changes how it is stored, not what is recorded.
  * One ordering is relaxed, for speed, without changing what is recorded: a *resource*
  * (an object of a type that is no hierarchy node) whose stored parents this process has
  * not cached at its just-read structure-version is read while the engine answers. Its
@@ -64,21 +66,27 @@
  * ## 3. Invariant W (the write rule, ./version-keys.ts bumpsFor)
  * Every tuple t written or deleted, on an object of slot N:
  *   - bumps N's any-version;
- *   - if t is a role tuple, sets the role-version of (N, t.user) to N's new any-version;
+ *   - if t is a role tuple, sets the role-version of t.user to the role counter `#p`'s
+ *     new value (the same bump increments it);
  *   - otherwise (structural; a wildcard or userset user; a relation this process's model
  *     doesn't define on the type) bumps N's structure-version — and, if structural, the
  *     children-version of the parent it names.
  * So every tuple of kind (a), (b) or (c) on N (section 1) bumps a version a decision
  * for P that has N in Reach recorded: (a) and (c) the structure-version; (b) the
- * role-version of (N, P) if t is a role tuple, else the structure-version; and every
- * tuple on N bumps the any-version (for a P that is not plain). A role tuple for Q ≠ P
- * bumps only (N, Q) and N's any-version, which P's decisions do not record: they stay warm.
+ * role-version of P if t is a role tuple, else the structure-version; and every tuple on
+ * N bumps the any-version (for a P that is not plain). The role-version of P is a
+ * superset of what section 1 needs — it also moves for P's role tuples outside Reach, so
+ * P's decisions elsewhere are asked again for nothing — but never for another subject's:
+ * a role tuple for Q ≠ P bumps only Q's role-version, N's any-version and the counter,
+ * none of which P's decisions record: they stay warm.
  * Writes through tiergate bump before the DecisionInvalidator resolves; writes made
  * elsewhere are bumped by the ReadChanges poller within one poll interval. Both go through
  * bumpsFor.
- * Values (./version-store.ts): any-, structure-, children-versions and `#g` only increase
- * (INCR). A role-version is only ever set to its slot's new any-version, so each non-zero
- * value it takes is larger than all its earlier ones. In Redis no version expires. Without
+ * Values (./version-store.ts): any-, structure-, children-versions, `#p` and `#g` only
+ * increase (INCR). A role-version is only ever set to the counter's new value, and the
+ * counter is never forgotten, so each non-zero value it takes is larger than all its
+ * earlier ones (one counter for every principal: a per-node counter would not do, as
+ * values set from two nodes' counters could repeat). In Redis no version expires. Without
  * Redis (one process, the in-process map is the truth) a role-version is forgotten — reads
  * 0 again — roleTtlMs after its last bump (monotonic clock), and DecisionCache refuses a
  * roleTtlMs not above max TTL + 1 minute.
@@ -107,8 +115,9 @@
  * engine was asked, so the answer includes w; otherwise k reads differently now (V) and
  * the entry does not validate. ∎  Consequently, per kind of write (each has a test):
  *   - role grant/revoke for user U on platform, organization, division, nested division,
- *     tenant: bumps the role-version of (node, U); every decision of U beneath the node
- *     has the node in Reach and recorded that version; other users' decisions stay warm;
+ *     tenant: bumps the role-version of U, which every decision of U recorded (those
+ *     beneath the node need it; the others are asked again needlessly); other users'
+ *     decisions stay warm;
  *   - structural link/unlink (organization#platform, division#organization,
  *     division#parent, tenant#division, <resource>#tenant): the child's structure-version,
  *     and every decision that could follow the link has the child in Reach;
@@ -167,7 +176,11 @@
  *   also why role-versions are not expired in Redis: under volatile-* a key with a TTL
  *   may be evicted early, and a role-version read as 0 again too early breaks V.)
  * - Replicas sharing a Redis must all run this version scheme: a replica from before
- *   principal-scoped versions bumps only any-versions for a role change.
+ *   principal-scoped versions bumps only any-versions for a role change, and one from
+ *   before per-principal role-versions bumps per-node role keys (`#r|…`), which no
+ *   decision records now, and not `#p|P`. A Redis entry for a plain P is believed only
+ *   if its last key is `#p|P`, so the entries recorded under per-node role keys, which
+ *   nothing bumps any more, never validate.
  * - Errors, timeouts and "resolution too complex" reject and are never stored.
  *
  * ## 6. Asking the parent first (./parent-questions.ts)

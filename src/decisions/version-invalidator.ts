@@ -1,8 +1,8 @@
 // DecisionInvalidator over versions: a tuple change bumps the versions it touches
-// (./version-keys.ts bumpsFor: a role grant or revocation only its principal's role-version on
-// the node, a structural change the node's structure-version), in Redis and in process,
-// and tells every replica — all before tuplesChanged resolves (the admin API awaits it
-// before answering).
+// (./version-keys.ts bumpsFor: a role grant or revocation only its principal's
+// role-version and the node's any-version, a structural change the node's
+// structure-version), in Redis and in process, and tells every replica — all before
+// tuplesChanged resolves (the admin API awaits it before answering).
 import type { DecisionInvalidator, TupleChange } from '../authz/types.js';
 import type { InvalidationBus, InvalidationMessage } from './invalidation-bus.js';
 import type { DecisionMetrics } from './decision-metrics.js';

@@ -4,7 +4,7 @@
 // relation: platform, organization, division, tenant) have a slot of their own, their
 // name (`tenant:t1`); objects of other types (resources) share a bucket
 // (`#b|agent|417`) — any deterministic bucketing is sound, a shared bucket only costs
-// extra invalidation. Per slot s there are three kinds of version:
+// extra invalidation. Per slot s there are two kinds of version:
 //
 //   s                     the any-version: changes whenever any tuple on an object of s
 //                         changes (the only per-node version before principal scoping,
@@ -13,13 +13,17 @@
 //                         written or deleted, and when a tuple whose user is not a plain
 //                         object (a wildcard `user:*`, a userset `x#rel`) is, or one on a
 //                         relation this process's model does not know as a role;
-//   #r|<len(s)>:s<P>      the role-version of principal P on s: changes when a role
-//                         tuple on s whose user is exactly P is written or deleted. s is
-//                         length-prefixed (decimal UTF-16 length, then `:`), so the key
-//                         splits back into (s, P) whatever either contains: a subject may
-//                         contain `| @ . : _ -`, an object id written straight to OpenFGA
-//                         almost anything. Without Redis, role keys are forgotten
-//                         a while after their last bump (see ./local-version-store.ts).
+// per principal P (a plain subject) one:
+//   #p|P                  the role-version of P: changes when a role tuple whose user is
+//                         exactly P is written or deleted, on any object. One key for all
+//                         of P's roles, so a cached decision records one role-version
+//                         whatever its path, and nodes' keys are shared by every
+//                         principal's decisions; the price is that a grant or revocation
+//                         for P invalidates all of P's decisions (never another
+//                         principal's). Without Redis, these keys are forgotten a while
+//                         after their last bump (see ./local-version-store.ts);
+//   #p                    the role counter: incremented by every role change; a role-version
+//                         is set to its new value, so none ever takes a value twice;
 // plus
 //   #c|<object>           the children-version of a node: changes when a structural
 //                         tuple pointing at it is written or deleted (what "tenants under
@@ -31,12 +35,18 @@
 //                         a replica's reconnect to Redis (./decision-cache.ts `fenced`).
 //
 // None of these is a valid OpenFGA object name other than a node's own slot (types
-// contain no `#`), and the prefixes `#b|`, `#s|`, `#r|`, `#c|`, `#d|`, `#g` differ, so keys of
-// different kinds never collide.
+// contain no `#`), and the prefixes `#b|`, `#s|`, `#p|`, `#c|`, `#d|` and the keys `#p`, `#g`
+// differ, so keys of different kinds never collide. (`#p|P` needs no length prefix: P is
+// all that follows it.) The per-node role-versions of the scheme before this one were
+// named `#r|<len(s)>:s<P>`: nothing reads or bumps those names any more
+// (./caching-authorizer.ts refuses a Redis entry recorded under them).
 import type { TupleChange, TupleKey } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyStructure } from '../fga/hierarchy.js';
 
 export const GLOBAL_KEY = '#g';
+/** Incremented by every role change; each role-version is set to its new value. */
+export const ROLE_COUNTER_KEY = '#p';
+export const ROLE_KEY_PREFIX = '#p|';
 
 export type InvalidationKind =
   | 'role_grant'
@@ -109,13 +119,11 @@ export class VersionKeys {
     return `#s|${slot}`;
   }
 
-  /** The role-version key of principal `subject` on `object`'s slot. */
-  roleKey(object: string, subject: string): string {
-    return this.roleKeyOfSlot(this.slot(object), subject);
-  }
-
-  roleKeyOfSlot(slot: string, subject: string): string {
-    return `#r|${slot.length}:${slot}${subject}`;
+  /** The role-version key of principal `subject` (a plain subject): one for all its roles. */
+  roleKey(subject: string): string {
+    // Joined, not concatenated: one flat string, which cached decisions and the version copy
+    // share, instead of a rope that holds on to the subject string it was built from.
+    return [ROLE_KEY_PREFIX, subject].join('');
   }
 
   /** The key whose version changes whenever a structural tuple pointing at `object` changes. */
@@ -147,9 +155,10 @@ export interface Bumps {
   /** Version keys to increment (deduplicated). */
   keys: string[];
   /**
-   * Role-version keys to set, each paired with the any-key of its slot (which is in
-   * `keys`): a role key takes that any-key's value after the increments. Values of a role
-   * key therefore never repeat, even after it was forgotten (see ./version-store.ts).
+   * Role-version keys to set, each paired with the counter it takes its value from (the
+   * role counter, which the store increments along with `keys`): a role key takes that
+   * counter's value after the increments. Values of a role key therefore never repeat,
+   * even after it was forgotten (see ./version-store.ts).
    */
   roles: Array<[key: string, from: string]>;
   /** What the change was, for metrics: one count per changed tuple. */
@@ -160,7 +169,8 @@ export interface Bumps {
  * Every version a tuple change must bump. The soundness argument (see ./soundness.ts,
  * invariant W) rests on rules 1–3; rule 4 keeps hierarchy listings fresh.
  *   1. every written or deleted tuple: the any-key of its object's slot;
- *   2. a role tuple (VersionKeys.isPrincipalRole): the role key of (slot, its user);
+ *   2. a role tuple (VersionKeys.isPrincipalRole): the role key of its user, set from the
+ *      role counter (incremented once per change, however many role tuples it holds);
  *   3. any other tuple — structural, a wildcard or userset user, an unknown relation:
  *      the structure key of its object's slot;
  *   4. a structural tuple also bumps the children-key of the parent it names
@@ -174,7 +184,7 @@ export function bumpsFor(change: TupleChange, keys: VersionKeys): Bumps {
     const slot = keys.slot(t.object);
     out.add(slot);
     if (keys.isPrincipalRole(t)) {
-      roles.set(keys.roleKeyOfSlot(slot, t.user), slot);
+      roles.set(keys.roleKey(t.user), ROLE_COUNTER_KEY);
       kinds.push(write ? 'role_grant' : 'role_revoke');
       return;
     }

@@ -3,9 +3,10 @@
 // every replica; each process keeps a bounded copy updated by the invalidation bus) and
 // LocalVersionStore (one replica, no Redis: the in-process map is the truth).
 //
-// Values only grow. A role key (`#r|…`, ./version-keys.ts) is always set to the new value
-// of its slot's any-key, which the same bump increments, so it grows too and a non-zero
-// value is never given to it twice — even after it was forgotten and read 0 again.
+// Values only grow. A role key (`#p|…`, ./version-keys.ts) is always set to the new value
+// of the role counter (`#p`), which the same bump increments and which is never
+// forgotten, so it grows too and a non-zero value is never given to it twice — even
+// after it was forgotten and read 0 again.
 import type { NodeVersions } from '../fga/hierarchy.js';
 import type { VersionKeys } from './version-keys.js';
 
@@ -29,13 +30,15 @@ export interface VersionStore extends NodeVersions {
   trusted(): boolean;
   /** Hot path: do the locally known versions equal `versions`? With Redis, unknown never matches. */
   matches(keys: readonly string[], versions: readonly number[]): boolean;
+  /** Hot path: `matches` for one key (a principal's role-version). */
+  matchesKey(key: string, version: number): boolean;
   /**
    * Current versions of `keys`. With Redis: the local copy when trusted, Redis for the rest;
    * rejects with VersionsUnavailableError when Redis can't answer in time.
    */
   read(keys: readonly string[]): Promise<number[]>;
   /**
-   * Increment `keys`, and set each role key in `roles` to the new value of the any-key it
+   * Increment `keys`, and set each role key in `roles` to the new value of the counter it
    * is paired with (added to `keys` if missing). Returns the new values and applies them.
    */
   bump(keys: readonly string[], roles?: ReadonlyArray<readonly [key: string, from: string]>): Promise<Array<[string, number]>>;
@@ -45,7 +48,7 @@ export interface VersionStore extends NodeVersions {
   drop(): void;
 }
 
-/** The keys to increment for a bump: `keys` and every role key's any-key, once each. */
+/** The keys to increment for a bump: `keys` and every role key's counter, once each. */
 export function keysToIncrement(keys: readonly string[], roles: ReadonlyArray<readonly [key: string, from: string]>): string[] {
   return [...new Set([...keys, ...roles.map(([, from]) => from)])];
 }

@@ -56,7 +56,7 @@ function freshPath(): string {
  * Makes tom's cached decisions in t1 outdated, so his next request must ask OpenFGA: a
  * new agent alone would not (its permission is asked of the tenant, whose answer is
  * cached). A role change of his on t1, made and undone through the admin API, bumps
- * his role-version there. A decision the outage refuses is not cached, so it stays a miss.
+ * his role-version. A decision the outage refuses is not cached, so it stays a miss.
  */
 async function forgetTomsDecisions(): Promise<void> {
   for (const method of ['PUT', 'DELETE'] as const) {

@@ -3,6 +3,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { decisionKey } from '../../src/decisions/index.js';
+import { decodeStored, encodeStored } from '../../src/decisions/shared-decisions.js';
 import { createTestStore, type TestStore } from '../support/fga.js';
 import {
   resourceCheck,
@@ -15,6 +16,9 @@ import {
   type Replica,
 } from '../support/decisions-fixture.js';
 import { waitFor } from '../support/wait.js';
+import { useCleanup } from '../support/cleanup.js';
+
+useCleanup();
 
 let store: TestStore;
 let A: Replica;
@@ -210,6 +214,32 @@ describe('decision cache across two replicas', () => {
     expect(allowTtl).toBeLessThanOrEqual(330_000);
     expect(denyTtl).toBeGreaterThan(20_000);
     expect(denyTtl).toBeLessThanOrEqual(33_000);
+  });
+
+  it('never believes a Redis entry recorded under per-node role-versions, and replaces it', async () => {
+    // An entry as the scheme before one role-version per principal wrote it: the epoch, the
+    // path's structure-versions and the user's per-node role-versions (`#r|…`), all at
+    // their current values, with an allow that a revocation since has made wrong: that
+    // revocation bumped the user's `#p|…`, which the entry does not name.
+    const reader = await startReplica(store, { redisUrl: inject('redisUrl'), poller: false, l1Enabled: false });
+    try {
+      const req = { user: 'user:formerAdmin', relation: 'can_view', object: 'tenant:tB', contextualTuples: [] };
+      const redisKey = `tg:${store.storeId}:d:${decisionKey(store.storeId, store.authorizationModelId, req)}`;
+      const path = ['tenant:tB', 'division:d2', 'division:d1', 'organization:o1', 'platform:root'];
+      const deps = ['#g', ...path.map((n) => `#s|${n}`), ...path.map((n) => `#r|${n.length}:${n}${req.user}`)];
+      const versions = await reader.cache.versions.read(deps);
+      await redis.set(redisKey, encodeStored({ allowed: true, deps, versions, expiresAt: Date.now() + 60_000 }), 'PX', 60_000);
+      const stale = reader.cache.metrics.counts.redis.stale;
+
+      expect(await reader.cache.authorizer.check(req)).toMatchObject({ allowed: false, layer: 'openfga' });
+      expect(reader.cache.metrics.counts.redis.stale - stale).toBe(1);
+      // the fill wrote the current form over it (fire-and-forget): named by the user's role key, and believed
+      expect(await waitFor(async () => decodeStored((await redis.get(redisKey)) ?? '')?.allowed === false, 2000)).toBe(true);
+      expect(decodeStored((await redis.get(redisKey))!)!.deps.at(-1)).toBe(`#p|${req.user}`);
+      expect(await reader.cache.authorizer.check(req)).toMatchObject({ allowed: false, layer: 'redis' });
+    } finally {
+      await closeReplicas(reader);
+    }
   });
 
   it('consistency "strong" goes to OpenFGA past both layers', async () => {

@@ -10,6 +10,9 @@ import type { Authorizer, CheckRequest, Decision } from '../../src/authz/types.j
 import { MODEL, resourceCheck } from '../support/decisions-fixture.js';
 import { timersStartedBy } from '../support/timers.js';
 import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
+import { useCleanup } from '../support/cleanup.js';
+
+useCleanup();
 
 /** Answers from a table; optionally holds every call until release(). */
 class TableEngine implements Authorizer {
@@ -179,26 +182,27 @@ describe('CachingAuthorizer (in-process only)', () => {
     expect(await check('user:a', 'can_view', 'tenant:tA')).toMatchObject({ allowed: false });
   });
 
-  it('a grant in tenant A leaves tenant B warm; a grant on the division invalidates both', async () => {
-    // One principal with a decision in each tenant (grants only touch their own principal's
-    // decisions: see the next test for everybody else's).
+  it("a grant for a user in tenant A invalidates that user's decisions in every tenant, never another user's", async () => {
+    // One role-version per principal: a grant or revocation anywhere re-asks all of its
+    // decisions (the price of one shared key list per path), and only its own.
     const { engine, cache, agent } = setup();
-    for (const t of ['tA', 'tB']) engine.set('user:x', 'can_read', `agent:${t}/1`, true);
-    const a = agent('tA', 'user:x');
-    const b = agent('tB', 'user:x');
-    await cache.authorizer.check(a);
-    await cache.authorizer.check(b);
+    for (const u of ['user:x', 'user:y']) for (const t of ['tA', 'tB']) engine.set(u, 'can_read', `agent:${t}/1`, true);
+    const asks = (u: string) => [agent('tA', u), agent('tB', u)];
+    const layers = async (u: string) => Promise.all(asks(u).map(async (r) => (await cache.authorizer.check(r)).layer));
+    for (const u of ['user:x', 'user:y']) expect(await layers(u), u).toEqual(['openfga', 'openfga']);
     await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'tenant:tA' }], deletes: [] });
-    expect((await cache.authorizer.check(b)).layer).toBe('l1');
-    expect((await cache.authorizer.check(a)).layer).toBe('openfga');
-    await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'division:d1' }], deletes: [] });
-    expect((await cache.authorizer.check(a)).layer).toBe('openfga');
-    expect((await cache.authorizer.check(b)).layer).toBe('openfga');
+    expect(await layers('user:y')).toEqual(['l1', 'l1']);
+    expect(await layers('user:x')).toEqual(['openfga', 'openfga']);
+    expect(await layers('user:x')).toEqual(['l1', 'l1']);
+    // a revocation in the other tenant, and one on the platform (above every path), alike
+    await cache.invalidator.tuplesChanged({ writes: [], deletes: [{ user: 'user:x', relation: 'member', object: 'tenant:tB' }] });
+    expect(await layers('user:x')).toEqual(['openfga', 'openfga']);
     await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:x', relation: 'admin', object: 'platform:root' }], deletes: [] });
-    expect((await cache.authorizer.check(a)).layer).toBe('openfga');
+    expect(await layers('user:x')).toEqual(['openfga', 'openfga']);
+    expect(await layers('user:y')).toEqual(['l1', 'l1']);
   });
 
-  it("a role change for one user invalidates that user's decisions beneath the node, and nobody else's", async () => {
+  it("a role change for one user invalidates that user's decisions, and nobody else's", async () => {
     const { engine, cache, agent, check } = setup();
     for (const u of ['user:u', 'user:v']) {
       for (const t of ['tA', 'tB']) engine.set(u, 'can_read', `agent:${t}/1`, true);
@@ -210,10 +214,12 @@ describe('CachingAuthorizer (in-process only)', () => {
     expect(await layers('user:u')).toEqual(['l1', 'l1', 'l1']);
     expect(await layers('user:v')).toEqual(['l1', 'l1', 'l1']);
 
-    // revoke of u in tenant tA: u's tA decision re-asks (and now denies); v stays warm everywhere, u elsewhere too
+    // revoke of u in tenant tA: u's tA decision re-asks (and now denies), so do u's others
+    // (same answers); v stays warm everywhere
     engine.set('user:u', 'can_read', 'agent:tA/1', false);
     await cache.invalidator.tuplesChanged({ writes: [], deletes: [{ user: 'user:u', relation: 'member', object: 'tenant:tA' }] });
     expect(await cache.authorizer.check(agent('tA', 'user:u'))).toMatchObject({ allowed: false, layer: 'openfga' });
+    expect(await layers('user:u')).toEqual(['l1', 'openfga', 'openfga']);
     expect(await layers('user:u')).toEqual(['l1', 'l1', 'l1']);
     expect(await layers('user:v')).toEqual(['l1', 'l1', 'l1']);
 
@@ -254,8 +260,8 @@ describe('CachingAuthorizer (in-process only)', () => {
     for (let i = 0; i < 500; i++) await cache.authorizer.check(agent('tA', `user:p${i}`));
     expect(cache.versions.size).toBe(0);
     await cache.invalidator.tuplesChanged({ writes: [{ user: 'user:p1', relation: 'member', object: 'tenant:tA' }], deletes: [] });
-    // the tenant's any-version and p1's role-version on it
-    expect(cache.versions.size).toBe(2);
+    // the tenant's any-version, the role counter and p1's role-version
+    expect(cache.versions.size).toBe(3);
     expect(cache.versions).toBeInstanceOf(LocalVersionStore);
     expect((cache.versions as LocalVersionStore).roleKeysHeld).toBe(1);
     expect((await cache.authorizer.check(agent('tA', 'user:p0'))).layer).toBe('l1');
@@ -366,7 +372,7 @@ describe('a new resource object: its stored parents are read while the engine an
     expect(cache.metrics.counts.uncached).toBe(1); // tenant:tB was not among the versions read before the engine
     expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: true, layer: 'openfga' });
     expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: true, layer: 'l1' });
-    // b loses tB: the cached allow depended on b's role-version on tB, so it is not served again.
+    // b loses tB: the cached allow depended on b's role-version, so it is not served again.
     engine.set('user:b', 'can_read', 'agent:tA/1', false);
     await cache.invalidator.tuplesChanged({ writes: [], deletes: [{ user: 'user:b', relation: 'member', object: 'tenant:tB' }] });
     expect(await cache.authorizer.check(agent('tA', 'user:b'))).toMatchObject({ allowed: false, layer: 'openfga' });

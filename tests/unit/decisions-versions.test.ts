@@ -5,11 +5,14 @@
 import { describe, expect, it } from 'vitest';
 import { structureOf } from '../../src/fga/hierarchy.js';
 import { loadModel } from '../../src/fga/model.js';
-import { bumpsFor, VersionKeys } from '../../src/decisions/version-keys.js';
+import { bumpsFor, ROLE_COUNTER_KEY, VersionKeys } from '../../src/decisions/version-keys.js';
 import type { RedisLink } from '../../src/decisions/redis-link.js';
 import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
 import { RedisVersionStore } from '../../src/decisions/redis-version-store.js';
 import type { VersionStore } from '../../src/decisions/version-store.js';
+import { useCleanup } from '../support/cleanup.js';
+
+useCleanup();
 
 const keys = new VersionKeys(structureOf(loadModel().request));
 
@@ -22,10 +25,10 @@ describe('LocalVersionStore (without Redis)', () => {
   const grant = (user: string, object: string) => bumpsFor({ writes: [{ user, relation: 'member', object }], deletes: [] }, keys);
   const bump = (v: VersionStore, b: ReturnType<typeof grant>) => v.bump(b.keys, b.roles);
 
-  it('gives a role key the new value of its slot any-key, and never the same non-zero value twice', async () => {
+  it('gives a role key the new value of the role counter, and never the same non-zero value twice', async () => {
     const { versions, advance } = store();
-    const ru = keys.roleKey('tenant:t1', 'user:u');
-    const rv = keys.roleKey('tenant:t1', 'user:v');
+    const ru = keys.roleKey('user:u');
+    const rv = keys.roleKey('user:v');
     expect(await versions.read([ru])).toEqual([0]);
     await bump(versions, grant('user:u', 'tenant:t1'));
     await bump(versions, grant('user:v', 'tenant:t1'));
@@ -44,26 +47,29 @@ describe('LocalVersionStore (without Redis)', () => {
 
     // bumped again: a value u's key never had (1 was its last), so nothing recorded earlier validates
     await bump(versions, grant('user:u', 'tenant:t1'));
-    const [again] = await versions.read([ru]);
-    expect(again).toBe(4);
+    expect(await versions.read([ru, ROLE_COUNTER_KEY])).toEqual([5, 5]);
+    // a grant on another node moves the same key, past every value it had
+    await bump(versions, grant('user:u', 'tenant:t9'));
+    expect(await versions.read([ru, 'tenant:t1', 'tenant:t9'])).toEqual([6, 4, 2]);
   });
 
   it('stores nothing for reads, however many principals are read', async () => {
     const { versions } = store();
-    const many = Array.from({ length: 1000 }, (_, i) => keys.roleKey('tenant:t1', `user:p${i}`));
+    const many = Array.from({ length: 1000 }, (_, i) => keys.roleKey(`user:p${i}`));
     expect((await versions.read(many)).every((v) => v === 0)).toBe(true);
     expect(versions.size).toBe(0);
     expect(versions.matches(many, many.map(() => 0))).toBe(true);
   });
 
-  it('keeps node keys (they are bounded by the hierarchy), sweeping only role keys', async () => {
+  it('keeps node keys (they are bounded by the hierarchy) and the role counter, sweeping only role keys', async () => {
     const { versions, advance } = store(10);
     await bump(versions, bumpsFor({ writes: [{ user: 'division:d1', relation: 'division', object: 'tenant:t1' }], deletes: [] }, keys));
     advance(1000);
     await bump(versions, grant('user:u', 'tenant:t2'));
     advance(1000);
-    await bump(versions, grant('user:u', 'tenant:t3'));
-    expect(await versions.read([keys.structureKey('tenant:t1'), 'tenant:t1', '#c|division:d1', keys.roleKey('tenant:t2', 'user:u')])).toEqual([1, 1, 1, 0]);
+    await bump(versions, grant('user:v', 'tenant:t3'));
+    const held = [keys.structureKey('tenant:t1'), 'tenant:t1', '#c|division:d1', ROLE_COUNTER_KEY, keys.roleKey('user:u'), keys.roleKey('user:v')];
+    expect(await versions.read(held)).toEqual([1, 1, 1, 2, 0, 2]);
     expect(await versions.read(['tenant:t2'])).toEqual([1]);
   });
 });
@@ -101,7 +107,7 @@ describe('RedisVersionStore (bounded in-process copy in front of Redis)', () => 
 
   it('holds at most localMax versions; a forgotten one is fetched from Redis again', async () => {
     const { link, versions } = setup(100);
-    const many = Array.from({ length: 1000 }, (_, i) => keys.roleKey('tenant:t1', `user:p${i}`));
+    const many = Array.from({ length: 1000 }, (_, i) => keys.roleKey(`user:p${i}`));
     for (const k of many) link.data.set(`p:${k}`, 7);
     for (const k of many) expect(await versions.read([k])).toEqual([7]);
     expect(versions.size).toBeLessThanOrEqual(100);
@@ -116,18 +122,18 @@ describe('RedisVersionStore (bounded in-process copy in front of Redis)', () => 
 
   it('keeps keys in use: a key matched in every generation is never forgotten', async () => {
     const { link, versions } = setup(10);
-    const hot = keys.roleKey('tenant:t1', 'user:hot');
+    const hot = keys.roleKey('user:hot');
     link.data.set(`p:${hot}`, 3);
     await versions.read([hot]);
     for (let i = 0; i < 200; i++) {
-      await versions.read([keys.roleKey('tenant:t1', `user:c${i}`)]);
+      await versions.read([keys.roleKey(`user:c${i}`)]);
       expect(versions.matches([hot], [3]), `after ${i}`).toBe(true);
     }
   });
 
   it('a read racing with a bus update does not insert the older value, even if the key was forgotten meanwhile', async () => {
     const { link, versions } = setup(4); // a generation of 2
-    const k = keys.roleKey('tenant:t1', 'user:u');
+    const k = keys.roleKey('user:u');
     link.data.set(`p:${k}`, 5);
     link.holdReads = true;
     const reading = versions.read([k]); // Redis answered 5 …
@@ -153,7 +159,7 @@ describe('RedisVersionStore (bounded in-process copy in front of Redis)', () => 
 
   it('a read during which keys were forgotten but nothing was applied still inserts what it read', async () => {
     const { link, versions } = setup(4);
-    const k = keys.roleKey('tenant:t1', 'user:u');
+    const k = keys.roleKey('user:u');
     link.data.set(`p:${k}`, 5);
     link.holdReads = true;
     const reading = versions.read([k]);
@@ -167,7 +173,7 @@ describe('RedisVersionStore (bounded in-process copy in front of Redis)', () => 
 
   it('drop() forgets everything, and a read begun before it does not insert', async () => {
     const { link, versions } = setup(100);
-    const k = keys.roleKey('tenant:t1', 'user:u');
+    const k = keys.roleKey('user:u');
     link.data.set(`p:${k}`, 5);
     await versions.read([k]);
     link.holdReads = true;
