@@ -7,13 +7,17 @@ import { Problem } from '../shared/problem.js';
 import type { Scope } from '../authz/types.js';
 import type { AssertionSigner, SignedSettings } from './assertion-signer.js';
 import { scopeSettings, type SettingsForScope } from './scope-settings.js';
+import { upstreamSettings } from './settings-claim.js';
 import type { GatewayEnv } from './types.js';
 
 export interface AssertionOptions {
   signer: AssertionSigner;
   /** The tenants a scope covers: the tenant itself, or every tenant under a division/organization. */
   resolveTenants: (scope: Scope) => Promise<string[]>;
-  /** The scope node's effective settings for the assertion's `settings` claim (./settings-claim.ts); none when absent. */
+  /**
+   * The scope node's effective settings for the assertion's `settings` claim (./settings-claim.ts),
+   * cut to the keys the rule's upstream lists; none when absent.
+   */
   settings?: SettingsForScope;
 }
 
@@ -31,7 +35,8 @@ export async function identityAssertion(c: Context<GatewayEnv>, opts: AssertionO
   try {
     [tenants, settings] = await Promise.all([
       policy.scope.type === 'tenant' ? [policy.scope.id] : opts.resolveTenants(policy.scope),
-      opts.settings ? scopeSettings(c, opts.settings) : undefined,
+      // An upstream that lists no keys gets no claim: nothing to resolve for it.
+      opts.settings && policy.assertionSettings?.length !== 0 ? scopeSettings(c, opts.settings) : undefined,
     ]);
   } catch (err) {
     // The tenants under a division or organization come from OpenFGA, the settings from the
@@ -42,5 +47,7 @@ export async function identityAssertion(c: Context<GatewayEnv>, opts: AssertionO
       headers: { 'retry-after': '1' },
     });
   }
-  return opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, path ?? canonical.path, settings);
+  // Edge policies and rate limits read the full settings (scopeSettings); only the claim is cut.
+  const claim = settings === undefined ? undefined : upstreamSettings(settings, policy.assertionSettings);
+  return opts.signer.sign(principal.sub, policy.scope, tenants, canonical.method, path ?? canonical.path, claim);
 }

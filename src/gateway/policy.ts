@@ -16,7 +16,9 @@
 // stops the start like any other error; so does a declared upstream no rule uses.
 // An upstream may declare `regions` (region → url) instead of one `url`: a request is
 // then served only by the target of its scope node's data.residency_region
-// (./residency.ts), never by another region's.
+// (./residency.ts), never by another region's. An upstream may declare `settings` (the
+// setting keys its assertions carry, each a key of the settings registry): the claim is
+// cut to what the upstream reads, so no upstream is handed settings it has no use for.
 import { readFileSync } from 'node:fs';
 import type { MiddlewareHandler } from 'hono';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
@@ -25,6 +27,7 @@ import { loadModel, type LoadedModel } from '../fga/model.js';
 import { ID_PATTERN } from '../shared/resource-kinds.js';
 import { Problem } from '../shared/problem.js';
 import { REGION_NAME, REGION_NAME_RULE, TENANT_SERVICE_UPSTREAM, UPSTREAM_NAME, UPSTREAM_NAME_RULE, upstreamUrlProblem } from '../shared/upstream-url.js';
+import { KEY_PATTERN } from '../settings/registry.js';
 import { excerpt } from './excerpt.js';
 import type { Scope, TupleKey } from '../authz/types.js';
 import type { GatewayEnv, PolicyDecisionRequest } from './types.js';
@@ -56,6 +59,7 @@ const upstreamSchema = z.strictObject({
   stripPrefix: z.string().optional(),
   healthPath: z.string().optional(),
   regions: z.record(z.string(), z.strictObject({ url: z.string() })).optional(),
+  settings: z.array(z.string()).optional(),
 });
 const policySchema = z.strictObject({
   version: z.literal(1),
@@ -167,6 +171,8 @@ export interface CompiledRule {
   upstream: string;
   /** The regions that upstream serves, when it declares regions (the request goes to its scope's region only). */
   regions: readonly string[] | undefined;
+  /** The setting keys the assertion's `settings` claim carries (that upstream's `settings`); undefined: every key. */
+  assertionSettings: readonly string[] | undefined;
   line: number;
 }
 
@@ -187,6 +193,11 @@ export interface CompiledUpstream {
    * the one of its scope node's data.residency_region.
    */
   regions: ReadonlyMap<string, string> | undefined;
+  /**
+   * The setting keys its assertions' `settings` claim carries, values and sources of those
+   * only; `[]`: no claim; undefined: every key. Shared by its regional targets.
+   */
+  settings: readonly string[] | undefined;
   /** Where it is declared (0 for the built-in tenant-service when the file does not declare it). */
   line: number;
 }
@@ -322,12 +333,19 @@ function compileRule(rule: RuleInput, index: number, model: ModelIndex, upstream
     consistency: rule.consistency ?? 'cached',
     upstream: upstreamName,
     regions: upstream?.regions === undefined ? undefined : [...upstream.regions.keys()],
+    // The upstream's own array: one identity per upstream, which the filtered claims are cached by.
+    assertionSettings: upstream?.settings,
     line: check.lineOf(at),
   };
 }
 
 /** The declared upstreams (plus the built-in tenant-service unless declared), checked; undefined names an invalid one. */
-function compileUpstreams(declared: Record<string, UpstreamInput>, knownRegions: readonly string[] | undefined, check: Checker): Map<string, CompiledUpstream | undefined> {
+function compileUpstreams(
+  declared: Record<string, UpstreamInput>,
+  knownRegions: readonly string[] | undefined,
+  knownSettings: ReadonlySet<string> | undefined,
+  check: Checker,
+): Map<string, CompiledUpstream | undefined> {
   const out = new Map<string, CompiledUpstream | undefined>();
   for (const [name, u] of Object.entries(declared)) {
     const at: Path = ['upstreams', name];
@@ -351,6 +369,7 @@ function compileUpstreams(declared: Record<string, UpstreamInput>, knownRegions:
       check.add([...at, 'stripPrefix'], `"${u.stripPrefix}" must be whole path segments of [A-Za-z0-9._~-], starting with "/" and not ending with one, e.g. /api/v1`);
     }
     if (u.healthPath !== undefined && !HEALTH_PATH.test(u.healthPath)) check.add([...at, 'healthPath'], `"${u.healthPath}" must be a path of [A-Za-z0-9._~/-] starting with "/"`);
+    if (u.settings !== undefined) checkSettingKeys(u.settings, [...at, 'settings'], knownSettings, check);
     out.set(
       name,
       check.issues.length > before
@@ -362,6 +381,7 @@ function compileUpstreams(declared: Record<string, UpstreamInput>, knownRegions:
             stripPrefix: u.stripPrefix,
             healthPath: u.healthPath ?? DEFAULT_HEALTH_PATH,
             regions,
+            settings: u.settings,
             line: check.lineOf(['upstreams'], name),
           },
     );
@@ -374,6 +394,7 @@ function compileUpstreams(declared: Record<string, UpstreamInput>, knownRegions:
       stripPrefix: undefined,
       healthPath: DEFAULT_HEALTH_PATH,
       regions: undefined,
+      settings: undefined,
       line: 0,
     });
   }
@@ -396,6 +417,15 @@ function compileRegions(regions: Record<string, { url: string }>, at: Path, know
     out.set(region, url);
   }
   return out;
+}
+
+/** An upstream's `settings`: each a key of the settings registry (when known), listed once. */
+function checkSettingKeys(keys: readonly string[], at: Path, known: ReadonlySet<string> | undefined, check: Checker): void {
+  keys.forEach((key, i) => {
+    if (!KEY_PATTERN.test(key)) check.add([...at, i], `"${key}" is not a setting key (dotted lower_snake_case, e.g. quota.agents)`);
+    else if (known !== undefined && !known.has(key)) check.add([...at, i], `"${key}" is not a setting of the settings registry (${[...known].join(', ')})`);
+    else if (keys.indexOf(key) !== i) check.add([...at, i], `"${key}" is listed twice`);
+  });
 }
 
 /** The forwarded path: `path` without the upstream's stripPrefix (`/` when nothing is left). */
@@ -517,6 +547,8 @@ export interface PolicyOptions {
   source?: string;
   /** The values a region of an upstream may take (data.residency_region's); unset: any well-formed name. */
   regions?: readonly string[];
+  /** The keys of the settings registry, which an upstream's `settings` may list; unset: any well-formed key. */
+  settingKeys?: readonly string[];
 }
 
 /** Parse, validate against the model and compile. Throws PolicyError naming lines. */
@@ -544,7 +576,8 @@ export function parsePolicy(text: string, opts: PolicyOptions): CompiledPolicy {
   }
 
   const model = indexModel(opts.model);
-  const declared = compileUpstreams(parsed.data.upstreams ?? {}, opts.regions, check);
+  const knownSettings = opts.settingKeys === undefined ? undefined : new Set(opts.settingKeys);
+  const declared = compileUpstreams(parsed.data.upstreams ?? {}, opts.regions, knownSettings, check);
   const known = () => [...declared.keys()].join(', ');
   const defaultUpstream = parsed.data.defaultUpstream ?? TENANT_SERVICE_UPSTREAM;
   if (!declared.has(defaultUpstream)) check.add(['defaultUpstream'], `unknown upstream "${defaultUpstream}" (declared: ${known()})`);
@@ -607,6 +640,7 @@ export function decisionRequest(rule: CompiledRule, params: Record<string, strin
     consistency: rule.consistency,
     upstream: rule.upstream,
     regions: rule.regions,
+    assertionSettings: rule.assertionSettings,
   };
 }
 

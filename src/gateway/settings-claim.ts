@@ -8,6 +8,7 @@
 // be read (Redis down) the claim is computed from the database and not cached; an entry
 // is kept at most maxAgeMs, which bounds a bump that failed (the admin API then answered
 // invalidation-failed) the way the ReadChanges poller bounds a missed tuple bump.
+// Each upstream receives the cached claim cut to the keys its policy lists (upstreamSettings).
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Db } from '../db/index.js';
@@ -17,6 +18,7 @@ import type { Scope } from '../authz/types.js';
 import { effectiveValues } from '../settings/effective.js';
 import type { SettingsRegistry } from '../settings/registry.js';
 import { readEntries } from '../settings/store.js';
+import type { SettingsClaim } from '../shared/assertion.js';
 import type { SignedSettings } from './assertion-signer.js';
 
 export interface SettingsClaimsOptions {
@@ -65,10 +67,46 @@ export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaim
         values: Object.fromEntries(items.map((v) => [v.key, v.value])),
         sources: Object.fromEntries(items.map((v) => [v.key, v.source])),
       };
-      const signed: SignedSettings = { claim, digest: createHash('sha256').update(JSON.stringify(claim)).digest('base64url').slice(0, 22) };
+      const signed: SignedSettings = { claim, digest: claimDigest(claim) };
       if (key !== undefined) cache.set(node, { key, signed });
       counts.computed++;
       return signed;
     },
   };
+}
+
+/** Names a claim: the signer reuses an assertion only for the same digest. */
+function claimDigest(claim: SettingsClaim): string {
+  return createHash('sha256').update(JSON.stringify(claim)).digest('base64url').slice(0, 22);
+}
+
+// Per full claim (the object the node cache holds), per key list (the policy's array of one
+// upstream): the cut claim, built once. Weak on the full claim, so a cut lives as long as
+// the cached claim it was cut from; after that the next request cuts the new one.
+const cuts = new WeakMap<SignedSettings, Map<readonly string[], SignedSettings>>();
+
+/**
+ * The claim an upstream receives: `full` cut to `keys` (values and sources of those keys,
+ * with a digest of its own), `full` itself when `keys` is undefined, none when it is empty.
+ * The same `full` and `keys` objects give the same object back, so the warm path allocates nothing.
+ */
+export function upstreamSettings(full: SignedSettings, keys: readonly string[] | undefined): SignedSettings | undefined {
+  if (keys === undefined) return full;
+  if (keys.length === 0) return undefined;
+  let byKeys = cuts.get(full);
+  if (byKeys === undefined) cuts.set(full, (byKeys = new Map()));
+  let cut = byKeys.get(keys);
+  if (cut === undefined) {
+    const { node, values, sources } = full.claim;
+    // A key the node's settings lack (not in this registry) is left out, not sent as null.
+    const present = keys.filter((k) => Object.hasOwn(values, k));
+    const claim: SettingsClaim = {
+      node,
+      values: Object.fromEntries(present.map((k) => [k, values[k]])),
+      sources: Object.fromEntries(present.map((k) => [k, sources[k]!])),
+    };
+    cut = { claim, digest: claimDigest(claim) };
+    byKeys.set(keys, cut);
+  }
+  return cut;
 }

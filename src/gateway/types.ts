@@ -32,6 +32,8 @@ export interface PolicyDecisionRequest {
   upstream: string;
   /** The regions of that upstream, when it declares regions: the residency stage picks the one of the scope node. */
   regions?: readonly string[] | undefined;
+  /** The setting keys that upstream's assertions carry (its `settings`); `[]`: no claim; unset: every key. */
+  assertionSettings?: readonly string[] | undefined;
 }
 
 /** Hono context variables set by the stages. */

@@ -41,6 +41,8 @@ export interface OpenPolicyOptions {
   model?: LoadedModel;
   /** The regions an upstream may declare (the values of data.residency_region). */
   regions?: readonly string[];
+  /** The keys of the settings registry, which an upstream's `settings` may list. */
+  settingKeys?: readonly string[];
   /** URLs the process wired (the built-in tenant-service, `npm start`'s reports listener). */
   wired: Readonly<Record<string, string | undefined>>;
   routes: UpstreamRoutes;
@@ -57,7 +59,12 @@ export async function openPolicy(opts: OpenPolicyOptions): Promise<PolicyRuntime
     debounceMs: config.POLICY_RELOAD_DEBOUNCE_MS,
     onWatchError: (err) => log.error({ err: err.message, file: config.POLICY_FILE }, 'policy file no longer watched: reload with SIGHUP or the admin endpoint'),
     build: (text, file, previous) => {
-      const policy = parsePolicy(text, { model, source: file, ...(opts.regions ? { regions: opts.regions } : {}) });
+      const policy = parsePolicy(text, {
+        model,
+        source: file,
+        ...(opts.regions ? { regions: opts.regions } : {}),
+        ...(opts.settingKeys ? { settingKeys: opts.settingKeys } : {}),
+      });
       const upstreams = new Map<string, ResolvedUpstream>();
       for (const u of resolveUpstreams(policy, config, wired)) {
         const before = previous?.upstreams.get(u.name);

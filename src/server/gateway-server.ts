@@ -122,6 +122,7 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const policy = await openPolicy({
     config,
     regions: settings.get(RESIDENCY_SETTING)?.values ?? [],
+    settingKeys: [...settings.keys.keys()],
     ...(rt.policyModel ? { model: rt.policyModel } : {}),
     wired: { ...rt.upstreamUrls, [TENANT_SERVICE_UPSTREAM]: rt.upstreamUrl },
     routes: upstreamRoutes,

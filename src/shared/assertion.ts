@@ -23,8 +23,9 @@ export const ASSERTION_ALG = 'EdDSA';
  * lifetime an assertion may be replayed for the same method and path (no jti/nonce).
  */
 /**
- * The effective settings of the request's scope node (docs/settings.md): every key's
- * value and the node that set it (`default` when none did). The upstream reads them
+ * The effective settings of the request's scope node (docs/settings.md): each key's
+ * value and the node that set it (`default` when none did), for every key or only those
+ * the route policy lists for the upstream (its `settings`). The upstream reads them
  * from the assertion instead of asking for them.
  */
 export const settingsClaimSchema = z.object({

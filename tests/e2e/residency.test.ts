@@ -59,8 +59,12 @@ beforeAll(async () => {
   [eu, us] = await Promise.all([startRecordingUpstream(), startRecordingUpstream()]);
   const shipped = readFileSync(join(ROOT, 'policy/routes.yaml'), 'utf8');
   // eu's file URL is a placeholder that the deploy-time UPSTREAM_URLS replaces.
-  const regional = shipped.replace('    url: http://127.0.0.1:8091\n', `    regions:\n      eu: { url: http://127.0.0.1:9 }\n      us: { url: ${us.url} }\n`);
-  expect(regional).not.toBe(shipped);
+  // Each regional reports server also reads the region its assertions are for.
+  const regional = shipped
+    .replace('    url: http://127.0.0.1:8091\n', `    regions:\n      eu: { url: http://127.0.0.1:9 }\n      us: { url: ${us.url} }\n`)
+    .replace('    settings: [timezone]\n', '    settings: [timezone, data.residency_region]\n');
+  expect(regional).toContain('settings: [timezone, data.residency_region]');
+  expect(regional).toContain(`us: { url: ${us.url} }`);
   const policyFile = join(tempDir(), 'routes.yaml');
   writeFileSync(policyFile, regional);
   s = await startTestStack({ platformAdmins: ['pat'], env: { POLICY_FILE: policyFile, UPSTREAM_URLS: `reports@eu=${eu.url}`, TRUSTED_PROXIES: `${PROXY}/32` } });

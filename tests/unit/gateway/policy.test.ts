@@ -35,6 +35,9 @@ async function decide(method: string, path: string): Promise<{ status: number; b
   return { status: res.status, body: (await res.json()) as Record<string, unknown>, allow: res.headers.get('allow') };
 }
 
+/** What the tenant service reads from the assertion's settings claim (policy/routes.yaml). */
+const TENANT_SERVICE_SETTINGS = ['quota.agents', 'recording.retention_days', 'timezone'];
+
 const tenantLink = (object: string) => [{ user: 'tenant:t1', relation: 'tenant', object }];
 
 describe('the shipped policy: every route kind', () => {
@@ -53,6 +56,7 @@ describe('the shipped policy: every route kind', () => {
         scope: { type: 'tenant', id: 't1' },
         consistency: 'cached',
         upstream: 'tenant-service',
+        assertionSettings: TENANT_SERVICE_SETTINGS,
       } satisfies PolicyDecisionRequest);
       const create = await decide('POST', base);
       if (kind.readOnly) {
@@ -79,6 +83,7 @@ describe('the shipped policy: every route kind', () => {
         scope: { type: 'tenant', id: 't1' },
         consistency: 'cached',
         upstream: 'tenant-service',
+        assertionSettings: TENANT_SERVICE_SETTINGS,
       } satisfies PolicyDecisionRequest);
       for (const method of ['PUT', 'PATCH', 'DELETE']) {
         const r = await decide(method, `${base}/r-9`);
