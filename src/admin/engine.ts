@@ -8,13 +8,17 @@ import {
   type OpenFgaClient,
 } from '@openfga/sdk';
 import type { TupleChange, TupleKey } from '../authz/types.js';
+import type { ModelTypes } from '../fga/hierarchy.js';
 import { fromFgaError } from './errors.js';
 import { MAX_TUPLES_PER_WRITE } from './schemas.js';
 
 export interface Engine {
   check(user: string, relation: string, object: string, contextualTuples?: TupleKey[]): Promise<boolean>;
-  /** Several checks in one BatchCheck round trip; answers in input order. */
-  checkMany(checks: { user: string; relation: string; object: string; contextualTuples?: TupleKey[] }[]): Promise<boolean[]>;
+  /**
+   * Several checks in one BatchCheck round trip; answers in input order. An item OpenFGA
+   * answers with an error throws, unless `errorAsFalse` (for checks that only save work).
+   */
+  checkMany(checks: { user: string; relation: string; object: string; contextualTuples?: TupleKey[] }[], opts?: { errorAsFalse?: boolean }): Promise<boolean[]>;
   /** One page of Read. `object` may be `type:` (then `user` is required, as OpenFGA demands). */
   readPage(filter: Partial<TupleKey>, pageSize: number, cursor?: string): Promise<{ tuples: TupleKey[]; cursor?: string }>;
   /** Every tuple matching the filter (pages through Read). */
@@ -24,6 +28,8 @@ export interface Engine {
   listObjects(user: string, relation: string, type: string): Promise<string[]>;
   /** The relations the pinned model defines, per type (for validating explain requests). */
   relationsByType(): Promise<Map<string, Set<string>>>;
+  /** The pinned model's type definitions (read once). */
+  model(): Promise<ModelTypes>;
 }
 
 const fresh = { consistency: ConsistencyPreference.HigherConsistency };
@@ -37,12 +43,12 @@ async function translate<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 export function createEngine(fga: OpenFgaClient): Engine {
-  let relations: Promise<Map<string, Set<string>>> | undefined;
+  let model: Promise<ModelTypes> | undefined;
   const engine: Engine = {
     check: (user, relation, object, contextualTuples = []) =>
       translate(async () => (await fga.check({ user, relation, object, contextualTuples }, fresh)).allowed === true),
 
-    checkMany: (checks) =>
+    checkMany: (checks, opts) =>
       translate(async () => {
         if (checks.length === 0) return [];
         const res = await fga.batchCheck(
@@ -60,6 +66,7 @@ export function createEngine(fga: OpenFgaClient): Engine {
         const byId = new Map(res.result.map((r) => [r.correlationId, r]));
         return checks.map((_, i) => {
           const r = byId.get(`c${i}`);
+          if (r && r.error && opts?.errorAsFalse) return false;
           if (!r || r.error) throw new Error(`BatchCheck item c${i} failed: ${r?.error?.message ?? 'missing answer'}`);
           return r.allowed === true;
         });
@@ -104,19 +111,20 @@ export function createEngine(fga: OpenFgaClient): Engine {
     listObjects: (user, relation, type) =>
       translate(async () => (await fga.listObjects({ user, relation, type }, fresh)).objects),
 
-    relationsByType() {
-      relations ??= translate(async () => {
-        const res = await fga.readAuthorizationModel();
-        const map = new Map<string, Set<string>>();
-        for (const td of res.authorization_model?.type_definitions ?? []) {
-          map.set(td.type, new Set(Object.keys(td.relations ?? {})));
-        }
-        return map;
-      }).catch((err: unknown) => {
-        relations = undefined; // do not cache a failure
-        throw err;
-      });
-      return relations;
+    model() {
+      model ??= translate(async () => ({ type_definitions: (await fga.readAuthorizationModel()).authorization_model?.type_definitions ?? [] })).catch(
+        (err: unknown) => {
+          model = undefined; // do not cache a failure
+          throw err;
+        },
+      );
+      return model;
+    },
+
+    async relationsByType() {
+      const map = new Map<string, Set<string>>();
+      for (const td of (await engine.model()).type_definitions) map.set(td.type, new Set(Object.keys(td.relations ?? {})));
+      return map;
     },
   };
   return engine;

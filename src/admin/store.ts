@@ -496,6 +496,23 @@ export async function candidatePage(q: Queryable, kind: NodeKind, roots: Visible
   return r.rows.map((row) => toView(kind, row));
 }
 
+/**
+ * The parent division (null at the top) of each of `ids` and of every division above them,
+ * as the database places them: the paths a listing's candidates hang from.
+ */
+export async function divisionParents(q: Queryable, ids: readonly string[]): Promise<Map<string, string | null>> {
+  if (ids.length === 0) return new Map();
+  const r = await q.query<{ id: string; parent: string | null }>(
+    `with recursive up(id, parent, depth) as (
+       select id, parent_division_id, 0 from admin_divisions where id = any($1::text[])
+       union all
+       select d.id, d.parent_division_id, u.depth + 1 from admin_divisions d join up u on d.id = u.parent where u.depth < ${MAX_DEPTH}
+     ) select distinct id, parent from up`,
+    [ids],
+  );
+  return new Map(r.rows.map((row) => [row.id, row.parent]));
+}
+
 /** How many candidates of one kind the roots reach. */
 export async function countCandidates(q: Queryable, kind: NodeKind, roots: VisibleRoots): Promise<number> {
   const { sql, params } = candidateQuery(kind, roots);
