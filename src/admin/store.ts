@@ -218,6 +218,19 @@ export const ADMIN_MIGRATIONS: Migration[] = [
         where action in ('organization.break-glass', 'role.grant', 'role.revoke', 'tuple.write', 'tuple.delete');
     `,
   },
+  {
+    version: 6,
+    name: 'nodes in byte order',
+    sql: `
+      -- Listings page nodes by id in byte order (collate "C", the same order on every
+      -- database). The primary keys follow the database's default collation, which on a
+      -- cluster created with a language locale cannot give that order: without these, each
+      -- page sorts every candidate under the caller's grants.
+      create index admin_organizations_id_c on admin_organizations (id collate "C");
+      create index admin_divisions_id_c on admin_divisions (id collate "C");
+      create index admin_tenants_id_c on admin_tenants (id collate "C");
+    `,
+  },
 ];
 
 /** Creates or upgrades the admin tables (idempotent). */
