@@ -64,8 +64,9 @@ export interface CachingAuthorizerOptions {
    */
   parentQuestions?: ParentQuestions;
   /**
-   * With the in-process layer on: ask the engine alongside the Redis lookup, without
-   * waiting for it, while few lookups find an answer there (default true; see `racing`).
+   * With the in-process layer on and no fill leases (fillWaitMs 0): ask the engine alongside
+   * the Redis lookup, without waiting for it, while few lookups find an answer there
+   * (default true; see `racing`).
    */
   raceLookups?: boolean;
   /**
@@ -122,11 +123,10 @@ export class CachingAuthorizer implements Authorizer {
   private readonly raceLookups: boolean;
   private readonly fillWaitMs: number;
   /**
-   * Share of recent Redis lookups that found a valid answer, or another replica asking the
-   * engine the same question (leaseOrWait; moving average). It starts
-   * at 1: a replica races only once Redis has been seen not to hold its answers (about 70
-   * misses in a row from the start), so replicas that find each other's decisions there
-   * do not race.
+   * Share of recent Redis lookups that found a valid answer (moving average; kept only
+   * while racing is possible). It starts at 1: a replica races only once Redis has been
+   * seen not to hold its answers (about 70 misses in a row from the start), so replicas
+   * that find each other's decisions there do not race.
    */
   private redisHitShare = 1;
   /** One copy of each dependency key and version list in process, shared by the entries naming it. */
@@ -145,8 +145,11 @@ export class CachingAuthorizer implements Authorizer {
     this.strongFills = opts.strongFills ?? true;
     this.random = opts.random ?? Math.random;
     this.parentQuestions = opts.parentQuestions;
-    this.raceLookups = (opts.raceLookups ?? true) && opts.l1Enabled && opts.shared !== undefined;
     this.fillWaitMs = opts.fillWaitMs ?? 0;
+    // A race asks the engine before its lookup has said whether another replica is asking
+    // already: with fill leases on, that is an engine call the lease exists to save, so
+    // misses then always wait for their lookup (`racing`).
+    this.raceLookups = (opts.raceLookups ?? true) && opts.l1Enabled && opts.shared !== undefined && this.fillWaitMs === 0;
     // ttlResolution 0: lru-cache otherwise caches "now" for 1 ms with a new timer each
     // time it reads the clock, i.e. a setTimeout on nearly every lookup under load.
     this.l1 = opts.l1Enabled
@@ -279,15 +282,13 @@ export class CachingAuthorizer implements Authorizer {
     if (this.shared) {
       const racing = early !== undefined && this.racing();
       const span = startSpan('tiergate.redis.lookup', SpanKind.CLIENT, this.fillWaitMs > 0 ? REDIS_LEASE_SPAN_ATTRIBUTES : REDIS_SPAN_ATTRIBUTES);
-      const lookup = this.lookupShared(key, req, generation, racing);
+      const lookup = this.lookupShared(key, req, generation);
       // lookupShared never rejects: a failed lookup is a miss.
       if (span) void lookup.then((found) => endLookupSpan(span, found.allowed));
       if (racing) {
-        // The lease the lookup takes (if any) is released when this fill is done, so other
-        // replicas asking the same question meanwhile wait for this one's answer.
+        // No fill leases (racing needs them off): nothing to release afterwards.
         const race: Race = { redisAnswered: false };
-        const lease = lookup.then((found) => found.lease);
-        return this.race(race, lookup.then((found) => found.allowed), this.fill({ key, req, generation, depsAt, known: early, race, lease }));
+        return this.race(race, lookup.then((found) => found.allowed), this.fill({ key, req, generation, depsAt, known: early, race }));
       }
       const found = await lookup;
       if (found.allowed !== undefined) return { allowed: found.allowed, layer: 'redis' };
@@ -301,6 +302,8 @@ export class CachingAuthorizer implements Authorizer {
    * replica, or decisions no other replica asked lately), waiting for its "no" before
    * asking the engine only adds a round trip to every miss. The running share of lookups
    * that hit still counts during races, so racing stops when Redis starts answering.
+   * Never with fill leases on: a miss must know whether another replica is asking before
+   * it asks itself (leaseOrWait), and only its lookup tells.
    */
   private racing(): boolean {
     return this.raceLookups && this.redisHitShare < RACE_BELOW_HIT_SHARE;
@@ -347,7 +350,7 @@ export class CachingAuthorizer implements Authorizer {
     const filled = this.askAndStore(miss);
     const held = miss.lease;
     if (held !== undefined) {
-      const release = () => void Promise.resolve(held).then((lease) => lease && this.releaseLease(lease));
+      const release = () => this.releaseLease(held);
       filled.then(release, release);
     }
     return filled;
@@ -429,7 +432,7 @@ export class CachingAuthorizer implements Authorizer {
    * The answer from Redis if present and still valid; else, with fill leases on, the key's
    * lease for this miss, or the answer of the replica that holds it (`leaseOrWait`).
    */
-  private async lookupShared(key: string, req: CheckRequest, generation: number, racing: boolean): Promise<SharedLookup> {
+  private async lookupShared(key: string, req: CheckRequest, generation: number): Promise<SharedLookup> {
     if (!this.sharedUp()) {
       this.counts.redis.bypass++;
       return NOT_FOUND;
@@ -457,12 +460,8 @@ export class CachingAuthorizer implements Authorizer {
       this.sawLookup(false);
       return NOT_FOUND;
     }
-    const found = await this.leaseOrWait(key, req, generation, racing, seen);
-    // Another replica's answer served counts as a hit, and so does finding another replica
-    // asking the same question while racing: replicas ask this one's questions too, and a
-    // race then costs an engine call the wait would have saved.
-    this.sawLookup(found.allowed !== undefined || found.elsewhere === true);
-    return found;
+    // With leases on, no miss races: the running share is not needed.
+    return this.leaseOrWait(key, req, generation, seen);
   }
 
   /**
@@ -470,10 +469,9 @@ export class CachingAuthorizer implements Authorizer {
    * (which then asks the engine for every replica), or the answer of the replica holding it,
    * polled for with growing pauses while it holds the lease, at most fillWaitMs, and
    * validated like any entry (./soundness.ts, section 5). Nothing — ask the engine without
-   * the lease — once the wait is over, when racing (a racing miss does not wait), or on
-   * Redis trouble: a lease never fails a check.
+   * the lease — once the wait is over, or on Redis trouble: a lease never fails a check.
    */
-  private async leaseOrWait(key: string, req: CheckRequest, generation: number, racing: boolean, seen: SharedLook): Promise<SharedLookup> {
+  private async leaseOrWait(key: string, req: CheckRequest, generation: number, seen: SharedLook): Promise<SharedLookup> {
     const leases = this.counts.lease;
     const deadline = performance.now() + this.fillWaitMs;
     let pause = FIRST_FILL_POLL_MS;
@@ -483,10 +481,6 @@ export class CachingAuthorizer implements Authorizer {
     try {
       for (;;) {
         if (seen.lease === 'held') {
-          if (racing) {
-            leases.raced++;
-            return FILLED_ELSEWHERE;
-          }
           const left = deadline - performance.now();
           if (left <= 0 || !this.sharedUp()) {
             leases.waited_filled++;
@@ -644,12 +638,9 @@ interface SharedLookup {
   allowed?: boolean;
   /** The key's fill lease, taken for this miss: given up once its fill is done. */
   lease?: FillLease;
-  /** Another replica holds the lease; this miss, racing, did not wait for its answer. */
-  elsewhere?: boolean;
 }
 
 const NOT_FOUND: SharedLookup = {};
-const FILLED_ELSEWHERE: SharedLookup = { elsewhere: true };
 const GLOBAL_ONLY = [GLOBAL_KEY];
 
 /** Redis' side of a race when it holds no valid answer (never reported: see CachingAuthorizer.race). */
@@ -667,8 +658,8 @@ interface Miss {
   known: Promise<Dependencies | undefined>;
   /** The race against the Redis lookup this fill runs in, if any. */
   race?: Race;
-  /** The key's fill lease, if this miss took it (while racing: once the lookup says so). */
-  lease?: FillLease | Promise<FillLease | undefined> | undefined;
+  /** The key's fill lease, if this miss took it. */
+  lease?: FillLease | undefined;
 }
 
 /** One race of the engine against a Redis lookup (CachingAuthorizer.race). */
