@@ -102,6 +102,10 @@ export interface MoveResult {
   stormOpenfgaChecks: number;
   /** The storm's misses by fill lease outcome (tiergate_decision_fill_leases_total), both replicas summed. */
   stormLeases: Record<string, number>;
+  /** The storm's Redis lookups by result (tiergate_decision_cache_lookups_total{layer="redis"}), both replicas summed: errors and bypasses ask OpenFGA without a lease. */
+  stormRedis?: Record<string, number>;
+  /** The storm's failed or timed-out Redis operations by op (tiergate_decision_redis_errors_total): each failed lookup or lease look asks OpenFGA. */
+  stormRedisErrors?: Record<string, number>;
   outsideHitRatio: number | undefined;
   outsideOpenfgaChecks: number;
 }
@@ -275,7 +279,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       }
       try {
         r.move = await measureMove({ a, b, api, apiB, oa, mint, made, perTenant, warmItems: warmItems(a), say });
-        say(`  move of ${r.move.subtreeTenants} tenants: admin answer ${r.move.adminAnswerMs.toFixed(0)} ms, every replica right after ${r.move.everyReplicaMs.toFixed(0)} ms; storm: ${r.move.stormOpenfgaChecks} OpenFGA checks for ${r.move.stormQuestions} questions (${r.move.stormRequests} requests; fill leases ${Object.entries(r.move.stormLeases).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'})`);
+        say(`  move of ${r.move.subtreeTenants} tenants: admin answer ${r.move.adminAnswerMs.toFixed(0)} ms, every replica right after ${r.move.everyReplicaMs.toFixed(0)} ms; storm: ${r.move.stormOpenfgaChecks} OpenFGA checks for ${r.move.stormQuestions} questions (${r.move.stormRequests} requests; fill leases ${Object.entries(r.move.stormLeases).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; Redis lookups ${Object.entries(r.move.stormRedis ?? {}).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; Redis errors ${Object.entries(r.move.stormRedisErrors ?? {}).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'})`);
       } catch (err) {
         failures.push(`move at ${total}: ${String(err)}`);
         say(`  move FAILED: ${String(err)}`);
@@ -477,11 +481,18 @@ async function measureMove(m: {
   // Then every sampled tenant once on each replica: each must already answer the new way.
   let reads = 0;
   let wrong = 0;
+  // What each wrong read answered: an old answer (the loser allowed, the gainer refused) or an error status.
+  const answered: string[] = [];
   await inBatches(sample.flatMap((t) => [m.a, m.b].map((gw) => ({ gw, t }))), 8, async ({ gw, t }) => {
     reads++;
-    if ((await read(gw.url, loser, t)) !== 403 || (await read(gw.url, gainer, t)) !== 404) wrong++;
+    const lost = await read(gw.url, loser, t);
+    const gained = lost === 403 ? await read(gw.url, gainer, t) : undefined;
+    if (lost !== 403 || gained !== 404) {
+      wrong++;
+      answered.push(`${gw === m.a ? 'A' : 'B'} ${tenantId(t)}: ${MOVED_FROM}'s admin ${lost}${gained === undefined ? '' : `, ${MOVED_TO}'s admin ${gained}`}`);
+    }
   });
-  if (wrong > 0) throw new Error(`after the move, ${wrong} of ${reads} (replica, tenant) reads still answered the old way`);
+  if (wrong > 0) throw new Error(`after the move, ${wrong} of ${reads} (replica, tenant) reads did not answer the new way (403 to the old parent's admin, 404 to the new one's): ${answered.slice(0, 5).join('; ')}`);
 
   // The miss storm: every member asks at once, three times, on both replicas.
   const [sa, sb] = await Promise.all([scrape(m.a.metricsUrl), scrape(m.b.metricsUrl)]);
@@ -491,11 +502,15 @@ async function measureMove(m: {
   const checks = (before: typeof sa, after: typeof sa) => deltaBy(before, after, 'tiergate_openfga_request_duration_seconds_count', 'call').get('check') ?? 0;
   const stormOpenfgaChecks = checks(sa, ea) + checks(sb, eb);
   const stormLeases: Record<string, number> = {};
+  const stormRedis: Record<string, number> = {};
+  const stormRedisErrors: Record<string, number> = {};
   for (const [before, after] of [
     [sa, ea],
     [sb, eb],
   ] as const) {
     for (const [outcome, n] of deltaBy(before, after, 'tiergate_decision_fill_leases_total', 'outcome')) stormLeases[outcome] = (stormLeases[outcome] ?? 0) + n;
+    for (const [result, n] of deltaBy(before, after, 'tiergate_decision_cache_lookups_total', 'result', { layer: 'redis' })) stormRedis[result] = (stormRedis[result] ?? 0) + n;
+    for (const [op, n] of deltaBy(before, after, 'tiergate_decision_redis_errors_total', 'op')) if (n > 0) stormRedisErrors[op] = (stormRedisErrors[op] ?? 0) + n;
   }
 
   // Outside the subtree: the readers' decisions are still in process.
@@ -516,6 +531,8 @@ async function measureMove(m: {
     stormRequests: storm.length,
     stormOpenfgaChecks,
     stormLeases,
+    stormRedis,
+    stormRedisErrors,
     outsideHitRatio: hitRatio(decisionsByLayer(oBefore, oAfter)),
     outsideOpenfgaChecks: checks(oBefore, oAfter),
   };

@@ -22,16 +22,41 @@ import { GLOBAL_KEY, plainSubject, ROLE_KEY_PREFIX } from './version-keys.js';
 import type { ParentQuestions } from './parent-questions.js';
 import type { VersionStore } from './version-store.js';
 
-interface L1Entry {
-  allowed: boolean;
-  /** VersionStore generation at the time the versions were read. */
-  generation: number;
-  /** The path's keys and their versions: shared lists (DependencyInterner), never mutated. */
-  deps: readonly string[];
-  versions: readonly number[];
-  /** The principal's role-version key (undefined for a subject that is not plain) and its version. */
-  roleKey: string | undefined;
-  roleVersion: number;
+/**
+ * An in-process entry: one small object per decision, so every field counts (five, each a
+ * pointer or a small integer; see docs/decision-cache.md for the bytes per decision).
+ */
+class L1Entry {
+  /** The VersionStore generation the versions were read in, times two, plus one when allowed. */
+  readonly state: number;
+  /** The principal's role-version: a small integer is kept as one, not as a boxed double. */
+  readonly roleVersion: number;
+
+  constructor(
+    allowed: boolean,
+    generation: number,
+    /** The path's keys and their versions: shared lists (DependencyInterner), never mutated. */
+    readonly deps: readonly string[],
+    readonly versions: readonly number[],
+    /** The principal's role-version key (undefined for a subject that is not plain). */
+    readonly roleKey: string | undefined,
+    roleVersion: number,
+  ) {
+    this.state = generation * 2 + (allowed ? 1 : 0);
+    // Versions read from a list that holds a large one (the global epoch) come as doubles;
+    // stored as they are, the field would box every entry's value.
+    const small = roleVersion | 0;
+    this.roleVersion = small === roleVersion ? small : roleVersion;
+  }
+
+  get allowed(): boolean {
+    return (this.state & 1) === 1;
+  }
+
+  /** Whether the versions were read in `generation`. */
+  readIn(generation: number): boolean {
+    return Math.floor(this.state / 2) === generation;
+  }
 }
 
 interface Flight {
@@ -64,8 +89,9 @@ export interface CachingAuthorizerOptions {
    */
   parentQuestions?: ParentQuestions;
   /**
-   * With the in-process layer on: ask the engine alongside the Redis lookup, without
-   * waiting for it, while few lookups find an answer there (default true; see `racing`).
+   * With the in-process layer on and no fill leases (fillWaitMs 0): ask the engine alongside
+   * the Redis lookup, without waiting for it, while few lookups find an answer there
+   * (default true; see `racing`).
    */
   raceLookups?: boolean;
   /**
@@ -122,15 +148,14 @@ export class CachingAuthorizer implements Authorizer {
   private readonly raceLookups: boolean;
   private readonly fillWaitMs: number;
   /**
-   * Share of recent Redis lookups that found a valid answer, or another replica asking the
-   * engine the same question (leaseOrWait; moving average). It starts
-   * at 1: a replica races only once Redis has been seen not to hold its answers (about 70
-   * misses in a row from the start), so replicas that find each other's decisions there
-   * do not race.
+   * Share of recent Redis lookups that found a valid answer (moving average; kept only
+   * while racing is possible). It starts at 1: a replica races only once Redis has been
+   * seen not to hold its answers (about 70 misses in a row from the start), so replicas
+   * that find each other's decisions there do not race.
    */
   private redisHitShare = 1;
   /** One copy of each dependency key and version list in process, shared by the entries naming it. */
-  private readonly interned = new DependencyInterner();
+  private readonly interned: DependencyInterner;
 
   constructor(opts: CachingAuthorizerOptions) {
     this.opts = opts;
@@ -145,8 +170,13 @@ export class CachingAuthorizer implements Authorizer {
     this.strongFills = opts.strongFills ?? true;
     this.random = opts.random ?? Math.random;
     this.parentQuestions = opts.parentQuestions;
-    this.raceLookups = (opts.raceLookups ?? true) && opts.l1Enabled && opts.shared !== undefined;
     this.fillWaitMs = opts.fillWaitMs ?? 0;
+    // Room for a list per entry the in-process layer can hold: past that, sharing is lost.
+    this.interned = new DependencyInterner(undefined, Math.max(DEFAULT_INTERNED_LISTS, opts.l1MaxEntries));
+    // A race asks the engine before its lookup has said whether another replica is asking
+    // already: with fill leases on, that is an engine call the lease exists to save, so
+    // misses then always wait for their lookup (`racing`).
+    this.raceLookups = (opts.raceLookups ?? true) && opts.l1Enabled && opts.shared !== undefined && this.fillWaitMs === 0;
     // ttlResolution 0: lru-cache otherwise caches "now" for 1 ms with a new timer each
     // time it reads the clock, i.e. a setTimeout on nearly every lookup under load.
     this.l1 = opts.l1Enabled
@@ -204,7 +234,7 @@ export class CachingAuthorizer implements Authorizer {
         const e = l1.get(key);
         if (e === undefined) this.counts.l1.miss++;
         else if (
-          e.generation === this.versions.generation &&
+          e.readIn(this.versions.generation) &&
           this.versions.matches(e.deps, e.versions) &&
           (e.roleKey === undefined || this.versions.matchesKey(e.roleKey, e.roleVersion))
         ) {
@@ -258,7 +288,7 @@ export class CachingAuthorizer implements Authorizer {
   private remember(key: string, e: L1Entry, ttlMs: number): void {
     // Only while trusted and in the generation the versions were read in: otherwise
     // the entry may predate a drop and could validate against reset counters.
-    if (this.l1 && ttlMs > 0 && this.versions.trusted() && e.generation === this.versions.generation) {
+    if (this.l1 && ttlMs > 0 && this.versions.trusted() && e.readIn(this.versions.generation)) {
       this.l1.set(key, e, { ttl: Math.max(1, Math.round(ttlMs)) });
     }
   }
@@ -279,15 +309,13 @@ export class CachingAuthorizer implements Authorizer {
     if (this.shared) {
       const racing = early !== undefined && this.racing();
       const span = startSpan('tiergate.redis.lookup', SpanKind.CLIENT, this.fillWaitMs > 0 ? REDIS_LEASE_SPAN_ATTRIBUTES : REDIS_SPAN_ATTRIBUTES);
-      const lookup = this.lookupShared(key, req, generation, racing);
+      const lookup = this.lookupShared(key, req, generation);
       // lookupShared never rejects: a failed lookup is a miss.
       if (span) void lookup.then((found) => endLookupSpan(span, found.allowed));
       if (racing) {
-        // The lease the lookup takes (if any) is released when this fill is done, so other
-        // replicas asking the same question meanwhile wait for this one's answer.
+        // No fill leases (racing needs them off): nothing to release afterwards.
         const race: Race = { redisAnswered: false };
-        const lease = lookup.then((found) => found.lease);
-        return this.race(race, lookup.then((found) => found.allowed), this.fill({ key, req, generation, depsAt, known: early, race, lease }));
+        return this.race(race, lookup.then((found) => found.allowed), this.fill({ key, req, generation, depsAt, known: early, race }));
       }
       const found = await lookup;
       if (found.allowed !== undefined) return { allowed: found.allowed, layer: 'redis' };
@@ -301,6 +329,8 @@ export class CachingAuthorizer implements Authorizer {
    * replica, or decisions no other replica asked lately), waiting for its "no" before
    * asking the engine only adds a round trip to every miss. The running share of lookups
    * that hit still counts during races, so racing stops when Redis starts answering.
+   * Never with fill leases on: a miss must know whether another replica is asking before
+   * it asks itself (leaseOrWait), and only its lookup tells.
    */
   private racing(): boolean {
     return this.raceLookups && this.redisHitShare < RACE_BELOW_HIT_SHARE;
@@ -347,7 +377,7 @@ export class CachingAuthorizer implements Authorizer {
     const filled = this.askAndStore(miss);
     const held = miss.lease;
     if (held !== undefined) {
-      const release = () => void Promise.resolve(held).then((lease) => lease && this.releaseLease(lease));
+      const release = () => this.releaseLease(held);
       filled.then(release, release);
     }
     return filled;
@@ -398,7 +428,7 @@ export class CachingAuthorizer implements Authorizer {
     const ttlMs = this.ttlMs(allowed) - (performance.now() - depsAt);
     if (deps && ttlMs >= 1) {
       const { keys, versions, roleKey, roleVersion } = deps;
-      this.remember(key, { allowed, generation, deps: keys, versions, roleKey, roleVersion }, ttlMs);
+      this.remember(key, new L1Entry(allowed, generation, keys, versions, roleKey, roleVersion), ttlMs);
       if (this.shared && this.sharedUp() && race?.redisAnswered !== true) {
         // One flat list in Redis, the role key last (lookupShared requires it there).
         const stored =
@@ -429,7 +459,7 @@ export class CachingAuthorizer implements Authorizer {
    * The answer from Redis if present and still valid; else, with fill leases on, the key's
    * lease for this miss, or the answer of the replica that holds it (`leaseOrWait`).
    */
-  private async lookupShared(key: string, req: CheckRequest, generation: number, racing: boolean): Promise<SharedLookup> {
+  private async lookupShared(key: string, req: CheckRequest, generation: number): Promise<SharedLookup> {
     if (!this.sharedUp()) {
       this.counts.redis.bypass++;
       return NOT_FOUND;
@@ -457,12 +487,8 @@ export class CachingAuthorizer implements Authorizer {
       this.sawLookup(false);
       return NOT_FOUND;
     }
-    const found = await this.leaseOrWait(key, req, generation, racing, seen);
-    // Another replica's answer served counts as a hit, and so does finding another replica
-    // asking the same question while racing: replicas ask this one's questions too, and a
-    // race then costs an engine call the wait would have saved.
-    this.sawLookup(found.allowed !== undefined || found.elsewhere === true);
-    return found;
+    // With leases on, no miss races: the running share is not needed.
+    return this.leaseOrWait(key, req, generation, seen);
   }
 
   /**
@@ -470,10 +496,9 @@ export class CachingAuthorizer implements Authorizer {
    * (which then asks the engine for every replica), or the answer of the replica holding it,
    * polled for with growing pauses while it holds the lease, at most fillWaitMs, and
    * validated like any entry (./soundness.ts, section 5). Nothing — ask the engine without
-   * the lease — once the wait is over, when racing (a racing miss does not wait), or on
-   * Redis trouble: a lease never fails a check.
+   * the lease — once the wait is over, or on Redis trouble: a lease never fails a check.
    */
-  private async leaseOrWait(key: string, req: CheckRequest, generation: number, racing: boolean, seen: SharedLook): Promise<SharedLookup> {
+  private async leaseOrWait(key: string, req: CheckRequest, generation: number, seen: SharedLook): Promise<SharedLookup> {
     const leases = this.counts.lease;
     const deadline = performance.now() + this.fillWaitMs;
     let pause = FIRST_FILL_POLL_MS;
@@ -483,10 +508,6 @@ export class CachingAuthorizer implements Authorizer {
     try {
       for (;;) {
         if (seen.lease === 'held') {
-          if (racing) {
-            leases.raced++;
-            return FILLED_ELSEWHERE;
-          }
           const left = deadline - performance.now();
           if (left <= 0 || !this.sharedUp()) {
             leases.waited_filled++;
@@ -541,14 +562,14 @@ export class CachingAuthorizer implements Authorizer {
     const own = roleKey === undefined ? stored.deps.length : last;
     this.remember(
       key,
-      {
-        allowed: stored.allowed,
+      new L1Entry(
+        stored.allowed,
         generation,
-        deps: this.interned.list(stored.deps.slice(0, own)),
-        versions: this.interned.versions(stored.versions.slice(0, own)),
+        this.interned.list(stored.deps.slice(0, own)),
+        this.interned.versions(stored.versions.slice(0, own)),
         roleKey,
-        roleVersion: roleKey === undefined ? 0 : stored.versions[last]!,
-      },
+        roleKey === undefined ? 0 : stored.versions[last]!,
+      ),
       ttlMs,
     );
     return stored.allowed;
@@ -644,12 +665,9 @@ interface SharedLookup {
   allowed?: boolean;
   /** The key's fill lease, taken for this miss: given up once its fill is done. */
   lease?: FillLease;
-  /** Another replica holds the lease; this miss, racing, did not wait for its answer. */
-  elsewhere?: boolean;
 }
 
 const NOT_FOUND: SharedLookup = {};
-const FILLED_ELSEWHERE: SharedLookup = { elsewhere: true };
 const GLOBAL_ONLY = [GLOBAL_KEY];
 
 /** Redis' side of a race when it holds no valid answer (never reported: see CachingAuthorizer.race). */
@@ -667,8 +685,8 @@ interface Miss {
   known: Promise<Dependencies | undefined>;
   /** The race against the Redis lookup this fill runs in, if any. */
   race?: Race;
-  /** The key's fill lease, if this miss took it (while racing: once the lookup says so). */
-  lease?: FillLease | Promise<FillLease | undefined> | undefined;
+  /** The key's fill lease, if this miss took it. */
+  lease?: FillLease | undefined;
 }
 
 /** One race of the engine against a Redis lookup (CachingAuthorizer.race). */
@@ -693,39 +711,42 @@ interface Dependencies {
   openNodes: boolean;
 }
 
+/** Lists the interner keeps at least (CachingAuthorizer sizes it to its in-process layer). */
+const DEFAULT_INTERNED_LISTS = 20_000;
+
 /**
  * Shares what in-process entries repeat: a path's key list (the global epoch and its
  * nodes' structure-versions) is one array however many principals' decisions name it,
  * each key in it one string whatever list it is in, and equal version lists are one
- * array. The lists are never mutated. Bounded: past its size a pool starts over
- * (entries keep their copies; only sharing is lost).
+ * array. The lists are never mutated. A list is found by a hash of its content and
+ * compared in full, so the interner keeps no text of its own per list; two lists that
+ * collide are both correct, only the later one is not shared. Bounded, in two
+ * generations (what is used moves to the newer one; the older is forgotten when the newer
+ * is full), so lists still in use stay shared; entries keep the copies they have.
  */
 export class DependencyInterner {
-  private strings = new Map<string, string>();
-  private lists = new Map<string, readonly string[]>();
-  private versionLists = new Map<string, readonly number[]>();
+  private readonly strings: Generations<string, string>;
+  private readonly lists: Generations<number, readonly string[]>;
+  private readonly versionLists: Generations<number, readonly number[]>;
 
-  constructor(
-    private readonly maxStrings = 200_000,
-    private readonly maxLists = 20_000,
-  ) {}
+  constructor(maxStrings = 200_000, maxLists = DEFAULT_INTERNED_LISTS) {
+    this.strings = new Generations(maxStrings);
+    this.lists = new Generations(maxLists);
+    this.versionLists = new Generations(maxLists);
+  }
 
   /** The shared array equal to `keys`, each key the shared copy. */
   list(keys: string[]): readonly string[] {
-    // Length-prefixed, so two different lists never share an id whatever their keys contain;
-    // joined, so the id kept is one flat string rather than a rope of every piece.
-    const id = keys.map((k) => `${k.length}:${k}`).join('');
-    const shared = this.lists.get(id);
-    if (shared !== undefined) return shared;
-    if (this.lists.size >= this.maxLists) this.lists = new Map();
+    const hash = hashKeys(keys);
+    const shared = this.lists.get(hash);
+    if (shared !== undefined && sameItems(shared, keys)) return shared;
     const list = this.keys(keys);
-    this.lists.set(id, list);
+    if (shared === undefined) this.lists.set(hash, list);
     return list;
   }
 
   /** The same keys, each the shared copy. */
   keys(keys: string[]): string[] {
-    if (this.strings.size + keys.length > this.maxStrings) this.strings = new Map();
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
       const shared = this.strings.get(k);
@@ -737,13 +758,68 @@ export class DependencyInterner {
 
   /** The shared array equal to `versions`. */
   versions(versions: number[]): readonly number[] {
-    const id = versions.join(',');
-    const shared = this.versionLists.get(id);
-    if (shared !== undefined) return shared;
-    if (this.versionLists.size >= this.maxLists) this.versionLists = new Map();
-    this.versionLists.set(id, versions);
+    const hash = hashVersions(versions);
+    const shared = this.versionLists.get(hash);
+    if (shared !== undefined && sameItems(shared, versions)) return shared;
+    if (shared === undefined) this.versionLists.set(hash, versions);
     return versions;
   }
+}
+
+/** A map of at most about `max` entries in two halves: a hit moves to the newer one, the older is dropped when the newer fills. */
+class Generations<K, V> {
+  private cur = new Map<K, V>();
+  private prev = new Map<K, V>();
+  private readonly half: number;
+
+  constructor(max: number) {
+    this.half = Math.max(1, Math.floor(max / 2));
+  }
+
+  get(k: K): V | undefined {
+    const v = this.cur.get(k);
+    if (v !== undefined) return v;
+    const old = this.prev.get(k);
+    if (old !== undefined) {
+      this.prev.delete(k);
+      this.set(k, old);
+    }
+    return old;
+  }
+
+  set(k: K, v: V): void {
+    this.cur.set(k, v);
+    if (this.cur.size >= this.half) {
+      this.prev = this.cur;
+      this.cur = new Map();
+    }
+  }
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** FNV-1a over each key's length and characters (length first: ['ab', 'c'] and ['a', 'bc'] differ). */
+function hashKeys(keys: readonly string[]): number {
+  let h = 0x811c9dc5;
+  for (const k of keys) {
+    h = Math.imul(h ^ k.length, 0x01000193);
+    for (let i = 0; i < k.length; i++) h = Math.imul(h ^ k.charCodeAt(i), 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** FNV-1a over each version's two 32-bit halves (versions are non-negative integers; the epoch exceeds 2^32). */
+function hashVersions(versions: readonly number[]): number {
+  let h = 0x811c9dc5 ^ versions.length;
+  for (const v of versions) {
+    h = Math.imul(h ^ (v % 0x1_0000_0000), 0x01000193);
+    h = Math.imul(h ^ Math.floor(v / 0x1_0000_0000), 0x01000193);
+  }
+  return h >>> 0;
 }
 
 /** The object, every object a contextual tuple names, and the scope node. */

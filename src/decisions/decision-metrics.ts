@@ -19,16 +19,15 @@ export interface DecisionCounts {
   coalesced: number;
   /** Resource checks asked of the contextual parent first: allowed there (answered), or not (asked as they are). */
   parent: { allowed: number; denied: number };
-  /** Engine asked alongside the Redis lookup (CachingAuthorizer.racing): which answered first. */
+  /** Engine asked alongside the Redis lookup (CachingAuthorizer.racing; without fill leases only): which answered first. */
   race: { redis: number; openfga: number };
   /**
    * Redis misses by what the key's fill lease made of them (CachingAuthorizer.lookupShared):
    * acquired = this replica asked the engine, the others wait for it; waited_served = another
    * replica was asking, its answer was served; waited_filled = another was asking, no valid
-   * answer came in time and this one asked itself; raced = another was asking, this one was
-   * racing and did not wait.
+   * answer came in time and this one asked itself.
    */
-  lease: { acquired: number; waited_served: number; waited_filled: number; raced: number };
+  lease: { acquired: number; waited_served: number; waited_filled: number };
   /** Checks that asked for strong consistency and skipped the cache. */
   strong: number;
   /** Engine answers not stored: their dependencies could not be read (Redis/OpenFGA trouble, unkeyable input). */
@@ -48,7 +47,7 @@ export class DecisionMetrics {
     coalesced: 0,
     parent: { allowed: 0, denied: 0 },
     race: { redis: 0, openfga: 0 },
-    lease: { acquired: 0, waited_served: 0, waited_filled: 0, raced: 0 },
+    lease: { acquired: 0, waited_served: 0, waited_filled: 0 },
     strong: 0,
     uncached: 0,
   };
@@ -99,7 +98,7 @@ export class DecisionMetrics {
     countsMetric(
       registry,
       `${prefix}fill_leases_total`,
-      "Redis misses by the key's fill lease: acquired = this replica asked the engine for all; waited_served = another replica's answer was waited for and served; waited_filled = waited, then asked the engine itself; raced = another held it, this one raced and did not wait",
+      "Redis misses by the key's fill lease: acquired = this replica asked the engine for all; waited_served = another replica's answer was waited for and served; waited_filled = waited, then asked the engine itself",
       'outcome',
       counts.lease,
     );

@@ -58,10 +58,11 @@
  * node's version — so it is Reach exactly as the sequential fill computes it; otherwise
  * the answer is returned but not recorded. A hierarchy node whose parents are not cached
  * makes the fill resolve the whole closure first (./caching-authorizer.ts, resolve).
- * A fill may also ask the engine before the Redis lookup of its key has answered (./caching-authorizer.ts,
- * racing). That changes which valid answer is returned first, not what is recorded: the
- * engine is still asked after every recorded version was read, and a Redis entry is still
- * served only once validated against the current versions (section 5).
+ * Without fill leases, a fill may also ask the engine before the Redis lookup of its key has
+ * answered (./caching-authorizer.ts, racing). That changes which valid answer is returned
+ * first, not what is recorded: the engine is still asked after every recorded version was
+ * read, and a Redis entry is still served only once validated against the current versions
+ * (section 5).
  *
  * ## 3. Invariant W (the write rule, ./version-keys.ts bumpsFor)
  * Every tuple t written or deleted, on an object of slot N:

@@ -2,7 +2,7 @@
 // may get slower; it must never answer wrongly and never cache an error.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { decisionKey, VersionsUnavailableError } from '../../src/decisions/index.js';
+import { decisionKey, VersionsUnavailableError, type DecisionCacheOptions } from '../../src/decisions/index.js';
 import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
 import { startOpenFga, type OpenFgaServer } from '../../src/stack/openfga-server.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
@@ -149,12 +149,12 @@ describe('Redis slow (paused)', () => {
  * A replica over an OpenFGA of its own (the tests stop it), the hierarchy written, and an
  * engine that gives up after 1 s. The server is stopped again if the rest fails.
  */
-async function replicaOnItsOwnOpenFga(): Promise<{ fga: OpenFgaServer; store: TestStore; replica: Replica }> {
+async function replicaOnItsOwnOpenFga(extra: Partial<DecisionCacheOptions> = {}): Promise<{ fga: OpenFgaServer; store: TestStore; replica: Replica }> {
   const fga = await startOpenFga();
   try {
     const store = await createTestStore({ apiUrl: fga.apiUrl });
     await writeHierarchy(store.client);
-    const replica = await startReplica(store, { redisUrl: inject('redisUrl'), poller: false, engine: engineFor(store, 1000) });
+    const replica = await startReplica(store, { redisUrl: inject('redisUrl'), poller: false, engine: engineFor(store, 1000), ...extra });
     return { fga, store, replica };
   } catch (err) {
     await fga.stop();
@@ -211,7 +211,8 @@ describe('OpenFGA gone while a replica races it against Redis', () => {
   let R: Replica;
 
   beforeAll(async () => {
-    ({ fga, replica: R } = await replicaOnItsOwnOpenFga());
+    // Racing needs fill leases off (CachingAuthorizer.racing).
+    ({ fga, replica: R } = await replicaOnItsOwnOpenFga({ fillWaitMs: 0 }));
   });
   afterAll(async () => {
     await R?.cache.close();

@@ -2,8 +2,9 @@
 // redis-server and one engine: a miss both replicas have at the same moment is asked of
 // the engine once, by the replica that took the key's fill lease, and the other serves
 // that answer from Redis once it validates (CachingAuthorizer.leaseOrWait).
-// The engine is a table that can hold its answers, so the tests decide when the lease
-// holder's answer comes; the hierarchy is a table too (no OpenFGA needed).
+// In the first tests the engine is a table that can hold its answers, so the tests decide
+// when the lease holder's answer comes, and the hierarchy is a table too; the last ones
+// ask a real OpenFGA store, the way the gateway's replicas do after a move.
 import { randomUUID } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { describe, expect, inject, it } from 'vitest';
@@ -13,7 +14,8 @@ import { AuthorizerUnavailableError } from '../../src/fga/authorizer.js';
 import type { ChildLink, StructureSource } from '../../src/fga/hierarchy.js';
 import type { Authorizer, CheckRequest, Decision } from '../../src/authz/types.js';
 import { owned, useCleanup } from '../support/cleanup.js';
-import { MODEL, tuple } from '../support/decisions-fixture.js';
+import { closeReplicas, MODEL, resourceCheck, startReplicaPair, tuple, writeHierarchy, writeThrough, type Replica } from '../support/decisions-fixture.js';
+import { createTestStore } from '../support/fga.js';
 import { waitFor } from '../support/wait.js';
 
 useCleanup();
@@ -126,7 +128,6 @@ function leases(p: Pair) {
     acquired: a.acquired + b.acquired,
     waited_served: a.waited_served + b.waited_served,
     waited_filled: a.waited_filled + b.waited_filled,
-    raced: a.raced + b.raced,
   };
 }
 
@@ -146,7 +147,7 @@ describe('a miss both replicas have at once is asked of the engine once', () => 
     expect(p.engine.calls).toHaveLength(1);
     // One answer from the engine, one from Redis (the waiting replica), the rest joined those in process.
     expect(answers.map((d) => d.layer).sort()).toEqual(['coalesced', 'coalesced', 'coalesced', 'coalesced', 'coalesced', 'coalesced', 'openfga', 'redis']);
-    expect(leases(p)).toEqual({ acquired: 1, waited_served: 1, waited_filled: 0, raced: 0 });
+    expect(leases(p)).toEqual({ acquired: 1, waited_served: 1, waited_filled: 0 });
     // Both now hold it in process.
     expect(await check(p.A, 'user:same')).toMatchObject({ allowed: true, layer: 'l1' });
     expect(await check(p.B, 'user:same')).toMatchObject({ allowed: true, layer: 'l1' });
@@ -198,7 +199,7 @@ describe('a miss both replicas have at once is asked of the engine once', () => 
     expect((answered[0] as { v: Decision }).v).toMatchObject({ allowed: true, layer: 'openfga' });
     expect(answered[0]!.at - released).toBeLessThan(2000);
     expect(p.engine.calls).toHaveLength(2);
-    expect(leases(p)).toEqual({ acquired: 1, waited_served: 0, waited_filled: 1, raced: 0 });
+    expect(leases(p)).toEqual({ acquired: 1, waited_served: 0, waited_filled: 1 });
   });
 
   it('when the engine keeps failing, the waiting replica rejects too, without waiting out its budget', async () => {
@@ -232,40 +233,47 @@ describe('a miss both replicas have at once is asked of the engine once', () => 
     expect(answers.map((d) => d.allowed).sort()).toEqual([false, true]);
     expect(answers.every((d) => d.layer === 'openfga')).toBe(true);
     expect(p.engine.calls).toHaveLength(2);
-    expect(leases(p)).toEqual({ acquired: 1, waited_served: 0, waited_filled: 1, raced: 0 });
+    expect(leases(p)).toEqual({ acquired: 1, waited_served: 0, waited_filled: 1 });
     for (const r of [p.A, p.B]) expect((await check(r, 'user:moved')).allowed).toBe(false);
   });
 
-  it("a racing replica still takes the lease, so the other waits for it; racing, it does not wait for another's", async () => {
+  it('a replica whose Redis lookups have long found nothing still waits for the lease holder: it never races with leases on', async () => {
     const p = await replicas('5000');
-    // Misses nobody else asked: Redis holds none of A's answers, so A races (CachingAuthorizer.racing).
+    // Misses nobody else asked: Redis holds none of A's answers. Without fill leases A would
+    // now ask the engine alongside each lookup (CachingAuthorizer.racing), before knowing
+    // whether another replica is asking the same question.
     for (let i = 0; i < 80; i++) await check(p.A, `user:lone${i}`);
-    const before = { ...p.A.metrics.counts.race };
     const calls = p.engine.calls.length;
+    expect(calls).toBe(80);
 
-    p.engine.set('user:raced', 'can_view', 'tenant:tA', true);
+    // B asks first and holds the lease; then A asks three times, and B twice more.
+    p.engine.set('user:late', 'can_view', 'tenant:tA', true);
     p.engine.hold();
-    const first = check(p.A, 'user:raced');
-    expect(await waitFor(() => p.A.metrics.counts.lease.acquired === 81 && p.engine.calls.length === calls + 1, 5000, 5)).toBe(true);
-    const second = check(p.B, 'user:raced');
-    expect(await waitFor(() => p.B.metrics.counts.redis.miss === 1, 5000, 5)).toBe(true);
-    p.engine.release();
-    expect(await first).toMatchObject({ allowed: true, layer: 'openfga' });
-    expect(await second).toMatchObject({ allowed: true, layer: 'redis' });
-    expect(p.A.metrics.counts.race.openfga).toBe(before.openfga + 1);
+    const byB = check(p.B, 'user:late');
+    expect(await waitFor(() => p.B.metrics.counts.lease.acquired === 1 && p.engine.calls.length === calls + 1, 5000, 5)).toBe(true);
+    const asked = [byB, check(p.A, 'user:late'), check(p.A, 'user:late'), check(p.B, 'user:late'), check(p.A, 'user:late'), check(p.B, 'user:late')];
+    expect(await waitFor(() => p.A.metrics.counts.redis.miss === 81, 5000, 5)).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
     expect(p.engine.calls).toHaveLength(calls + 1);
-    expect(p.B.metrics.counts.lease.waited_served).toBe(1);
-
-    // B holds the lease now; A, racing, asks the engine without waiting for B's answer.
-    p.engine.set('user:raced2', 'can_view', 'tenant:tA', true);
-    p.engine.hold();
-    const byB = check(p.B, 'user:raced2');
-    expect(await waitFor(() => p.B.metrics.counts.lease.acquired === 1 && p.engine.calls.length === calls + 2, 5000, 5)).toBe(true);
-    const byA = check(p.A, 'user:raced2');
-    expect(await waitFor(() => p.engine.calls.length === calls + 3, 5000, 5)).toBe(true);
     p.engine.release();
-    expect((await Promise.all([byA, byB])).map((d) => d.layer)).toEqual(['openfga', 'openfga']);
-    expect(p.A.metrics.counts.lease.raced).toBe(1);
+    const answers = await Promise.all(asked);
+
+    expect(answers.every((d) => d.allowed)).toBe(true);
+    expect(p.engine.calls).toHaveLength(calls + 1);
+    expect(answers.map((d) => d.layer).sort()).toEqual(['coalesced', 'coalesced', 'coalesced', 'coalesced', 'openfga', 'redis']);
+    expect(p.A.metrics.counts.lease).toMatchObject({ acquired: 80, waited_served: 1, waited_filled: 0 });
+    expect(p.A.metrics.counts.race).toEqual({ redis: 0, openfga: 0 });
+
+    // And the other way round: A takes the lease, B waits.
+    p.engine.set('user:late2', 'can_view', 'tenant:tA', true);
+    p.engine.hold();
+    const byA = check(p.A, 'user:late2');
+    expect(await waitFor(() => p.A.metrics.counts.lease.acquired === 81 && p.engine.calls.length === calls + 2, 5000, 5)).toBe(true);
+    const byB2 = check(p.B, 'user:late2');
+    expect(await waitFor(() => p.B.metrics.counts.redis.miss === 2, 5000, 5)).toBe(true);
+    p.engine.release();
+    expect((await Promise.all([byA, byB2])).map((d) => d.layer)).toEqual(['openfga', 'redis']);
+    expect(p.engine.calls).toHaveLength(calls + 2);
   });
 
   it('with CACHE_FILL_WAIT_MS=0 each replica asks for itself', async () => {
@@ -276,6 +284,58 @@ describe('a miss both replicas have at once is asked of the engine once', () => 
     expect(await waitFor(() => p.engine.calls.length === 2, 5000, 5)).toBe(true);
     p.engine.release();
     expect((await Promise.all(asked)).map((d) => d.layer)).toEqual(['openfga', 'openfga']);
-    expect(leases(p)).toEqual({ acquired: 0, waited_served: 0, waited_filled: 0, raced: 0 });
+    expect(leases(p)).toEqual({ acquired: 0, waited_served: 0, waited_filled: 0 });
+  });
+});
+
+describe('the miss storm after a move, real OpenFGA', () => {
+  /**
+   * Each question (user, agent of tenant tA) asked `times` times at once, alternating
+   * replicas; every other user's first ask goes to B, so each replica is first for some.
+   */
+  async function storm(A: Replica, B: Replica, users: readonly string[], times: number): Promise<Map<string, boolean[]>> {
+    const asked = users.flatMap((u, j) =>
+      Array.from({ length: times }, async (_, i) => ({ u, allowed: (await ((i + j) % 2 === 0 ? A : B).cache.authorizer.check(resourceCheck(u, 'tA', 'agent', 'probe'))).allowed })),
+    );
+    const out = new Map<string, boolean[]>();
+    for (const { u, allowed } of await Promise.all(asked)) out.set(u, [...(out.get(u) ?? []), allowed]);
+    return out;
+  }
+
+  it('every question asked at once on both replicas costs one OpenFGA check, on a replica that would have raced too', async () => {
+    const store = await createTestStore();
+    await writeHierarchy(store.client);
+    // The settings as an operator gives them, with a wait that outlasts a slow test machine.
+    const settings = decisionCacheSettings(loadConfig({ REDIS_URL: inject('redisUrl'), CACHE_FILL_WAIT_MS: '5000' }));
+    expect(settings.raceLookups).toBe(true);
+    const [A, B] = await startReplicaPair(store, { redisUrl: settings.redisUrl, raceLookups: settings.raceLookups, fillWaitMs: settings.fillWaitMs, poller: false });
+    owned(() => closeReplicas(A, B));
+
+    // Warm on both replicas (and in Redis), then move division d2 (with tA) from d1 to d3.
+    const users = ['user:tAuser', 'user:tAadmin', 'user:d1admin', 'user:d2admin', 'user:d3admin', 'user:orgadmin', 'user:tBadmin'];
+    const before = await storm(A, B, users, 2);
+    expect(Object.fromEntries([...before].map(([u, a]) => [u, a]))).toMatchObject({ 'user:d1admin': [true, true], 'user:d3admin': [false, false], 'user:tBadmin': [false, false] });
+    await writeThrough(store.client, A, {
+      deletes: [tuple('division:d1', 'parent', 'division:d2')],
+      writes: [tuple('division:d3', 'parent', 'division:d2')],
+    });
+    // Then misses nobody else asks, on A: Redis has held none of A's answers lately, the
+    // state in which a replica without fill leases asks OpenFGA alongside its lookups.
+    for (let i = 0; i < 40; i++) expect((await A.cache.authorizer.check(resourceCheck(`user:lone${i}`, 'tC', 'agent', '1'))).allowed).toBe(false);
+
+    const calls = A.engine.calls + B.engine.calls;
+    const leases = { ...A.cache.metrics.counts.lease };
+    const leasesB = { ...B.cache.metrics.counts.lease };
+    const after = await storm(A, B, users, 6);
+
+    const allowed = new Set(['user:tAuser', 'user:tAadmin', 'user:d2admin', 'user:d3admin', 'user:orgadmin']);
+    for (const u of users) expect(after.get(u)).toEqual(new Array(6).fill(allowed.has(u)));
+    // One check per question: the tenant's question for everyone, and the agent's own for the
+    // two the tenant's question denies (./parent-questions.ts).
+    expect(A.engine.calls + B.engine.calls - calls).toBe(users.length + 2);
+    const acquired = A.cache.metrics.counts.lease.acquired - leases.acquired + B.cache.metrics.counts.lease.acquired - leasesB.acquired;
+    const filled = A.cache.metrics.counts.lease.waited_filled - leases.waited_filled + B.cache.metrics.counts.lease.waited_filled - leasesB.waited_filled;
+    expect({ acquired, filled }).toEqual({ acquired: users.length + 2, filled: 0 });
+    expect(A.cache.metrics.counts.race).toEqual({ redis: 0, openfga: 0 });
   });
 });

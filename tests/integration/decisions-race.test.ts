@@ -36,10 +36,17 @@ describe('asking the engine alongside the Redis lookup', () => {
   });
 
   async function replica(raceLookups: boolean): Promise<Replica> {
-    // The setting as an operator gives it (CACHE_RACE_LOOKUPS), through the configuration.
-    const settings = decisionCacheSettings(loadConfig({ REDIS_URL: server.url, CACHE_RACE_LOOKUPS: String(raceLookups) }));
+    // The settings as an operator gives them (CACHE_RACE_LOOKUPS; racing needs fill leases
+    // off, CACHE_FILL_WAIT_MS=0), through the configuration.
+    const settings = decisionCacheSettings(loadConfig({ REDIS_URL: server.url, CACHE_RACE_LOOKUPS: String(raceLookups), CACHE_FILL_WAIT_MS: '0' }));
     // A Redis budget longer than the pause below: a lookup that is waited for outlasts it.
-    const r = await startReplica(store, { redisUrl: settings.redisUrl, raceLookups: settings.raceLookups, poller: false, redisTimeoutMs: 3000 });
+    const r = await startReplica(store, {
+      redisUrl: settings.redisUrl,
+      raceLookups: settings.raceLookups,
+      fillWaitMs: settings.fillWaitMs,
+      poller: false,
+      redisTimeoutMs: 3000,
+    });
     replicas.push(r);
     return r;
   }

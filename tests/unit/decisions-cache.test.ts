@@ -243,6 +243,24 @@ describe('CachingAuthorizer (in-process only)', () => {
     expect((await check('user:v', 'can_view', 'division:d2')).layer).toBe('l1');
   });
 
+  it('tells role-versions apart beyond 32 bits, and keeps allow and deny apart in process', async () => {
+    const { engine, cache, check } = setup();
+    engine.set('user:big', 'can_view', 'tenant:tA', true);
+    // Role-versions past 2^32 (a long-lived counter), equal in their low 32 bits.
+    cache.versions.apply([['#p|user:big', 2 ** 32 + 5]]);
+    expect(await check('user:big', 'can_view', 'tenant:tA')).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(await check('user:big', 'can_view', 'tenant:tA')).toMatchObject({ allowed: true, layer: 'l1' });
+    expect(await check('user:small', 'can_view', 'tenant:tA')).toMatchObject({ allowed: false, layer: 'openfga' });
+    expect(await check('user:small', 'can_view', 'tenant:tA')).toMatchObject({ allowed: false, layer: 'l1' });
+    cache.versions.apply([['#p|user:big', 2 ** 33 + 5]]);
+    expect(await check('user:big', 'can_view', 'tenant:tA')).toMatchObject({ allowed: true, layer: 'openfga' });
+    expect(await check('user:big', 'can_view', 'tenant:tA')).toMatchObject({ allowed: true, layer: 'l1' });
+    // A new generation (a local reset) voids every entry from before.
+    cache.versions.drop();
+    expect(await check('user:small', 'can_view', 'tenant:tA')).toMatchObject({ allowed: false, layer: 'openfga' });
+    expect(engine.calls).toHaveLength(3 + 1);
+  });
+
   it('a subject that is not a plain object depends on every tuple of its nodes', async () => {
     const { engine, cache, check } = setup();
     engine.set('group:g#member', 'can_view', 'tenant:tA', true);
