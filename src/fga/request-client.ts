@@ -1,6 +1,7 @@
-// The two OpenFGA calls on the request path, Check and Read, over undici's keep-alive
-// connection pool. Everything else (bootstrap, admin writes, ListObjects, ReadChanges)
-// goes through @openfga/sdk (./client.ts).
+// The two OpenFGA calls on the request path, Check and Read, and the changelog the
+// ReadChanges poller reads every second (ReadChanges), over undici's keep-alive
+// connection pool. Everything else (bootstrap, admin writes, ListObjects) goes through
+// @openfga/sdk (./client.ts).
 //
 // Why not the SDK here: a cache miss makes up to two calls, and the SDK (axios, its
 // telemetry, per-call configuration checks) spends several times the client CPU of
@@ -41,6 +42,19 @@ export interface FgaReadPage {
   continuationToken: string | undefined;
 }
 
+export interface FgaChange {
+  operation: 'write' | 'delete';
+  tuple: FgaTuple;
+  /** RFC 3339, OpenFGA's clock. */
+  timestamp: string;
+}
+
+export interface FgaChangesPage {
+  changes: FgaChange[];
+  /** Where the next read starts; OpenFGA returns one on every page, the last included. */
+  continuationToken: string | undefined;
+}
+
 export interface FgaRequestClientOptions {
   apiUrl: string;
   storeId: string;
@@ -56,6 +70,8 @@ export interface FgaRequestClientOptions {
 
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json' };
 
+const RPC_METHOD = { check: 'Check', read: 'Read', read_changes: 'ReadChanges' } as const;
+
 function consistencyOf(c: FgaConsistency): string {
   return c === 'strong' ? 'HIGHER_CONSISTENCY' : 'MINIMIZE_LATENCY';
 }
@@ -66,6 +82,7 @@ export class FgaRequestClient {
   private readonly timeoutMs: number;
   private readonly checkPath: string;
   private readonly readPath: string;
+  private readonly changesPath: string;
   private readonly onCall: FgaRequestClientOptions['onCall'];
   private readonly headers: Record<string, string>;
   private readonly origin: string;
@@ -78,6 +95,7 @@ export class FgaRequestClient {
     this.origin = url.host;
     this.checkPath = `${store}/check`;
     this.readPath = `${store}/read`;
+    this.changesPath = `${store}/changes`;
     this.timeoutMs = opts.timeoutMs;
     this.onCall = opts.onCall;
     this.headers = opts.apiToken ? { ...JSON_HEADERS, authorization: `Bearer ${opts.apiToken}` } : JSON_HEADERS;
@@ -123,16 +141,43 @@ export class FgaRequestClient {
     return { tuples, continuationToken: token };
   }
 
+  /**
+   * One page of the store's changelog, every type, from a continuation token or else a
+   * start time. Not a request-path call: not told to onCall.
+   */
+  async readChanges(opts: { pageSize: number; continuationToken?: string; startTime?: string }): Promise<FgaChangesPage> {
+    const q = new URLSearchParams({ page_size: String(opts.pageSize) });
+    if (opts.continuationToken) q.set('continuation_token', opts.continuationToken);
+    else if (opts.startTime) q.set('start_time', opts.startTime);
+    const res = (await this.call('GET', `${this.changesPath}?${q.toString()}`, undefined, 'read_changes')) as { changes?: unknown; continuation_token?: unknown };
+    if (!Array.isArray(res.changes)) throw new AuthorizerUnavailableError('server_error', 'OpenFGA answered a changelog read without `changes`');
+    const changes: FgaChange[] = [];
+    for (const c of res.changes as Array<{ tuple_key?: Partial<FgaTuple>; operation?: unknown; timestamp?: unknown }>) {
+      const k = c?.tuple_key;
+      const operation = c?.operation === 'TUPLE_OPERATION_WRITE' ? 'write' : c?.operation === 'TUPLE_OPERATION_DELETE' ? 'delete' : undefined;
+      if (typeof k?.user !== 'string' || typeof k.relation !== 'string' || typeof k.object !== 'string' || operation === undefined) {
+        throw new AuthorizerUnavailableError('server_error', 'OpenFGA answered a changelog read with a malformed change');
+      }
+      changes.push({ operation, tuple: { user: k.user, relation: k.relation, object: k.object }, timestamp: typeof c.timestamp === 'string' ? c.timestamp : '' });
+    }
+    const token = typeof res.continuation_token === 'string' && res.continuation_token !== '' ? res.continuation_token : undefined;
+    return { changes, continuationToken: token };
+  }
+
   close(): Promise<void> {
     return this.pool.close();
   }
 
-  private async post(path: string, body: unknown, what: 'check' | 'read'): Promise<unknown> {
+  private post(path: string, body: unknown, what: 'check' | 'read'): Promise<unknown> {
+    return this.call('POST', path, body, what);
+  }
+
+  private async call(method: 'GET' | 'POST', path: string, body: unknown, what: 'check' | 'read' | 'read_changes'): Promise<unknown> {
     const started = performance.now();
     let outcome: 'ok' | 'error' = 'error';
     const exchange = new Exchange();
     // Tracing on: a CLIENT span, and OpenFGA is told its traceparent.
-    const span = startSpan(`openfga.${what}`, SpanKind.CLIENT, { 'rpc.system.name': 'openfga', 'rpc.method': what === 'check' ? 'Check' : 'Read', 'server.address': this.origin });
+    const span = startSpan(`openfga.${what}`, SpanKind.CLIENT, { 'rpc.system.name': 'openfga', 'rpc.method': RPC_METHOD[what], 'server.address': this.origin });
     let headers = this.headers;
     if (span) {
       headers = { ...this.headers };
@@ -142,7 +187,7 @@ export class FgaRequestClient {
     try {
       const answer = exchange.answer(this.timeoutMs);
       try {
-        this.pool.dispatch({ path, method: 'POST', headers, body: JSON.stringify(body) }, exchange);
+        this.pool.dispatch(body === undefined ? { path, method, headers } : { path, method, headers, body: JSON.stringify(body) }, exchange);
       } catch (err) {
         exchange.fail(err);
       }
@@ -166,7 +211,7 @@ export class FgaRequestClient {
       failure = transportError(err, exchange.timedOut, what, this.timeoutMs);
       throw failure;
     } finally {
-      this.onCall?.(what, outcome, (performance.now() - started) / 1000);
+      if (what !== 'read_changes') this.onCall?.(what, outcome, (performance.now() - started) / 1000);
       if (span) endSpan(span, failure);
     }
   }

@@ -160,9 +160,17 @@ const DECISION_BUCKETS = [
   0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
 ];
 
-export function createGatewayMetrics(registry = new Registry()): GatewayMetrics {
-  // Includes nodejs_eventloop_lag_* and process metrics.
-  collectDefaultMetrics({ register: registry });
+export interface RuntimeMetricsOptions {
+  /** prom-client's default metrics (process, heap, GC, event loop); off when nothing scrapes them. Default on. */
+  runtime?: boolean;
+  /** METRICS_EVENT_LOOP_PRECISION_MS: the event-loop delay histogram's sampling interval. */
+  eventLoopPrecisionMs?: number;
+}
+
+export function createGatewayMetrics(registry = new Registry(), opts: RuntimeMetricsOptions = {}): GatewayMetrics {
+  // nodejs_eventloop_lag_* and process metrics. The delay histogram is a libuv timer that
+  // wakes the process at every sample, busy or idle: sampled as often as configured.
+  if (opts.runtime !== false) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: opts.eventLoopPrecisionMs ?? 100 });
   const upstreamCounts = new Map<string, UpstreamCounts>();
   const edgePolicyCounts = new Map<string, number>();
   new Counter({

@@ -8,12 +8,17 @@
 // be read (Redis down) the claim is computed from the database and not cached; an entry
 // is kept at most maxAgeMs, which bounds a bump that failed (the admin API then answered
 // invalidation-failed) the way the ReadChanges poller bounds a missed tuple bump.
+// A cached claim also records the structure-versions of every node its path was read
+// from (read before the path, so a move made meanwhile leaves it stale): while the
+// in-process copy of the versions is trusted, a request is answered from the cache by
+// comparing those versions in process, without walking the path or awaiting anything.
 // Each upstream receives the cached claim cut to the keys its policy lists (upstreamSettings).
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Db } from '../db/index.js';
 import type { HierarchyResolver } from '../fga/hierarchy.js';
 import type { VersionStore } from '../decisions/version-store.js';
+import { GLOBAL_KEY } from '../decisions/version-keys.js';
 import type { Scope } from '../authz/types.js';
 import { effectiveValues } from '../settings/effective.js';
 import type { SettingsRegistry } from '../settings/registry.js';
@@ -24,8 +29,8 @@ import type { SignedSettings } from './assertion-signer.js';
 export interface SettingsClaimsOptions {
   db: Db;
   registry: SettingsRegistry;
-  hierarchy: Pick<HierarchyResolver, 'ancestors'>;
-  versions: Pick<VersionStore, 'read' | 'keys'>;
+  hierarchy: Pick<HierarchyResolver, 'ancestors' | 'closure'>;
+  versions: Pick<VersionStore, 'read' | 'keys' | 'matches' | 'trusted'>;
   maxEntries?: number;
   /** The longest a claim is served from the cache (default 60 s). */
   maxAgeMs?: number;
@@ -40,23 +45,42 @@ export interface SettingsClaims {
 
 const SETTINGS_NODE = /^(organization|division|tenant):/;
 
+interface CachedClaim {
+  /** The global epoch, the structure-keys of the path's nodes, then the settings-keys of the path. */
+  keys: string[];
+  versions: number[];
+  signed: SignedSettings;
+}
+
 export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaims {
-  const cache = new LRUCache<string, { key: string; signed: SignedSettings }>({ max: opts.maxEntries ?? 10_000, ttl: opts.maxAgeMs ?? 60_000 });
+  const cache = new LRUCache<string, CachedClaim>({ max: opts.maxEntries ?? 10_000, ttl: opts.maxAgeMs ?? 60_000 });
   const counts = { cached: 0, computed: 0 };
+  const { versions } = opts;
   return {
     counts,
     async claimFor(scope) {
       const node = `${scope.type}:${scope.id}`;
-      // Nearest first (tenant, its divisions, the organization, the platform): root first here.
-      const above = (await opts.hierarchy.ancestors(node)).filter((n) => SETTINGS_NODE.test(n)).reverse();
-      const path = [...above, node];
-      const versions = await opts.versions.read(path.map((n) => opts.versions.keys.settingsKey(n))).catch(() => undefined);
-      const key = versions === undefined ? undefined : `${path.join('\0')}\0${versions.join(',')}`;
-      const hit = key === undefined ? undefined : cache.get(node);
-      if (hit && hit.key === key) {
+      const hit = cache.get(node);
+      if (hit !== undefined && versions.trusted() && versions.matches(hit.keys, hit.versions)) {
         counts.cached++;
         return hit.signed;
       }
+      // The global epoch, then the versions of the node and every node above it, each read
+      // before what it validates: a move made after these reads bumps one of them.
+      const epoch = await versions.read([GLOBAL_KEY]).catch(() => undefined);
+      const structure = epoch === undefined ? undefined : await opts.hierarchy.closure([node]).catch(() => undefined);
+      // Nearest first (tenant, its divisions, the organization, the platform): root first here.
+      const above = (await opts.hierarchy.ancestors(node)).filter((n) => SETTINGS_NODE.test(n)).reverse();
+      const path = [...above, node];
+      const settingsKeys = path.map((n) => versions.keys.settingsKey(n));
+      const settingsVersions = structure === undefined ? undefined : await versions.read(settingsKeys).catch(() => undefined);
+      const recorded =
+        epoch === undefined || structure === undefined || settingsVersions === undefined
+          ? undefined
+          : {
+              keys: [GLOBAL_KEY, ...structure.objects.map((o) => versions.keys.structureKey(o)), ...settingsKeys],
+              versions: [epoch[0]!, ...structure.versions, ...settingsVersions],
+            };
       const entries = await readEntries(opts.db, path);
       const items = effectiveValues(
         opts.registry,
@@ -68,7 +92,9 @@ export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaim
         sources: Object.fromEntries(items.map((v) => [v.key, v.source])),
       };
       const signed: SignedSettings = { claim, digest: claimDigest(claim) };
-      if (key !== undefined) cache.set(node, { key, signed });
+      // Unreadable versions (Redis down): computed from the database, and not cached.
+      if (recorded !== undefined) cache.set(node, { ...recorded, signed });
+      else cache.delete(node);
       counts.computed++;
       return signed;
     },

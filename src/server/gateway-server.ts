@@ -112,7 +112,8 @@ function observeDecision(metrics: GatewayMetrics): (d: Decision) => void {
 
 export async function startGateway(config: Config, rt: GatewayRuntime): Promise<RunningGateway> {
   const registry = new Registry();
-  const metrics = createGatewayMetrics(registry);
+  // Without a listener nothing reads the runtime metrics: none are sampled.
+  const metrics = createGatewayMetrics(registry, { runtime: config.METRICS_PORT !== 0, eventLoopPrecisionMs: config.METRICS_EVENT_LOOP_PRECISION_MS });
   const trustedProxies = trustedPeers(config.TRUSTED_PROXIES);
   const log = rt.logger;
   const apiToken = rt.fgaApiToken ?? config.OPENFGA_API_TOKEN;

@@ -67,6 +67,23 @@ describe('settings across two gateway replicas', () => {
     for (const r of [B, A]) for (const t of TENANTS) expect(await timezoneSeen(r, t), `${r.name} ${t}`).toBe('America/New_York');
   });
 
+  it("a tenant moved under another division gets that division's settings on the next request, on both replicas", async () => {
+    await p.adminOk('olivia', 'DELETE', '/organizations/acme/settings/document/timezone');
+    await p.adminOk('olivia', 'PUT', '/divisions/d2/settings/document/timezone', { set: 'Asia/Kolkata' });
+    // Warm both replicas' claims for t-mid under d1 (no value of its own: the default).
+    for (let i = 0; i < 2; i++) for (const r of [A, B]) expect(await timezoneSeen(r, 't-mid')).toBe('UTC');
+
+    await p.adminOk('olivia', 'POST', '/tenants/t-mid/move', { parent: 'division:d2' });
+    for (const r of [B, A]) expect(await timezoneSeen(r, 't-mid'), r.name).toBe('Asia/Kolkata');
+
+    // And back: d1a's own value applies to a tenant moved beneath it.
+    await p.adminOk('olivia', 'POST', '/tenants/t-mid/move', { parent: 'division:d1a' });
+    for (const r of [A, B]) expect(await timezoneSeen(r, 't-mid'), r.name).toBe('Asia/Tokyo');
+    // Home again, under d1, which sets nothing: the default.
+    await p.adminOk('olivia', 'POST', '/tenants/t-mid/move', { parent: 'division:d1' });
+    for (const r of [B, A]) expect(await timezoneSeen(r, 't-mid'), r.name).toBe('UTC');
+  });
+
   it('an allowlist changed through the admin API holds on the next request, on both replicas', async () => {
     // The test connects straight from 127.0.0.1: no trusted proxy, the peer is the client.
     for (const r of [A, B]) expect((await p.get(r, 'olivia', '/api/v1/tenants/t-deep/reports/summary')).status).toBe(200);

@@ -108,6 +108,34 @@ describe('FgaRequestClient', () => {
     }
   });
 
+  it('reads the changelog page by page, writes and deletes in order, from a start time or a token, without reporting a request-path call', async () => {
+    const calls: string[] = [];
+    const api = new FgaRequestClient({ apiUrl: store.apiUrl, apiToken: store.apiToken, storeId: store.storeId, timeoutMs: 5000, onCall: (call) => calls.push(call) });
+    try {
+      const since = new Date(Date.now() - 1000).toISOString();
+      const grant = tuple('user:changelog-reader', 'member', 'tenant:tA');
+      await store.client.write({ writes: [grant] });
+      await store.client.write({ deletes: [grant] });
+      const pages: Array<Awaited<ReturnType<FgaRequestClient['readChanges']>>> = [];
+      let page = await api.readChanges({ pageSize: 1, startTime: since });
+      pages.push(page);
+      while (page.changes.length === 1 && pages.length < 50) {
+        page = await api.readChanges({ pageSize: 1, continuationToken: page.continuationToken! });
+        pages.push(page);
+      }
+      const mine = pages.flatMap((p) => p.changes).filter((c) => c.tuple.user === 'user:changelog-reader');
+      expect(mine.map((c) => c.operation)).toEqual(['write', 'delete']);
+      expect(mine[0]!.tuple).toEqual(grant);
+      expect(Number.isFinite(Date.parse(mine[0]!.timestamp))).toBe(true);
+      // The last page still carries a token to poll on from.
+      expect(page.changes).toHaveLength(0);
+      expect(page.continuationToken).toEqual(expect.any(String));
+      expect(calls).toEqual([]);
+    } finally {
+      await api.close();
+    }
+  });
+
   it('rejects typed: refused question, unknown store, closed port, silent server', async () => {
     const api = new FgaRequestClient({ apiUrl: store.apiUrl, apiToken: store.apiToken, storeId: store.storeId, timeoutMs: 5000 });
     const otherStore = new FgaRequestClient({ apiUrl: store.apiUrl, apiToken: store.apiToken, storeId: '01ARZ3NDEKTSV4RRFFQ69G5FAV', timeoutMs: 5000 });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateAdmin } from '../../src/admin/app.js';
 import { openDb, type Db } from '../../src/db/index.js';
 import { LocalVersionStore } from '../../src/decisions/local-version-store.js';
-import { VersionKeys } from '../../src/decisions/version-keys.js';
+import { GLOBAL_KEY, VersionKeys } from '../../src/decisions/version-keys.js';
 import { structureOf } from '../../src/fga/hierarchy.js';
 import { loadModel } from '../../src/fga/model.js';
 import { createAssertionSigner } from '../../src/gateway/assertion-signer.js';
@@ -20,7 +20,8 @@ useCleanup();
 
 let db: Db;
 const versions = new LocalVersionStore({ keys: new VersionKeys(structureOf(loadModel().request)) });
-// Nearest first, as HierarchyResolver.ancestors answers; a test moves t1 by changing it.
+// Nearest first, as HierarchyResolver.ancestors answers; a test moves t1 by changing it
+// and bumping t1's structure-version, as a move's write does.
 const above: Record<string, string[]> = {
   'tenant:t1': ['division:d1', 'organization:o', 'platform:root'],
   'division:d1': ['organization:o', 'platform:root'],
@@ -29,7 +30,14 @@ const claims = () =>
   createSettingsClaims({
     db,
     registry: loadRegistry('policy/settings.yaml'),
-    hierarchy: { ancestors: async (node) => above[node] ?? [] },
+    hierarchy: {
+      ancestors: async (node) => above[node] ?? [],
+      // HierarchyResolver.closure: each node's structure-version, read before its parents.
+      closure: async ([node]) => {
+        const objects = [node!, ...(above[node!] ?? [])];
+        return { objects, versions: await versions.structureVersions(objects) };
+      },
+    },
     versions,
   });
 
@@ -72,12 +80,42 @@ describe('settings claims', () => {
     expect(c.counts.computed).toBe(3);
   });
 
-  it('follows a move: a new path is a new key', async () => {
+  it("follows a move: the moved node's structure-version makes the cached claim stale", async () => {
     const c = claims();
     const scope = { type: 'tenant' as const, id: 't1' };
-    expect((await c.claimFor(scope)).claim.values['quota.agents']).toBe(7);
+    const before = await c.claimFor(scope);
+    expect(before.claim.values['quota.agents']).toBe(7);
+    expect(await c.claimFor(scope)).toBe(before);
+    // The path changes; until its version is bumped the cached claim stands for the versions it was read at.
     above['tenant:t1'] = ['division:d2', 'organization:o', 'platform:root'];
-    expect((await c.claimFor(scope)).claim.values['quota.agents']).toBe(50);
+    expect(await c.claimFor(scope)).toBe(before);
+    await versions.bump([versions.keys.structureKey('tenant:t1')]);
+    const after = await c.claimFor(scope);
+    expect(after.claim.values['quota.agents']).toBe(50);
+    expect(after.claim.sources['quota.agents']).not.toBe('division:d1');
+    expect(c.counts).toEqual({ cached: 2, computed: 2 });
+  });
+
+  it("a division's move above the node, the global epoch, and a bump of any node on the path each make the claim stale", async () => {
+    const c = claims();
+    const scope = { type: 'tenant' as const, id: 't1' };
+    const first = await c.claimFor(scope);
+    let previous = first;
+    for (const key of [versions.keys.structureKey('division:d2'), GLOBAL_KEY, versions.keys.settingsKey('organization:o'), versions.keys.structureKey('platform:root')]) {
+      const computed = c.counts.computed;
+      await versions.bump([key]);
+      const again = await c.claimFor(scope);
+      expect(again).not.toBe(previous);
+      expect(again.digest).toBe(first.digest);
+      expect(c.counts.computed).toBe(computed + 1);
+      expect(await c.claimFor(scope)).toBe(again);
+      previous = again;
+    }
+    // A version of a node off the path changes nothing.
+    await versions.bump([versions.keys.structureKey('division:d1'), versions.keys.settingsKey('tenant:t2')]);
+    const computed = c.counts.computed;
+    await c.claimFor(scope);
+    expect(c.counts.computed).toBe(computed);
   });
 
   it('the signer signs again when the claim changes, and the token carries it', async () => {

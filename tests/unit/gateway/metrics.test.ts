@@ -56,4 +56,21 @@ describe('LatencyHistogram', () => {
     expect(text).toContain('tiergate_upstream_errors_total{upstream="reports",reason="timeout"} 2');
     expect(text).toContain('tiergate_upstream_errors_total{upstream="reports",reason="unreachable"} 0');
   });
+
+  it('samples the event-loop delay at the configured precision, and leaves runtime metrics out when asked', async () => {
+    const coarse = new Registry();
+    createGatewayMetrics(coarse, { eventLoopPrecisionMs: 100 });
+    await new Promise((r) => setTimeout(r, 450));
+    const text = await coarse.metrics();
+    // The histogram records the interval between samples: never shorter than the precision.
+    const min = Number(/^nodejs_eventloop_lag_min_seconds (\S+)$/m.exec(text)?.[1]);
+    expect(min).toBeGreaterThanOrEqual(0.095);
+    expect(text).toMatch(/^process_cpu_seconds_total /m);
+
+    const none = new Registry();
+    createGatewayMetrics(none, { runtime: false });
+    const bare = await none.metrics();
+    expect(bare).not.toMatch(/^(nodejs|process)_/m);
+    expect(bare).toContain('tiergate_upstream_requests_total');
+  });
 });
