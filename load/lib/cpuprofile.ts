@@ -27,6 +27,9 @@ function where(url: string): string {
   if (nm >= 0) return url.slice(nm + 'node_modules/'.length);
   const src = url.indexOf('/src/');
   if (src >= 0) return url.slice(src + 1);
+  // The compiled gateway: dist/ mirrors src/.
+  const dist = url.indexOf('/dist/');
+  if (dist >= 0) return `src/${url.slice(dist + '/dist/'.length)}`;
   return url.replace(/^file:\/\//, '').replace(/^node:/, 'node:');
 }
 
@@ -45,6 +48,8 @@ function packageOf(url: string): string {
   if (url.startsWith('node:')) return 'node: core';
   const src = url.indexOf('/src/');
   if (src >= 0) return url.slice(src + 1).split('/').slice(0, 2).join('/');
+  const dist = url.indexOf('/dist/');
+  if (dist >= 0) return `src/${url.slice(dist + '/dist/'.length).split('/')[0]}`;
   return url;
 }
 

@@ -24,6 +24,9 @@ export function categoryOf(path: string): string {
   if (pkg !== undefined) return pkg;
   const src = path.lastIndexOf('/src/');
   if (src >= 0) return path.slice(src + 1);
+  // The compiled gateway: dist/ mirrors src/.
+  const dist = path.lastIndexOf('/dist/');
+  if (dist >= 0) return `src/${path.slice(dist + '/dist/'.length)}`;
   const load = path.lastIndexOf('/load/');
   if (load >= 0) return path.slice(load + 1);
   return path;

@@ -1,10 +1,12 @@
 // Starts what the benchmark measures, each as its own process on free loopback
 // ports: OpenFGA (memory), redis-server, PostgreSQL (throwaway) when available, the
-// tenant-resource service, the bare proxy, and gateways (src/server/gateway-main.ts, the
-// same entry as the Docker image, node:cluster with GATEWAY_WORKERS).
+// tenant-resource service, the bare proxy, and gateways (dist/server/gateway-main.js,
+// compiled at start: the same entry as the Docker image, node:cluster with GATEWAY_WORKERS).
+import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { configSchema } from '../../src/config.js';
 import { cleanEnv } from './child-env.js';
@@ -97,6 +99,17 @@ export async function startBenchService(name: string, script: string, env: Recor
 /** The bench gateways' CACHE_ALLOW_TTL_S: longer than any run, so warm rows stay warm. */
 export const BENCH_ALLOW_TTL_S = 3600;
 
+/** The compiled gateway, as `npm run start:gateway` runs it. */
+const GATEWAY_MAIN = join(REPO_ROOT, 'dist', 'server', 'gateway-main.js');
+
+/** `npm run build` (the console bundle when stale, then tsc into dist/): the gateway measured is the code checked out. */
+async function buildGateway(say: (line: string) => void): Promise<void> {
+  say('building the gateway (npm run build) so the compiled code is measured…');
+  const started = performance.now();
+  await promisify(execFile)('npm', ['run', '-s', 'build'], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 });
+  say(`  built in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+}
+
 export class BenchStack {
   readonly dataDir = mkdtempSync(join(tmpdir(), 'tiergate-bench-'));
   fga!: OpenFgaServer;
@@ -145,6 +158,8 @@ export class BenchStack {
       await admin.end();
     }
     const datastore = this.pg ? { engine: 'postgres' as const, uri: this.pg.url.replace(/\/postgres$/, '/openfga') } : { engine: 'memory' as const };
+    // The gateway runs as production runs it: compiled (npm run build), not through tsx.
+    await buildGateway(this.say);
     const [fga, redis] = await Promise.all([startOpenFga({ log: this.say, datastore }), startRedis()]);
     this.fga = fga;
     this.redis = redis;
@@ -280,7 +295,7 @@ export class BenchStack {
     };
     // LOG_LEVEL=warn writes no ready line: the port is chosen here, and /readyz says when.
     const { url, child } = await startNodeService(`gateway ${o.name}`, {
-      nodeArgs: [...this.nodeFlags, ...(o.nodeArgs ?? []), '--import', 'tsx', join(REPO_ROOT, 'src/server/gateway-main.ts')],
+      nodeArgs: [...this.nodeFlags, ...(o.nodeArgs ?? []), GATEWAY_MAIN],
       env: { ...cleanEnv(), ...env },
       url: `http://127.0.0.1:${port}`,
       healthPath: '/readyz',

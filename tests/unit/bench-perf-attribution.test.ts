@@ -52,6 +52,7 @@ describe('perf attribution', () => {
     expect(categoryOf('/work/main/node_modules/@hono/node-server/dist/index.mjs')).toBe('@hono/node-server');
     expect(categoryOf('/x/node_modules/a/node_modules/lru-cache/dist/esm/index.js')).toBe('lru-cache');
     expect(categoryOf('/work/main/src/decisions/decision-key.ts')).toBe('src/decisions/decision-key.ts');
+    expect(categoryOf('/work/main/dist/decisions/decision-key.js')).toBe('src/decisions/decision-key.js');
     expect(categoryOf('/work/main/load/services/bare-proxy.ts')).toBe('load/services/bare-proxy.ts');
     expect(categoryOf('node:_http_client')).toBe('node:_http_client');
   });
