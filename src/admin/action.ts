@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
 import type { Db, Queryable } from '../db/index.js';
-import type { DecisionInvalidator, RequestEnv, TupleChange } from '../authz/types.js';
+import type { DecisionInvalidator, RequestEnv, TupleChange, WriteAnnouncement } from '../authz/types.js';
 import { recordAudit } from './audit.js';
 import { Problem } from '../shared/problem.js';
 import { forbidden, fromDbError } from './errors.js';
@@ -123,6 +123,7 @@ export class AdminAction {
     let written = false;
     let change: TupleChange = { writes: [], deletes: [] };
     let settingsChanged: string[] = [];
+    let announced: WriteAnnouncement | undefined;
     let out: T;
     try {
       out = await this.rt.db.transaction(async (tx) => {
@@ -146,6 +147,9 @@ export class AdminAction {
           await recordAudit(tx, { ...e, actor: this.actor, outcome: 'success', requestId: this.requestId });
         }
         if (!isEmptyChange(change)) {
+          // Announced before it is written, so the ReadChanges poller can tell this write,
+          // once bumped below, from a later change of the same tuple by someone else.
+          announced = await this.rt.invalidator.announce(change);
           await this.rt.engine.write(change);
           written = true;
         }
@@ -157,7 +161,7 @@ export class AdminAction {
     }
     if (!isEmptyChange(change)) {
       try {
-        await this.rt.invalidator.tuplesChanged(change);
+        await this.rt.invalidator.tuplesChanged(change, announced);
       } catch (err) {
         this.rt.log?.error({ err, requestId: this.requestId, change }, 'decision cache invalidation failed after an admin write');
         throw new InvalidationFailedError(err);
@@ -175,6 +179,7 @@ export class AdminAction {
   }
 
   private async compensate(change: TupleChange, cause: unknown): Promise<void> {
+    // Not announced: a rare path, left to be bumped again by the ReadChanges poller too.
     const undo = reverseChange(change);
     try {
       await this.rt.engine.write(undo);

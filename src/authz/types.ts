@@ -89,13 +89,26 @@ export interface TupleChange {
   deletes: TupleKey[];
 }
 
+/** What announce() returned, handed back to tuplesChanged for the same change. */
+export interface WriteAnnouncement {
+  readonly id: string;
+}
+
 /**
  * Told about every relationship write tiergate makes, after OpenFGA accepted it and
  * before the API call that made it answers, so no replica serves a stale decision
  * once the caller has its answer.
  */
 export interface DecisionInvalidator {
-  tuplesChanged(change: TupleChange): Promise<void>;
+  /**
+   * Optional step before writing `change` to OpenFGA: marks it as this writer's, so that once
+   * tuplesChanged(change, announced) has bumped it, the ReadChanges poller does not bump it a
+   * second time when it reads the write from the changelog (src/decisions/own-writes.ts).
+   * Never rejects; undefined when the marks could not be set (the poller then bumps as
+   * usual). A writer that does not announce gets the poller's bump too.
+   */
+  announce(change: TupleChange): Promise<WriteAnnouncement | undefined>;
+  tuplesChanged(change: TupleChange, announced?: WriteAnnouncement): Promise<void>;
   modelChanged(): Promise<void>;
   /** The settings documents of these nodes (`division:emea`) changed: cached effective settings below them are stale. */
   settingsChanged(nodes: readonly string[]): Promise<void>;

@@ -42,6 +42,7 @@ import { assertDecisionModel } from './soundness.js';
 import { LocalVersionStore } from './local-version-store.js';
 import { RedisVersionStore } from './redis-version-store.js';
 import type { VersionStore } from './version-store.js';
+import { LocalOwnWrites, ownWriteTtlMs, RedisOwnWrites, type OwnWriteMarkers } from './own-writes.js';
 
 export interface DecisionCacheOptions {
   /** Who answers on a miss: normally an OpenFgaAuthorizer. */
@@ -264,12 +265,22 @@ export class DecisionCache {
         onError: onRedisError,
       });
     }
+    // Own writes are marked where the poller that reads them looks: in Redis (whichever
+    // replica polls), else in this process — and only if it polls.
+    const polls = opts.poller ?? true;
+    const ownWrites: OwnWriteMarkers | undefined = this.link
+      ? new RedisOwnWrites({ link: this.link, prefix: `${prefix}rc:own:`, ttlMs: ownWriteTtlMs(opts.pollMs), scheme: keys.scheme })
+      : polls
+        ? new LocalOwnWrites(ownWriteTtlMs(opts.pollMs), keys.scheme)
+        : undefined;
     invalidator = this.invalidator = new VersionInvalidator({
       versions,
       keys,
       ...(bus ? { bus } : {}),
       metrics,
       onLocalReset: dropLocal,
+      ...(ownWrites ? { ownWrites } : {}),
+      onMarkerError: onRedisError,
     });
 
     if (this.link) {
@@ -316,7 +327,7 @@ export class DecisionCache {
       }
     }
 
-    if (opts.poller ?? true) {
+    if (polls) {
       this.poller = new ReadChangesPoller({
         client: fga!,
         storeId: opts.storeId,
@@ -327,7 +338,9 @@ export class DecisionCache {
         ...(this.link ? { link: this.link } : {}),
         prefix,
         instanceId: this.instanceId,
+        ...(ownWrites ? { ownWrites } : {}),
         onError: (err) => emit('poll_error', { error: err instanceof Error ? err.message : String(err) }),
+        onMarkerError: (err) => onRedisError('own_write_consume', err),
       });
     }
   }

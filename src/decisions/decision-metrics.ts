@@ -8,6 +8,9 @@ import { INVALIDATION_KINDS, type InvalidationKind } from './version-keys.js';
 
 export type LookupResult = 'hit' | 'miss' | 'stale' | 'bypass' | 'error';
 export type InvalidationSource = 'local' | 'pubsub' | 'readchanges';
+/** What the poller did with a change it read: bumped it, or left an own write its writer had bumped. */
+export type ReadChangeOutcome = 'bumped' | 'own_write_skipped';
+const READ_CHANGE_OUTCOMES: readonly ReadChangeOutcome[] = ['bumped', 'own_write_skipped'];
 
 const RESULTS: readonly LookupResult[] = ['hit', 'miss', 'stale', 'bypass', 'error'];
 const LAG_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -58,6 +61,7 @@ export class DecisionMetrics {
   private readonly pubsubLag: Histogram;
   private readonly pollLag: Histogram;
   private readonly polls: Counter<'outcome'>;
+  private readonly polledChanges: Counter<'outcome'>;
   private readonly redisUpGauge: Gauge;
   private readonly subscriberUpGauge: Gauge;
 
@@ -151,6 +155,13 @@ export class DecisionMetrics {
       labelNames: ['outcome'] as const,
       registers: [registry],
     });
+    this.polledChanges = new Counter({
+      name: `${prefix}readchanges_changes_total`,
+      help: "Tuple changes read by the ReadChanges poller, by outcome (own_write_skipped = tiergate's own write, already bumped by its writer)",
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    });
+    for (const o of READ_CHANGE_OUTCOMES) this.polledChanges.labels(o).inc(0);
     this.redisUpGauge = new Gauge({ name: `${prefix}redis_up`, help: '1 when the decision cache Redis connections are ready', registers: [registry] });
     this.subscriberUpGauge = new Gauge({
       name: `${prefix}subscriber_up`,
@@ -179,6 +190,9 @@ export class DecisionMetrics {
   }
   poll(outcome: 'ok' | 'error' | 'skipped'): void {
     this.polls.labels(outcome).inc();
+  }
+  readChanges(outcome: ReadChangeOutcome, n: number): void {
+    this.polledChanges.labels(outcome).inc(n);
   }
   redisUp(up: boolean): void {
     this.redisUpGauge.set(up ? 1 : 0);

@@ -12,12 +12,17 @@
 // First run (no cursor in Redis): start from now (minus a small margin for clock skew),
 // never replaying history, and bump the global epoch once so entries from before the
 // cursor existed can't validate.
+//
+// tiergate's own writes are in the changelog too. One that its writer announced and then
+// bumped fully carries a `done` marker, and is not bumped again (./own-writes.ts says why
+// that is sound); every other change is.
 import type { OpenFgaClient } from '@openfga/sdk';
 import type { TupleKey } from '../authz/types.js';
 import type { VersionInvalidator } from './version-invalidator.js';
 import type { DecisionMetrics } from './decision-metrics.js';
 import { bumpsFor, globalBump, type VersionKeys } from './version-keys.js';
 import type { RedisLink } from './redis-link.js';
+import type { OwnWriteMarkers, ReadChange } from './own-writes.js';
 
 const RENEW_LEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -52,7 +57,11 @@ export interface ReadChangesPollerOptions {
   maxPagesPerTick?: number;
   /** How far before "now" a fresh cursor starts (clock skew between us and OpenFGA). */
   startMarginMs?: number;
+  /** Marks on tiergate's own writes (absent: every change is bumped). */
+  ownWrites?: OwnWriteMarkers;
   onError?: (err: unknown) => void;
+  /** Reading the own-write markers failed: the page is bumped in full. */
+  onMarkerError?: (err: unknown) => void;
 }
 
 export interface PollerStatus {
@@ -184,6 +193,19 @@ export class ReadChangesPoller {
     return Number(await link.bg.eval(CAS_CURSOR, 1, this.cursorKey, from, to)) === 1;
   }
 
+  /** Which of `read` are own writes bumped already; none when the markers can't be read. */
+  private async ownWrites(read: readonly ReadChange[]): Promise<boolean[]> {
+    const markers = this.opts.ownWrites;
+    if (markers) {
+      try {
+        return await markers.consume(read);
+      } catch (err) {
+        this.opts.onMarkerError?.(err);
+      }
+    }
+    return read.map(() => false);
+  }
+
   private async drain(start: string): Promise<void> {
     const pageSize = this.opts.pageSize ?? 100;
     let cursor = start;
@@ -195,14 +217,21 @@ export class ReadChangesPoller {
       );
       const changes = res.changes ?? [];
       if (changes.length > 0) {
+        const read: ReadChange[] = changes.map((c) => ({
+          tuple: { user: c.tuple_key.user, relation: c.tuple_key.relation, object: c.tuple_key.object },
+          deleted: String(c.operation) === 'TUPLE_OPERATION_DELETE',
+        }));
+        const own = await this.ownWrites(read);
         const writes: TupleKey[] = [];
         const deletes: TupleKey[] = [];
-        for (const c of changes) {
-          const t = { user: c.tuple_key.user, relation: c.tuple_key.relation, object: c.tuple_key.object };
-          (String(c.operation) === 'TUPLE_OPERATION_DELETE' ? deletes : writes).push(t);
-        }
+        read.forEach((c, i) => {
+          if (!own[i]) (c.deleted ? deletes : writes).push(c.tuple);
+        });
         // Replicas are told, but not waited for: nobody is waiting on this write's answer.
         await this.opts.invalidator.bump(bumpsFor({ writes, deletes }, this.opts.keys), 'readchanges', false);
+        const skipped = changes.length - writes.length - deletes.length;
+        this.opts.metrics.readChanges('bumped', writes.length + deletes.length);
+        if (skipped > 0) this.opts.metrics.readChanges('own_write_skipped', skipped);
         const now = Date.now();
         for (const c of changes) {
           const at = Date.parse(c.timestamp);

@@ -82,7 +82,8 @@
  * none of which P's decisions record: they stay warm.
  * Writes through tiergate bump before the DecisionInvalidator resolves; writes made
  * elsewhere are bumped by the ReadChanges poller within one poll interval. Both go through
- * bumpsFor.
+ * bumpsFor. The poller leaves out only a change that tiergate's writer announced and then
+ * bumped, on every replica, after the change was made (./own-writes.ts): the same bump.
  * Values (./version-store.ts): any-, structure-, children-versions, `#p` and `#g` only
  * increase (INCR). A role-version is only ever set to the counter's new value, and the
  * counter is never forgotten, so each non-zero value it takes is larger than all its

@@ -40,6 +40,7 @@
 // all that follows it.) The per-node role-versions of the scheme before this one were
 // named `#r|<len(s)>:s<P>`: nothing reads or bumps those names any more
 // (./caching-authorizer.ts refuses a Redis entry recorded under them).
+import { createHash } from 'node:crypto';
 import type { TupleChange, TupleKey } from '../authz/types.js';
 import { objectPart, typeOf, type HierarchyStructure } from '../fga/hierarchy.js';
 
@@ -93,10 +94,27 @@ export function plainSubject(subject: string): boolean {
 }
 
 export class VersionKeys {
+  /**
+   * Names what bumpsFor makes of a tuple here: a hash of everything it reads (node types,
+   * structural and known relations, buckets). Two processes with the same scheme bump the
+   * same versions for the same change.
+   */
+  readonly scheme: string;
+
   constructor(
     readonly structure: HierarchyStructure,
     private readonly buckets = 1024,
-  ) {}
+  ) {
+    const sorted = (m: ReadonlyMap<string, Iterable<string>>) =>
+      [...m].map(([type, names]) => [type, [...names].sort()] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const facts = {
+      nodeTypes: [...structure.nodeTypes].sort(),
+      parentRelations: sorted(structure.parentRelations),
+      relations: sorted(structure.relations),
+      buckets,
+    };
+    this.scheme = createHash('sha256').update(JSON.stringify(facts)).digest('base64url').slice(0, 16);
+  }
 
   /** The slot of `object`: the node itself for hierarchy node types, a bucket for other types. */
   slot(object: string): string {

@@ -142,7 +142,11 @@ describe('the database commit fails after OpenFGA accepted', () => {
       { user: 'organization:acme', relation: 'organization', object: 'division:emea-west' },
       { user: 'division:emea', relation: 'parent', object: 'division:emea-west' },
     ];
-    // Only the reversal reached the caches (the forward write is never announced).
+    // Only the reversal reached the caches (the forward write is never bumped). The forward
+    // write was announced, and is never confirmed; the reversal is not announced: the
+    // ReadChanges poller bumps both again.
+    expect(fx.invalidator.announced).toEqual([{ writes: links, deletes: [] }]);
+    expect(fx.invalidator.handles).toEqual([undefined]);
     expect(fx.invalidator.take()).toEqual([{ writes: [], deletes: links }]);
     expect((await auditRows(fx.db)).at(-1)).toMatchObject({ action: 'division.create', target: 'division:emea-west', outcome: 'failed' });
     // The success entry written inside the transaction was rolled back with it.

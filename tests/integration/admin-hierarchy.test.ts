@@ -158,6 +158,9 @@ describe('move', () => {
     expectStatus(res, 200);
     expect(res.body).toMatchObject({ changed: true, node: { id: 'emea-support', parent: 'division:apac' } });
     expect(await tuplesOn('tenant:emea-support')).toEqual(['tenant:emea-support#division@division:apac']);
+    // Announced before the write, and the caches told with that announcement.
+    expect(fx.invalidator.announced).toEqual(fx.invalidator.changes);
+    expect(fx.invalidator.handles).toEqual([{ id: expect.any(String) }]);
     expect(fx.invalidator.take()).toEqual([
       {
         writes: [{ user: 'division:apac', relation: 'division', object: 'tenant:emea-support' }],

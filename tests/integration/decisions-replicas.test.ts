@@ -29,9 +29,9 @@ beforeAll(async () => {
   store = await createTestStore();
   await writeHierarchy(store.client);
   const redisUrl = inject('redisUrl');
-  // No pollers here: the poller re-bumps tiergate's own writes when it reads them
-  // from the changelog (harmless, one extra miss), which would blur the hit counts
-  // these tests assert. The ReadChanges tests below run replicas with pollers.
+  // No pollers here: the poller re-bumps writes it reads from the changelog unless their
+  // writer announced them (writeThrough here does not), one extra miss each, which would
+  // blur the hit counts these tests assert. The ReadChanges tests below run replicas with pollers.
   [A, B] = await startReplicaPair(store, { redisUrl, poller: false });
   redis = new Redis(redisUrl);
 });

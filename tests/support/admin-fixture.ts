@@ -5,7 +5,7 @@ import type { OpenFgaClient } from '@openfga/sdk';
 import { expect } from 'vitest';
 import { ADMIN_BASE_PATH, createAdminApp, migrateAdmin, type AdminDeps } from '../../src/admin/app.js';
 import { openDb, type Db } from '../../src/db/index.js';
-import type { DecisionInvalidator, TupleChange } from '../../src/authz/types.js';
+import type { DecisionInvalidator, TupleChange, WriteAnnouncement } from '../../src/authz/types.js';
 import type { RequestEnv } from '../../src/authz/types.js';
 import { createTestAuth, type TestAuth } from './auth.js';
 import { createTestStore, type TestStore } from './fga.js';
@@ -20,9 +20,19 @@ export class RecordingInvalidator implements DecisionInvalidator {
   modelChanges = 0;
   /** Nodes whose settings documents changed, in order, recorded on completion like tuple changes. */
   readonly settings: string[][] = [];
-  async tuplesChanged(change: TupleChange): Promise<void> {
+  /** Changes announced before their write, in order (the decision cache marks them for its poller). */
+  readonly announced: TupleChange[] = [];
+  /** What each recorded tuplesChanged call was given with its change: the announcement, if any. */
+  readonly handles: Array<WriteAnnouncement | undefined> = [];
+  private announcements = 0;
+  async announce(change: TupleChange): Promise<WriteAnnouncement> {
+    this.announced.push({ writes: [...change.writes], deletes: [...change.deletes] });
+    return { id: String(++this.announcements) };
+  }
+  async tuplesChanged(change: TupleChange, announced?: WriteAnnouncement): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
     this.changes.push({ writes: [...change.writes], deletes: [...change.deletes] });
+    this.handles.push(announced);
   }
   async modelChanged(): Promise<void> {
     this.modelChanges += 1;
@@ -31,8 +41,10 @@ export class RecordingInvalidator implements DecisionInvalidator {
     await new Promise((r) => setTimeout(r, 5));
     this.settings.push([...nodes]);
   }
-  /** Takes (and clears) what was recorded since the last call. */
+  /** Takes (and clears) what was recorded since the last call; the announcements and handles are cleared with it. */
   take(): TupleChange[] {
+    this.announced.splice(0);
+    this.handles.splice(0);
     return this.changes.splice(0, this.changes.length);
   }
 }

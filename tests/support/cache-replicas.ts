@@ -180,6 +180,10 @@ export interface CacheCounts {
   /** Checks answered by OpenFGA on a miss (allowed + denied + error). */
   engine: number;
   pollsOk: number;
+  /** Changes the ReadChanges poller read and left alone: tiergate's own writes, bumped by their writer. */
+  ownWritesSkipped: number;
+  /** Invalidations some replica did not acknowledge in time (the write is then bumped by the poller too). */
+  ackTimeouts: number;
   redisUp: number;
   subscriberUp: number;
   /** Full drops of the in-process layer after (re)subscribing. */
@@ -207,6 +211,8 @@ export async function cacheCounts(r: Replica): Promise<CacheCounts> {
     redisError: lookups('redis', 'error'),
     engine: ['allowed', 'denied', 'error'].reduce((n, o) => n + metric(m, `tiergate_decision_engine_calls_total{outcome=${o}}`), 0),
     pollsOk: metric(m, 'tiergate_decision_readchanges_polls_total{outcome=ok}'),
+    ownWritesSkipped: metric(m, 'tiergate_decision_readchanges_changes_total{outcome=own_write_skipped}'),
+    ackTimeouts: metric(m, 'tiergate_decision_invalidation_ack_timeouts_total{}'),
     redisUp: metric(m, 'tiergate_decision_redis_up{}'),
     subscriberUp: metric(m, 'tiergate_decision_subscriber_up{}'),
     resyncs: metric(m, 'tiergate_decision_resyncs_total{}'),
@@ -236,9 +242,10 @@ export function delta(before: CacheCounts, after: CacheCounts): Omit<CacheCounts
  * polls) after this call. The first may have started before it; the second started
  * after the first ended, so it read every change made before this call and applied
  * it (bumped in Redis, published) before counting; the third leaves one more poll
- * interval for the other replica to receive that publish. Tiergate's own writes are
- * read back by the poller and bumped a second time (harmless: one extra miss), so a
- * test that counts hits waits for this before warming its decisions.
+ * interval for the other replica to receive that publish. The poller bumps every change
+ * made straight in OpenFGA, and a write of tiergate's own when its invalidation was not
+ * acknowledged in time (harmless: one extra miss), so a test that counts hits waits for
+ * this before warming its decisions.
  */
 export async function pollerCaughtUp(pair: Pick<ReplicaPair, 'A' | 'B'>, timeoutMs = 15_000): Promise<void> {
   const polls = async () => (await cacheCounts(pair.A)).pollsOk + (await cacheCounts(pair.B)).pollsOk;

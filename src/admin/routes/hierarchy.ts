@@ -366,8 +366,10 @@ async function deleteWithTuples(rt: AdminRuntime, a: AdminAction, kind: NodeKind
     while (structural.length + grants.length > MAX_TUPLES_PER_WRITE) {
       const chunk = grants.slice(0, MAX_TUPLES_PER_WRITE);
       grants = grants.slice(MAX_TUPLES_PER_WRITE);
-      await rt.engine.write({ writes: [], deletes: chunk });
-      await rt.invalidator.tuplesChanged({ writes: [], deletes: chunk });
+      const revoke = { writes: [], deletes: chunk };
+      const announced = await rt.invalidator.announce(revoke);
+      await rt.engine.write(revoke);
+      await rt.invalidator.tuplesChanged(revoke, announced);
     }
     const scope = kind === 'organization' ? [PLATFORM_OBJECT, ref] : await ancestorPath(tx, ref);
     await deleteNode(tx, kind, id);
