@@ -12,7 +12,6 @@ import { Registry } from 'prom-client';
 import { DecisionCache } from '../../src/decisions/index.js';
 import { FgaRequestClient } from '../../src/fga/request-client.js';
 import { OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
-import { createFgaClient } from '../../src/fga/client.js';
 import { loadModel } from '../../src/fga/model.js';
 import type { CheckRequest } from '../../src/authz/types.js';
 import { summarize, type Summary } from './stats.js';
@@ -45,13 +44,11 @@ export async function measureLayers(opts: {
   samples: { l1: number; redis: number; openfga: number };
 }): Promise<LayerResult> {
   const model = loadModel().request;
-  const client = createFgaClient({ apiUrl: opts.fgaApiUrl, storeId: opts.storeId, authorizationModelId: opts.modelId, timeoutMs: 5000 });
   const api = new FgaRequestClient({ apiUrl: opts.fgaApiUrl, storeId: opts.storeId, timeoutMs: 5000 });
   const engine = new OpenFgaAuthorizer({ api, authorizationModelId: opts.modelId });
   const make = (l1Enabled: boolean) =>
     new DecisionCache({
       engine,
-      fga: client,
       api,
       storeId: opts.storeId,
       modelId: () => opts.modelId,

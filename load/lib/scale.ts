@@ -20,7 +20,6 @@ import { loadModel } from '../../src/fga/model.js';
 import { DecisionCache } from '../../src/decisions/index.js';
 import { FgaRequestClient } from '../../src/fga/request-client.js';
 import { OpenFgaAuthorizer } from '../../src/fga/authorizer.js';
-import { createFgaClient } from '../../src/fga/client.js';
 import { loadOrCreateDevIssuerKeys, mintDevToken } from '../../src/gateway/dev-issuer.js';
 import { inBatches } from './concurrency.js';
 import { runK6, type K6Result } from './k6.js';
@@ -546,11 +545,9 @@ async function measureMove(m: {
 async function measureMemory(o: ScaleOptions, tenants: number, perTenant: number): Promise<NonNullable<ScaleResult['memory']>> {
   const gc = gcNow();
   const boot = await bootstrap({ apiUrl: o.stack.fga.apiUrl, storeName: STORE_NAME, platformAdmins: [], timeoutMs: 5000, model: loadModel() });
-  const client = createFgaClient({ apiUrl: o.stack.fga.apiUrl, storeId: boot.storeId, authorizationModelId: boot.authorizationModelId, timeoutMs: 5000 });
   const reqApi = new FgaRequestClient({ apiUrl: o.stack.fga.apiUrl, storeId: boot.storeId, timeoutMs: 5000 });
   const cache = new DecisionCache({
     engine: new OpenFgaAuthorizer({ api: reqApi, authorizationModelId: boot.authorizationModelId }),
-    fga: client,
     api: reqApi,
     storeId: boot.storeId,
     modelId: () => boot.authorizationModelId,

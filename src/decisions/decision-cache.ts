@@ -22,7 +22,6 @@
 //   others depend on any-versions, which every tuple change still bumps. The per-node
 //   `#r|…` versions it left in Redis are read by nobody; they have no TTL, so delete
 //   them once no older replica runs.)
-import type { OpenFgaClient } from '@openfga/sdk';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Authorizer } from '../authz/types.js';
@@ -47,9 +46,7 @@ import { LocalOwnWrites, ownWriteTtlMs, RedisOwnWrites, type OwnWriteMarkers } f
 export interface DecisionCacheOptions {
   /** Who answers on a miss: normally an OpenFgaAuthorizer. */
   engine: Authorizer;
-  /** SDK client for the ReadChanges poller (createFgaClient, storeId set); optional only with poller: false. */
-  fga?: OpenFgaClient;
-  /** Request-path client for structural reads; optional only with structureSource. */
+  /** Request-path client: structural reads and the ReadChanges poller; optional only with structureSource and poller: false. */
   api?: FgaRequestClient;
   storeId: string;
   /** The pinned model id; read on every check (part of every key). */
@@ -168,8 +165,8 @@ export class DecisionCache {
 
   constructor(opts: DecisionCacheOptions) {
     assertDecisionModel(opts.model);
-    const fga = opts.fga;
-    if (!fga && (opts.poller ?? true)) throw new Error('DecisionCache needs `fga` for the ReadChanges poller');
+    const api = opts.api;
+    if (!api && (opts.poller ?? true)) throw new Error('DecisionCache needs `api` for the ReadChanges poller');
     if (!opts.api && !opts.structureSource) throw new Error('DecisionCache needs `api` (or a structureSource) for structural reads');
     const emit = opts.onEvent ?? (() => {});
     this.instanceId = opts.instanceId ?? newInstanceId();
@@ -329,7 +326,7 @@ export class DecisionCache {
 
     if (polls) {
       this.poller = new ReadChangesPoller({
-        client: fga!,
+        changes: api!,
         storeId: opts.storeId,
         intervalMs: opts.pollMs,
         keys,

@@ -16,7 +16,7 @@
 // tiergate's own writes are in the changelog too. One that its writer announced and then
 // bumped fully carries a `done` marker, and is not bumped again (./own-writes.ts says why
 // that is sound); every other change is.
-import type { OpenFgaClient } from '@openfga/sdk';
+import type { FgaRequestClient } from '../fga/request-client.js';
 import type { TupleKey } from '../authz/types.js';
 import type { VersionInvalidator } from './version-invalidator.js';
 import type { DecisionMetrics } from './decision-metrics.js';
@@ -41,7 +41,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 export interface ReadChangesPollerOptions {
-  client: OpenFgaClient;
+  /** The store's changelog (the request-path client's lean ReadChanges: it runs every interval, busy or idle). */
+  changes: Pick<FgaRequestClient, 'readChanges'>;
   storeId: string;
   intervalMs: number;
   keys: VersionKeys;
@@ -210,17 +211,12 @@ export class ReadChangesPoller {
     const pageSize = this.opts.pageSize ?? 100;
     let cursor = start;
     for (let page = 0; page < (this.opts.maxPagesPerTick ?? 10); page++) {
-      const res = await this.opts.client.readChanges(
-        // The SDK types `type` as required; OpenFGA takes none (= every type).
-        (cursor.startsWith('t:') ? { startTime: cursor.slice(2) } : {}) as { type: string; startTime?: string },
-        { storeId: this.opts.storeId, pageSize, ...(cursor.startsWith('c:') ? { continuationToken: cursor.slice(2) } : {}) },
+      const res = await this.opts.changes.readChanges(
+        cursor.startsWith('c:') ? { pageSize, continuationToken: cursor.slice(2) } : { pageSize, startTime: cursor.slice(2) },
       );
-      const changes = res.changes ?? [];
+      const changes = res.changes;
       if (changes.length > 0) {
-        const read: ReadChange[] = changes.map((c) => ({
-          tuple: { user: c.tuple_key.user, relation: c.tuple_key.relation, object: c.tuple_key.object },
-          deleted: String(c.operation) === 'TUPLE_OPERATION_DELETE',
-        }));
+        const read: ReadChange[] = changes.map((c) => ({ tuple: c.tuple, deleted: c.operation === 'delete' }));
         const own = await this.ownWrites(read);
         const writes: TupleKey[] = [];
         const deletes: TupleKey[] = [];
@@ -238,7 +234,7 @@ export class ReadChangesPoller {
           if (Number.isFinite(at)) this.opts.metrics.pollLagSeconds(Math.max(0, now - at) / 1000);
         }
       }
-      const next = res.continuation_token ? `c:${res.continuation_token}` : cursor;
+      const next = res.continuationToken ? `c:${res.continuationToken}` : cursor;
       if (next !== cursor) {
         if (!(await this.saveCursor(cursor, next))) return; // someone else moved it: stop, they own it
         cursor = next;

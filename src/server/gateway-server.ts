@@ -151,7 +151,6 @@ export async function startGateway(config: Config, rt: GatewayRuntime): Promise<
   const engine = new OpenFgaAuthorizer({ api, authorizationModelId: rt.authorizationModelId });
   const cache = new DecisionCache({
     engine,
-    fga,
     api,
     storeId: rt.storeId,
     modelId: () => engine.authorizationModelId,

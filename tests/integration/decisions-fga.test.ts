@@ -244,7 +244,6 @@ type doc
       () =>
         new DecisionCache({
           engine,
-          fga: store.client,
           storeId: store.storeId,
           modelId: () => store.authorizationModelId,
           model: bad,

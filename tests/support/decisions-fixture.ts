@@ -42,7 +42,6 @@ export async function startReplica(
   const engine = new CountingAuthorizer(opts.engine ?? engineFor(store));
   const registry = new Registry();
   const cache = new DecisionCache({
-    fga: store.client,
     api: store.api,
     storeId: store.storeId,
     modelId: () => store.authorizationModelId,

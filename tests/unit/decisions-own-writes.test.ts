@@ -1,7 +1,7 @@
 // Own-write markers (src/decisions/own-writes.ts) without Redis: the in-process marker
 // store in every order a writer and the ReadChanges poller can meet in, and the poller
 // skipping (or not) a page of changes read from a stand-in changelog.
-import type { OpenFgaClient } from '@openfga/sdk';
+import type { FgaRequestClient } from '../../src/fga/request-client.js';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { structureOf, tuplesetsOf } from '../../src/fga/hierarchy.js';
@@ -153,20 +153,18 @@ class Changelog {
   push(...changes: ReadChange[]): void {
     this.unread.push(...changes);
   }
-  client(): OpenFgaClient {
-    const readChanges = async () => {
-      const page = this.unread.splice(0);
-      if (page.length > 0) this.token++;
-      return {
-        changes: page.map((c) => ({
-          tuple_key: c.tuple,
-          operation: c.deleted ? 'TUPLE_OPERATION_DELETE' : 'TUPLE_OPERATION_WRITE',
-          timestamp: new Date().toISOString(),
-        })),
-        continuation_token: `tok${this.token}`,
-      };
+  /** What FgaRequestClient.readChanges answers: everything unread, and a token to go on from. */
+  feed(): Pick<FgaRequestClient, 'readChanges'> {
+    return {
+      readChanges: async () => {
+        const page = this.unread.splice(0);
+        if (page.length > 0) this.token++;
+        return {
+          changes: page.map((c) => ({ tuple: c.tuple, operation: c.deleted ? ('delete' as const) : ('write' as const), timestamp: new Date().toISOString() })),
+          continuationToken: `tok${this.token}`,
+        };
+      },
     };
-    return { readChanges } as unknown as OpenFgaClient;
   }
 }
 
@@ -192,7 +190,7 @@ async function setup(opts: { ownWrites?: OwnWriteMarkers; bus?: InvalidationBus 
   });
   const changelog = new Changelog();
   const poller = new ReadChangesPoller({
-    client: changelog.client(),
+    changes: changelog.feed(),
     storeId: 's',
     intervalMs: 3_600_000,
     keys,
