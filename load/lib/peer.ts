@@ -46,7 +46,12 @@ export interface PeerRow {
   server: string;
   rate: { p50: number[]; p99: number[]; cpuUs: number[]; errors: number; dropped: number };
   max: { rps: number[]; cpuUs: number[]; errors: number };
+  /** CPU the server spent while nothing was asked of it, in ms per second (timers, heartbeats, polling). */
+  idleMsPerS?: number;
 }
+
+/** How long every server sits idle, at once, while its CPU is read. */
+const IDLE_S = 10;
 
 export interface PeerResult {
   heimdallVersion?: string;
@@ -231,6 +236,16 @@ export async function runPeer(o: PeerOptions): Promise<PeerResult> {
       failures.push(`${s.name} warm-up: ${String(err).slice(0, 500)}`);
     }
   }
+  // Background cost: every server idle at once for IDLE_S, after its warm-up.
+  const idleParts = servers.map((s) => ({ name: s.name, pid: s.pid }));
+  const idleBefore = cpuSnapshot(idleParts);
+  await new Promise((r) => setTimeout(r, (o.quick ? 2 : IDLE_S) * 1000));
+  const idleMs = cpuMsBetween(idleBefore, cpuSnapshot(idleParts));
+  servers.forEach((s, i) => {
+    const ms = idleMs[s.name];
+    if (ms !== undefined) rows[i]!.idleMsPerS = ms / (o.quick ? 2 : IDLE_S);
+  });
+  say(`  idle CPU: ${servers.map((s, i) => `${s.name} ${rows[i]!.idleMsPerS?.toFixed(1) ?? '–'} ms/s`).join(', ')}`);
   for (let round = 0; round < o.rounds; round++) {
     for (const mode of ['rate', 'max'] as const) {
       for (const [i, s] of servers.entries()) {
@@ -305,18 +320,18 @@ export function peerReport(r: PeerResult, head: string): { md: string; charts: R
     `Setup: the same 1,024 reads (32 members of tenant acme-sales × 32 agents, GET /api/v1/tenants/acme-sales/agents/{id}) through each server, to the same do-nothing upstream. ` +
       `tiergate: \`dist/server/gateway-main.js\` (compiled), one worker. Heimdall${r.heimdallVersion ? ` (${r.heimdallVersion})` : ''}: \`heimdall serve proxy\` built from \`tools/heimdall\`, GOMAXPROCS=1; its JWT authenticator against the dev issuer's JWKS (served by the tiergate gateway), its remote authorizer posting the same OpenFGA Check (can_read on the agent, the tenant link contextual), its JWT finalizer signing an assertion (ES256) in X-Tiergate-Assertion; it writes two access-log lines per request whatever \`log.level\` says (here \`error\`, gelf format), tiergate none at LOG_LEVEL=warn; with its caches in memory (\`cache: in-memory\`, cache_ttl 5m on authenticator and authorizer) and off (\`cache: noop\`). ` +
       (r.pinned ? 'Each server pinned to core 0 (taskset), k6, OpenFGA, Redis and the upstream to the other core(s). ' : 'Not pinned (one core only). ') +
-      '`tiergate-nocache` is the same gateway with `CACHE_ENABLED=false`: every decision is an OpenFGA Check. Rounds interleaved (bare, tiergate, tiergate without cache, Heimdall, Heimdall without cache, …); medians of the rounds, with their range.',
+      `\`tiergate-nocache\` is the same gateway with \`CACHE_ENABLED=false\`: every decision is an OpenFGA Check. Rounds interleaved (bare, tiergate, tiergate without cache, Heimdall, Heimdall without cache, …); medians of the rounds, with their range. CPU idle: each server's CPU while all of them sat idle for ${IDLE_S} s after their warm-up (/proc, 10 ms ticks), the part of CPU per request at a fixed rate that is paid per second, not per request.`,
     '',
   ];
   if (r.heimdallError) lines.push(`**Heimdall could not be measured here:** ${r.heimdallError.split('\n').slice(0, 6).join(' ')}`, '');
   if (r.failures.length > 0) lines.push(`**Failures:** ${r.failures.join('; ')}`, '');
   lines.push(
-    '| server | p50 ms at fixed rate (range) | p99 ms (range) | CPU µs/request at fixed rate (range) | max throughput req/s (range) | CPU µs/request at max | errors |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| server | p50 ms at fixed rate (range) | p99 ms (range) | CPU µs/request at fixed rate (range) | max throughput req/s (range) | CPU µs/request at max | CPU idle, ms/s | errors |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
   for (const row of r.rows) {
     lines.push(
-      `| ${row.server} | ${f(median(row.rate.p50))} (${spread(row.rate.p50)}) | ${f(median(row.rate.p99))} (${spread(row.rate.p99)}) | ${f(median(row.rate.cpuUs), 0)} (${spread(row.rate.cpuUs, 0)}) | ${f(median(row.max.rps), 0)} (${spread(row.max.rps, 0)}) | ${f(median(row.max.cpuUs), 0)} | ${row.rate.errors + row.max.errors} |`,
+      `| ${row.server} | ${f(median(row.rate.p50))} (${spread(row.rate.p50)}) | ${f(median(row.rate.p99))} (${spread(row.rate.p99)}) | ${f(median(row.rate.cpuUs), 0)} (${spread(row.rate.cpuUs, 0)}) | ${f(median(row.max.rps), 0)} (${spread(row.max.rps, 0)}) | ${f(median(row.max.cpuUs), 0)} | ${f(row.idleMsPerS ?? Number.NaN, 1)} | ${row.rate.errors + row.max.errors} |`,
     );
   }
   lines.push('', ...targetLines(r.rows), '', 'Charts: [CPU per request and throughput](peer.svg).', '');
