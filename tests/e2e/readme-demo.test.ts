@@ -80,13 +80,14 @@ function listening(port: number): Promise<boolean> {
 
 beforeAll(async () => {
   env = await npmStartEnv(tempDir('tiergate-demo-'));
+  main = await startMain(env, ['--demo'], 110_000);
+  // Read after the start: a start that found a port taken tries again on fresh ones.
   ports = {
     gateway: Number(env.GATEWAY_PORT),
     tenantService: Number(env.TENANT_SERVICE_PORT),
     metrics: Number(env.METRICS_PORT),
     reports: Number(env.REPORTS_SERVICE_PORT),
   };
-  main = await startMain(env, ['--demo'], 110_000);
   stack = main.process;
   expect(main.readyLine !== undefined && main.exitCode() === null, `the demo stack did not start:\n${main.output()}`).toBe(true);
   readyLine = main.readyLine!;

@@ -5,7 +5,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
-import { freePort } from '../../src/stack/ports.js';
+import { readFileSync } from 'node:fs';
+import { portInUse } from '../../src/stack/ports.js';
 import { cleanEnv } from '../../load/lib/child-env.js';
 import { owned } from './cleanup.js';
 import { PARENT_WATCHDOG } from './gateway-process.js';
@@ -25,29 +26,69 @@ export interface NpmStart {
   stop(): Promise<number | null>;
 }
 
+/** The ports `npm start` listens on that the environment names. */
+const LISTEN_PORT_KEYS = ['GATEWAY_PORT', 'TENANT_SERVICE_PORT', 'REPORTS_SERVICE_PORT', 'METRICS_PORT'] as const;
+
+/** The first port the kernel hands out for `listen(0)` and outgoing connections. */
+function ephemeralPortStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(first) && first > 11_000 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/**
+ * A free port below the kernel's ephemeral range. A port picked here is not reserved until
+ * `npm start` binds it; in the ephemeral range, any outgoing connection or `listen(0)` of
+ * a parallel test could take it in between, below it only another pick like this one.
+ */
+async function freeListenPort(): Promise<number> {
+  const top = ephemeralPortStart();
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * (top - 10_000));
+    if (!(await portInUse(port))) return port;
+  }
+}
+
 /** The environment `npm start` gets: a clean one, this data folder, free ports. */
 export async function npmStartEnv(dataDir: string, extra: Record<string, string> = {}): Promise<NodeJS.ProcessEnv> {
-  return {
+  const env: NodeJS.ProcessEnv = {
     ...cleanEnv(),
     TIERGATE_DATA_DIR: dataDir,
-    GATEWAY_PORT: String(await freePort()),
-    TENANT_SERVICE_PORT: String(await freePort()),
-    REPORTS_SERVICE_PORT: String(await freePort()),
     // OpenFGA picks its own as it starts: a port picked here is not reserved, and the
     // many servers of a parallel test run could take it before OpenFGA binds it.
     OPENFGA_HTTP_PORT: '0',
     OPENFGA_GRPC_PORT: '0',
-    METRICS_PORT: String(await freePort()),
     LOG_LEVEL: 'warn',
-    ...extra,
   };
+  for (const key of LISTEN_PORT_KEYS) env[key] = String(await freeListenPort());
+  return { ...env, ...extra };
 }
+
+/**
+ * What `npm start` says when a port it was given is taken: found in use as it starts, or
+ * taken between its check and its listen. Here both mean another process took a port
+ * after it was picked.
+ */
+const PORT_TAKEN = /is already in use: stop what is using it|was taken by another process while tiergate started/;
 
 /**
  * `npm start [-- args]` (`tsx src/server/stack-main.ts`; node --import tsx is the same without npm in
  * between). Resolves once it printed its ready line or exited, whichever comes first.
+ * When a port was taken between the pick and the listen, it does what the message asks:
+ * starts again, on fresh ports written into `env` (at most three times).
  */
 export async function startMain(env: NodeJS.ProcessEnv, args: string[] = [], readyTimeoutMs = 120_000): Promise<NpmStart> {
+  for (let attempt = 1; ; attempt += 1) {
+    const started = await startMainOnce(env, args, readyTimeoutMs);
+    if (started.readyLine !== undefined || attempt === 3 || !PORT_TAKEN.test(started.output())) return started;
+    for (const key of LISTEN_PORT_KEYS) if (env[key] !== undefined && env[key] !== '0') env[key] = String(await freeListenPort());
+  }
+}
+
+async function startMainOnce(env: NodeJS.ProcessEnv, args: string[], readyTimeoutMs: number): Promise<NpmStart> {
   const proc = spawn(process.execPath, ['--import', 'tsx', '--import', PARENT_WATCHDOG, 'src/server/stack-main.ts', ...args], {
     cwd: REPO_ROOT,
     env,
