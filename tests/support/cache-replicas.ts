@@ -20,7 +20,6 @@ import { join } from 'node:path';
 import { createLocalJWKSet } from 'jose';
 import { inject } from 'vitest';
 import { ASSERTION_KEY_FILE, createAssertionSigner } from '../../src/gateway/assertion-signer.js';
-import { freePort } from '../../src/stack/ports.js';
 import { startRedis, type RedisServer } from '../../src/stack/redis-server.js';
 import { startTenantService, type RunningTenantService } from '../../src/tenant-service/server.js';
 import { scrape, type Scrape } from '../../load/lib/prom.js';
@@ -31,6 +30,7 @@ import { call, type JsonResponse } from './json-call.js';
 import { startTcpRelay, type TcpRelay } from './tcp-relay.js';
 import { createTestIssuer, type TestIssuer } from './test-issuer.js';
 import { waitFor } from './wait.js';
+import { freeListenPort } from './listen-port.js';
 
 export const POLL_MS = 300;
 const ASSERTION_AUDIENCE = 'tenant-service';
@@ -106,7 +106,7 @@ export async function startReplicaPair(opts: {
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
   };
   const start = async (name: 'A' | 'B', dataDir: string): Promise<Replica> => {
-    const metricsPort = await freePort();
+    const metricsPort = await freeListenPort();
     const proc = await startGatewayProcess({ ...base, TIERGATE_DATA_DIR: dataDir, METRICS_PORT: String(metricsPort) });
     return { name, proc, url: proc.url, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
   };

@@ -8,8 +8,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { startChild, waitUntilReady } from '../../src/stack/child.js';
-import { freePort } from '../../src/stack/ports.js';
 import { owned, tempDir } from './cleanup.js';
+import { freeListenPort } from './listen-port.js';
 
 /** The nginx binary: NGINX_BIN, else Debian's, else the one on PATH. */
 export function nginxBinary(): string {
@@ -53,7 +53,7 @@ export async function startNginx(opts: { http?: string; server: string }): Promi
   const problem = nginxProblem();
   if (problem !== undefined) throw new Error(problem);
   const dir = tempDir('tiergate-nginx-');
-  const port = await freePort();
+  const port = await freeListenPort();
   const conf = `
 daemon off;
 master_process off;

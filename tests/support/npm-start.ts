@@ -5,10 +5,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../../src/shared/repo-root.js';
-import { readFileSync } from 'node:fs';
-import { portInUse } from '../../src/stack/ports.js';
 import { cleanEnv } from '../../load/lib/child-env.js';
 import { owned } from './cleanup.js';
+import { freeListenPort } from './listen-port.js';
 import { PARENT_WATCHDOG } from './gateway-process.js';
 import { waitFor } from './wait.js';
 
@@ -28,29 +27,6 @@ export interface NpmStart {
 
 /** The ports `npm start` listens on that the environment names. */
 const LISTEN_PORT_KEYS = ['GATEWAY_PORT', 'TENANT_SERVICE_PORT', 'REPORTS_SERVICE_PORT', 'METRICS_PORT'] as const;
-
-/** The first port the kernel hands out for `listen(0)` and outgoing connections. */
-function ephemeralPortStart(): number {
-  try {
-    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(first) && first > 11_000 ? first : 32_768;
-  } catch {
-    return 32_768;
-  }
-}
-
-/**
- * A free port below the kernel's ephemeral range. A port picked here is not reserved until
- * `npm start` binds it; in the ephemeral range, any outgoing connection or `listen(0)` of
- * a parallel test could take it in between, below it only another pick like this one.
- */
-async function freeListenPort(): Promise<number> {
-  const top = ephemeralPortStart();
-  for (;;) {
-    const port = 10_000 + Math.floor(Math.random() * (top - 10_000));
-    if (!(await portInUse(port))) return port;
-  }
-}
 
 /** The environment `npm start` gets: a clean one, this data folder, free ports. */
 export async function npmStartEnv(dataDir: string, extra: Record<string, string> = {}): Promise<NodeJS.ProcessEnv> {
