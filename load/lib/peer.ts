@@ -311,6 +311,18 @@ function targetLines(rows: PeerRow[]): string[] {
   ];
 }
 
+/**
+ * The share of its one core a server used in its max rows (CPU µs per request × requests
+ * per second, per round; the median): near 1 it was the limit, well below it was not.
+ */
+export function coreUsedAtMax(row: PeerRow): number | undefined {
+  const shares = row.max.rps.flatMap((rps, i) => {
+    const cpuUs = row.max.cpuUs[i];
+    return cpuUs === undefined ? [] : [(rps * cpuUs) / 1e6];
+  });
+  return shares.length === 0 ? undefined : median(shares);
+}
+
 export function peerReport(r: PeerResult, head: string): { md: string; charts: Record<string, string> } {
   const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
   const spread = (xs: number[], d = 2) => (xs.length > 1 ? `${f(roundSpread(xs).min, d)}–${f(roundSpread(xs).max, d)}` : '–');
@@ -326,15 +338,24 @@ export function peerReport(r: PeerResult, head: string): { md: string; charts: R
   if (r.heimdallError) lines.push(`**Heimdall could not be measured here:** ${r.heimdallError.split('\n').slice(0, 6).join(' ')}`, '');
   if (r.failures.length > 0) lines.push(`**Failures:** ${r.failures.join('; ')}`, '');
   lines.push(
-    '| server | p50 ms at fixed rate (range) | p99 ms (range) | CPU µs/request at fixed rate (range) | max throughput req/s (range) | CPU µs/request at max | CPU idle, ms/s | errors |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| server | p50 ms at fixed rate (range) | p99 ms (range) | CPU µs/request at fixed rate (range) | max throughput req/s (range) | CPU µs/request at max | its core used at max | CPU idle, ms/s | errors |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
   for (const row of r.rows) {
+    const used = coreUsedAtMax(row);
     lines.push(
-      `| ${row.server} | ${f(median(row.rate.p50))} (${spread(row.rate.p50)}) | ${f(median(row.rate.p99))} (${spread(row.rate.p99)}) | ${f(median(row.rate.cpuUs), 0)} (${spread(row.rate.cpuUs, 0)}) | ${f(median(row.max.rps), 0)} (${spread(row.max.rps, 0)}) | ${f(median(row.max.cpuUs), 0)} | ${f(row.idleMsPerS ?? Number.NaN, 1)} | ${row.rate.errors + row.max.errors} |`,
+      `| ${row.server} | ${f(median(row.rate.p50))} (${spread(row.rate.p50)}) | ${f(median(row.rate.p99))} (${spread(row.rate.p99)}) | ${f(median(row.rate.cpuUs), 0)} (${spread(row.rate.cpuUs, 0)}) | ${f(median(row.max.rps), 0)} (${spread(row.max.rps, 0)}) | ${f(median(row.max.cpuUs), 0)} | ${used === undefined ? '–' : `${f(used * 100, 0)}%`} | ${f(row.idleMsPerS ?? Number.NaN, 1)} | ${row.rate.errors + row.max.errors} |`,
     );
   }
-  lines.push('', ...targetLines(r.rows), '', 'Charts: [CPU per request and throughput](peer.svg).', '');
+  lines.push(
+    '',
+    `Its core used at max: the server's CPU time per second of its max rows (median of the rounds). Below about 90%, something else held it back (k6 and the upstream share the other core), so its max throughput is a floor of what it could do.`,
+    '',
+    ...targetLines(r.rows),
+    '',
+    'Charts: [CPU per request and throughput](peer.svg).',
+    '',
+  );
   const charts = {
     'peer.svg': barChart({
       title: 'One core per server: CPU per request and max throughput',
