@@ -53,7 +53,9 @@ interface CachedClaim {
 }
 
 export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaims {
-  const cache = new LRUCache<string, CachedClaim>({ max: opts.maxEntries ?? 10_000, ttl: opts.maxAgeMs ?? 60_000 });
+  // ttlResolution 0: lru-cache otherwise keeps its clock reading with a 1 ms timer armed on
+  // nearly every lookup, i.e. a timer (and at low rates a wake-up) per request.
+  const cache = new LRUCache<string, CachedClaim>({ max: opts.maxEntries ?? 10_000, ttl: opts.maxAgeMs ?? 60_000, ttlResolution: 0 });
   const counts = { cached: 0, computed: 0 };
   const { versions } = opts;
   return {

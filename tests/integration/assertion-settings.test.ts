@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadRegistry } from '../../src/settings/registry.js';
 import { ASSERTION_HEADER } from '../../src/shared/assertion.js';
 import { tempDir, useCleanup } from '../support/cleanup.js';
@@ -122,6 +122,24 @@ describe('the settings claim each upstream receives', () => {
     expect(Object.keys(settingsOf(await decided(AGENTS))!.values).sort()).toEqual(['quota.agents', 'timezone']);
     expect(decodeJwt(await decided(SUMMARY))).not.toHaveProperty('settings');
     expect(Object.keys(settingsOf(await decided(QUEUES))!.values)).toContain('security.ip_allowlist');
+  });
+
+  it('a warm request arms no timer: the claim, the assertion and the decision come from the caches', async () => {
+    await proxied(AGENTS);
+    // Who armed each timer; the test client's own time limit (sendRaw) is not the gateway's.
+    const armedBy: string[] = [];
+    const setTimeoutAsIs = globalThis.setTimeout;
+    const timers = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((callback: () => void, ms?: number) => {
+      const stack = new Error().stack ?? '';
+      if (!stack.includes('tests/support/raw-http')) armedBy.push(stack);
+      return setTimeoutAsIs(callback, ms);
+    }) as typeof setTimeout);
+    try {
+      for (let i = 0; i < 20; i++) await proxied(AGENTS);
+    } finally {
+      timers.mockRestore();
+    }
+    expect(armedBy).toEqual([]);
   });
 
   it('a changed setting reaches the upstream that lists it in a newly signed assertion', async () => {
