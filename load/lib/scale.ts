@@ -573,12 +573,12 @@ async function measureMemory(o: ScaleOptions, tenants: number, perTenant: number
   });
   // Every tenant's path known first (the structure every replica holds anyway), so the delta is the decisions'.
   const warmPaths = questions.slice(0, tenants).map((q) => ({ ...q, user: 'user:nobody' }));
-  await inBatches(warmPaths, 16, (q) => cache.authorizer.check(q));
+  await inBatches(warmPaths, 16, async (q) => cache.authorizer.check(q));
   await new Promise((r) => setTimeout(r, 500));
   gc();
   gc();
   const heapBefore = process.memoryUsage().heapUsed;
-  await inBatches(questions, 16, (q) => cache.authorizer.check(q));
+  await inBatches(questions, 16, async (q) => cache.authorizer.check(q));
   await new Promise((r) => setTimeout(r, 1000)); // Redis fills are fire-and-forget
   gc();
   gc();

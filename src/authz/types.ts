@@ -61,8 +61,11 @@ export interface CheckRequest {
 
 /** The narrow interface to "is this allowed?": OpenFGA, or a cache in front of it. */
 export interface Authorizer {
-  /** Resolves with an answer or rejects; an answer is never made up from an error. */
-  check(req: CheckRequest): Promise<Decision>;
+  /**
+   * The answer, at once when it is at hand (a warm cache), else a promise; fails by
+   * throwing or rejecting, and an answer is never made up from an error.
+   */
+  check(req: CheckRequest): Decision | Promise<Decision>;
 }
 
 /**

@@ -194,21 +194,37 @@ export class CachingAuthorizer implements Authorizer {
     this.l1?.clear();
   }
 
-  async check(req: CheckRequest): Promise<Decision> {
+  /** Not async: a decision the in-process layer holds is answered at once, without a promise. */
+  check(req: CheckRequest): Decision | Promise<Decision> {
     const started = performance.now();
     if (this.parentQuestions !== undefined && req.consistency !== 'strong') {
       // A parent's allow is the resource's allow; its "no" decides nothing (./parent-questions.ts).
-      for (const question of this.parentQuestions.for(req)) {
-        const answer = this.decide(question, started);
-        const d = answer instanceof Promise ? await answer : answer;
-        if (d.allowed) {
+      const questions = this.parentQuestions.for(req);
+      for (let i = 0; i < questions.length; i++) {
+        const answer = this.decide(questions[i]!, started);
+        if (answer instanceof Promise) return this.afterParents(answer, questions, i, req, started);
+        if (answer.allowed) {
           this.counts.parent.allowed++;
-          return d;
+          return answer;
         }
         this.counts.parent.denied++;
       }
     }
     return this.decide(req, started);
+  }
+
+  /** check, from the parent question `i` on, once its answer must be awaited. */
+  private async afterParents(pending: Promise<Decision>, questions: readonly CheckRequest[], i: number, req: CheckRequest, started: number): Promise<Decision> {
+    for (let answer: Decision | Promise<Decision> = pending; ; ) {
+      const d = answer instanceof Promise ? await answer : answer;
+      if (d.allowed) {
+        this.counts.parent.allowed++;
+        return d;
+      }
+      this.counts.parent.denied++;
+      if (++i === questions.length) return this.decide(req, started);
+      answer = this.decide(questions[i]!, started);
+    }
   }
 
   /**

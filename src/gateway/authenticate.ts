@@ -29,7 +29,7 @@
 //   cached. The token itself is never logged or echoed.
 import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { SUBJECT_ID, type Config, type IssuerConfig } from '../config.js';
@@ -92,7 +92,8 @@ export class AuthError extends Error {
 }
 
 export interface TokenVerifier {
-  verify(token: string): Promise<Principal>;
+  /** The token's principal: at once when the token is cached, else a promise (rejected with an AuthError when refused). */
+  verify(token: string): Principal | Promise<Principal>;
   /**
    * Tokens answered from the cache, verified (signature and claims checked now), or
    * refused or not checkable (tiergate_token_verifications_total).
@@ -149,7 +150,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
   const counts = { cached: 0, verified: 0, failed: 0 };
   return {
     counts,
-    async verify(token) {
+    verify(token) {
       const key = hash('sha256', token, 'base64url');
       const nowMs = now();
       const cached = cache.get(key);
@@ -158,19 +159,23 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
         counts.cached++;
         return cached;
       }
-      let principal: Principal;
-      try {
-        principal = await verifyUncached(token);
-      } catch (err) {
-        counts.failed++;
-        throw err;
-      }
-      counts.verified++;
-      const ttl = principal.expiresAt * 1000 - nowMs;
-      if (ttl > 0) cache.set(key, principal, { ttl: Math.ceil(ttl) });
-      return principal;
+      return verifyAndKeep(token, key, nowMs);
     },
   };
+
+  async function verifyAndKeep(token: string, key: string, nowMs: number): Promise<Principal> {
+    let principal: Principal;
+    try {
+      principal = await verifyUncached(token);
+    } catch (err) {
+      counts.failed++;
+      throw err;
+    }
+    counts.verified++;
+    const ttl = principal.expiresAt * 1000 - nowMs;
+    if (ttl > 0) cache.set(key, principal, { ttl: Math.ceil(ttl) });
+    return principal;
+  }
 }
 
 /** The time claims jose checks the type of (a number) but not its finiteness. */
@@ -231,7 +236,8 @@ function claimName(claim: string): string {
 const BEARER_SCHEME = /^bearer(?: +|$)/i;
 
 export function authenticate(verifier: TokenVerifier): MiddlewareHandler<RequestEnv> {
-  return async (c, next) => {
+  // Not async: a cached token's principal is at hand, and the stage hands on at once.
+  return (c, next) => {
     const incoming = incomingOf(c);
     if (incoming !== undefined && rawHeaderCount(incoming.rawHeaders, 'authorization') > 1) {
       throw new Problem(400, 'invalid-request', 'More than one Authorization header', {
@@ -251,25 +257,41 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<Request
       });
     }
     const token = scheme.input.slice(scheme[0].length);
-    let principal: Principal;
+    let principal: Principal | Promise<Principal>;
     try {
       if (token === '') throw new AuthError(401, 'malformed token');
-      principal = await verifier.verify(token);
+      principal = verifier.verify(token);
     } catch (err) {
-      if (!(err instanceof AuthError)) throw err;
-      if (err.status === 503) {
-        c.get('log')?.warn({ reason: err.description, cause: String(err.cause) }, 'token issuer keys unavailable');
-        throw new Problem(503, 'issuer-unavailable', 'Token issuer keys unavailable', {
-          detail: 'the token could not be checked: the issuer key set is unreachable; retry later',
-        });
-      }
-      c.get('log')?.debug({ reason: err.description }, 'token refused');
-      throw new Problem(401, 'invalid-token', 'Invalid token', {
-        detail: err.description,
-        headers: { 'www-authenticate': `Bearer error="invalid_token", error_description="${err.description}"` },
-      });
+      throw refused(c, err);
+    }
+    if (principal instanceof Promise) {
+      return principal.then(
+        (verified) => {
+          c.set('principal', verified);
+          return next();
+        },
+        (err: unknown) => {
+          throw refused(c, err);
+        },
+      );
     }
     c.set('principal', principal);
-    await next();
+    return next();
   };
+}
+
+/** A refused or uncheckable token as the problem the client gets; any other error as it is. */
+function refused(c: Context<RequestEnv>, err: unknown): unknown {
+  if (!(err instanceof AuthError)) return err;
+  if (err.status === 503) {
+    c.get('log')?.warn({ reason: err.description, cause: String(err.cause) }, 'token issuer keys unavailable');
+    return new Problem(503, 'issuer-unavailable', 'Token issuer keys unavailable', {
+      detail: 'the token could not be checked: the issuer key set is unreachable; retry later',
+    });
+  }
+  c.get('log')?.debug({ reason: err.description }, 'token refused');
+  return new Problem(401, 'invalid-token', 'Invalid token', {
+    detail: err.description,
+    headers: { 'www-authenticate': `Bearer error="invalid_token", error_description="${err.description}"` },
+  });
 }

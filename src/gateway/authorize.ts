@@ -2,7 +2,7 @@
 // principal holds the rule's permission on the rule's object. Deny by default:
 // only an explicit `allowed: true` answer lets the request through; any error,
 // timeout or unreachable engine is 503 and the request is not forwarded.
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
 import { Problem } from '../shared/problem.js';
 import type { Authorizer, Decision, Scope, TupleKey } from '../authz/types.js';
 import type { GatewayEnv } from './types.js';
@@ -48,31 +48,22 @@ export interface AuthorizeOptions {
 
 export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv> {
   const reasonHeader = opts.denyReasonHeader?.trim() || undefined;
-  return async (c, next) => {
+
+  const unavailable = (c: Context<GatewayEnv>, err: unknown): Problem => {
+    c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err) }, 'authorization engine unavailable');
+    return new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+      detail: 'The decision could not be made, so the request was not forwarded. Retry later.',
+      headers: { 'retry-after': '1' },
+    });
+  };
+
+  const enforce = (c: Context<GatewayEnv>, next: Next, decision: Decision): Promise<void> => {
     // c.get, not c.var: Hono's `var` getter copies every variable into a new object per access.
     const policy = c.get('policy');
     const principal = c.get('principal');
-    let allowed: boolean;
-    try {
-      const decision = await opts.authorizer.check({
-        user: principal.subject,
-        relation: policy.permission,
-        object: policy.object,
-        contextualTuples: policy.contextualTuples,
-        scope: policy.scope,
-        consistency: policy.consistency,
-      });
-      c.set('decision', decision);
-      opts.onDecision?.(decision);
-      allowed = decision.allowed === true;
-    } catch (err) {
-      c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err) }, 'authorization engine unavailable');
-      throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-        detail: 'The decision could not be made, so the request was not forwarded. Retry later.',
-        headers: { 'retry-after': '1' },
-      });
-    }
-    if (!allowed) {
+    c.set('decision', decision);
+    opts.onDecision?.(decision);
+    if (decision.allowed !== true) {
       opts.onDenied?.({
         requestId: c.get('requestId'),
         subject: principal.subject,
@@ -102,6 +93,33 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
       method: c.get('canonical').method,
       route: policy.route,
     });
-    await next();
+    return next();
+  };
+
+  // Not async: a decision the cache holds is enforced and handed on at once.
+  return (c, next) => {
+    const policy = c.get('policy');
+    let decision: Decision | Promise<Decision>;
+    try {
+      decision = opts.authorizer.check({
+        user: c.get('principal').subject,
+        relation: policy.permission,
+        object: policy.object,
+        contextualTuples: policy.contextualTuples,
+        scope: policy.scope,
+        consistency: policy.consistency,
+      });
+    } catch (err) {
+      throw unavailable(c, err);
+    }
+    if (decision instanceof Promise) {
+      return decision.then(
+        (d) => enforce(c, next, d),
+        (err: unknown) => {
+          throw unavailable(c, err);
+        },
+      );
+    }
+    return enforce(c, next, decision);
   };
 }

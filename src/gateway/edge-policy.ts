@@ -17,7 +17,7 @@
 // - The settings are parsed once per snapshot (a SignedSettings object, which the
 //   settings cache shares between requests): the warm path with defaults does a
 //   WeakMap lookup, one comparison and one counter.
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
 import type { Principal } from '../authz/types.js';
 import { EDGE_POLICY_KEYS, IP_ALLOWLIST, REQUIRE_MFA, SESSION_MAX_AGE } from '../settings/edge-keys.js';
 import { admits, cidrMatcher, parseAddress, type CidrMatcher } from '../settings/cidr.js';
@@ -144,19 +144,18 @@ export function stepUpProblem(lacksMfa: boolean, maxAgeS: number | undefined, ac
 export function edgePolicy(opts: EdgePolicyOptions): MiddlewareHandler<GatewayEnv> {
   const now = opts.now ?? (() => Math.floor(Date.now() / 1000));
   const count = opts.metrics.countEdgePolicy.bind(opts.metrics);
-  return async function edgePolicyStage(c, next) {
-    let settings: SignedSettings;
-    try {
-      settings = await scopeSettings(c, opts.settings);
-    } catch (err) {
-      // Fail closed: without the node's policies nothing is let through.
-      for (const policy of EDGE_POLICIES) count(policy, 'unavailable');
-      c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: c.get('policy').scope }, 'edge policies of the scope could not be resolved');
-      throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-        detail: 'The policies of this resource could not be read, so the request was not allowed. Retry later.',
-        headers: { 'retry-after': '1' },
-      });
-    }
+
+  // Fail closed: without the node's policies nothing is let through.
+  const unavailable = (c: Context<GatewayEnv>, err: unknown): Problem => {
+    for (const policy of EDGE_POLICIES) count(policy, 'unavailable');
+    c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: c.get('policy').scope }, 'edge policies of the scope could not be resolved');
+    return new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+      detail: 'The policies of this resource could not be read, so the request was not allowed. Retry later.',
+      headers: { 'retry-after': '1' },
+    });
+  };
+
+  const judge = (c: Context<GatewayEnv>, next: Next, settings: SignedSettings): Promise<void> => {
     const p = edgePoliciesOf(settings);
 
     if (p.allowlist !== undefined) {
@@ -185,6 +184,25 @@ export function edgePolicy(opts: EdgePolicyOptions): MiddlewareHandler<GatewayEn
       count(SESSION_MAX_AGE, tooOld ? 'refused' : 'passed');
     }
     if (lacksMfa || tooOld) throw stepUpProblem(lacksMfa, tooOld ? p.maxAgeS : undefined, opts.mfaAcrValues);
-    await next();
+    return next();
+  };
+
+  // Not async: with the settings at hand (a warm claim) the stage hands on at once.
+  return function edgePolicyStage(c, next) {
+    let settings: SignedSettings | Promise<SignedSettings>;
+    try {
+      settings = scopeSettings(c, opts.settings);
+    } catch (err) {
+      throw unavailable(c, err);
+    }
+    if (settings instanceof Promise) {
+      return settings.then(
+        (resolved) => judge(c, next, resolved),
+        (err: unknown) => {
+          throw unavailable(c, err);
+        },
+      );
+    }
+    return judge(c, next, settings);
   };
 }

@@ -38,6 +38,7 @@ import { Problem } from '../shared/problem.js';
 import type { TrustedPeers } from '../shared/trusted-proxies.js';
 import type { RequestEnv } from '../authz/types.js';
 import { SUBJECT_HEADER } from './forward.js';
+import { pipeline } from './pipeline.js';
 import { identityAssertion, type AssertionOptions } from './identity-assertion.js';
 import { canonicaliseRequest, checkHeaders, refusalProblem } from './normalise.js';
 import { regionalTargetName } from '../shared/upstream-url.js';
@@ -132,7 +133,8 @@ export function originalRequest(mode: ForwardAuthMode, opts: ForwardAuthOptions)
 /** The answer to an authorized question: 200, the assertion and the subject, no body. */
 export function allow(opts: AssertionOptions): MiddlewareHandler<GatewayEnv> {
   return async function allowStage(c) {
-    const assertion = await identityAssertion(c, opts);
+    const signed = identityAssertion(c, opts);
+    const assertion = signed instanceof Promise ? await signed : signed;
     const headers: Record<string, string> = {
       [ASSERTION_HEADER]: assertion,
       [SUBJECT_HEADER]: c.get('principal').sub,
@@ -146,9 +148,6 @@ export function allow(opts: AssertionOptions): MiddlewareHandler<GatewayEnv> {
     return c.body(null, 200, headers);
   };
 }
-
-/** A stage that is not configured. */
-const pass: MiddlewareHandler<GatewayEnv> = (_c, next) => next();
 
 export interface ForwardAuthAppDeps extends ForwardAuthOptions {
   authenticate: MiddlewareHandler<RequestEnv>;
@@ -172,7 +171,9 @@ export function forwardAuthApp(deps: ForwardAuthAppDeps): Hono<GatewayEnv> {
     ['traefik', '/traefik'],
     ['envoy', '/envoy/*'],
   ] as const) {
-    app.all(path, originalRequest(mode, deps), deps.authenticate, deps.matchPolicy, deps.edgePolicy ?? pass, deps.authorize, deps.rateLimit ?? pass, deps.residency, decide);
+    // One middleware (./pipeline.ts), as in proxy mode; authenticate reads and sets only request variables, which the gateway's include.
+    const stages = [originalRequest(mode, deps), deps.authenticate as unknown as MiddlewareHandler<GatewayEnv>, deps.matchPolicy, deps.edgePolicy, deps.authorize, deps.rateLimit, deps.residency];
+    app.all(path, pipeline(stages.filter((stage) => stage !== undefined)), decide);
   }
   return app;
 }

@@ -348,7 +348,8 @@ export function forward(opts: ForwardOptions): MiddlewareHandler<GatewayEnv> {
     const route = routes.get(target);
     // The path the upstream receives is the one the assertion names (its `htu`).
     const path = forwardedPath(canonical.path, route.stripPrefix);
-    const assertion = await identityAssertion(c, opts, path);
+    const signed = identityAssertion(c, opts, path);
+    const assertion = signed instanceof Promise ? await signed : signed;
 
     const h = sanitizedHeaders(incoming.headers, opts.trustedProxies.has(incoming.socket.remoteAddress ?? ''));
     h[ASSERTION_HEADER] = assertion;

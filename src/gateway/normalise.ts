@@ -320,14 +320,15 @@ function rawTarget(c: Context<GatewayEnv>, incomingUrl: string | undefined): str
 
 export function normalise(opts: NormaliseOptions): MiddlewareHandler<GatewayEnv> {
   const { maxPathLength, maxHeaderBytes } = opts;
-  return async (c, next) => {
+  // Not async: canonicalising awaits nothing, so the stage hands on at once.
+  return (c, next) => {
     const incoming = incomingOf(c);
     const headerRefusal = checkHeaders(incoming?.rawHeaders ?? c.req.raw.headers, maxHeaderBytes);
     if (headerRefusal) throw refusalProblem(headerRefusal);
     const result = canonicaliseRequest(c.req.method, rawTarget(c, incoming?.url), maxPathLength);
     if (!result.ok) throw refusalProblem(result.refusal);
     c.set('canonical', result.value);
-    await next();
+    return next();
   };
 }
 

@@ -647,7 +647,8 @@ export function decisionRequest(rule: CompiledRule, params: Record<string, strin
 // ---------------------------------------------------------------- stage
 
 export function matchPolicy(policy: CompiledPolicy): MiddlewareHandler<GatewayEnv> {
-  return async (c, next) => {
+  // Not async: matching awaits nothing, so the stage hands on at once.
+  return (c, next) => {
     const canonical = c.get('canonical');
     if (canonical === undefined) throw new Error('matchPolicy needs the normalise stage before it');
     c.set('policy', matchedRequest(policy, canonical));

@@ -16,12 +16,14 @@
 // A bucket's count does not depend on the limit, which is compared here: a limit changed
 // through the admin API applies to the current minute's count on the next request.
 import { createHash } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { Problem } from '../shared/problem.js';
 import type { Principal } from '../authz/types.js';
+import type { SettingsClaim } from '../shared/assertion.js';
+import type { SignedSettings } from './assertion-signer.js';
 import { scopeSettings, type SettingsForScope } from './scope-settings.js';
 import type { GatewayEnv } from './types.js';
 
@@ -173,22 +175,41 @@ export function rateLimit(opts: RateLimitOptions): MiddlewareHandler<GatewayEnv>
     return { ...b, ...taken };
   };
 
-  return async function rateLimitStage(c, next) {
-    let values: Readonly<Record<string, unknown>>;
-    let node: string;
+  const unavailable = (c: Context<GatewayEnv>, err: unknown): Problem => {
+    // The limits are unknown (the settings store cannot answer): refused, as an outage.
+    c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: c.get('policy').scope }, 'settings of the scope could not be resolved');
+    return new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+      detail: 'The settings of this node could not be resolved, so the request was not allowed. Retry later.',
+      headers: { 'retry-after': '1' },
+    });
+  };
+
+  // Not async: a node without limits, its settings at hand (a warm claim), hands on at once.
+  return function rateLimitStage(c, next) {
+    let settings: SignedSettings | Promise<SignedSettings>;
     try {
-      ({ values, node } = (await scopeSettings(c, opts.settingsFor)).claim);
+      settings = scopeSettings(c, opts.settingsFor);
     } catch (err) {
-      // The limits are unknown (the settings store cannot answer): refused, as an outage.
-      c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: c.get('policy').scope }, 'settings of the scope could not be resolved');
-      throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-        detail: 'The settings of this node could not be resolved, so the request was not allowed. Retry later.',
-        headers: { 'retry-after': '1' },
-      });
+      throw unavailable(c, err);
     }
+    if (settings instanceof Promise) {
+      return settings.then(
+        (resolved) => limit(c, next, resolved.claim),
+        (err: unknown) => {
+          throw unavailable(c, err);
+        },
+      );
+    }
+    return limit(c, next, settings.claim);
+  };
+
+  function limit(c: Context<GatewayEnv>, next: Next, { values, node }: SettingsClaim): Promise<void> {
     const buckets = bucketsFor(node, c.get('principal'), values);
     if (buckets.length === 0) return next();
+    return limited(c, next, node, buckets);
+  }
 
+  async function limited(c: Context<GatewayEnv>, next: Next, node: string, buckets: Bucket[]): Promise<void> {
     const states = await Promise.all(buckets.map(count));
     if (states.some((s) => s.degraded)) opts.onOutcome?.('degraded');
     const fields = rateLimitFields(states);
@@ -216,5 +237,5 @@ export function rateLimit(opts: RateLimitOptions): MiddlewareHandler<GatewayEnv>
     await next();
     c.header('ratelimit-policy', fields['ratelimit-policy']);
     c.header('ratelimit', fields.ratelimit);
-  };
+  }
 }

@@ -7,7 +7,8 @@
 // the settings. For the others the region is read from the same per-request snapshot
 // (./scope-settings.ts) the assertion's `settings` claim is signed from, so the region
 // the upstream is chosen by is the region the upstream is told.
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
+import type { SignedSettings } from './assertion-signer.js';
 import { Problem } from '../shared/problem.js';
 import { scopeSettings, type SettingsForScope } from './scope-settings.js';
 import type { GatewayEnv } from './types.js';
@@ -30,25 +31,20 @@ export interface ResidencyOptions {
 
 export function residency(opts: ResidencyOptions): MiddlewareHandler<GatewayEnv> {
   const { settings, onOutcome } = opts;
-  return async function residencyStage(c, next) {
-    const policy = c.get('policy');
-    const regions = policy.regions;
-    if (regions === undefined) return next();
-    let region: unknown;
-    if (settings !== undefined) {
-      try {
-        region = (await scopeSettings(c, settings)).claim.values[RESIDENCY_SETTING];
-      } catch (err) {
-        onOutcome?.('unavailable');
-        c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: policy.scope }, 'residency region of the scope could not be resolved');
-        throw new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
-          detail: 'The data residency region of this node could not be resolved, so the request was not sent anywhere. Retry later.',
-          headers: { 'retry-after': '1' },
-        });
-      }
-    }
+
+  const unavailable = (c: Context<GatewayEnv>, err: unknown): Problem => {
+    onOutcome?.('unavailable');
+    c.get('log')?.warn({ err: err instanceof Error ? err.message : String(err), scope: c.get('policy').scope }, 'residency region of the scope could not be resolved');
+    return new Problem(503, 'authorization-unavailable', 'Authorization service unavailable', {
+      detail: 'The data residency region of this node could not be resolved, so the request was not sent anywhere. Retry later.',
+      headers: { 'retry-after': '1' },
+    });
+  };
+
+  const choose = (c: Context<GatewayEnv>, next: Next, regions: readonly string[], region: unknown): Promise<void> => {
     if (typeof region !== 'string' || !regions.includes(region)) {
       onOutcome?.('refused');
+      const policy = c.get('policy');
       const node = `${policy.scope.type}:${policy.scope.id}`;
       throw new Problem(503, 'no-upstream-in-region', 'No upstream in the region', {
         detail:
@@ -61,5 +57,28 @@ export function residency(opts: ResidencyOptions): MiddlewareHandler<GatewayEnv>
     onOutcome?.('passed');
     c.set('region', region);
     return next();
+  };
+
+  // Not async: most rules pass straight through, and a warm claim is at hand.
+  return function residencyStage(c, next) {
+    const regions = c.get('policy').regions;
+    if (regions === undefined) return next();
+    // Without the settings a regional upstream is never served (fail closed).
+    if (settings === undefined) return choose(c, next, regions, undefined);
+    let resolved: SignedSettings | Promise<SignedSettings>;
+    try {
+      resolved = scopeSettings(c, settings);
+    } catch (err) {
+      throw unavailable(c, err);
+    }
+    if (resolved instanceof Promise) {
+      return resolved.then(
+        (s) => choose(c, next, regions, s.claim.values[RESIDENCY_SETTING]),
+        (err: unknown) => {
+          throw unavailable(c, err);
+        },
+      );
+    }
+    return choose(c, next, regions, resolved.claim.values[RESIDENCY_SETTING]);
   };
 }

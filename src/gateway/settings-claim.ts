@@ -37,8 +37,11 @@ export interface SettingsClaimsOptions {
 }
 
 export interface SettingsClaims {
-  /** The claim for `scope`'s node; rejects when the path, versions or documents cannot be read. */
-  claimFor(scope: Scope): Promise<SignedSettings>;
+  /**
+   * The claim for `scope`'s node: at once when the cached one is current, else a promise
+   * that rejects when the path, versions or documents cannot be read.
+   */
+  claimFor(scope: Scope): SignedSettings | Promise<SignedSettings>;
   /** How claims were produced: from the cache, or computed now. */
   readonly counts: { cached: number; computed: number };
 }
@@ -60,47 +63,51 @@ export function createSettingsClaims(opts: SettingsClaimsOptions): SettingsClaim
   const { versions } = opts;
   return {
     counts,
-    async claimFor(scope) {
+    claimFor(scope) {
       const node = `${scope.type}:${scope.id}`;
       const hit = cache.get(node);
       if (hit !== undefined && versions.trusted() && versions.matches(hit.keys, hit.versions)) {
         counts.cached++;
         return hit.signed;
       }
-      // The global epoch, then the versions of the node and every node above it, each read
-      // before what it validates: a move made after these reads bumps one of them.
-      const epoch = await versions.read([GLOBAL_KEY]).catch(() => undefined);
-      const structure = epoch === undefined ? undefined : await opts.hierarchy.closure([node]).catch(() => undefined);
-      // Nearest first (tenant, its divisions, the organization, the platform): root first here.
-      const above = (await opts.hierarchy.ancestors(node)).filter((n) => SETTINGS_NODE.test(n)).reverse();
-      const path = [...above, node];
-      const settingsKeys = path.map((n) => versions.keys.settingsKey(n));
-      const settingsVersions = structure === undefined ? undefined : await versions.read(settingsKeys).catch(() => undefined);
-      const recorded =
-        epoch === undefined || structure === undefined || settingsVersions === undefined
-          ? undefined
-          : {
-              keys: [GLOBAL_KEY, ...structure.objects.map((o) => versions.keys.structureKey(o)), ...settingsKeys],
-              versions: [epoch[0]!, ...structure.versions, ...settingsVersions],
-            };
-      const entries = await readEntries(opts.db, path);
-      const items = effectiveValues(
-        opts.registry,
-        path.map((n) => ({ node: n, entries: entries.get(n)! })),
-      );
-      const claim = {
-        node,
-        values: Object.fromEntries(items.map((v) => [v.key, v.value])),
-        sources: Object.fromEntries(items.map((v) => [v.key, v.source])),
-      };
-      const signed: SignedSettings = { claim, digest: claimDigest(claim) };
-      // Unreadable versions (Redis down): computed from the database, and not cached.
-      if (recorded !== undefined) cache.set(node, { ...recorded, signed });
-      else cache.delete(node);
-      counts.computed++;
-      return signed;
+      return compute(node);
     },
   };
+
+  async function compute(node: string): Promise<SignedSettings> {
+    // The global epoch, then the versions of the node and every node above it, each read
+    // before what it validates: a move made after these reads bumps one of them.
+    const epoch = await versions.read([GLOBAL_KEY]).catch(() => undefined);
+    const structure = epoch === undefined ? undefined : await opts.hierarchy.closure([node]).catch(() => undefined);
+    // Nearest first (tenant, its divisions, the organization, the platform): root first here.
+    const above = (await opts.hierarchy.ancestors(node)).filter((n) => SETTINGS_NODE.test(n)).reverse();
+    const path = [...above, node];
+    const settingsKeys = path.map((n) => versions.keys.settingsKey(n));
+    const settingsVersions = structure === undefined ? undefined : await versions.read(settingsKeys).catch(() => undefined);
+    const recorded =
+      epoch === undefined || structure === undefined || settingsVersions === undefined
+        ? undefined
+        : {
+            keys: [GLOBAL_KEY, ...structure.objects.map((o) => versions.keys.structureKey(o)), ...settingsKeys],
+            versions: [epoch[0]!, ...structure.versions, ...settingsVersions],
+          };
+    const entries = await readEntries(opts.db, path);
+    const items = effectiveValues(
+      opts.registry,
+      path.map((n) => ({ node: n, entries: entries.get(n)! })),
+    );
+    const claim = {
+      node,
+      values: Object.fromEntries(items.map((v) => [v.key, v.value])),
+      sources: Object.fromEntries(items.map((v) => [v.key, v.source])),
+    };
+    const signed: SignedSettings = { claim, digest: claimDigest(claim) };
+    // Unreadable versions (Redis down): computed from the database, and not cached.
+    if (recorded !== undefined) cache.set(node, { ...recorded, signed });
+    else cache.delete(node);
+    counts.computed++;
+    return signed;
+  }
 }
 
 /** Names a claim: the signer reuses an assertion only for the same digest. */

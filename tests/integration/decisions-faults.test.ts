@@ -187,7 +187,7 @@ describe('OpenFGA gone: errors are never cached', () => {
     const callsBefore = A.engine.calls;
     const sizeBefore = A.cache.authorizer.l1Size;
     for (let i = 0; i < 3; i++) {
-      const err = await A.cache.authorizer.check(fresh).then(
+      const err = await Promise.resolve(fresh).then((q) => A.cache.authorizer.check(q)).then(
         (d) => d,
         (e: unknown) => e,
       );
@@ -233,7 +233,7 @@ describe('OpenFGA gone while a replica races it against Redis', () => {
     expect(await R.cache.authorizer.check(cached)).toMatchObject({ allowed: true, layer: 'redis' });
     expect(R.cache.metrics.counts.race.redis).toBe(racesBefore + 1);
     const fresh = resourceCheck('user:tBadmin', 'tB', 'agent', '1');
-    const err = await R.cache.authorizer.check(fresh).then(
+    const err = await Promise.resolve(fresh).then((q) => R.cache.authorizer.check(q)).then(
       (d) => d,
       (e: unknown) => e,
     );

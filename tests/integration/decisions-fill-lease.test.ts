@@ -111,7 +111,7 @@ async function replicas(fillWaitMs: string): Promise<Pair> {
   return { A, B, engine, registries };
 }
 
-function check(cache: DecisionCache, user: string, object = 'tenant:tA'): Promise<Decision> {
+async function check(cache: DecisionCache, user: string, object = 'tenant:tA'): Promise<Decision> {
   return cache.authorizer.check({ user, relation: 'can_view', object, contextualTuples: [] });
 }
 

@@ -15,7 +15,7 @@ export const MODEL = loadModel().request;
 export class CountingAuthorizer implements Authorizer {
   calls = 0;
   constructor(readonly inner: Authorizer) {}
-  check(req: CheckRequest): Promise<Decision> {
+  check(req: CheckRequest): Decision | Promise<Decision> {
     this.calls++;
     return this.inner.check(req);
   }
@@ -67,7 +67,7 @@ export async function startReplica(
     cache,
     engine,
     registry,
-    check: (user, relation, object, extra = {}) => cache.authorizer.check({ user, relation, object, contextualTuples: [], ...extra }),
+    check: async (user, relation, object, extra = {}) => cache.authorizer.check({ user, relation, object, contextualTuples: [], ...extra }),
   };
 }
 

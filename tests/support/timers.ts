@@ -7,7 +7,7 @@ import { createHook } from 'node:async_hooks';
  * event loop; neither starts a timer), and returns how many timers were started while
  * it ran.
  */
-export async function timersStartedBy(fn: () => Promise<unknown>, times: number): Promise<number> {
+export async function timersStartedBy(fn: () => unknown, times: number): Promise<number> {
   let started = 0;
   let counting = false;
   const hook = createHook({

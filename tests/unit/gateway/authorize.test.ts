@@ -52,6 +52,24 @@ describe('authorize stage', () => {
     ]);
   });
 
+  it('a decision at hand (a warm cache answers without a promise): allowed forwards, denied is 403, a thrown failure 503', async () => {
+    const allowed = await appWith({ check: () => ({ allowed: true, layer: 'l1', durationMs: 0 }) }).request('/x');
+    expect(allowed.status).toBe(200);
+    expect(await allowed.text()).toBe('forwarded');
+    const denied: DeniedRequest[] = [];
+    const refused = await appWith({ check: () => ({ allowed: false, layer: 'l1', durationMs: 0 }) }, denied).request('/x');
+    expect(refused.status).toBe(403);
+    expect(denied).toHaveLength(1);
+    const failed = await appWith({
+      check: () => {
+        throw new Error('engine gone');
+      },
+    }).request('/x');
+    expect(failed.status).toBe(503);
+    expect((await failed.json()).type).toMatch(/authorization-unavailable$/);
+    expect(failed.headers.get('retry-after')).toBe('1');
+  });
+
   it('denies with 403 problem+json naming only the missing permission, and reports the denial', async () => {
     const denied: DeniedRequest[] = [];
     const app = appWith({ check: async () => ({ allowed: false, layer: 'l1', durationMs: 0 }) }, denied);
