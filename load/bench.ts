@@ -883,7 +883,7 @@ async function perfRun(miss: boolean): Promise<void> {
     .map((c) => ({ c, h: usPer(hono, hono.a.byCategory.get(c) ?? 0), g: usPer(gw, gw.a.byCategory.get(c) ?? 0) }))
     .sort((x, y) => y.g - y.h - (x.g - x.h));
   const fmt = (v: number) => v.toFixed(1);
-  const command = `npm run bench -- ${miss ? '--perf-miss' : '--perf'}${quick ? ' --quick' : ''}`;
+  const command = `npm run bench -- ${miss ? '--perf-miss' : '--perf'}${quick ? ' --quick' : ''}${miss ? (args['miss-rate'] !== undefined ? ` --miss-rate ${rate}` : '') : args.rate !== undefined ? ` --rate ${rate}` : ''}`;
   const decisions = gw.layers ? `; the gateway's decisions: ${Object.entries(gw.layers).filter(([, n]) => n > 0).map(([l, n]) => `${l} ${n}`).join(', ')}` : '';
   const lines = [
     `# Where the CPU goes: the ${miss ? 'gateway with every decision a cache miss (row e)' : 'warm gateway'} against the same proxy inside Hono, ${rate} req/s`,
