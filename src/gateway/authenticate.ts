@@ -35,6 +35,7 @@ import { LRUCache } from 'lru-cache';
 import { SUBJECT_ID, type Config, type IssuerConfig } from '../config.js';
 import { incomingOf, rawHeaderCount } from '../shared/node-incoming.js';
 import { Problem } from '../shared/problem.js';
+import { whenAtHand } from '../shared/at-hand.js';
 import type { Principal } from '../authz/types.js';
 import type { RequestEnv } from '../authz/types.js';
 
@@ -257,26 +258,19 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<Request
       });
     }
     const token = scheme.input.slice(scheme[0].length);
-    let principal: Principal | Promise<Principal>;
-    try {
-      if (token === '') throw new AuthError(401, 'malformed token');
-      principal = verifier.verify(token);
-    } catch (err) {
-      throw refused(c, err);
-    }
-    if (principal instanceof Promise) {
-      return principal.then(
-        (verified) => {
-          c.set('principal', verified);
-          return next();
-        },
-        (err: unknown) => {
-          throw refused(c, err);
-        },
-      );
-    }
-    c.set('principal', principal);
-    return next();
+    return whenAtHand(
+      () => {
+        if (token === '') throw new AuthError(401, 'malformed token');
+        return verifier.verify(token);
+      },
+      (principal) => {
+        c.set('principal', principal);
+        return next();
+      },
+      (err) => {
+        throw refused(c, err);
+      },
+    );
   };
 }
 

@@ -4,6 +4,7 @@
 // timeout or unreachable engine is 503 and the request is not forwarded.
 import type { Context, MiddlewareHandler, Next } from 'hono';
 import { Problem } from '../shared/problem.js';
+import { whenAtHand } from '../shared/at-hand.js';
 import type { Authorizer, Decision, Scope, TupleKey } from '../authz/types.js';
 import type { GatewayEnv } from './types.js';
 
@@ -99,27 +100,20 @@ export function authorize(opts: AuthorizeOptions): MiddlewareHandler<GatewayEnv>
   // Not async: a decision the cache holds is enforced and handed on at once.
   return (c, next) => {
     const policy = c.get('policy');
-    let decision: Decision | Promise<Decision>;
-    try {
-      decision = opts.authorizer.check({
-        user: c.get('principal').subject,
-        relation: policy.permission,
-        object: policy.object,
-        contextualTuples: policy.contextualTuples,
-        scope: policy.scope,
-        consistency: policy.consistency,
-      });
-    } catch (err) {
-      throw unavailable(c, err);
-    }
-    if (decision instanceof Promise) {
-      return decision.then(
-        (d) => enforce(c, next, d),
-        (err: unknown) => {
-          throw unavailable(c, err);
-        },
-      );
-    }
-    return enforce(c, next, decision);
+    const question = {
+      user: c.get('principal').subject,
+      relation: policy.permission,
+      object: policy.object,
+      contextualTuples: policy.contextualTuples,
+      scope: policy.scope,
+      consistency: policy.consistency,
+    };
+    return whenAtHand(
+      () => opts.authorizer.check(question),
+      (decision) => enforce(c, next, decision),
+      (err) => {
+        throw unavailable(c, err);
+      },
+    );
   };
 }

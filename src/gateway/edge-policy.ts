@@ -24,6 +24,7 @@ import { admits, cidrMatcher, parseAddress, type CidrMatcher } from '../settings
 import { durationSeconds } from '../settings/registry.js';
 import { headerValue, incomingOf } from '../shared/node-incoming.js';
 import { Problem } from '../shared/problem.js';
+import { whenAtHand } from '../shared/at-hand.js';
 import { clientAddress, type TrustedPeers } from '../shared/trusted-proxies.js';
 import type { SignedSettings } from './assertion-signer.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -189,20 +190,12 @@ export function edgePolicy(opts: EdgePolicyOptions): MiddlewareHandler<GatewayEn
 
   // Not async: with the settings at hand (a warm claim) the stage hands on at once.
   return function edgePolicyStage(c, next) {
-    let settings: SignedSettings | Promise<SignedSettings>;
-    try {
-      settings = scopeSettings(c, opts.settings);
-    } catch (err) {
-      throw unavailable(c, err);
-    }
-    if (settings instanceof Promise) {
-      return settings.then(
-        (resolved) => judge(c, next, resolved),
-        (err: unknown) => {
-          throw unavailable(c, err);
-        },
-      );
-    }
-    return judge(c, next, settings);
+    return whenAtHand(
+      () => scopeSettings(c, opts.settings),
+      (settings) => judge(c, next, settings),
+      (err) => {
+        throw unavailable(c, err);
+      },
+    );
   };
 }

@@ -21,9 +21,9 @@ import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { Problem } from '../shared/problem.js';
+import { whenAtHand } from '../shared/at-hand.js';
 import type { Principal } from '../authz/types.js';
 import type { SettingsClaim } from '../shared/assertion.js';
-import type { SignedSettings } from './assertion-signer.js';
 import { scopeSettings, type SettingsForScope } from './scope-settings.js';
 import type { GatewayEnv } from './types.js';
 
@@ -186,21 +186,13 @@ export function rateLimit(opts: RateLimitOptions): MiddlewareHandler<GatewayEnv>
 
   // Not async: a node without limits, its settings at hand (a warm claim), hands on at once.
   return function rateLimitStage(c, next) {
-    let settings: SignedSettings | Promise<SignedSettings>;
-    try {
-      settings = scopeSettings(c, opts.settingsFor);
-    } catch (err) {
-      throw unavailable(c, err);
-    }
-    if (settings instanceof Promise) {
-      return settings.then(
-        (resolved) => limit(c, next, resolved.claim),
-        (err: unknown) => {
-          throw unavailable(c, err);
-        },
-      );
-    }
-    return limit(c, next, settings.claim);
+    return whenAtHand(
+      () => scopeSettings(c, opts.settingsFor),
+      (settings) => limit(c, next, settings.claim),
+      (err) => {
+        throw unavailable(c, err);
+      },
+    );
   };
 
   function limit(c: Context<GatewayEnv>, next: Next, { values, node }: SettingsClaim): Promise<void> {

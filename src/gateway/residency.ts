@@ -8,8 +8,8 @@
 // (./scope-settings.ts) the assertion's `settings` claim is signed from, so the region
 // the upstream is chosen by is the region the upstream is told.
 import type { Context, MiddlewareHandler, Next } from 'hono';
-import type { SignedSettings } from './assertion-signer.js';
 import { Problem } from '../shared/problem.js';
+import { whenAtHand } from '../shared/at-hand.js';
 import { scopeSettings, type SettingsForScope } from './scope-settings.js';
 import type { GatewayEnv } from './types.js';
 
@@ -65,20 +65,12 @@ export function residency(opts: ResidencyOptions): MiddlewareHandler<GatewayEnv>
     if (regions === undefined) return next();
     // Without the settings a regional upstream is never served (fail closed).
     if (settings === undefined) return choose(c, next, regions, undefined);
-    let resolved: SignedSettings | Promise<SignedSettings>;
-    try {
-      resolved = scopeSettings(c, settings);
-    } catch (err) {
-      throw unavailable(c, err);
-    }
-    if (resolved instanceof Promise) {
-      return resolved.then(
-        (s) => choose(c, next, regions, s.claim.values[RESIDENCY_SETTING]),
-        (err: unknown) => {
-          throw unavailable(c, err);
-        },
-      );
-    }
-    return choose(c, next, regions, resolved.claim.values[RESIDENCY_SETTING]);
+    return whenAtHand(
+      () => scopeSettings(c, settings),
+      (resolved) => choose(c, next, regions, resolved.claim.values[RESIDENCY_SETTING]),
+      (err) => {
+        throw unavailable(c, err);
+      },
+    );
   };
 }
