@@ -883,13 +883,13 @@ async function perfRun(miss: boolean): Promise<void> {
     .map((c) => ({ c, h: usPer(hono, hono.a.byCategory.get(c) ?? 0), g: usPer(gw, gw.a.byCategory.get(c) ?? 0) }))
     .sort((x, y) => y.g - y.h - (x.g - x.h));
   const fmt = (v: number) => v.toFixed(1);
-  const command = `npm run bench -- ${miss ? '--perf-miss' : '--perf'}${quick ? ' --quick' : ''}${miss ? (args['miss-rate'] !== undefined ? ` --miss-rate ${rate}` : '') : args.rate !== undefined ? ` --rate ${rate}` : ''}`;
+  const command = `npm run bench -- ${miss ? '--perf-miss' : '--perf'}${quick ? ' --quick' : ''}${args.workers ? ` --workers ${args.workers}` : ''}${miss ? (args['miss-rate'] !== undefined ? ` --miss-rate ${rate}` : '') : args.rate !== undefined ? ` --rate ${rate}` : ''}`;
   const decisions = gw.layers ? `; the gateway's decisions: ${Object.entries(gw.layers).filter(([, n]) => n > 0).map(([l, n]) => `${l} ${n}`).join(', ')}` : '';
   const lines = [
     `# Where the CPU goes: the ${miss ? 'gateway with every decision a cache miss (row e)' : 'warm gateway'} against the same proxy inside Hono, ${rate} req/s`,
     '',
     `Command: \`${command}\`. Code: ${git}. Each process tree sampled by \`perf record -g\` (cpu-clock, ${PERF_HZ} Hz, ${DURATION_S} s) while k6 drove it at a fixed ${rate} req/s: ` +
-      `hono proxy ${hono.rps.toFixed(0)} req/s, gateway ${gw.rps.toFixed(0)} req/s${decisions}. Each sample is charged to the nearest JavaScript frame on its stack (so a V8 builtin, inline-cache miss or runtime call goes to the code that made it), ` +
+      `hono proxy ${hono.rps.toFixed(0)} req/s, gateway ${gw.rps.toFixed(0)} req/s${decisions}; ${stack.workers} worker${stack.workers === 1 ? '' : 's'} each. Each sample is charged to the nearest JavaScript frame on its stack (so a V8 builtin, inline-cache miss or runtime call goes to the code that made it), ` +
       'kernel samples and garbage collection apart. µs of CPU per request; sorted by what the gateway spends more.',
     '',
     '| | hono proxy µs/request | gateway µs/request | gateway − hono proxy |',
