@@ -52,12 +52,16 @@ export interface PeerRow {
 
 /** How long every server sits idle, at once, while its CPU is read. */
 const IDLE_S = 10;
+/** Seconds of each server's warm-up, at its maximum throughput (one with --quick). */
+const warmupSeconds = (quick: boolean) => (quick ? 1 : 5);
 
 export interface PeerResult {
   heimdallVersion?: string;
   /** Why Heimdall could not be measured, when it could not. */
   heimdallError?: string;
   pinned: boolean;
+  /** Seconds each server ran at its maximum throughput before the rounds. */
+  warmupS?: number;
   rows: PeerRow[];
   failures: string[];
 }
@@ -221,9 +225,13 @@ export async function runPeer(o: PeerOptions): Promise<PeerResult> {
   const run = async (s: Server, mode: 'rate' | 'max' | 'warmup', tag: string): Promise<{ k: K6Result; cpuUs: number }> => {
     const parts = [{ name: s.name, pid: s.pid }];
     const before = cpuSnapshot(parts);
-    const seconds = mode === 'max' ? o.maxS : mode === 'warmup' ? (o.quick ? 1 : 3) : o.durationS;
+    const seconds = mode === 'max' ? o.maxS : mode === 'warmup' ? warmupSeconds(o.quick) : o.durationS;
+    // The warm-up runs flat out, like a max row: a Node server's code is optimised only
+    // after thousands of requests, and a few hundred left the first round's fixed-rate row
+    // measuring it half-compiled (a quarter dearer than the later rounds, for the bare proxy
+    // and tiergate alike; Heimdall is compiled ahead of time).
     const env: Record<string, string> =
-      mode === 'max' ? { MODE: 'max', VUS: String(o.maxVus), DURATION: `${seconds}s` } : { MODE: 'rate', RATE: String(mode === 'warmup' ? 200 : o.rate), DURATION: `${seconds}s`, PREALLOC: '64', MAXVUS: '64' };
+      mode === 'rate' ? { MODE: 'rate', RATE: String(o.rate), DURATION: `${seconds}s`, PREALLOC: '64', MAXVUS: '64' } : { MODE: 'max', VUS: String(o.maxVus), DURATION: `${seconds}s` };
     env.RUN_ID = tag;
     const k = await runK6(o.k6, 'read.js', env, { expect: [200], items: itemsFor(s) }, o.workDir, tag, seconds + 60);
     const ms = cpuMsBetween(before, cpuSnapshot(parts))[s.name] ?? 0;
@@ -276,7 +284,7 @@ export async function runPeer(o: PeerOptions): Promise<PeerResult> {
   await gw.stop();
   await bare.child.stop();
   await noop.child.stop();
-  return { ...(heimdallVersion ? { heimdallVersion } : {}), ...(heimdallError ? { heimdallError } : {}), pinned, rows, failures };
+  return { ...(heimdallVersion ? { heimdallVersion } : {}), ...(heimdallError ? { heimdallError } : {}), pinned, warmupS: warmupSeconds(o.quick), rows, failures };
 }
 
 /** The ratios the peer row is judged by, each from the medians of this run, with the spread of the rounds. */
@@ -332,7 +340,7 @@ export function peerReport(r: PeerResult, head: string): { md: string; charts: R
     `Setup: the same 1,024 reads (32 members of tenant acme-sales × 32 agents, GET /api/v1/tenants/acme-sales/agents/{id}) through each server, to the same do-nothing upstream. ` +
       `tiergate: \`dist/server/gateway-main.js\` (compiled), one worker. Heimdall${r.heimdallVersion ? ` (${r.heimdallVersion})` : ''}: \`heimdall serve proxy\` built from \`tools/heimdall\`, GOMAXPROCS=1; its JWT authenticator against the dev issuer's JWKS (served by the tiergate gateway), its remote authorizer posting the same OpenFGA Check (can_read on the agent, the tenant link contextual), its JWT finalizer signing an assertion (ES256) in X-Tiergate-Assertion; it writes two access-log lines per request whatever \`log.level\` says (here \`error\`, gelf format), tiergate none at LOG_LEVEL=warn; with its caches in memory (\`cache: in-memory\`, cache_ttl 5m on authenticator and authorizer) and off (\`cache: noop\`). ` +
       (r.pinned ? 'Each server pinned to core 0 (taskset), k6, OpenFGA, Redis and the upstream to the other core(s). ' : 'Not pinned (one core only). ') +
-      `\`tiergate-nocache\` is the same gateway with \`CACHE_ENABLED=false\`: every decision is an OpenFGA Check. Rounds interleaved (bare, tiergate, tiergate without cache, Heimdall, Heimdall without cache, …); medians of the rounds, with their range. CPU idle: each server's CPU while all of them sat idle for ${IDLE_S} s after their warm-up (/proc, 10 ms ticks), the part of CPU per request at a fixed rate that is paid per second, not per request.`,
+      `\`tiergate-nocache\` is the same gateway with \`CACHE_ENABLED=false\`: every decision is an OpenFGA Check. ${r.warmupS ? `Each server first warmed up at its maximum throughput for ${r.warmupS} s. ` : ''}Rounds interleaved (bare, tiergate, tiergate without cache, Heimdall, Heimdall without cache, …); medians of the rounds, with their range. CPU idle: each server's CPU while all of them sat idle for ${IDLE_S} s after their warm-up (/proc, 10 ms ticks), the part of CPU per request at a fixed rate that is paid per second, not per request.`,
     '',
   ];
   if (r.heimdallError) lines.push(`**Heimdall could not be measured here:** ${r.heimdallError.split('\n').slice(0, 6).join(' ')}`, '');

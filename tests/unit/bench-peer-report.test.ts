@@ -40,4 +40,10 @@ describe('peerReport', () => {
     expect(lines.find((l) => l.startsWith('| tiergate |'))).toContain('| 229 | 93% |');
     expect(lines.find((l) => l.startsWith('| heimdall |'))).toMatch(/\| – \| 0\.0 \| 0 \|$/);
   });
+
+  it('says how long each server was warmed up before the rounds, when it was', () => {
+    const rows = [row('bare proxy', [5882], [124])];
+    expect(peerReport({ pinned: true, warmupS: 5, failures: [], rows }, '# head').md).toContain('Each server first warmed up at its maximum throughput for 5 s.');
+    expect(peerReport({ pinned: true, failures: [], rows }, '# head').md).not.toContain('warmed up');
+  });
 });
